@@ -1,0 +1,1 @@
+//! Block compaction planning, downsampling and retention (later issue).

@@ -1,0 +1,1 @@
+//! Object-store bucket, shipper and store gateway (later issue).

@@ -1,0 +1,517 @@
+//! XOR float chunks (Gorilla encoding), bit-identical to Prometheus's.
+//!
+//! Layout:
+//!
+//! ```text
+//! ┌──────────────────────┬──────────────────────────────────────────────┐
+//! │ num samples (2B, BE) │ bit stream                                   │
+//! └──────────────────────┴──────────────────────────────────────────────┘
+//! sample 0: t as Go varint (whole bytes), v as 64 raw bits
+//! sample 1: t - t0 as Go uvarint (whole bytes), v as XOR value
+//! sample n: dod = (t_n - t_n-1) - (t_n-1 - t_n-2):
+//!             0                        → '0'
+//!             in [-8191, 8192]         → '10'   + 14 bits
+//!             in [-65535, 65536]       → '110'  + 17 bits
+//!             in [-524287, 524288]     → '1110' + 20 bits
+//!             otherwise                → '1111' + 64 bits
+//!           then v as XOR value
+//! XOR value: x = bits(v) ^ bits(v_prev)
+//!             x == 0                                       → '0'
+//!             leading/trailing zeros fit the previous window → '10' + meaningful bits
+//!             otherwise → '11' + leading (5 bits, capped at 31) + sigbits (6 bits, 64 as 0)
+//!                         + meaningful bits
+//! ```
+
+use super::bstream::{BitReader, BitWriter};
+use super::ValueType;
+
+/// Maximum samples a chunk can hold (the header is a u16).
+pub const MAX_SAMPLES: usize = u16::MAX as usize;
+
+/// An XOR chunk: the encoded bytes, header included.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct XorChunk {
+    bytes: Vec<u8>,
+}
+
+impl XorChunk {
+    /// An empty chunk (just the zero sample count).
+    pub fn new() -> Self {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(&[0, 0]);
+        XorChunk { bytes }
+    }
+
+    /// Wraps encoded chunk bytes (header included) without checking them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        XorChunk { bytes }
+    }
+
+    /// The encoded bytes, header included.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Consumes the chunk into its bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Number of samples in the chunk.
+    pub fn num_samples(&self) -> usize {
+        num_samples(&self.bytes)
+    }
+
+    /// An iterator over the samples.
+    pub fn iter(&self) -> XorIterator<'_> {
+        XorIterator::new(&self.bytes)
+    }
+
+    /// An appender continuing this chunk (reads it through once to recover the encoder state).
+    pub fn appender(self) -> Result<XorAppender, crate::Error> {
+        let mut app = XorAppender {
+            w: BitWriter::default(),
+            num: 0,
+            t: 0,
+            v: 0.0,
+            t_delta: 0,
+            leading: 0xff,
+            trailing: 0,
+        };
+        let n = self.num_samples();
+        if n == 0 {
+            app.w = BitWriter::from_bytes(self.bytes);
+            return Ok(app);
+        }
+        let mut it = self.iter();
+        let mut count = 0;
+        while it.next() == ValueType::Float {
+            count += 1;
+        }
+        if let Some(e) = it.err() {
+            return Err(e);
+        }
+        if count != n {
+            return Err(crate::Error::Encoding(format!("chunk header says {n} samples, stream has {count}")));
+        }
+        let bits_used = it.bits_consumed();
+        let used_bytes = bits_used.div_ceil(8);
+        let free = (used_bytes * 8 - bits_used) as u8;
+        let (t, v, t_delta, leading, trailing) = (it.t, it.v, it.t_delta, it.leading, it.trailing);
+        let mut bytes = self.bytes;
+        bytes.truncate(used_bytes);
+        app.w = BitWriter::resume(bytes, free);
+        app.num = n as u16;
+        app.t = t;
+        app.v = v;
+        app.t_delta = t_delta;
+        app.leading = leading;
+        app.trailing = trailing;
+        Ok(app)
+    }
+}
+
+/// Sample count stored in the first two bytes of an XOR chunk.
+pub fn num_samples(bytes: &[u8]) -> usize {
+    if bytes.len() < 2 {
+        0
+    } else {
+        u16::from_be_bytes([bytes[0], bytes[1]]) as usize
+    }
+}
+
+/// Appends samples to an XOR chunk, keeping the encoder state between calls.
+#[derive(Clone, Debug)]
+pub struct XorAppender {
+    w: BitWriter,
+    num: u16,
+    t: i64,
+    v: f64,
+    t_delta: i64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for XorAppender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether `x` fits the signed `nbits` window of the timestamp encoding.
+#[inline]
+fn bit_range(x: i64, nbits: u32) -> bool {
+    -((1i64 << (nbits - 1)) - 1) <= x && x <= 1i64 << (nbits - 1)
+}
+
+impl XorAppender {
+    /// An appender over a new empty chunk.
+    pub fn new() -> Self {
+        XorChunk::new().appender().expect("empty chunk")
+    }
+
+    /// Number of samples appended so far.
+    pub fn num_samples(&self) -> usize {
+        self.num as usize
+    }
+
+    /// Timestamp of the last sample.
+    pub fn last_t(&self) -> i64 {
+        self.t
+    }
+
+    /// Value of the last sample.
+    pub fn last_v(&self) -> f64 {
+        self.v
+    }
+
+    /// The encoded bytes so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.w.bytes
+    }
+
+    /// Size of the encoded bytes so far.
+    pub fn len_bytes(&self) -> usize {
+        self.w.bytes.len()
+    }
+
+    /// Finishes the chunk.
+    pub fn into_chunk(self) -> XorChunk {
+        XorChunk { bytes: self.w.bytes }
+    }
+
+    /// A copy of the chunk as it is now.
+    pub fn chunk(&self) -> XorChunk {
+        XorChunk { bytes: self.w.bytes.clone() }
+    }
+
+    /// Appends a sample. The caller keeps timestamps increasing and the count under
+    /// [`MAX_SAMPLES`].
+    pub fn append(&mut self, t: i64, v: f64) {
+        let t_delta;
+        match self.num {
+            0 => {
+                let mut buf = Vec::with_capacity(10);
+                crate::encoding::put_varint(&mut buf, t);
+                self.w.bytes.extend_from_slice(&buf);
+                self.w.write_bits(v.to_bits(), 64);
+                t_delta = 0;
+            }
+            1 => {
+                t_delta = t.wrapping_sub(self.t);
+                let mut buf = Vec::with_capacity(10);
+                crate::encoding::put_uvarint(&mut buf, t_delta as u64);
+                for b in buf {
+                    self.w.write_bits(b as u64, 8);
+                }
+                self.write_value(v);
+            }
+            _ => {
+                t_delta = t.wrapping_sub(self.t);
+                let dod = t_delta.wrapping_sub(self.t_delta);
+                if dod == 0 {
+                    self.w.write_bit(false);
+                } else if bit_range(dod, 14) {
+                    self.w.write_bits(0b10, 2);
+                    self.w.write_bits(dod as u64, 14);
+                } else if bit_range(dod, 17) {
+                    self.w.write_bits(0b110, 3);
+                    self.w.write_bits(dod as u64, 17);
+                } else if bit_range(dod, 20) {
+                    self.w.write_bits(0b1110, 4);
+                    self.w.write_bits(dod as u64, 20);
+                } else {
+                    self.w.write_bits(0b1111, 4);
+                    self.w.write_bits(dod as u64, 64);
+                }
+                self.write_value(v);
+            }
+        }
+        self.t = t;
+        self.v = v;
+        self.t_delta = t_delta;
+        self.num += 1;
+        self.w.bytes[0..2].copy_from_slice(&self.num.to_be_bytes());
+    }
+
+    #[inline]
+    fn write_value(&mut self, v: f64) {
+        let delta = v.to_bits() ^ self.v.to_bits();
+        if delta == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        self.w.write_bit(true);
+        let mut leading = delta.leading_zeros() as u8;
+        let trailing = delta.trailing_zeros() as u8;
+        if leading >= 32 {
+            leading = 31;
+        }
+        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
+            self.w.write_bit(false);
+            self.w
+                .write_bits(delta >> self.trailing, 64 - self.leading as u32 - self.trailing as u32);
+            return;
+        }
+        self.leading = leading;
+        self.trailing = trailing;
+        self.w.write_bit(true);
+        self.w.write_bits(leading as u64, 5);
+        let sigbits = 64 - leading as u32 - trailing as u32;
+        self.w.write_bits(sigbits as u64, 6);
+        self.w.write_bits(delta >> trailing, sigbits);
+    }
+}
+
+/// Iterates the samples of an XOR chunk.
+#[derive(Clone, Debug)]
+pub struct XorIterator<'a> {
+    r: BitReader<'a>,
+    num_total: u16,
+    num_read: u16,
+    t: i64,
+    v: f64,
+    t_delta: i64,
+    leading: u8,
+    trailing: u8,
+    err: Option<String>,
+}
+
+impl<'a> XorIterator<'a> {
+    /// An iterator over encoded chunk bytes (header included).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        let body = bytes.get(2..).unwrap_or(&[]);
+        XorIterator {
+            r: BitReader::new(body),
+            num_total: num_samples(bytes) as u16,
+            num_read: 0,
+            t: 0,
+            v: 0.0,
+            t_delta: 0,
+            leading: 0,
+            trailing: 0,
+            err: None,
+        }
+    }
+
+    /// The current sample.
+    #[inline]
+    pub fn at(&self) -> (i64, f64) {
+        (self.t, self.v)
+    }
+
+    /// The current timestamp.
+    #[inline]
+    pub fn at_t(&self) -> i64 {
+        self.t
+    }
+
+    /// The decoding error that stopped the iterator, if any.
+    pub fn err(&self) -> Option<crate::Error> {
+        self.err.as_ref().map(|m| crate::Error::Encoding(m.clone()))
+    }
+
+    /// Bits of the stream consumed so far, plus the 16 header bits.
+    fn bits_consumed(&self) -> usize {
+        16 + self.r.bits_read()
+    }
+
+    fn fail(&mut self, what: &str) -> ValueType {
+        self.err = Some(format!("XOR chunk truncated reading {what} of sample {}", self.num_read));
+        self.num_read = self.num_total;
+        ValueType::None
+    }
+
+    fn read_byte_varint(&mut self, signed: bool) -> Option<i64> {
+        let mut buf = [0u8; 10];
+        for i in 0..10 {
+            let b = self.r.read_bits(8)? as u8;
+            buf[i] = b;
+            if b < 0x80 {
+                return if signed {
+                    crate::encoding::varint(&buf[..=i]).map(|x| x.0)
+                } else {
+                    crate::encoding::uvarint(&buf[..=i]).map(|x| x.0 as i64)
+                };
+            }
+        }
+        None
+    }
+
+    /// Advances to the next sample.
+    #[inline]
+    pub fn next(&mut self) -> ValueType {
+        if self.num_read >= self.num_total {
+            return ValueType::None;
+        }
+        match self.num_read {
+            0 => {
+                let Some(t) = self.read_byte_varint(true) else { return self.fail("first timestamp") };
+                let Some(v) = self.r.read_bits(64) else { return self.fail("first value") };
+                self.t = t;
+                self.v = f64::from_bits(v);
+            }
+            1 => {
+                let Some(d) = self.read_byte_varint(false) else { return self.fail("timestamp delta") };
+                self.t_delta = d;
+                self.t = self.t.wrapping_add(d);
+                if !self.read_value() {
+                    return self.fail("value");
+                }
+            }
+            _ => {
+                let mut prefix = 0u32;
+                for _ in 0..4 {
+                    match self.r.read_bit() {
+                        Some(true) => prefix += 1,
+                        Some(false) => break,
+                        None => return self.fail("timestamp"),
+                    }
+                }
+                let size = match prefix {
+                    0 => 0,
+                    1 => 14,
+                    2 => 17,
+                    3 => 20,
+                    _ => 64,
+                };
+                let mut dod: i64 = 0;
+                if size > 0 {
+                    let Some(bits) = self.r.read_bits(size) else { return self.fail("timestamp") };
+                    dod = bits as i64;
+                    if size != 64 && bits > (1u64 << (size - 1)) {
+                        dod = bits as i64 - (1i64 << size);
+                    }
+                }
+                self.t_delta = self.t_delta.wrapping_add(dod);
+                self.t = self.t.wrapping_add(self.t_delta);
+                if !self.read_value() {
+                    return self.fail("value");
+                }
+            }
+        }
+        self.num_read += 1;
+        ValueType::Float
+    }
+
+    #[inline]
+    fn read_value(&mut self) -> bool {
+        match self.r.read_bit() {
+            None => return false,
+            Some(false) => return true,
+            Some(true) => {}
+        }
+        match self.r.read_bit() {
+            None => return false,
+            Some(false) => {}
+            Some(true) => {
+                let Some(l) = self.r.read_bits(5) else { return false };
+                let Some(mut sig) = self.r.read_bits(6) else { return false };
+                if sig == 0 {
+                    sig = 64;
+                }
+                self.leading = l as u8;
+                self.trailing = (64 - l - sig) as u8;
+            }
+        }
+        let sig = 64 - self.leading as u32 - self.trailing as u32;
+        let Some(bits) = self.r.read_bits(sig) else { return false };
+        let vbits = self.v.to_bits() ^ (bits << self.trailing);
+        self.v = f64::from_bits(vbits);
+        true
+    }
+
+    /// Advances to the first sample at or after `t` (staying put if already there).
+    pub fn seek(&mut self, t: i64) -> ValueType {
+        if self.num_read > 0 && self.t >= t {
+            return ValueType::Float;
+        }
+        loop {
+            match self.next() {
+                ValueType::None => return ValueType::None,
+                vt if self.t >= t => return vt,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(samples: &[(i64, f64)]) {
+        let mut a = XorAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        let c = a.into_chunk();
+        assert_eq!(c.num_samples(), samples.len());
+        let mut it = c.iter();
+        for &(t, v) in samples {
+            assert_eq!(it.next(), ValueType::Float);
+            let (gt, gv) = it.at();
+            assert_eq!(gt, t);
+            assert_eq!(gv.to_bits(), v.to_bits());
+        }
+        assert_eq!(it.next(), ValueType::None);
+        assert!(it.err().is_none());
+    }
+
+    #[test]
+    fn encodes_and_decodes() {
+        roundtrip(&[]);
+        roundtrip(&[(1000, 1.0)]);
+        let mut s = Vec::new();
+        let mut t = 1_700_000_000_000i64;
+        let mut v = 0.0;
+        for i in 0..120 {
+            t += 15_000 + [0, 1, -1, 9000, -9000, 70_000, 600_000, 10_000_000][i % 8];
+            v += (i as f64).sin() * 1000.0;
+            s.push((t, if i % 17 == 0 { f64::NAN } else { v }));
+        }
+        roundtrip(&s);
+        roundtrip(&[(-5, f64::INFINITY), (i64::MAX / 4, f64::NEG_INFINITY), (i64::MAX / 2, 0.0)]);
+    }
+
+    #[test]
+    fn known_bytes() {
+        // Two samples at t=1000,v=1 and t=2000,v=1: header 0x0002, varint(1000)=d0 0f,
+        // float bits of 1.0, uvarint(1000)=e8 07, then one '0' bit for the unchanged value.
+        let mut a = XorAppender::new();
+        a.append(1000, 1.0);
+        a.append(2000, 1.0);
+        assert_eq!(
+            a.bytes(),
+            &[0, 2, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xe8, 0x07, 0x00]
+        );
+    }
+
+    #[test]
+    fn appender_resumes_identically() {
+        let mut full = XorAppender::new();
+        let mut part = XorAppender::new();
+        for i in 0..60 {
+            full.append(i * 1000 + (i % 3), i as f64 * 1.5);
+            part.append(i * 1000 + (i % 3), i as f64 * 1.5);
+        }
+        let mut resumed = part.into_chunk().appender().unwrap();
+        for i in 60..120 {
+            full.append(i * 1000 + (i % 3), i as f64 * 0.25);
+            resumed.append(i * 1000 + (i % 3), i as f64 * 0.25);
+        }
+        assert_eq!(full.bytes(), resumed.bytes());
+    }
+
+    #[test]
+    fn truncated_chunk_errors() {
+        let mut a = XorAppender::new();
+        for i in 0..10 {
+            a.append(i * 1000, i as f64 * 3.3);
+        }
+        let b = a.bytes();
+        let mut it = XorIterator::new(&b[..b.len() - 3]);
+        while it.next() != ValueType::None {}
+        assert!(it.err().is_some());
+    }
+}

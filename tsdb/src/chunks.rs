@@ -1,0 +1,1 @@
+//! Chunk segment files `chunks/000001…` of a block (to be written).

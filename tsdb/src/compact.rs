@@ -1,0 +1,1 @@
+//! Compaction: writing blocks, merging blocks, leveled planning (to be written).

@@ -1,0 +1,1 @@
+//! The database: opening a data directory, cutting and compacting blocks, retention (to be written).

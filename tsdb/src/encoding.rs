@@ -1,0 +1,273 @@
+//! Byte-level helpers shared by every on-disk format: an appending encoder, a bounds-checked
+//! decoder, Go-compatible varints and CRC-32 Castagnoli.
+//!
+//! Integers are big-endian, as in all Prometheus formats. `uvarint` is Go's
+//! `binary.PutUvarint` (7 bits per byte, low groups first, high bit = more); `varint` is Go's
+//! zig-zag `binary.PutVarint`. Strings are a uvarint length followed by the bytes.
+
+/// CRC-32 Castagnoli of `data`.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
+
+/// Continues a CRC-32 Castagnoli over more data.
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc, data)
+}
+
+/// An appending encoder over a `Vec<u8>`.
+#[derive(Default, Debug, Clone)]
+pub struct Encbuf {
+    /// The bytes written so far.
+    pub b: Vec<u8>,
+}
+
+impl Encbuf {
+    /// A new empty buffer.
+    pub fn new() -> Self {
+        Encbuf { b: Vec::new() }
+    }
+    /// A new buffer with room for `n` bytes.
+    pub fn with_capacity(n: usize) -> Self {
+        Encbuf { b: Vec::with_capacity(n) }
+    }
+    /// Empties the buffer, keeping its allocation.
+    pub fn reset(&mut self) {
+        self.b.clear();
+    }
+    /// Number of bytes written.
+    pub fn len(&self) -> usize {
+        self.b.len()
+    }
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+    /// The bytes written.
+    pub fn get(&self) -> &[u8] {
+        &self.b
+    }
+    /// Appends one byte.
+    pub fn put_byte(&mut self, v: u8) {
+        self.b.push(v);
+    }
+    /// Appends raw bytes.
+    pub fn put_bytes(&mut self, v: &[u8]) {
+        self.b.extend_from_slice(v);
+    }
+    /// Appends a big-endian u16.
+    pub fn put_be16(&mut self, v: u16) {
+        self.b.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Appends a big-endian u32.
+    pub fn put_be32(&mut self, v: u32) {
+        self.b.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Appends a big-endian u64.
+    pub fn put_be64(&mut self, v: u64) {
+        self.b.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Appends a big-endian f64 (its IEEE bits).
+    pub fn put_be_f64(&mut self, v: f64) {
+        self.put_be64(v.to_bits());
+    }
+    /// Appends a Go uvarint.
+    pub fn put_uvarint(&mut self, v: u64) {
+        put_uvarint(&mut self.b, v);
+    }
+    /// Appends a Go zig-zag varint.
+    pub fn put_varint(&mut self, v: i64) {
+        put_varint(&mut self.b, v);
+    }
+    /// Appends a uvarint length and the string's bytes.
+    pub fn put_uvarint_str(&mut self, s: &str) {
+        self.put_uvarint(s.len() as u64);
+        self.b.extend_from_slice(s.as_bytes());
+    }
+    /// Appends a uvarint length and the bytes.
+    pub fn put_uvarint_bytes(&mut self, s: &[u8]) {
+        self.put_uvarint(s.len() as u64);
+        self.b.extend_from_slice(s);
+    }
+    /// Appends the CRC-32C of `self.b[from..]` as a big-endian u32.
+    pub fn put_crc32c_of(&mut self, from: usize) {
+        let c = crc32c(&self.b[from..]);
+        self.put_be32(c);
+    }
+}
+
+/// Appends a Go uvarint to `b`.
+pub fn put_uvarint(b: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        b.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+}
+
+/// Appends a Go zig-zag varint to `b`.
+pub fn put_varint(b: &mut Vec<u8>, v: i64) {
+    put_uvarint(b, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// Decodes a Go uvarint from the start of `b`: the value and the bytes it took.
+pub fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut x: u64 = 0;
+    let mut s = 0u32;
+    for (i, &byte) in b.iter().enumerate() {
+        if i == 10 {
+            return None;
+        }
+        if byte < 0x80 {
+            if i == 9 && byte > 1 {
+                return None;
+            }
+            return Some((x | (byte as u64) << s, i + 1));
+        }
+        x |= ((byte & 0x7f) as u64) << s;
+        s += 7;
+    }
+    None
+}
+
+/// Decodes a Go zig-zag varint from the start of `b`.
+pub fn varint(b: &[u8]) -> Option<(i64, usize)> {
+    let (ux, n) = uvarint(b)?;
+    let mut x = (ux >> 1) as i64;
+    if ux & 1 != 0 {
+        x = !x;
+    }
+    Some((x, n))
+}
+
+/// A bounds-checked decoder over a byte slice. Reads past the end return an error naming the
+/// field being read instead of panicking.
+#[derive(Debug, Clone)]
+pub struct Decbuf<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+type DecResult<T> = Result<T, crate::Error>;
+
+fn short(what: &str, pos: usize) -> crate::Error {
+    crate::Error::Encoding(format!("unexpected end of data reading {what} at byte {pos}"))
+}
+
+impl<'a> Decbuf<'a> {
+    /// A decoder over `b` starting at its first byte.
+    pub fn new(b: &'a [u8]) -> Self {
+        Decbuf { b, pos: 0 }
+    }
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.b.len() - self.pos
+    }
+    /// The bytes left, without consuming them.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.b[self.pos..]
+    }
+    /// Whether everything was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.b.len()
+    }
+    /// Skips `n` bytes.
+    pub fn skip(&mut self, n: usize) -> DecResult<()> {
+        self.bytes(n).map(|_| ())
+    }
+    /// Reads `n` raw bytes.
+    pub fn bytes(&mut self, n: usize) -> DecResult<&'a [u8]> {
+        if self.remaining() < n {
+            return Err(short("bytes", self.pos));
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    /// Reads one byte.
+    pub fn byte(&mut self) -> DecResult<u8> {
+        Ok(self.bytes(1).map_err(|_| short("byte", self.pos))?[0])
+    }
+    /// Reads a big-endian u16.
+    pub fn be16(&mut self) -> DecResult<u16> {
+        let s = self.bytes(2).map_err(|_| short("u16", self.pos))?;
+        Ok(u16::from_be_bytes([s[0], s[1]]))
+    }
+    /// Reads a big-endian u32.
+    pub fn be32(&mut self) -> DecResult<u32> {
+        let s = self.bytes(4).map_err(|_| short("u32", self.pos))?;
+        Ok(u32::from_be_bytes(s.try_into().unwrap()))
+    }
+    /// Reads a big-endian u64.
+    pub fn be64(&mut self) -> DecResult<u64> {
+        let s = self.bytes(8).map_err(|_| short("u64", self.pos))?;
+        Ok(u64::from_be_bytes(s.try_into().unwrap()))
+    }
+    /// Reads a big-endian f64.
+    pub fn be_f64(&mut self) -> DecResult<f64> {
+        Ok(f64::from_bits(self.be64()?))
+    }
+    /// Reads a Go uvarint.
+    pub fn uvarint(&mut self) -> DecResult<u64> {
+        let (v, n) = uvarint(self.rest()).ok_or_else(|| short("uvarint", self.pos))?;
+        self.pos += n;
+        Ok(v)
+    }
+    /// Reads a Go uvarint that must fit in u32.
+    pub fn uvarint32(&mut self) -> DecResult<u32> {
+        let v = self.uvarint()?;
+        u32::try_from(v).map_err(|_| crate::Error::Encoding(format!("uvarint {v} overflows u32 at byte {}", self.pos)))
+    }
+    /// Reads a Go zig-zag varint.
+    pub fn varint(&mut self) -> DecResult<i64> {
+        let (v, n) = varint(self.rest()).ok_or_else(|| short("varint", self.pos))?;
+        self.pos += n;
+        Ok(v)
+    }
+    /// Reads a uvarint-length-prefixed byte string.
+    pub fn uvarint_bytes(&mut self) -> DecResult<&'a [u8]> {
+        let n = self.uvarint()? as usize;
+        self.bytes(n).map_err(|_| short("string", self.pos))
+    }
+    /// Reads a uvarint-length-prefixed UTF-8 string.
+    pub fn uvarint_str(&mut self) -> DecResult<&'a str> {
+        let pos = self.pos;
+        let b = self.uvarint_bytes()?;
+        std::str::from_utf8(b).map_err(|_| crate::Error::Encoding(format!("invalid UTF-8 string at byte {pos}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [0i64, 1, -1, 63, -64, 64, 1 << 40, i64::MIN, i64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(varint(&b), Some((v, b.len())));
+        }
+        let mut b = Vec::new();
+        put_uvarint(&mut b, 300);
+        assert_eq!(b, [0xac, 0x02]);
+        assert_eq!(uvarint(&[0x80]), None);
+    }
+
+    #[test]
+    fn decbuf_errors_instead_of_panicking() {
+        let mut d = Decbuf::new(&[0, 1]);
+        assert!(d.be32().is_err());
+        assert_eq!(d.be16().unwrap(), 1);
+        assert!(d.byte().is_err());
+    }
+
+    #[test]
+    fn crc_is_castagnoli() {
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+}

@@ -1,0 +1,1 @@
+//! Index format v2 of a block (to be written).

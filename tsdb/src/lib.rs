@@ -1,0 +1,25 @@
+//! The ignis storage engine.
+//!
+//! Everything here is byte-compatible with Prometheus's `tsdb` package: the write-ahead log
+//! ([`wal`]), the head block's memory-mapped chunk files ([`head`]), persistent blocks
+//! ([`index`], [`chunks`], [`block`], [`tombstones`]) and the XOR chunk encoding ([`chunkenc`]).
+//! [`querier`] holds the storage traits that the PromQL engine, the HTTP API and later the store
+//! gateway read through. Nothing in this crate knows about HTTP, PromQL or object stores.
+
+pub mod block;
+pub mod chunkenc;
+pub mod chunks;
+pub mod compact;
+pub mod db;
+pub mod encoding;
+pub mod error;
+pub mod head;
+pub mod index;
+pub mod labels;
+pub mod querier;
+pub mod tombstones;
+pub mod wal;
+
+pub use error::{Error, Result};
+pub use labels::{Label, Labels, MatchType, Matcher};
+pub use querier::{Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet};

@@ -1,0 +1,310 @@
+//! The storage traits every reader goes through: the PromQL engine, the HTTP API, remote read,
+//! and later the store gateway and the fanout querier.
+//!
+//! A [`Queryable`] hands out a [`Querier`] over a time range `[mint, maxt]` (both inclusive,
+//! milliseconds). The querier selects series by label matchers as a [`SeriesSet`], sorted by
+//! labels when asked to, and answers label names and values. Each [`Series`] yields its samples
+//! through a [`SampleIter`] in increasing time order. [`ChunkQuerier`] is the same selection at
+//! chunk level, for remote read's streamed chunks and for compaction.
+//!
+//! [`VecSeries`] and [`MemQueryable`] are plain in-memory implementations: test data for the
+//! engine and a reference that faster implementations are checked against.
+
+use std::sync::Arc;
+
+use crate::chunkenc::{Encoding, ValueType};
+use crate::labels::{Labels, Matcher};
+use crate::Result;
+
+/// What the caller will do with the selected data. Implementations may use it to read less;
+/// they must still return at least the samples inside `[start - range, end]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SelectHints {
+    /// Earliest timestamp needed (ms).
+    pub start: i64,
+    /// Latest timestamp needed (ms).
+    pub end: i64,
+    /// Query resolution step (ms), 0 for instant queries.
+    pub step: i64,
+    /// Range of the range selector (ms), 0 for instant selectors.
+    pub range: i64,
+    /// The function around the selector (`rate`, `series` for metadata calls, …), if any.
+    pub func: Option<String>,
+    /// Labels of the surrounding aggregation's grouping.
+    pub grouping: Vec<String>,
+    /// Whether the grouping is `by` (else `without`).
+    pub by: bool,
+    /// Maximum number of series wanted; 0 means no limit.
+    pub limit: usize,
+}
+
+/// Something that can be queried over a time range: the head, a block, the whole database.
+pub trait Queryable: Send + Sync {
+    /// A querier over `[mint, maxt]` (ms, inclusive).
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>>;
+}
+
+/// Reads series and labels over the time range it was made for.
+pub trait Querier: Send + Sync {
+    /// The series matching all `matchers` (at least one matcher must not match the empty
+    /// string), sorted by labels when `sorted` is true.
+    fn select(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet;
+
+    /// Sorted unique values of label `name` among series matching `matchers` (all series if
+    /// none). `limit` > 0 caps the count.
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>>;
+
+    /// Sorted unique label names among series matching `matchers` (all series if none).
+    /// `limit` > 0 caps the count.
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>>;
+}
+
+/// A lazily produced sequence of series; an `Err` item ends it with the reason.
+pub type SeriesSet = Box<dyn Iterator<Item = Result<Arc<dyn Series>>> + Send>;
+
+/// One series: its labels and a way to iterate its samples.
+pub trait Series: Send + Sync {
+    /// The series' labels.
+    fn labels(&self) -> &Labels;
+    /// A new iterator over the series' samples within the querier's range.
+    fn iter(&self) -> Box<dyn SampleIter + '_>;
+}
+
+/// Iterates the samples of one series in increasing time order.
+pub trait SampleIter {
+    /// Advances to the next sample and says what kind it is; `ValueType::None` at the end.
+    fn next(&mut self) -> ValueType;
+    /// Advances to the first sample at or after `t`; stays if already there.
+    fn seek(&mut self, t: i64) -> ValueType {
+        loop {
+            match self.next() {
+                ValueType::None => return ValueType::None,
+                vt if self.at_t() >= t => return vt,
+                _ => {}
+            }
+        }
+    }
+    /// The current float sample.
+    fn at(&self) -> (i64, f64);
+    /// The current timestamp.
+    fn at_t(&self) -> i64 {
+        self.at().0
+    }
+    /// The error that ended the iteration early, if any.
+    fn err(&self) -> Option<crate::Error> {
+        None
+    }
+}
+
+/// An encoded chunk with its time range, as it is stored.
+#[derive(Clone, Debug)]
+pub struct ChunkMeta {
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+    /// The chunk's encoding.
+    pub encoding: Encoding,
+    /// The encoded bytes (for XOR: header included).
+    pub data: Arc<[u8]>,
+}
+
+/// A series at chunk level.
+#[derive(Clone, Debug)]
+pub struct ChunkSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its chunks in time order.
+    pub chunks: Vec<ChunkMeta>,
+}
+
+/// A lazily produced sequence of chunk series.
+pub type ChunkSeriesSet = Box<dyn Iterator<Item = Result<ChunkSeries>> + Send>;
+
+/// Selection at chunk level, for remote read and compaction.
+pub trait ChunkQuerier: Send + Sync {
+    /// Like [`Querier::select`], returning chunks instead of samples.
+    fn select_chunks(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> ChunkSeriesSet;
+}
+
+/// Whether a label set matches every matcher.
+pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
+    matchers.iter().all(|m| m.matches_labels(labels))
+}
+
+/// A series held as a vector of float samples.
+#[derive(Clone, Debug, Default)]
+pub struct VecSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Samples in increasing time order.
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl Series for VecSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn iter(&self) -> Box<dyn SampleIter + '_> {
+        Box::new(SliceIter { s: &self.samples, i: usize::MAX })
+    }
+}
+
+/// Iterates a slice of float samples.
+#[derive(Clone, Debug)]
+pub struct SliceIter<'a> {
+    s: &'a [(i64, f64)],
+    /// Index of the current sample; `usize::MAX` before the first.
+    i: usize,
+}
+
+impl<'a> SliceIter<'a> {
+    /// An iterator positioned before the first sample of `s`.
+    pub fn new(s: &'a [(i64, f64)]) -> Self {
+        SliceIter { s, i: usize::MAX }
+    }
+}
+
+impl SampleIter for SliceIter<'_> {
+    fn next(&mut self) -> ValueType {
+        self.i = self.i.wrapping_add(1);
+        if self.i < self.s.len() {
+            ValueType::Float
+        } else {
+            self.i = self.s.len();
+            ValueType::None
+        }
+    }
+    fn seek(&mut self, t: i64) -> ValueType {
+        let from = if self.i == usize::MAX { 0 } else { self.i };
+        if from >= self.s.len() {
+            return ValueType::None;
+        }
+        let off = self.s[from..].partition_point(|&(st, _)| st < t);
+        self.i = from + off;
+        if self.i < self.s.len() {
+            ValueType::Float
+        } else {
+            ValueType::None
+        }
+    }
+    fn at(&self) -> (i64, f64) {
+        self.s[self.i]
+    }
+}
+
+/// An in-memory store of float series: the reference implementation of the traits.
+#[derive(Clone, Debug, Default)]
+pub struct MemQueryable {
+    series: Arc<Vec<Arc<VecSeries>>>,
+}
+
+impl MemQueryable {
+    /// A store over the given series. Series with equal labels are merged; samples are sorted
+    /// by time and, for equal timestamps, the last one given wins.
+    pub fn new(series: Vec<VecSeries>) -> Self {
+        let mut by_labels: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
+        for s in series {
+            by_labels.entry(s.labels).or_default().extend(s.samples);
+        }
+        let series = by_labels
+            .into_iter()
+            .map(|(labels, mut samples)| {
+                samples.sort_by_key(|s| s.0);
+                let mut dedup: Vec<(i64, f64)> = Vec::with_capacity(samples.len());
+                for s in samples {
+                    match dedup.last_mut() {
+                        Some(last) if last.0 == s.0 => *last = s,
+                        _ => dedup.push(s),
+                    }
+                }
+                Arc::new(VecSeries { labels, samples: dedup })
+            })
+            .collect();
+        MemQueryable { series: Arc::new(series) }
+    }
+}
+
+struct MemQuerier {
+    series: Arc<Vec<Arc<VecSeries>>>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Queryable for MemQueryable {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
+        Ok(Box::new(MemQuerier { series: self.series.clone(), mint, maxt }))
+    }
+}
+
+impl MemQuerier {
+    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = &'a Arc<VecSeries>> + 'a {
+        self.series.iter().filter(move |s| matches_all(&s.labels, matchers))
+    }
+}
+
+impl Querier for MemQuerier {
+    fn select(&self, _sorted: bool, _hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+        // Series are kept sorted by labels, so the result is always sorted.
+        let (mint, maxt) = (self.mint, self.maxt);
+        let out: Vec<Result<Arc<dyn Series>>> = self
+            .matching(matchers)
+            .filter_map(|s| {
+                let lo = s.samples.partition_point(|x| x.0 < mint);
+                let hi = s.samples.partition_point(|x| x.0 <= maxt);
+                (lo < hi).then(|| {
+                    Ok(Arc::new(VecSeries { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() })
+                        as Arc<dyn Series>)
+                })
+            })
+            .collect();
+        Box::new(out.into_iter())
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        let mut vals: Vec<String> =
+            self.matching(matchers).filter_map(|s| s.labels.get(name).map(str::to_string)).collect();
+        vals.sort();
+        vals.dedup();
+        if limit > 0 {
+            vals.truncate(limit);
+        }
+        Ok(vals)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        let mut names: Vec<String> =
+            self.matching(matchers).flat_map(|s| s.labels.iter().map(|l| l.name.clone())).collect();
+        names.sort();
+        names.dedup();
+        if limit > 0 {
+            names.truncate(limit);
+        }
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::MatchType;
+
+    #[test]
+    fn mem_queryable_selects_by_matchers_and_range() {
+        let q = MemQueryable::new(vec![
+            VecSeries { labels: Labels::from_pairs(&[("__name__", "a"), ("x", "1")]), samples: vec![(1, 1.0), (5, 2.0)] },
+            VecSeries { labels: Labels::from_pairs(&[("__name__", "a"), ("x", "2")]), samples: vec![(10, 3.0)] },
+            VecSeries { labels: Labels::from_pairs(&[("__name__", "b")]), samples: vec![(1, 4.0)] },
+        ]);
+        let qr = q.querier(0, 5).unwrap();
+        let m = [Matcher::new(MatchType::Equal, "__name__", "a").unwrap()];
+        let got: Vec<_> = qr.select(true, None, &m).map(|s| s.unwrap()).collect();
+        assert_eq!(got.len(), 1);
+        let mut it = got[0].iter();
+        assert_eq!(it.seek(2), ValueType::Float);
+        assert_eq!(it.at(), (5, 2.0));
+        assert_eq!(it.next(), ValueType::None);
+        assert_eq!(qr.label_values("x", &m, 0).unwrap(), vec!["1", "2"]);
+        assert_eq!(qr.label_names(&[], 0).unwrap(), vec!["__name__", "x"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Tombstones file of a block (to be written).
