@@ -1,0 +1,1 @@
+//! PromQL function implementations (to be written).
