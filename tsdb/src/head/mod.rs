@@ -82,9 +82,52 @@ pub struct HeadStats {
     pub num_symbols: u64,
 }
 
-enum HashEntry {
-    One(Arc<MemSeries>),
-    Many(Vec<Arc<MemSeries>>),
+/// Series by labels hash: one series per hash, rare collisions in a side map.
+#[derive(Default)]
+struct HashStripe {
+    one: HashMap<u64, Arc<MemSeries>>,
+    more: HashMap<u64, Vec<Arc<MemSeries>>>,
+}
+
+impl HashStripe {
+    fn find(&self, head: &Head, hash: u64, ls: &Labels) -> Option<Arc<MemSeries>> {
+        let s = self.one.get(&hash)?;
+        if head.same_labels(s, ls) {
+            return Some(s.clone());
+        }
+        self.more
+            .get(&hash)?
+            .iter()
+            .find(|s| head.same_labels(s, ls))
+            .cloned()
+    }
+
+    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
+        if self.one.contains_key(&hash) {
+            self.more.entry(hash).or_default().push(s);
+        } else {
+            self.one.insert(hash, s);
+        }
+    }
+
+    fn remove(&mut self, hash: u64, s: &Arc<MemSeries>) {
+        if self.one.get(&hash).is_some_and(|o| Arc::ptr_eq(o, s)) {
+            self.one.remove(&hash);
+            if let Some(v) = self.more.get_mut(&hash) {
+                if let Some(next) = v.pop() {
+                    self.one.insert(hash, next);
+                }
+                if v.is_empty() {
+                    self.more.remove(&hash);
+                }
+            }
+        } else if let Some(v) = self.more.get_mut(&hash) {
+            v.retain(|o| !Arc::ptr_eq(o, s));
+            if v.is_empty() {
+                self.more.remove(&hash);
+            }
+        }
+    }
 }
 
 type Stripe<V> = RwLock<HashMap<u64, V>>;
@@ -94,7 +137,7 @@ pub(crate) struct HeadInner {
     syms: Symbols,
     postings: RwLock<MemPostings>,
     by_ref: Box<[Stripe<Arc<MemSeries>>]>,
-    by_hash: Box<[Stripe<HashEntry>]>,
+    by_hash: Box<[RwLock<HashStripe>]>,
     next_ref: AtomicU64,
     num_series: AtomicU64,
     min_time: AtomicI64,
@@ -141,7 +184,9 @@ impl Head {
                 syms: Symbols::default(),
                 postings: RwLock::new(MemPostings::default()),
                 by_ref: (0..STRIPES).map(stripes).collect(),
-                by_hash: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
+                by_hash: (0..STRIPES)
+                    .map(|_| RwLock::new(HashStripe::default()))
+                    .collect(),
                 next_ref: AtomicU64::new(1),
                 num_series: AtomicU64::new(0),
                 min_time: AtomicI64::new(i64::MAX),
@@ -275,11 +320,9 @@ impl Head {
     }
 
     fn find_by_labels(&self, hash: u64, ls: &Labels) -> Option<Arc<MemSeries>> {
-        let stripe = self.inner.by_hash[Self::stripe(hash)].read();
-        match stripe.get(&hash)? {
-            HashEntry::One(s) => self.same_labels(s, ls).then(|| s.clone()),
-            HashEntry::Many(v) => v.iter().find(|s| self.same_labels(s, ls)).cloned(),
-        }
+        self.inner.by_hash[Self::stripe(hash)]
+            .read()
+            .find(self, hash, ls)
     }
 
     /// The reference of the series with labels `ls`, if it exists.
@@ -300,12 +343,7 @@ impl Head {
         }
         ls.validate()?;
         let mut stripe = self.inner.by_hash[Self::stripe(hash)].write();
-        let existing = match stripe.get(&hash) {
-            Some(HashEntry::One(s)) => self.same_labels(s, ls).then(|| s.clone()),
-            Some(HashEntry::Many(v)) => v.iter().find(|s| self.same_labels(s, ls)).cloned(),
-            None => None,
-        };
-        if let Some(s) = existing {
+        if let Some(s) = stripe.find(self, hash, ls) {
             return Ok((s, false));
         }
         let sref = match want_ref {
@@ -349,14 +387,7 @@ impl Head {
             }
             by_ref.insert(sref, s.clone());
         }
-        match stripe.remove(&hash) {
-            None => stripe.insert(hash, HashEntry::One(s.clone())),
-            Some(HashEntry::One(o)) => stripe.insert(hash, HashEntry::Many(vec![o, s.clone()])),
-            Some(HashEntry::Many(mut v)) => {
-                v.push(s.clone());
-                stripe.insert(hash, HashEntry::Many(v))
-            }
-        };
+        stripe.insert(hash, s.clone());
         drop(stripe);
         self.inner.postings.write().add(id, &s.lset);
         self.inner.num_series.fetch_add(1, Ordering::Relaxed);
@@ -475,18 +506,9 @@ impl Head {
         for s in &removed {
             let ls = self.labels_of(s);
             let hash = ls.hash();
-            let mut stripe = self.inner.by_hash[Self::stripe(hash)].write();
-            let drop_entry = match stripe.get_mut(&hash) {
-                Some(HashEntry::One(o)) => Arc::ptr_eq(o, s),
-                Some(HashEntry::Many(v)) => {
-                    v.retain(|o| !Arc::ptr_eq(o, s));
-                    v.is_empty()
-                }
-                None => false,
-            };
-            if drop_entry {
-                stripe.remove(&hash);
-            }
+            self.inner.by_hash[Self::stripe(hash)]
+                .write()
+                .remove(hash, s);
         }
         self.inner
             .num_series
