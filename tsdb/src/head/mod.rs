@@ -103,10 +103,13 @@ impl HashStripe {
     }
 
     fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
-        if self.one.contains_key(&hash) {
-            self.more.entry(hash).or_default().push(s);
-        } else {
-            self.one.insert(hash, s);
+        match self.one.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(hash).or_default().push(s)
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
         }
     }
 
