@@ -424,14 +424,15 @@ impl Head {
         Ok(s.sref)
     }
 
-    /// Replays a WAL sample: appends it without the WAL or bound checks. Returns false when the
-    /// series is unknown or the sample is not newer than the series' last one.
-    pub fn replay_sample(&self, r: SeriesRef, t: i64, v: f64) -> Result<bool> {
+    /// Replays a WAL sample: appends it without the WAL or bound checks. Returns `None` when
+    /// the series is unknown, `Some(false)` when the sample is older than the minimum valid
+    /// time or not newer than the series' last one.
+    pub fn replay_sample_checked(&self, r: SeriesRef, t: i64, v: f64) -> Result<Option<bool>> {
         let Some(s) = self.series(r) else {
-            return Ok(false);
+            return Ok(None);
         };
         if t < self.min_valid_time() {
-            return Ok(false);
+            return Ok(Some(false));
         }
         let ok = s.data.lock().append(
             s.sref,
@@ -443,7 +444,94 @@ impl Head {
         if ok {
             self.update_time_range(t, t);
         }
-        Ok(ok)
+        Ok(Some(ok))
+    }
+
+    /// As [`Head::replay_sample_checked`], `false` for unknown series.
+    pub fn replay_sample(&self, r: SeriesRef, t: i64, v: f64) -> Result<bool> {
+        Ok(self.replay_sample_checked(r, t, v)?.unwrap_or(false))
+    }
+
+    // ---- deletion -----------------------------------------------------------------------
+
+    /// Deletes the samples of series `r` in `[mint, maxt]` by rewriting its chunks (full chunks
+    /// are written anew to the chunk store; the old ones go with the next truncation). Returns
+    /// the number of samples deleted; an unknown series deletes nothing.
+    pub fn delete_series_range(&self, r: SeriesRef, mint: i64, maxt: i64) -> Result<usize> {
+        let Some(s) = self.series(r) else {
+            return Ok(0);
+        };
+        let mut d = s.data.lock();
+        let overlaps = d
+            .mmapped
+            .iter()
+            .any(|c| c.max_time >= mint && c.min_time <= maxt)
+            || d.head.as_ref().is_some_and(|h| {
+                h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt
+            });
+        if !overlaps {
+            return Ok(0);
+        }
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        let mut decode = |bytes: &[u8]| -> Result<()> {
+            let mut it = crate::chunkenc::XorIterator::new(bytes);
+            while it.next() != crate::chunkenc::ValueType::None {
+                samples.push(it.at());
+            }
+            match it.err() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        };
+        for c in &d.mmapped {
+            decode(&self.inner.chunks.read(c.chunk_ref)?)?;
+        }
+        if let Some(h) = d.head.as_ref().filter(|h| h.app.num_samples() > 0) {
+            decode(h.app.bytes())?;
+        }
+        // Chunks read back from disk may overlap after an earlier rewrite: sort, keep the first
+        // of equal timestamps.
+        samples.sort_by_key(|x| x.0);
+        samples.dedup_by_key(|x| x.0);
+        let before = samples.len();
+        samples.retain(|&(t, _)| t < mint || t > maxt);
+        let deleted = before - samples.len();
+        let mut nd = SeriesData::default();
+        for (t, v) in samples {
+            nd.append(
+                s.sref,
+                t,
+                v,
+                self.inner.opts.chunk_range,
+                &*self.inner.chunks,
+            )?;
+        }
+        *d = nd;
+        Ok(deleted)
+    }
+
+    /// Deletes the samples in `[mint, maxt]` of every series matching `matchers`; returns the
+    /// references of the series that had samples there.
+    pub fn delete(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[crate::labels::Matcher],
+    ) -> Result<Vec<SeriesRef>> {
+        let refs: Vec<u64> = {
+            let p = self.inner.postings.read();
+            index::postings_for_matchers(&p, &self.inner.syms, matchers)
+                .iter()
+                .map(u64::from)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for r in refs {
+            if self.delete_series_range(r, mint, maxt)? > 0 {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Attaches a full chunk read back from the chunk store (from `chunks_head/` at startup) to
