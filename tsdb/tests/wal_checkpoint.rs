@@ -183,7 +183,7 @@ fn checkpoint_round_trip() {
     w.next_segment().unwrap();
     let to = w.current_segment() - 1;
     write_data(&mut w, 10..20);
-    let keep = |r: u64| r % 2 == 0;
+    let keep = |r: u64| r.is_multiple_of(2);
     // A leftover temporary checkpoint from a crash is cleaned up.
     std::fs::create_dir(dir.path().join("checkpoint.00000000.tmp")).unwrap();
 
@@ -253,7 +253,7 @@ fn checkpoint_round_trip() {
     write_data(&mut w, 20..25);
     w.next_segment().unwrap();
     let to2 = w.current_segment() - 1;
-    let keep2 = |r: u64| r % 4 == 0;
+    let keep2 = |r: u64| r.is_multiple_of(4);
     checkpoint(dir.path(), 0, to2, keep2, 1500).unwrap();
     let cp2 = checkpoint_dir(dir.path(), to2);
     let c2 = read(Reader::segments(&cp2, None, None).unwrap());
