@@ -40,7 +40,7 @@ fn crash_child_writer() {
         let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
         w.log(&refs).unwrap();
         i += 3;
-        if i % 30 == 0 {
+        if i.is_multiple_of(30) {
             w.sync().unwrap();
         }
         // Reported after `log` returned: these records are in the OS.
