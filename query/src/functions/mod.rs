@@ -19,6 +19,7 @@ pub mod annotation;
 pub mod gofmt;
 pub mod label;
 pub mod math;
+pub mod range;
 pub mod time;
 
 pub use annotation::Annotation;

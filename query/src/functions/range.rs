@@ -1,0 +1,618 @@
+//! Functions over a range window of one float series: `rate`, `increase`, `delta`, `irate`,
+//! `idelta`, `deriv`, `predict_linear`, `changes`, `resets`, the `*_over_time` family,
+//! `double_exponential_smoothing` and `ts_of_*_over_time`.
+//!
+//! The engine hands each call a [`RangeCtx`]: the float samples of one series inside the
+//! left-open window `(range_start, range_end]` (stale markers removed, ascending timestamps),
+//! the window bounds and the scalar arguments of this step. [`eval`] returns the value of the
+//! output sample, or `None` when Prometheus emits no sample for the series at this step.
+//!
+//! What stays with the engine: `absent_over_time` (it depends on whether any series has
+//! samples), histogram samples (and the "ignored histograms in a range containing both floats
+//! and histograms" info for ranges mixing both), the "metric might not be a counter" info of
+//! `rate`/`increase` (see [`possible_non_counter`], it needs the metric name), and failing the
+//! query on invalid `double_exponential_smoothing` factors (see [`check_params`]).
+
+use crate::functions::aggregate::{
+    kahan_inc, nan_first_cmp, quantile, quantile_sorted, KahanSum, Mean,
+};
+use crate::functions::annotation::Annotation;
+
+/// Inputs of one range-function call for one series at one evaluation step.
+pub struct RangeCtx<'a> {
+    /// The float samples `(timestamp ms, value)` inside `(range_start, range_end]`, ascending,
+    /// staleness markers removed.
+    pub samples: &'a [(i64, f64)],
+    /// Start of the window in ms (exclusive).
+    pub range_start: i64,
+    /// End of the window in ms (inclusive): the evaluation time minus any offset.
+    pub range_end: i64,
+    /// Scalar arguments evaluated at this step, in call order, without the range vector
+    /// (`quantile_over_time(q, m)` → `[q]`, `predict_linear(m, t)` → `[t]`,
+    /// `double_exponential_smoothing(m, sf, tf)` → `[sf, tf]`).
+    pub params: &'a [f64],
+    /// Where the function records warnings and infos.
+    pub annotations: &'a mut Vec<Annotation>,
+}
+
+/// Names of every range function [`eval`] computes.
+pub const RANGE_FUNCTIONS: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "changes",
+    "resets",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "last_over_time",
+    "first_over_time",
+    "present_over_time",
+    "quantile_over_time",
+    "mad_over_time",
+    "double_exponential_smoothing",
+    "holt_winters",
+    "ts_of_min_over_time",
+    "ts_of_max_over_time",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+];
+
+/// Whether `name` is a range function computed by [`eval`].
+pub fn is_range_function(name: &str) -> bool {
+    RANGE_FUNCTIONS.contains(&name)
+}
+
+/// Checks scalar arguments that make Prometheus fail the whole query, returning its error
+/// text: `double_exponential_smoothing` needs `0 < sf < 1` and `0 < tf < 1` ("invalid
+/// smoothing factor. Expected: 0 < sf < 1, got: 0.000000").
+pub fn check_params(name: &str, params: &[f64]) -> Result<(), String> {
+    if name == "double_exponential_smoothing" || name == "holt_winters" {
+        let sf = params.first().copied().unwrap_or(f64::NAN);
+        let tf = params.get(1).copied().unwrap_or(f64::NAN);
+        if !(sf > 0.0 && sf < 1.0) {
+            return Err(format!(
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                go_fixed6(sf)
+            ));
+        }
+        if !(tf > 0.0 && tf < 1.0) {
+            return Err(format!(
+                "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                go_fixed6(tf)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Go's `%f`: six decimals, `NaN`, `+Inf`, `-Inf`.
+fn go_fixed6(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// The info `rate` and `increase` raise for a float series whose metric name lacks a counter
+/// suffix (`_total`, `_sum`, `_count`, `_bucket`); `None` for unnamed series or good names.
+pub fn possible_non_counter(metric_name: &str) -> Option<Annotation> {
+    if metric_name.is_empty()
+        || ["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|s| metric_name.ends_with(s))
+    {
+        None
+    } else {
+        Some(Annotation::PossibleNonCounter {
+            metric_name: metric_name.to_string(),
+        })
+    }
+}
+
+/// Computes range function `name` over `ctx`. `None` means no output sample for this series
+/// at this step (too few samples, unknown name, invalid factors, …).
+pub fn eval(name: &str, ctx: &mut RangeCtx) -> Option<f64> {
+    let s = ctx.samples;
+    if s.is_empty() {
+        return None;
+    }
+    let param = |i: usize| ctx.params.get(i).copied();
+    match name {
+        "rate" => extrapolated_rate(ctx, true, true),
+        "increase" => extrapolated_rate(ctx, true, false),
+        "delta" => extrapolated_rate(ctx, false, false),
+        "irate" => instant_value(s, true),
+        "idelta" => instant_value(s, false),
+        "deriv" => {
+            if s.len() < 2 {
+                return None;
+            }
+            Some(linear_regression(s, s[0].0).0)
+        }
+        "predict_linear" => {
+            if s.len() < 2 {
+                return None;
+            }
+            let duration = param(0)?;
+            let (slope, intercept) = linear_regression(s, ctx.range_end);
+            Some(slope * duration + intercept)
+        }
+        "changes" => {
+            let n = s
+                .windows(2)
+                .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                .count();
+            Some(n as f64)
+        }
+        "resets" => Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
+        "avg_over_time" => {
+            let mut m = Mean::new();
+            for &(_, v) in s {
+                m.add(v);
+            }
+            Some(m.value())
+        }
+        "sum_over_time" => {
+            let mut k = KahanSum::new();
+            for &(_, v) in s {
+                k.add(v);
+            }
+            Some(k.value())
+        }
+        "count_over_time" => Some(s.len() as f64),
+        "min_over_time" => Some(compare_over_time(s, |cur, best| cur < best || best.is_nan()).1),
+        "max_over_time" => Some(compare_over_time(s, |cur, best| cur > best || best.is_nan()).1),
+        "ts_of_min_over_time" => Some(ms_to_s(
+            compare_over_time(s, |cur, best| cur <= best || best.is_nan()).0,
+        )),
+        "ts_of_max_over_time" => Some(ms_to_s(
+            compare_over_time(s, |cur, best| cur >= best || best.is_nan()).0,
+        )),
+        "ts_of_first_over_time" => Some(ms_to_s(s[0].0)),
+        "ts_of_last_over_time" => Some(ms_to_s(s[s.len() - 1].0)),
+        "first_over_time" => Some(s[0].1),
+        "last_over_time" => Some(s[s.len() - 1].1),
+        "present_over_time" => Some(1.0),
+        "stddev_over_time" => Some(variance_over_time(s).sqrt()),
+        "stdvar_over_time" => Some(variance_over_time(s)),
+        "quantile_over_time" => {
+            let q = param(0)?;
+            if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                ctx.annotations.push(Annotation::InvalidQuantile { q });
+            }
+            let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
+            Some(quantile(q, &mut values))
+        }
+        "mad_over_time" => {
+            if s.iter().any(|p| p.1.is_nan()) {
+                return Some(f64::NAN);
+            }
+            let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
+            values.sort_unstable_by(nan_first_cmp);
+            let median = quantile_sorted(0.5, &values);
+            for v in values.iter_mut() {
+                *v = (*v - median).abs();
+            }
+            Some(quantile(0.5, &mut values))
+        }
+        "double_exponential_smoothing" | "holt_winters" => {
+            let (sf, tf) = (param(0)?, param(1)?);
+            if check_params(name, ctx.params).is_err() {
+                return None;
+            }
+            double_exponential_smoothing(s, sf, tf)
+        }
+        _ => None,
+    }
+}
+
+#[inline]
+fn ms_to_s(t: i64) -> f64 {
+    t as f64 / 1000.0
+}
+
+/// `rate`, `increase` and `delta` with Prometheus's extrapolation: the change between the
+/// first and last sample (counter resets added back for counters) is extrapolated towards
+/// the window bounds, all the way when the gap is under 1.1× the average sample interval,
+/// else by half an interval; counters are not extrapolated below zero.
+fn extrapolated_rate(ctx: &RangeCtx, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let s = ctx.samples;
+    if s.len() < 2 {
+        return None;
+    }
+    let (first_t, first_v) = s[0];
+    let (last_t, last_v) = s[s.len() - 1];
+    let mut result = last_v - first_v;
+    if is_counter {
+        let mut prev = first_v;
+        for &(_, v) in &s[1..] {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+    }
+    let num_minus_one = (s.len() - 1) as f64;
+    let mut duration_to_start = (first_t - ctx.range_start) as f64 / 1000.0;
+    let mut duration_to_end = (ctx.range_end - last_t) as f64 / 1000.0;
+    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
+    let avg_between = sampled_interval / num_minus_one;
+    let threshold = avg_between * 1.1;
+
+    if duration_to_start >= threshold {
+        duration_to_start = avg_between / 2.0;
+    }
+    if is_counter {
+        let mut duration_to_zero = duration_to_start;
+        if result > 0.0 && first_v >= 0.0 {
+            duration_to_zero = sampled_interval * (first_v / result);
+        }
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    if duration_to_end >= threshold {
+        duration_to_end = avg_between / 2.0;
+    }
+    let mut factor = 1.0;
+    if sampled_interval != 0.0 {
+        factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
+    }
+    if is_rate {
+        factor /= (ctx.range_end - ctx.range_start) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` / `idelta` from the last two samples. For `irate` a decrease counts as a counter
+/// reset: the result is the last value over the interval.
+fn instant_value(s: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let (t0, v0) = s[s.len() - 2];
+    let (t1, v1) = s[s.len() - 1];
+    let interval = t1 - t0;
+    if interval == 0 {
+        return None;
+    }
+    let mut result = v1;
+    if !is_rate || v1 >= v0 || v1.is_nan() || v0.is_nan() {
+        result = v1 - v0;
+    }
+    if is_rate {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Least-squares fit of the samples with x in seconds relative to `intercept_time` (ms):
+/// returns `(slope, intercept)`. Constant values give slope 0 (NaN for infinite constants).
+pub fn linear_regression(s: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
+    let mut n = 0.0;
+    let (mut sum_x, mut c_x) = (0.0, 0.0);
+    let (mut sum_y, mut c_y) = (0.0, 0.0);
+    let (mut sum_xy, mut c_xy) = (0.0, 0.0);
+    let (mut sum_x2, mut c_x2) = (0.0, 0.0);
+    let init_y = s[0].1;
+    let mut const_y = true;
+    for (i, &(t, v)) in s.iter().enumerate() {
+        if const_y && i > 0 && v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_time) as f64 / 1e3;
+        (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_inc(v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_inc(x * v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    sum_x += c_x;
+    sum_y += c_y;
+    sum_xy += c_xy;
+    sum_x2 += c_x2;
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// Scans for the sample that `better(cur, best)` prefers; returns its (timestamp, value).
+#[inline]
+fn compare_over_time(s: &[(i64, f64)], better: impl Fn(f64, f64) -> bool) -> (i64, f64) {
+    let (mut best_t, mut best) = s[0];
+    for &(t, v) in s {
+        if better(v, best) {
+            best = v;
+            best_t = t;
+        }
+    }
+    (best_t, best)
+}
+
+/// Population variance with Kahan-compensated running mean and sum of squares.
+fn variance_over_time(s: &[(i64, f64)]) -> f64 {
+    let mut count = 0.0;
+    let (mut mean, mut c_mean) = (0.0, 0.0);
+    let (mut aux, mut c_aux) = (0.0, 0.0);
+    for &(_, v) in s {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// Holt's linear (double exponential) smoothing with smoothing factor `sf` and trend factor
+/// `tf`; needs at least two samples.
+fn double_exponential_smoothing(s: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let mut s0 = 0.0;
+    let mut s1 = s[0].1;
+    let mut b = s[1].1 - s[0].1;
+    for (i, &(_, v)) in s.iter().enumerate().skip(1) {
+        let x = sf * v;
+        // The trend at the previous point (the initial trend for the first step).
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples `start, start+step, …` every `interval_s` seconds from time 0.
+    fn series(interval_s: i64, values: &[f64]) -> Vec<(i64, f64)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * interval_s * 1000, v))
+            .collect()
+    }
+
+    fn run(name: &str, s: &[(i64, f64)], end_s: i64, range_s: i64, params: &[f64]) -> Option<f64> {
+        let end = end_s * 1000;
+        let start = end - range_s * 1000;
+        let inside: Vec<(i64, f64)> = s
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t > start && t <= end)
+            .collect();
+        let mut annotations = Vec::new();
+        let mut ctx = RangeCtx {
+            samples: &inside,
+            range_start: start,
+            range_end: end,
+            params,
+            annotations: &mut annotations,
+        };
+        eval(name, &mut ctx)
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-9
+    }
+
+    #[test]
+    fn rate_increase_delta_like_functions_test() {
+        // load 5m: http_requests_total 0+10x10 (t = 0..=50m), one reset series 0+10x5 0+10x5.
+        let vals: Vec<f64> = (0..=10).map(|i| i as f64 * 10.0).collect();
+        let s = series(300, &vals);
+        // eval instant at 50m rate(http_requests_total[50m]) → 0.03333…
+        assert!(close(
+            run("rate", &s, 3000, 3000, &[]).unwrap(),
+            100.0 / 3000.0
+        ));
+        // eval instant at 50m increase(http_requests_total[50m]) → 100
+        assert!(close(run("increase", &s, 3000, 3000, &[]).unwrap(), 100.0));
+        // eval instant at 50m delta(http_requests_total[50m]) → 100? Window excludes t=0,
+        // first sample 5m (10), last 50m (100): delta extrapolated by 5m on the left.
+        assert!(close(run("delta", &s, 3000, 3000, &[]).unwrap(), 100.0));
+        // functions.test "Tests for increase()": 0+10x10, 0+18x5 0+18x5, 10+10x10, 1+10x10.
+        let expand = |parts: &[(f64, f64, usize)]| -> Vec<f64> {
+            parts
+                .iter()
+                .flat_map(|&(a, b, n)| (0..=n).map(move |i| a + b * i as f64))
+                .collect()
+        };
+        let foo = series(300, &expand(&[(0.0, 10.0, 10)]));
+        let bar = series(300, &expand(&[(0.0, 18.0, 5), (0.0, 18.0, 5)]));
+        let dings = series(300, &expand(&[(10.0, 10.0, 10)]));
+        let bumms = series(300, &expand(&[(1.0, 10.0, 10)]));
+        for (s, at50, at100) in [
+            (&foo, 100.0, 100.0),
+            (&bar, 160.0, 162.0),
+            (&dings, 100.0, 105.0),
+            (&bumms, 100.0, 101.0),
+        ] {
+            assert!(close(run("increase", s, 3000, 3000, &[]).unwrap(), at50));
+            assert!(close(run("increase", s, 3000, 6000, &[]).unwrap(), at100));
+        }
+        // Fewer than two samples: nothing.
+        assert_eq!(run("rate", &s, 300, 300, &[]), None);
+    }
+
+    #[test]
+    fn extrapolation_stops_at_half_interval() {
+        // Samples at 10s,20s,30s inside (0, 60s]: the end gap 30s > 1.1*10s → extrapolate 5s.
+        let s = vec![(10_000, 1.0), (20_000, 2.0), (30_000, 3.0)];
+        let d = run("delta", &s, 60, 60, &[]).unwrap();
+        // left gap 10s < 11s → full 10s; right 5s; factor (20+10+5)/20.
+        assert!(close(d, 2.0 * 35.0 / 20.0));
+        // increase: zero point at 20s*(1/2)=10s, not shorter than 10s.
+        let i = run("increase", &s, 60, 60, &[]).unwrap();
+        assert!(close(i, 2.0 * 35.0 / 20.0));
+        let r = run("rate", &s, 60, 60, &[]).unwrap();
+        assert!(close(r, 2.0 * 35.0 / 20.0 / 60.0));
+    }
+
+    #[test]
+    fn irate_idelta() {
+        let s = vec![(0, 10.0), (10_000, 20.0), (20_000, 5.0)];
+        // reset: irate = 5 / 10s
+        assert_eq!(run("irate", &s, 20, 60, &[]), Some(0.5));
+        assert_eq!(run("idelta", &s, 20, 60, &[]), Some(-15.0));
+        let s = vec![(0, 10.0), (10_000, 20.0)];
+        assert_eq!(run("irate", &s, 20, 60, &[]), Some(1.0));
+        assert_eq!(run("idelta", &s, 20, 60, &[]), Some(10.0));
+    }
+
+    #[test]
+    fn deriv_and_predict_linear() {
+        // functions.test: testcounter_reset_middle_total 0+10x4 0+10x5 at 5m steps? Use a
+        // clean line: value = 2 * t_seconds.
+        let s: Vec<(i64, f64)> = (0..10).map(|i| (i * 60_000, i as f64 * 120.0)).collect();
+        assert!(close(run("deriv", &s, 540, 600, &[]).unwrap(), 2.0));
+        // predict 60s after the evaluation time 540s: 2 * 600.
+        assert!(close(
+            run("predict_linear", &s, 540, 600, &[60.0]).unwrap(),
+            1200.0
+        ));
+        let flat = vec![(0, f64::INFINITY), (1000, f64::INFINITY)];
+        assert!(run("deriv", &flat, 1, 10, &[]).unwrap().is_nan());
+        let flat = vec![(0, 3.0), (1000, 3.0)];
+        assert_eq!(run("deriv", &flat, 1, 10, &[]), Some(0.0));
+        assert_eq!(run("predict_linear", &flat, 1, 10, &[100.0]), Some(3.0));
+    }
+
+    #[test]
+    fn changes_resets() {
+        let s = series(10, &[1.0, 1.0, 2.0, f64::NAN, f64::NAN, 1.0, 0.5]);
+        assert_eq!(run("changes", &s, 60, 100, &[]), Some(4.0));
+        assert_eq!(run("resets", &s, 60, 100, &[]), Some(1.0));
+        assert_eq!(run("changes", &s[..1], 0, 100, &[]), Some(0.0));
+    }
+
+    #[test]
+    fn over_time_aggregations() {
+        let s = series(10, &[4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(run("avg_over_time", &s, 30, 100, &[]), Some(2.5));
+        assert_eq!(run("sum_over_time", &s, 30, 100, &[]), Some(10.0));
+        assert_eq!(run("count_over_time", &s, 30, 100, &[]), Some(4.0));
+        assert_eq!(run("min_over_time", &s, 30, 100, &[]), Some(1.0));
+        assert_eq!(run("max_over_time", &s, 30, 100, &[]), Some(4.0));
+        assert_eq!(run("ts_of_min_over_time", &s, 30, 100, &[]), Some(10.0));
+        assert_eq!(run("ts_of_max_over_time", &s, 30, 100, &[]), Some(0.0));
+        assert_eq!(run("first_over_time", &s, 30, 100, &[]), Some(4.0));
+        assert_eq!(run("last_over_time", &s, 30, 100, &[]), Some(2.0));
+        assert_eq!(run("ts_of_first_over_time", &s, 30, 100, &[]), Some(0.0));
+        assert_eq!(run("ts_of_last_over_time", &s, 30, 100, &[]), Some(30.0));
+        assert_eq!(run("present_over_time", &s, 30, 100, &[]), Some(1.0));
+        assert_eq!(run("stdvar_over_time", &s, 30, 100, &[]), Some(1.25));
+        assert_eq!(
+            run("stddev_over_time", &s, 30, 100, &[]),
+            Some(1.25f64.sqrt())
+        );
+        assert_eq!(run("quantile_over_time", &s, 30, 100, &[0.5]), Some(2.5));
+        assert_eq!(run("mad_over_time", &s, 30, 100, &[]), Some(1.0));
+        assert_eq!(run("avg_over_time", &s, 100, 10, &[]), None);
+        // NaN first: max/min take the next non-NaN.
+        let n = series(10, &[f64::NAN, 1.0, 3.0]);
+        assert_eq!(run("max_over_time", &n, 20, 100, &[]), Some(3.0));
+        assert_eq!(run("min_over_time", &n, 20, 100, &[]), Some(1.0));
+        assert!(run("mad_over_time", &n, 20, 100, &[]).unwrap().is_nan());
+        // Ties: ts_of_max picks the latest maximum, ts_of_min the latest minimum.
+        let t = series(10, &[1.0, 5.0, 5.0, 1.0]);
+        assert_eq!(run("ts_of_max_over_time", &t, 30, 100, &[]), Some(20.0));
+        assert_eq!(run("ts_of_min_over_time", &t, 30, 100, &[]), Some(30.0));
+    }
+
+    #[test]
+    fn kahan_sum_and_avg_over_time() {
+        // functions.test: sum_over_time / avg_over_time of 1, 1e100, 1, -1e100 → 2 and 0.5.
+        let s = series(10, &[1.0, 1e100, 1.0, -1e100]);
+        assert_eq!(run("sum_over_time", &s, 30, 100, &[]), Some(2.0));
+        assert_eq!(run("avg_over_time", &s, 30, 100, &[]), Some(0.5));
+        let inf = series(10, &[f64::INFINITY, 1.0]);
+        assert_eq!(
+            run("sum_over_time", &inf, 10, 100, &[]),
+            Some(f64::INFINITY)
+        );
+    }
+
+    #[test]
+    fn quantile_over_time_warns_on_bad_q() {
+        let s = series(10, &[1.0, 2.0]);
+        let mut annotations = Vec::new();
+        let mut ctx = RangeCtx {
+            samples: &s,
+            range_start: -1,
+            range_end: 10_000,
+            params: &[1.5],
+            annotations: &mut annotations,
+        };
+        assert_eq!(eval("quantile_over_time", &mut ctx), Some(f64::INFINITY));
+        assert_eq!(annotations, vec![Annotation::InvalidQuantile { q: 1.5 }]);
+    }
+
+    #[test]
+    fn double_exponential_smoothing_values() {
+        // Hand-computed: values 1, 2, 4 with sf = 0.5, tf = 0.5.
+        // s1=1, b=1; i=1: s1 = 0.5*2 + 0.5*(1+1) = 2; i=2: b = 0.5*(2-1)+0.5*1 = 1,
+        // s1 = 0.5*4 + 0.5*(2+1) = 3.5.
+        let s = series(10, &[1.0, 2.0, 4.0]);
+        assert_eq!(
+            run("double_exponential_smoothing", &s, 20, 100, &[0.5, 0.5]),
+            Some(3.5)
+        );
+        assert_eq!(
+            run("double_exponential_smoothing", &s[..1], 0, 100, &[0.5, 0.5]),
+            None
+        );
+        assert_eq!(
+            run("double_exponential_smoothing", &s, 20, 100, &[1.0, 0.5]),
+            None
+        );
+        assert_eq!(
+            check_params("double_exponential_smoothing", &[1.0, 0.5]).unwrap_err(),
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
+        );
+        assert_eq!(
+            check_params("double_exponential_smoothing", &[0.5, 0.0]).unwrap_err(),
+            "invalid trend factor. Expected: 0 < tf < 1, got: 0.000000"
+        );
+        assert!(check_params("rate", &[]).is_ok());
+    }
+
+    #[test]
+    fn non_counter_info() {
+        assert_eq!(possible_non_counter("http_requests_total"), None);
+        assert_eq!(possible_non_counter(""), None);
+        assert_eq!(
+            possible_non_counter("foo").map(|a| a.to_string()),
+            Some("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\"".to_string())
+        );
+    }
+}
