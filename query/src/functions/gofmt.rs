@@ -28,6 +28,21 @@ pub fn format_f(f: f64) -> String {
     s
 }
 
+/// Prometheus's `FormatOpenMetricsFloat`: like [`format_g`] but with `.0` appended when the
+/// text has neither `.` nor `e` (`1` → `"1.0"`, `0.25` → `"0.25"`), as used for the quantile
+/// label of `histogram_quantiles`.
+pub fn format_openmetrics_float(f: f64) -> String {
+    if f == 0.0 {
+        return "0.0".to_string(); // also for -0, as Prometheus does
+    }
+    let s = format_g(f);
+    if f.is_nan() || f.is_infinite() || s.contains(['.', 'e']) {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
 fn special(f: f64) -> Option<String> {
     if f.is_nan() {
         Some("NaN".into())
@@ -173,6 +188,19 @@ mod tests {
         assert_eq!(format_g_prec(12.5, 2), "12");
         assert_eq!(format_g_prec(13.5, 2), "14");
         assert_eq!(format_g_prec(0.00001234, 2), "1.2e-05");
+    }
+
+    #[test]
+    fn openmetrics_float() {
+        assert_eq!(format_openmetrics_float(0.0), "0.0");
+        assert_eq!(format_openmetrics_float(-0.0), "0.0");
+        assert_eq!(format_openmetrics_float(1.0), "1.0");
+        assert_eq!(format_openmetrics_float(-1.0), "-1.0");
+        assert_eq!(format_openmetrics_float(0.25), "0.25");
+        assert_eq!(format_openmetrics_float(1e6), "1e+06");
+        assert_eq!(format_openmetrics_float(100.0), "100.0");
+        assert_eq!(format_openmetrics_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_openmetrics_float(f64::NAN), "NaN");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod annotation;
 pub mod gofmt;
+pub mod histogram;
 pub mod label;
 pub mod math;
 pub mod range;
