@@ -217,6 +217,23 @@ pub fn quantile_sorted(q: f64, sorted: &[f64]) -> f64 {
     sorted[lower as usize] * (1.0 - weight) + sorted[upper as usize] * weight
 }
 
+/// The deterministic sampling offset `limit_ratio` gives a series: its label-set hash
+/// ([`tsdb::Labels::hash`]) as a fraction of `u64::MAX`, in `[0, 1]`.
+pub fn ratio_sample_offset(labels_hash: u64) -> f64 {
+    labels_hash as f64 / u64::MAX as f64
+}
+
+/// Whether `limit_ratio(ratio, …)` keeps a series with sampling `offset`: for `ratio >= 0`
+/// when `offset < ratio`, for a negative ratio when `offset >= 1 + ratio` (the complement,
+/// so `limit_ratio(r, v) or limit_ratio(r - 1, v)` returns every series).
+pub fn ratio_keep(ratio: f64, offset: f64) -> bool {
+    if ratio >= 0.0 {
+        offset < ratio
+    } else {
+        offset >= 1.0 + ratio
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +286,23 @@ mod tests {
         n.add(f64::INFINITY);
         n.add(1.0);
         assert!(n.stdvar().is_nan());
+    }
+
+    #[test]
+    fn ratio_sampling_is_complementary() {
+        for h in [0u64, 1, u64::MAX / 3, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            let off = ratio_sample_offset(h);
+            assert!((0.0..=1.0).contains(&off));
+            for r in [0.0, 0.1, 0.5, 0.9] {
+                // A series lands in exactly one of limit_ratio(r) and limit_ratio(r - 1),
+                // except offset 1.0 which only the negative side (>= 1 + (r - 1)) can take.
+                let both = ratio_keep(r, off) as u8 + ratio_keep(r - 1.0, off) as u8;
+                assert_eq!(both, 1, "h={h} r={r}");
+            }
+        }
+        assert!(ratio_keep(1.0, 0.99));
+        assert!(!ratio_keep(0.0, 0.0));
+        assert!(ratio_keep(-1.0, 0.0));
     }
 
     #[test]

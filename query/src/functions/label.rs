@@ -113,6 +113,66 @@ pub fn label_join(
     Ok(labels.with(dst, &joined))
 }
 
+/// Natural-order "less than" used by `sort_by_label`/`sort_by_label_desc` (the algorithm of
+/// the `natsort` package Prometheus uses): both strings are split into runs of ASCII digits
+/// and non-digits; digit runs that fit an `i64` compare as integers, others as strings. Its
+/// quirks are kept: when all chunks of `a` match a prefix of `b`'s, `a` is less (even for
+/// `"01"` vs `"1"`), and an empty `a` is never less.
+pub fn natsort_less(a: &str, b: &str) -> bool {
+    let ca = chunkify(a);
+    let cb = chunkify(b);
+    for (i, x) in ca.iter().enumerate() {
+        let Some(y) = cb.get(i) else {
+            return false;
+        };
+        let equal = match (as_int(x), as_int(y)) {
+            (Some(xi), Some(yi)) => {
+                if xi != yi {
+                    return xi < yi;
+                }
+                true
+            }
+            _ => x == y,
+        };
+        if !equal {
+            return x < y;
+        }
+        if i == ca.len() - 1 {
+            return true;
+        }
+        if i == cb.len() - 1 {
+            return false;
+        }
+    }
+    false
+}
+
+fn as_int(s: &str) -> Option<i64> {
+    if s.bytes().all(|c| c.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn chunkify(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut digit: Option<bool> = None;
+    for (i, c) in s.char_indices() {
+        let d = c.is_ascii_digit();
+        if digit.is_some_and(|p| p != d) {
+            out.push(&s[start..i]);
+            start = i;
+        }
+        digit = Some(d);
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +233,25 @@ mod tests {
             label_replace(&m, "", "", "src", "(.*)").unwrap_err(),
             "invalid destination label name in label_replace(): "
         );
+    }
+
+    #[test]
+    fn natural_order() {
+        assert!(natsort_less("a2", "a10"));
+        assert!(!natsort_less("a10", "a2"));
+        assert!(natsort_less("abc", "abd"));
+        assert!(natsort_less("1", "2"));
+        assert!(natsort_less("9", "10"));
+        assert!(natsort_less("x", "x1"));
+        assert!(!natsort_less("x1", "x"));
+        assert!(natsort_less("01", "1") && natsort_less("1", "01"));
+        assert!(!natsort_less("", "a") && !natsort_less("a", ""));
+        // Digit runs beyond i64 compare as strings.
+        assert!(natsort_less(
+            "99999999999999999999",
+            "99999999999999999999a"
+        ));
+        assert!(natsort_less("192.168.0.2", "192.168.0.10"));
     }
 
     #[test]

@@ -4,15 +4,21 @@
 //! The engine selects series, slides range windows and handles labels; this module computes
 //! numbers from the values it is handed, with Prometheus 3.x semantics:
 //!
-//! * [`range`] — functions over a range window of one series (`rate`, `*_over_time`, …);
-//! * [`math`] — element-wise math of instant vectors (`abs`, `round`, `clamp`, …);
-//! * [`time`] — calendar functions of Unix seconds (`hour`, `days_in_month`, …), UTC;
-//! * [`histogram`] — classic `le`-bucket histograms (`histogram_quantile`,
-//!   `histogram_fraction`);
-//! * [`aggregate`] — helpers the aggregation operators share (`quantile`, Kahan summation);
-//! * [`label`] — `label_replace` and `label_join`;
+//! * [`range`] — functions over a range window of one series (`rate`, `*_over_time`, …):
+//!   [`range::eval`] over a [`range::RangeCtx`];
+//! * [`math`] — element-wise math of instant vectors (`abs`, `round`, `clamp`, …):
+//!   [`math::eval`];
+//! * [`time`] — calendar functions of Unix seconds (`hour`, `days_in_month`, …), UTC:
+//!   [`time::eval`];
+//! * [`histogram`] — classic `le`-bucket histograms: [`histogram::bucket_quantile`],
+//!   [`histogram::bucket_fraction`], [`histogram::parse_le`];
+//! * [`aggregate`] — helpers the aggregation operators share: [`aggregate::quantile`],
+//!   [`aggregate::KahanSum`], [`aggregate::Mean`], [`aggregate::Variance`], `limit_ratio`
+//!   sampling;
+//! * [`label`] — `label_replace`, `label_join` and the natural order of `sort_by_label`;
 //! * [`annotation`] — the warnings and infos functions (and the engine) raise, rendering
-//!   Prometheus's exact texts; re-exported here as [`Annotation`].
+//!   Prometheus's exact texts; re-exported here as [`Annotation`];
+//! * [`gofmt`] — Go's float formatting (`%g`, `FormatOpenMetricsFloat`) for texts and labels.
 
 pub mod aggregate;
 pub mod annotation;

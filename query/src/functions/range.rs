@@ -562,6 +562,445 @@ mod tests {
         );
     }
 
+    /// Evaluates `name` at `at_ms` over `[range_ms]` for samples `values` every `step_ms`
+    /// from time 0, like a conformance `load` + `eval instant`.
+    fn conf(name: &str, step_ms: i64, values: &[f64], at_ms: i64, range_ms: i64) -> Option<f64> {
+        let s: Vec<(i64, f64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * step_ms, v))
+            .collect();
+        let inside: Vec<(i64, f64)> = s
+            .into_iter()
+            .filter(|&(t, _)| t > at_ms - range_ms && t <= at_ms)
+            .collect();
+        let mut annotations = Vec::new();
+        let mut ctx = RangeCtx {
+            samples: &inside,
+            range_start: at_ms - range_ms,
+            range_end: at_ms,
+            params: &[],
+            annotations: &mut annotations,
+        };
+        eval(name, &mut ctx)
+    }
+
+    fn same(a: Option<f64>, b: f64) -> bool {
+        match a {
+            Some(a) if a.is_nan() => b.is_nan(),
+            Some(a) => a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-6,
+            None => false,
+        }
+    }
+
+    #[test]
+    #[allow(clippy::excessive_precision)] // literals exactly as the conformance script has them
+    fn avg_over_time_edge_cases_from_functions_test() {
+        let inf = f64::INFINITY;
+        let big = 9.988465674311579e307;
+        let cases: &[(&[f64], f64, f64)] = &[
+            // (values every 10s, avg_over_time at 55s over 1m, sum/count)
+            (&[1.0, 2.0, 3.0, 4.0, 5.0], 3.0, 3.0),
+            (&[1.0, 2.0, 3.0, 4.0, inf], inf, inf),
+            (&[1.0, 2.0, 3.0, 4.0, -inf], -inf, -inf),
+            (&[1.0, 2.0, 3.0, inf, -inf], f64::NAN, f64::NAN),
+            (&[inf, 0.0, inf], inf, inf),
+            (&[inf, inf, inf, -inf], f64::NAN, f64::NAN),
+            (&[1.0, 2.0, 3.0, -inf, -inf], -inf, -inf),
+            (&[-inf, 0.0, -inf], -inf, -inf),
+            (&[-inf, -inf, -inf, inf], f64::NAN, f64::NAN),
+            (&[1.0, 2.0, -inf, -inf, inf], f64::NAN, f64::NAN),
+            (&[big, big], big, inf),
+            (&[-big, -big, -big], -big, -inf),
+            (&[-big, big], 0.0, 0.0),
+            (&[1.0, 2.0, 3.0, f64::NAN, f64::NAN], f64::NAN, f64::NAN),
+        ];
+        for (vals, avg, sum_over_count) in cases {
+            let a = conf("avg_over_time", 10_000, vals, 55_000, 60_000);
+            assert!(same(a, *avg), "avg {vals:?}: {a:?}");
+            let s = conf("sum_over_time", 10_000, vals, 55_000, 60_000).unwrap();
+            let c = conf("count_over_time", 10_000, vals, 55_000, 60_000).unwrap();
+            assert!(same(Some(s / c), *sum_over_count), "sum/count {vals:?}");
+        }
+        assert_eq!(
+            conf(
+                "avg_over_time",
+                10_000,
+                &[1.0, 2.0, 3.0, 4.0, 5.0],
+                55_000,
+                10_000
+            ),
+            None
+        );
+        assert_eq!(
+            conf(
+                "avg_over_time",
+                10_000,
+                &[1.0, 2.0, 3.0, 4.0, 5.0],
+                55_000,
+                20_000
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            conf(
+                "avg_over_time",
+                10_000,
+                &[1.0, 2.0, 3.0, f64::NAN],
+                20_000,
+                60_000
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn avg_over_time_extreme_magnitudes() {
+        let cases: &[(&[f64], f64)] = &[
+            (&[1e10, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6], 1.6666666666666675e9),
+            (
+                &[
+                    5.30921651659898,
+                    0.961118537914768,
+                    1.62091361305318,
+                    0.865089463758091,
+                    0.323055185914577,
+                    0.951811357687154,
+                ],
+                1.67186744582113,
+            ),
+            (
+                &[1.78264e50, 0.76342771, 1.9592258, 7.69805412, 458.90154],
+                3.56528e49,
+            ),
+            (
+                &[0.76342771, 1.9592258, 7.69805412, 1.78264e50, 458.90154],
+                3.56528e49,
+            ),
+            (
+                &[
+                    1.78264e50, 0.76342771, 1.9592258, 2.258e220, 7.69805412, 458.90154,
+                ],
+                3.76333333333333e219,
+            ),
+            (
+                &[
+                    -1.78264e50,
+                    0.76342771,
+                    1.9592258,
+                    2.258e220,
+                    7.69805412,
+                    -458.90154,
+                ],
+                3.76333333333333e219,
+            ),
+            (
+                &[
+                    -1.78264e50,
+                    0.76342771,
+                    1.9592258,
+                    -2.258e220,
+                    7.69805412,
+                    -458.90154,
+                ],
+                -3.76333333333333e219,
+            ),
+            (
+                &[
+                    -1.78264e215,
+                    0.76342771,
+                    1.9592258,
+                    2.258e220,
+                    7.69805412,
+                    -458.90154,
+                ],
+                3.76330362266667e219,
+            ),
+            (
+                &[
+                    -1.78264e215,
+                    0.76342771,
+                    1.9592258,
+                    2.258e220,
+                    7.69805412,
+                    1.78264e215,
+                    -458.90154,
+                ],
+                3.225714285714286e219,
+            ),
+            (
+                &[
+                    -1.78264e219,
+                    0.76342771,
+                    1.9592258,
+                    2.3757689e217,
+                    -2.3757689e217,
+                    2.258e220,
+                    7.69805412,
+                    1.78264e219,
+                    -458.90154,
+                ],
+                2.5088888888888888e219,
+            ),
+            (
+                &[
+                    -2.258e220,
+                    -1.78264e219,
+                    0.76342771,
+                    1.9592258,
+                    2.3757689e217,
+                    -2.3757689e217,
+                    2.258e220,
+                    7.69805412,
+                    1.78264e219,
+                    -458.90154,
+                ],
+                0.0,
+            ),
+        ];
+        for (vals, want) in cases {
+            let got = conf("avg_over_time", 5_000, vals, 55_000, 60_000);
+            assert!(same(got, *want), "{vals:?}: {got:?} != {want}");
+        }
+        // 52+0x100 every 10s: exact equality at every window length.
+        let foo = vec![52.0; 101];
+        for r in [100_000, 110_000, 120_000, 130_000] {
+            assert_eq!(conf("avg_over_time", 10_000, &foo, 600_000, r), Some(52.0));
+        }
+        // Dense samples: 1+0x4000 every 1ms.
+        let dense = vec![1.0; 4001];
+        for r in [1000, 1001, 1002, 1003, 2000, 2001, 3003] {
+            assert_eq!(conf("sum_over_time", 1, &dense, 4000, r), Some(r as f64));
+        }
+    }
+
+    #[test]
+    fn variance_mad_ts_of_from_functions_test() {
+        let m = [0.0, 8.0, 8.0, 2.0, 3.0];
+        assert!(same(
+            conf("stdvar_over_time", 10_000, &m, 60_000, 120_000),
+            10.56
+        ));
+        assert!(same(
+            conf("stddev_over_time", 10_000, &m, 60_000, 120_000),
+            3.249615
+        ));
+        let c = [1.5990505637277868; 3];
+        assert_eq!(
+            conf("stdvar_over_time", 10_000, &c, 55_000, 60_000),
+            Some(0.0)
+        );
+        assert_eq!(
+            conf("stddev_over_time", 10_000, &c, 55_000, 60_000),
+            Some(0.0)
+        );
+        let m = [4.0, 6.0, 2.0, 1.0, 999.0, 1.0, 2.0];
+        assert_eq!(conf("mad_over_time", 10_000, &m, 70_000, 70_000), Some(1.0));
+        assert_eq!(
+            conf(
+                "mad_over_time",
+                10_000,
+                &[1.0, 2.0, 3.0, 4.0, 5.0],
+                40_000,
+                50_000
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            conf("mad_over_time", 10_000, &[7.0; 5], 40_000, 50_000),
+            Some(0.0)
+        );
+        assert_eq!(conf("mad_over_time", 10_000, &[5.0], 0, 10_000), Some(0.0));
+        assert!(same(
+            conf(
+                "mad_over_time",
+                10_000,
+                &[1.0, 2.0, f64::NAN, 4.0],
+                30_000,
+                40_000
+            ),
+            f64::NAN
+        ));
+        let m = [1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 2.0, 1.0, 4.0];
+        assert_eq!(
+            conf("ts_of_min_over_time", 10_053, &m, 90_000, 90_000),
+            Some(30.159)
+        );
+        assert_eq!(
+            conf("ts_of_max_over_time", 10_053, &m, 90_000, 90_000),
+            Some(50.265)
+        );
+    }
+
+    #[test]
+    fn rate_family_from_functions_test() {
+        let v = |parts: &[(f64, f64, usize)]| -> Vec<f64> {
+            parts
+                .iter()
+                .flat_map(|&(a, b, n)| (0..=n).map(move |i| a + b * i as f64))
+                .collect()
+        };
+        // increase with a reset: 0 1 2 3 2 3 4 → 7.
+        assert!(same(
+            conf(
+                "increase",
+                300_000,
+                &[0.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0],
+                1_800_000,
+                1_800_000
+            ),
+            7.0
+        ));
+        // rate(testcounter_reset_middle_total[50m]) with 0+27x4 0+27x5 → 0.08.
+        let mid = v(&[(0.0, 27.0, 4), (0.0, 27.0, 5)]);
+        assert!(same(
+            conf("rate", 300_000, &mid, 3_000_000, 3_000_000),
+            0.08
+        ));
+        // Reset at the end of the range: [5m] has one sample, [6m] gives 0.
+        let end = {
+            let mut e = v(&[(0.0, 10.0, 9)]);
+            e.extend([0.0, 10.0]);
+            e
+        };
+        assert_eq!(conf("rate", 300_000, &end, 3_000_000, 300_000), None);
+        assert_eq!(conf("rate", 300_000, &end, 3_000_000, 360_000), Some(0.0));
+        assert!(same(
+            conf(
+                "rate",
+                300_000,
+                &v(&[(0.0, 80.0, 10)]),
+                3_000_000,
+                3_000_000
+            ),
+            0.26666666666666666
+        ));
+        // Zero cutoff: load 4m, n+240x10 for n = 0, 60, …, 300.
+        for (start, at10, at50) in [
+            (0.0, 0.5, 0.6),
+            (60.0, 0.55, 0.6),
+            (120.0, 0.6, 0.6),
+            (180.0, 0.6, 0.6),
+            (240.0, 0.6, 0.6),
+            (300.0, 0.6, 0.6),
+        ] {
+            let s = v(&[(start, 240.0, 10)]);
+            assert!(
+                same(conf("rate", 240_000, &s, 600_000, 1_200_000), at10),
+                "start {start}"
+            );
+            assert!(
+                same(conf("rate", 240_000, &s, 3_000_000, 1_200_000), at50),
+                "start {start}"
+            );
+        }
+        // irate / idelta with NaN (range 15m1s, step 5m).
+        let nan = [1.0, f64::NAN, f64::NAN, 5.0, 11.0];
+        assert!(same(
+            conf("irate", 300_000, &nan, 900_000, 901_000),
+            f64::NAN
+        ));
+        assert!(same(conf("irate", 300_000, &nan, 1_200_000, 901_000), 0.02));
+        assert!(same(conf("idelta", 300_000, &nan, 1_200_000, 901_000), 6.0));
+        let bar = v(&[(0.0, 10.0, 5), (0.0, 10.0, 5)]);
+        assert_eq!(
+            conf("irate", 300_000, &bar, 1_800_000, 3_000_000),
+            Some(0.0)
+        );
+        // delta over 0 50 100 150 200 and reverse.
+        let up = [0.0, 50.0, 100.0, 150.0, 200.0];
+        let down = [200.0, 150.0, 100.0, 50.0, 0.0];
+        assert!(same(
+            conf("delta", 300_000, &up, 1_200_000, 1_200_000),
+            200.0
+        ));
+        assert!(same(
+            conf("delta", 300_000, &down, 1_200_000, 1_200_000),
+            -200.0
+        ));
+        // deriv of the reset-middle counter over 100m, predict_linear over 50m.
+        let mid10 = v(&[(0.0, 10.0, 4), (0.0, 10.0, 5)]);
+        assert!(same(
+            conf("deriv", 300_000, &mid10, 3_000_000, 6_000_000),
+            0.010606060606060607
+        ));
+        assert!(same(
+            conf(
+                "deriv",
+                300_000,
+                &v(&[(0.0, 80.0, 10)]),
+                3_000_000,
+                3_000_000
+            ),
+            0.26666666666666666
+        ));
+        let inside: Vec<(i64, f64)> = mid10
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (i as i64 * 300_000, x))
+            .filter(|&(t, _)| t > 0)
+            .collect();
+        let mut annotations = Vec::new();
+        let mut ctx = RangeCtx {
+            samples: &inside,
+            range_start: 0,
+            range_end: 3_000_000,
+            params: &[3600.0],
+            annotations: &mut annotations,
+        };
+        assert!(same(eval("predict_linear", &mut ctx), 70.0));
+        // deriv with ±Inf: NaN.
+        let mut inf = vec![f64::NEG_INFINITY];
+        inf.extend(v(&[(0.0, 80.0, 10)]));
+        inf.push(f64::INFINITY);
+        assert!(same(
+            conf("deriv", 300_000, &inf, 6_000_000, 6_000_000),
+            f64::NAN
+        ));
+    }
+
+    #[test]
+    fn double_exponential_smoothing_from_functions_test() {
+        let v = |parts: &[(f64, f64, usize)]| -> Vec<f64> {
+            parts
+                .iter()
+                .flat_map(|&(a, b, n)| (0..=n).map(move |i| a + b * i as f64))
+                .collect()
+        };
+        let cases = [
+            (v(&[(0.0, 10.0, 1000), (100.0, 30.0, 1000)]), 8000.0),
+            (v(&[(0.0, 20.0, 1000), (200.0, 30.0, 1000)]), 16000.0),
+            (v(&[(0.0, 30.0, 1000), (300.0, 80.0, 1000)]), 24000.0),
+            (v(&[(0.0, 40.0, 2000)]), 32000.0),
+            (v(&[(8000.0, -10.0, 1000)]), 0.0),
+            (v(&[(0.0, -20.0, 1000)]), -16000.0),
+            (v(&[(0.0, -40.0, 1000), (0.0, 40.0, 1000)]), -32000.0),
+        ];
+        for (vals, want) in cases {
+            let s: Vec<(i64, f64)> = vals
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i as i64 * 10_000, x))
+                .collect();
+            let inside: Vec<(i64, f64)> = s
+                .into_iter()
+                .filter(|&(t, _)| t > 8_000_000 - 60_000 && t <= 8_000_000)
+                .collect();
+            let mut annotations = Vec::new();
+            let mut ctx = RangeCtx {
+                samples: &inside,
+                range_start: 8_000_000 - 60_000,
+                range_end: 8_000_000,
+                params: &[0.01, 0.1],
+                annotations: &mut annotations,
+            };
+            assert!(
+                same(eval("double_exponential_smoothing", &mut ctx), want),
+                "{want}"
+            );
+        }
+    }
+
     #[test]
     fn quantile_over_time_warns_on_bad_q() {
         let s = series(10, &[1.0, 2.0]);
