@@ -137,8 +137,8 @@ pub fn eval(name: &str, ctx: &mut RangeCtx) -> Option<f64> {
         "rate" => extrapolated_rate(ctx, true, true),
         "increase" => extrapolated_rate(ctx, true, false),
         "delta" => extrapolated_rate(ctx, false, false),
-        "irate" => instant_value(s, true),
-        "idelta" => instant_value(s, false),
+        "irate" => instant_value(s, &[], true),
+        "idelta" => instant_value(s, &[], false),
         "deriv" => {
             if s.len() < 2 {
                 return None;
@@ -222,6 +222,40 @@ pub fn eval(name: &str, ctx: &mut RangeCtx) -> Option<f64> {
     }
 }
 
+/// [`eval`] for a series whose samples carry start timestamps (created timestamps): `sts`
+/// is parallel to `ctx.samples`, 0 where unknown. `rate`, `increase`, `irate` and `resets`
+/// then also treat start-timestamp resets as counter resets, and `rate`/`increase` use a
+/// start time inside the window as the counter's zero point; `rate`/`increase` raise
+/// [`Annotation::StartTimeOverlap`] (naming `metric_name`) once when start times overlap
+/// earlier samples. Every other function ignores `sts`.
+pub fn eval_with_start_timestamps(
+    name: &str,
+    ctx: &mut RangeCtx,
+    sts: &[i64],
+    metric_name: &str,
+) -> Option<f64> {
+    if ctx.samples.is_empty() {
+        return None;
+    }
+    match name {
+        "rate" => extrapolated_rate_st(ctx, sts, metric_name, true, true),
+        "increase" => extrapolated_rate_st(ctx, sts, metric_name, true, false),
+        "irate" => instant_value(ctx.samples, sts, true),
+        "resets" => {
+            let s = ctx.samples;
+            let st = |i: usize| sts.get(i).copied().unwrap_or(0);
+            let n = (1..s.len())
+                .filter(|&i| {
+                    s[i].1 < s[i - 1].1
+                        || is_start_timestamp_reset(st(i - 1), s[i - 1].0, st(i), s[i].0)
+                })
+                .count();
+            Some(n as f64)
+        }
+        _ => eval(name, ctx),
+    }
+}
+
 #[inline]
 fn ms_to_s(t: i64) -> f64 {
     t as f64 / 1000.0
@@ -231,40 +265,85 @@ fn ms_to_s(t: i64) -> f64 {
 /// first and last sample (counter resets added back for counters) is extrapolated towards
 /// the window bounds, all the way when the gap is under 1.1× the average sample interval,
 /// else by half an interval; counters are not extrapolated below zero.
-fn extrapolated_rate(ctx: &RangeCtx, is_counter: bool, is_rate: bool) -> Option<f64> {
+///
+/// With start timestamps (`sts`, parallel to the samples, 0 = unknown) a counter also
+/// resets where a start timestamp says so, and when the first sample's start timestamp lies
+/// inside the window a zero value is assumed there instead of extrapolating to the left
+/// (which also lets a single sample give a result).
+fn extrapolated_rate(ctx: &mut RangeCtx, is_counter: bool, is_rate: bool) -> Option<f64> {
+    extrapolated_rate_st(ctx, &[], "", is_counter, is_rate)
+}
+
+fn extrapolated_rate_st(
+    ctx: &mut RangeCtx,
+    sts: &[i64],
+    metric_name: &str,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     let s = ctx.samples;
-    if s.len() < 2 {
+    if s.is_empty() {
         return None;
     }
     let (first_t, first_v) = s[0];
     let (last_t, last_v) = s[s.len() - 1];
     let mut result = last_v - first_v;
+    let sts = if is_counter { sts } else { &[] };
     if is_counter {
-        let mut prev = first_v;
-        for &(_, v) in &s[1..] {
-            if v < prev {
-                result += prev;
+        let mut overlap_reported = false;
+        for i in 0..s.len() - 1 {
+            let (prev_t, prev_v) = s[i];
+            let cur_v = s[i + 1].1;
+            let cur_t = s[i + 1].0;
+            if !overlap_reported
+                && i + 1 < sts.len()
+                && start_time_overlaps(sts[i], prev_t, sts[i + 1])
+            {
+                ctx.annotations.push(Annotation::StartTimeOverlap {
+                    metric_name: metric_name.to_string(),
+                });
+                overlap_reported = true;
             }
-            prev = v;
+            if cur_v < prev_v
+                || (i + 1 < sts.len()
+                    && is_start_timestamp_reset(sts[i], prev_t, sts[i + 1], cur_t))
+            {
+                result += prev_v;
+            }
         }
     }
     let num_minus_one = (s.len() - 1) as f64;
     let mut duration_to_start = (first_t - ctx.range_start) as f64 / 1000.0;
     let mut duration_to_end = (ctx.range_end - last_t) as f64 / 1000.0;
-    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
-    let avg_between = sampled_interval / num_minus_one;
+    let mut sampled_interval = (last_t - first_t) as f64 / 1000.0;
+    let avg_between = if s.len() > 1 {
+        sampled_interval / num_minus_one
+    } else {
+        0.0
+    };
     let threshold = avg_between * 1.1;
 
-    if duration_to_start >= threshold {
-        duration_to_start = avg_between / 2.0;
-    }
-    if is_counter {
-        let mut duration_to_zero = duration_to_start;
-        if result > 0.0 && first_v >= 0.0 {
-            duration_to_zero = sampled_interval * (first_v / result);
+    match sts.first() {
+        Some(&st0) if st0 != 0 && st0 > ctx.range_start && st0 < first_t => {
+            // A zero-valued sample is assumed at the first sample's start time.
+            duration_to_start = 0.0;
+            sampled_interval = (last_t - st0) as f64 / 1000.0;
+            result += first_v;
         }
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
+        _ if s.len() < 2 => return None,
+        _ => {
+            if duration_to_start >= threshold {
+                duration_to_start = avg_between / 2.0;
+            }
+            if is_counter {
+                let mut duration_to_zero = duration_to_start;
+                if result > 0.0 && first_v >= 0.0 {
+                    duration_to_zero = sampled_interval * (first_v / result);
+                }
+                if duration_to_zero < duration_to_start {
+                    duration_to_start = duration_to_zero;
+                }
+            }
         }
     }
     if duration_to_end >= threshold {
@@ -280,20 +359,47 @@ fn extrapolated_rate(ctx: &RangeCtx, is_counter: bool, is_rate: bool) -> Option<
     Some(result * factor)
 }
 
-/// `irate` / `idelta` from the last two samples. For `irate` a decrease counts as a counter
-/// reset: the result is the last value over the interval.
-fn instant_value(s: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+/// Whether the start timestamps say the counter restarted between the previous sample
+/// (`prev_st`, `prev_t`) and the current one (`cur_st`, `cur_t`); 0 means unknown. A start
+/// time after the previous sample is a reset; one equal to the previous sample's time is a
+/// reset only when the previous start time was known and different (a delta series), not for
+/// a cumulative series with unknown start.
+pub fn is_start_timestamp_reset(prev_st: i64, prev_t: i64, cur_st: i64, cur_t: i64) -> bool {
+    if cur_st == 0 || cur_st >= cur_t || cur_st < prev_t {
+        return false;
+    }
+    if cur_st > prev_t {
+        return true;
+    }
+    if prev_st > prev_t {
+        return false;
+    }
+    prev_st != 0 && prev_st != prev_t
+}
+
+/// Whether a sample's start time reaches back before the previous sample (and is not simply
+/// the same start time as the previous sample's): overlapping data.
+pub fn start_time_overlaps(prev_st: i64, prev_t: i64, cur_st: i64) -> bool {
+    cur_st != 0 && cur_st < prev_t && cur_st != prev_st
+}
+
+/// `irate` / `idelta` from the last two samples. For `irate` a decrease (or a start
+/// timestamp reset, when `sts` are given) counts as a counter reset: the result is the last
+/// value over the interval.
+fn instant_value(s: &[(i64, f64)], sts: &[i64], is_rate: bool) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
-    let (t0, v0) = s[s.len() - 2];
-    let (t1, v1) = s[s.len() - 1];
+    let n = s.len();
+    let (t0, v0) = s[n - 2];
+    let (t1, v1) = s[n - 1];
+    let st = |i: usize| sts.get(i).copied().unwrap_or(0);
     let interval = t1 - t0;
     if interval == 0 {
         return None;
     }
     let mut result = v1;
-    if !is_rate || v1 >= v0 || v1.is_nan() || v0.is_nan() {
+    if !is_rate || !(v1 < v0 || is_start_timestamp_reset(st(n - 2), t0, st(n - 1), t1)) {
         result = v1 - v0;
     }
     if is_rate {
@@ -999,6 +1105,194 @@ mod tests {
                 "{want}"
             );
         }
+    }
+
+    /// Samples from slots every minute (`None` = no sample) with start-time offsets in ms
+    /// (`None` = no start timestamp), evaluated like start_timestamps.test.
+    fn st_eval(
+        name: &str,
+        vals: &[Option<f64>],
+        offsets: &[Option<i64>],
+        at_ms: i64,
+        range_ms: i64,
+    ) -> (Option<f64>, Vec<Annotation>) {
+        let mut samples = Vec::new();
+        let mut sts = Vec::new();
+        for (i, v) in vals.iter().enumerate() {
+            let t = i as i64 * 60_000;
+            if let Some(v) = v {
+                if t > at_ms - range_ms && t <= at_ms {
+                    samples.push((t, *v));
+                    sts.push(offsets.get(i).copied().flatten().map_or(0, |o| t + o));
+                }
+            }
+        }
+        let mut annotations = Vec::new();
+        let mut ctx = RangeCtx {
+            samples: &samples,
+            range_start: at_ms - range_ms,
+            range_end: at_ms,
+            params: &[],
+            annotations: &mut annotations,
+        };
+        let r = eval_with_start_timestamps(name, &mut ctx, &sts, "m");
+        (r, annotations)
+    }
+
+    #[test]
+    fn start_timestamps_cumulative_resets() {
+        // cumulative{type="st_resets"}: _ _ 0+60x14 with offsets
+        // -30s-1mx2 -1m-1mx2 -59999ms-1mx2 -1s-1mx2 -1ms-1mx2.
+        let mut vals = vec![None, None];
+        vals.extend((0..15).map(|i| Some(60.0 * i as f64)));
+        let mut offs = vec![None, None];
+        for base in [-30_000, -60_000, -59_999, -1_000, -1] {
+            for k in 0..3 {
+                offs.push(Some(base - 60_000 * k));
+            }
+        }
+        let increase = [
+            420.0, 780.0, 675.0, 675.0, 1275.0, 1080.0, 900.0, 1725.0, 1440.0,
+        ];
+        let rate = [1.40, 2.60, 2.25, 2.25, 4.25, 3.60, 3.00, 5.75, 4.8];
+        let irate = [1.0, 6.0, 1.0, 1.0, 9.0, 1.0, 1.0, 12.0, 1.0];
+        let resets = [1.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0, 2.0, 1.0];
+        for (k, at_min) in (7..=15).enumerate() {
+            let at = at_min * 60_000;
+            let got = st_eval("increase", &vals, &offs, at, 300_000).0;
+            assert!(same(got, increase[k]), "increase at {at_min}m: {got:?}");
+            assert!(
+                same(st_eval("rate", &vals, &offs, at, 300_000).0, rate[k]),
+                "rate {at_min}m"
+            );
+            assert!(
+                same(st_eval("irate", &vals, &offs, at, 300_000).0, irate[k]),
+                "irate {at_min}m"
+            );
+            assert_eq!(
+                st_eval("resets", &vals, &offs, at, 300_000).0,
+                Some(resets[k])
+            );
+            // Without start timestamps it is a plain counter.
+            let none = vec![None; offs.len()];
+            assert!(same(
+                st_eval("increase", &vals, &none, at, 300_000).0,
+                300.0
+            ));
+            assert_eq!(st_eval("resets", &vals, &none, at, 300_000).0, Some(0.0));
+        }
+    }
+
+    #[test]
+    fn start_timestamps_deltas() {
+        // delta series: _ _ 60x15 with offsets per type; increase over [5m] at 10m..15m.
+        let mut vals = vec![None, None];
+        vals.extend(std::iter::repeat(Some(60.0)).take(16));
+        for (off, want_inc, want_rate, want_irate) in [
+            (None, 0.0, 0.0, 0.0),
+            (Some(-60_000), 300.0, 1.0, 1.0),
+            (Some(-59_999), 300.0, 1.0, 1.0),
+            (Some(-1), 300.0, 1.0, 1.0),
+            (Some(0), 0.0, 0.0, 0.0),
+        ] {
+            let mut offs = vec![None, None];
+            offs.extend(std::iter::repeat(off).take(16));
+            for at_min in 10..=15 {
+                let at = at_min * 60_000;
+                assert!(
+                    same(st_eval("increase", &vals, &offs, at, 300_000).0, want_inc),
+                    "{off:?}"
+                );
+                assert!(
+                    same(st_eval("rate", &vals, &offs, at, 300_000).0, want_rate),
+                    "{off:?}"
+                );
+                assert!(
+                    same(st_eval("irate", &vals, &offs, at, 300_000).0, want_irate),
+                    "{off:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn start_timestamps_left_zero_point() {
+        let v5 = |xs: &[Option<f64>]| -> Vec<Option<f64>> { xs.to_vec() };
+        let s = |x: f64| Some(x);
+        let full = v5(&[None, None, s(1.0), s(2.0), s(3.0), s(4.0), s(5.0)]);
+        let short = v5(&[None, None, s(1.0), s(2.0), s(3.0), s(4.0), None]);
+        let lim = v5(&[None, None, None, s(2.0), s(3.0), None, None]);
+        let single = v5(&[None, None, None, None, s(3.0), None, None]);
+        let offs = |base: Option<i64>, from: usize, n: usize| -> Vec<Option<i64>> {
+            let mut o = vec![None; 7];
+            for k in 0..n {
+                o[from + k] = base.map(|b| b - 60_000 * k as i64);
+            }
+            o
+        };
+        let cases: Vec<(&Vec<Option<f64>>, Vec<Option<i64>>, Option<f64>)> = vec![
+            (&full, offs(None, 2, 5), Some(5.0)),
+            (&full, offs(Some(-60_000), 2, 5), Some(5.0)),
+            (&full, offs(Some(-30_000), 2, 5), Some(5.0)),
+            (&full, offs(Some(0), 2, 5), Some(5.0)),
+            (&full, offs(Some(1), 2, 5), Some(6.0)),
+            (&short, offs(None, 2, 4), Some(5.0)),
+            (&short, offs(Some(-60_000), 2, 4), Some(5.0)),
+            (&short, offs(Some(-30_000), 2, 4), Some(5.142857142857143)),
+            (&short, offs(Some(0), 2, 4), Some(5.0)),
+            (&short, offs(Some(1), 2, 4), Some(6.333333333333333)),
+            (&lim, offs(None, 3, 2), Some(2.0)),
+            (&lim, offs(Some(-120_000), 3, 2), Some(2.0)),
+            (&lim, offs(Some(-90_000), 3, 2), Some(3.6)),
+            (&lim, offs(Some(0), 3, 2), Some(2.0)),
+            (&lim, offs(Some(1), 3, 2), Some(6.0)),
+            (&single, offs(None, 4, 1), None),
+            (&single, offs(Some(-180_000), 4, 1), None),
+            (&single, offs(Some(-150_000), 4, 1), Some(3.0)),
+            (&single, offs(Some(0), 4, 1), None),
+            (&single, offs(Some(1), 4, 1), None),
+        ];
+        for (vals, o, want) in cases {
+            let got = st_eval("increase", vals, &o, 360_000, 300_000).0;
+            match want {
+                None => assert_eq!(got, None, "{o:?}"),
+                Some(w) => assert!(same(got, w), "{o:?}: {got:?} != {w}"),
+            }
+        }
+        // Resets before and between samples: @st _ _ -1m -1s; values _ _ 5 5 2 → 16.
+        let vals = vec![None, None, s(5.0), s(5.0), s(2.0), None];
+        let o = vec![None, None, Some(-60_000), Some(-1_000), None, None];
+        assert!(same(
+            st_eval("increase", &vals, &o, 300_000, 300_000).0,
+            16.0
+        ));
+    }
+
+    #[test]
+    fn start_timestamps_unknown_start_and_overlap() {
+        let s = |x: f64| Some(x);
+        let vals = vec![None, None, s(1.0), s(1.0)];
+        for (o, want) in [
+            (vec![None, None, None, Some(-60_000)], 0.0),
+            (vec![None, None, Some(0), Some(-60_000)], 0.0),
+            (vec![None, None, Some(-60_000), Some(-60_000)], 1.0),
+            (vec![None, None, Some(60_000), Some(-60_000)], 0.0),
+        ] {
+            let got = st_eval("increase", &vals, &o, 180_000, 60_001)
+                .0
+                .map(f64::round);
+            assert_eq!(got, Some(want), "{o:?}");
+        }
+        // A start time reaching back before the previous sample warns once.
+        let vals = vec![s(1.0), s(2.0), s(3.0), s(4.0)];
+        let o = vec![Some(-1_000), Some(-90_000), Some(-90_000), Some(-1_000)];
+        let (_, annos) = st_eval("rate", &vals, &o, 180_000, 240_000);
+        assert_eq!(
+            annos,
+            vec![Annotation::StartTimeOverlap {
+                metric_name: "m".into()
+            }]
+        );
     }
 
     #[test]
