@@ -1187,7 +1187,7 @@ mod tests {
     fn start_timestamps_deltas() {
         // delta series: _ _ 60x15 with offsets per type; increase over [5m] at 10m..15m.
         let mut vals = vec![None, None];
-        vals.extend(std::iter::repeat(Some(60.0)).take(16));
+        vals.extend(std::iter::repeat_n(Some(60.0), 16));
         for (off, want_inc, want_rate, want_irate) in [
             (None, 0.0, 0.0, 0.0),
             (Some(-60_000), 300.0, 1.0, 1.0),
@@ -1196,7 +1196,7 @@ mod tests {
             (Some(0), 0.0, 0.0, 0.0),
         ] {
             let mut offs = vec![None, None];
-            offs.extend(std::iter::repeat(off).take(16));
+            offs.extend(std::iter::repeat_n(off, 16));
             for at_min in 10..=15 {
                 let at = at_min * 60_000;
                 assert!(
@@ -1230,7 +1230,8 @@ mod tests {
             }
             o
         };
-        let cases: Vec<(&Vec<Option<f64>>, Vec<Option<i64>>, Option<f64>)> = vec![
+        type Case<'a> = (&'a Vec<Option<f64>>, Vec<Option<i64>>, Option<f64>);
+        let cases: Vec<Case> = vec![
             (&full, offs(None, 2, 5), Some(5.0)),
             (&full, offs(Some(-60_000), 2, 5), Some(5.0)),
             (&full, offs(Some(-30_000), 2, 5), Some(5.0)),
