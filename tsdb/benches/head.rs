@@ -36,7 +36,8 @@ fn bench_append(c: &mut Criterion) {
             t += 15_000;
             let mut app = head.appender();
             for (i, r) in refs.iter().enumerate() {
-                app.append(Some(*r), &labels[i], t, (t as f64) * 0.5 + i as f64).unwrap();
+                app.append(Some(*r), &labels[i], t, (t as f64) * 0.5 + i as f64)
+                    .unwrap();
             }
             app.commit().unwrap();
         })

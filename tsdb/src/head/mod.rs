@@ -14,10 +14,12 @@
 
 pub mod appender;
 pub mod chunk_store;
+pub mod disk_chunks;
 pub mod head_chunks;
 pub mod index;
 pub mod querier;
 pub mod series;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -508,6 +510,20 @@ impl Head {
         }
         *d = nd;
         Ok(deleted)
+    }
+
+    /// References of the series matching `matchers`.
+    pub fn series_refs_matching(&self, matchers: &[crate::labels::Matcher]) -> Vec<SeriesRef> {
+        let p = self.inner.postings.read();
+        index::postings_for_matchers(&p, &self.inner.syms, matchers)
+            .iter()
+            .map(u64::from)
+            .collect()
+    }
+
+    /// Whether series `r` is in the head.
+    pub fn series_exists(&self, r: SeriesRef) -> bool {
+        self.series(r).is_some()
     }
 
     /// Deletes the samples in `[mint, maxt]` of every series matching `matchers`; returns the
