@@ -131,6 +131,61 @@ impl MemPostings {
     pub fn names(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_name.keys().copied()
     }
+
+    /// Cardinality statistics, as Prometheus's `MemPostings.Stats` (top `limit` of each list).
+    pub fn stats(&self, syms: &Symbols, limit: usize) -> PostingsStats {
+        let r = syms.reader();
+        let metric = syms.lookup(crate::labels::METRIC_NAME);
+        let mut st = PostingsStats::default();
+        for (&n, vals) in &self.by_name {
+            let name = r.get(n);
+            st.label_value_count_by_label_name
+                .push((name.to_string(), vals.len() as u64));
+            let mut size = 0u64;
+            for (&v, bm) in vals {
+                let value = r.get(v);
+                let cnt = bm.len();
+                if Some(n) == metric {
+                    st.series_count_by_metric_name
+                        .push((value.to_string(), cnt));
+                }
+                st.series_count_by_label_value_pair
+                    .push((format!("{name}={value}"), cnt));
+                size += value.len() as u64 * cnt;
+                st.num_label_pairs += 1;
+            }
+            st.memory_in_bytes_by_label_name
+                .push((name.to_string(), size));
+        }
+        for l in [
+            &mut st.series_count_by_metric_name,
+            &mut st.label_value_count_by_label_name,
+            &mut st.memory_in_bytes_by_label_name,
+            &mut st.series_count_by_label_value_pair,
+        ] {
+            l.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if limit > 0 {
+                l.truncate(limit);
+            }
+        }
+        st
+    }
+}
+
+/// Cardinality statistics of the head (`/api/v1/status/tsdb`), each list sorted by count,
+/// largest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PostingsStats {
+    /// Series per metric name.
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    /// Distinct values per label name.
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Bytes of label values (value length × series) per label name.
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    /// Series per `name=value` pair.
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+    /// Number of distinct label pairs.
+    pub num_label_pairs: u64,
 }
 
 /// Union of the postings of the values of `m.name` that `m` matches (or, with `invert`, that it
@@ -320,6 +375,31 @@ mod tests {
         assert_eq!(sel(&p, &s, &[("i", Equal, "")]), vec![1, 4, 5]);
         assert_eq!(sel(&p, &s, &[("n", Equal, "nope")]), Vec::<u32>::new());
         assert_eq!(sel(&p, &s, &[("nope", NotEqual, "x")]), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn cardinality_stats() {
+        let (p, s) = build(&[
+            &[("__name__", "a"), ("i", "1")],
+            &[("__name__", "a"), ("i", "22")],
+            &[("__name__", "b"), ("i", "1")],
+        ]);
+        let st = p.stats(&s, 0);
+        assert_eq!(
+            st.series_count_by_metric_name,
+            vec![("a".into(), 2), ("b".into(), 1)]
+        );
+        assert_eq!(
+            st.label_value_count_by_label_name,
+            vec![("__name__".into(), 2), ("i".into(), 2)]
+        );
+        assert_eq!(st.memory_in_bytes_by_label_name[0], ("i".into(), 4));
+        assert_eq!(
+            st.series_count_by_label_value_pair[0],
+            ("__name__=a".into(), 2)
+        );
+        assert_eq!(st.num_label_pairs, 4);
+        assert_eq!(p.stats(&s, 1).series_count_by_metric_name.len(), 1);
     }
 
     #[test]

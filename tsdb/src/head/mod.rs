@@ -285,6 +285,12 @@ impl Head {
         }
     }
 
+    /// Cardinality statistics (top `limit` per list; 0 for all), as `/api/v1/status/tsdb`
+    /// reports them.
+    pub fn postings_stats(&self, limit: usize) -> index::PostingsStats {
+        self.inner.postings.read().stats(&self.inner.syms, limit)
+    }
+
     /// Updates the head's time range with a committed sample range.
     pub(crate) fn update_time_range(&self, mint: i64, maxt: i64) {
         if mint <= maxt {
