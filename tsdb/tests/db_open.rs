@@ -262,7 +262,13 @@ fn cut_block_then_query_across_blocks_and_head() {
     // the cut survives a restart (WAL checkpointed and truncated, blocks reloaded)
     drop(db);
     let db = Db::open(tmp.path(), opts()).unwrap();
+    assert!(
+        db.head().min_time() >= H2,
+        "head min time {}",
+        db.head().min_time()
+    );
     assert_eq!(dump(&db, i64::MIN, i64::MAX, &all()), after);
+    assert!(db.compact().unwrap().is_empty());
     assert!(tmp.path().join("wal").read_dir().unwrap().any(|e| e
         .unwrap()
         .file_name()

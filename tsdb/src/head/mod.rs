@@ -559,6 +559,10 @@ impl Head {
     /// Attaches a full chunk read back from the chunk store (from `chunks_head/` at startup) to
     /// series `r`; if the series is not created yet it is attached when it is.
     pub fn attach_mmapped_chunk(&self, r: SeriesRef, chunk_ref: u64, min_time: i64, max_time: i64) {
+        // Chunks already persisted in a block stay in the files until a whole file is old.
+        if max_time < self.min_valid_time() {
+            return;
+        }
         let c = MmappedChunk {
             chunk_ref,
             min_time,
