@@ -387,6 +387,19 @@ impl Queryable for Block {
     }
 }
 
+impl ChunkQuerier for Block {
+    /// Chunks over the block's whole time range.
+    fn select_chunks(
+        &self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet {
+        self.block_querier(self.min_time(), self.max_time() - 1)
+            .select_chunks(sorted, hints, matchers)
+    }
+}
+
 /// Querier over one block and a time range `[mint, maxt]` (inclusive). Applies the block's
 /// tombstones; series come out sorted by labels (the index's order).
 #[derive(Clone, Debug)]

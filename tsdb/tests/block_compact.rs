@@ -326,3 +326,112 @@ fn plan_dir_reads_block_metas_and_ignores_temporary_dirs() {
     assert_eq!((m.min_time(), m.max_time()), (0, 6 * h));
     assert_eq!(m.meta().stats.num_samples, 3);
 }
+
+/// The planning cases of Prometheus's own planner test (ranges 20, 60, 180, 540, 1620).
+#[test]
+fn planner_matches_prometheus_reference_cases() {
+    let c = Compactor::new(vec![20, 60, 180, 540, 1620]);
+    let st = |name: &str, mint, maxt, series, tombs| {
+        let mut d = dm(name, mint, maxt);
+        d.meta.stats.num_series = series;
+        d.meta.stats.num_tombstones = tombs;
+        d
+    };
+    type Case = (Vec<DirMeta>, Vec<&'static str>);
+    let cases: Vec<Case> = vec![
+        (vec![dm("1", 0, 20)], vec![]),
+        (vec![dm("1", 0, 20), dm("2", 20, 40)], vec![]),
+        (
+            vec![dm("1", 0, 20), dm("2", 20, 40), dm("3", 40, 60)],
+            vec![],
+        ),
+        (
+            vec![
+                dm("1", 0, 20),
+                dm("2", 20, 40),
+                dm("3", 40, 60),
+                dm("4", 60, 80),
+            ],
+            vec!["1", "2", "3"],
+        ),
+        (
+            vec![dm("1", 0, 20), dm("2", 20, 40), dm("3", 60, 80)],
+            vec![],
+        ),
+        (
+            vec![
+                dm("1", 0, 20),
+                dm("2", 20, 40),
+                dm("3", 60, 80),
+                dm("4", 80, 100),
+            ],
+            vec!["1", "2"],
+        ),
+        (
+            vec![
+                dm("1", 0, 20),
+                dm("2", 20, 40),
+                dm("3", 40, 60),
+                dm("4", 60, 120),
+                dm("5", 120, 180),
+            ],
+            vec!["1", "2", "3"],
+        ),
+        (
+            vec![
+                dm("2", 20, 40),
+                dm("4", 60, 120),
+                dm("5", 960, 980),
+                dm("6", 120, 180),
+                dm("7", 720, 960),
+            ],
+            vec!["2", "4", "6"],
+        ),
+        (vec![st("1", 0, 540, 10, 3)], vec![]),
+        (vec![st("1", 0, 540, 10, 3), dm("2", 540, 560)], vec!["1"]),
+        (vec![st("1", 0, 60, 10, 3), dm("2", 60, 80)], vec![]),
+        (vec![st("1", 0, 540, 0, 0), dm("2", 540, 560)], vec![]),
+        (
+            vec![
+                dm("5", 0, 360),
+                dm("6", 540, 560),
+                dm("7", 360, 420),
+                dm("8", 420, 540),
+            ],
+            vec!["7", "8"],
+        ),
+        (
+            vec![dm("1", 0, 20), dm("2", 19, 40), dm("3", 40, 60)],
+            vec!["1", "2"],
+        ),
+        (
+            vec![dm("1", 0, 20), dm("2", 20, 40), dm("3", 30, 50)],
+            vec!["2", "3"],
+        ),
+        (
+            vec![dm("1", 0, 20), dm("2", 10, 40), dm("3", 30, 50)],
+            vec!["1", "2", "3"],
+        ),
+        (
+            vec![
+                dm("5", 0, 360),
+                dm("6", 340, 560),
+                dm("7", 360, 420),
+                dm("8", 420, 540),
+            ],
+            vec!["5", "6", "7", "8"],
+        ),
+        (
+            vec![
+                dm("1", 0, 10),
+                dm("2", 9, 20),
+                dm("3", 30, 40),
+                dm("4", 39, 50),
+            ],
+            vec!["1", "2"],
+        ),
+    ];
+    for (i, (metas, want)) in cases.into_iter().enumerate() {
+        assert_eq!(plan(&c, metas), want, "case {i}");
+    }
+}

@@ -106,6 +106,14 @@ fn write_block_from_fixture_samples_matches_prometheus() {
             std::fs::read(fixture.join("tombstones")).unwrap()
         );
 
+        // meta.json is written exactly as Prometheus writes it.
+        let ours = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+        let theirs = std::fs::read_to_string(fixture.join("meta.json")).unwrap();
+        assert_eq!(
+            ours.replace(&ulid.to_string(), &fb.ulid().to_string()),
+            theirs
+        );
+
         // Reading it back gives the samples.
         let q = b.querier(mint, maxt - 1).unwrap();
         let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
