@@ -353,6 +353,30 @@ impl Block {
         Ok(Box::new(self.block_querier(mint, maxt)))
     }
 
+    /// Deletes the samples in `[mint, maxt]` of the series matching `matchers`: adds the
+    /// interval to their tombstones, rewrites `tombstones` and `meta.json` (`numTombstones`),
+    /// and returns the block opened again (this value keeps the old view).
+    pub fn delete(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Block> {
+        let index = &self.inner.index;
+        let refs = index.postings_for_matchers(matchers)?;
+        let mut t = self.inner.tombstones.clone();
+        let (mut lb, mut cb) = (Vec::new(), Vec::new());
+        for r in refs {
+            index.series(r, &mut lb, &mut cb)?;
+            if cb.iter().any(|c| c.max_time >= mint && c.min_time <= maxt) {
+                t.entry(r)
+                    .or_default()
+                    .add(crate::tombstones::Interval::new(mint, maxt));
+            }
+        }
+        let dir = &self.inner.dir;
+        crate::tombstones::write_tombstones(dir, &t)?;
+        let mut meta = self.inner.meta.clone();
+        meta.stats.num_tombstones = t.values().map(|i| i.len() as u64).sum();
+        write_meta(dir, &meta)?;
+        Block::open(dir)
+    }
+
     /// Decodes every sample of the chunk `c`, for checks and tools.
     pub fn chunk_samples(&self, c: &ChunkRefMeta) -> Result<Vec<(i64, f64)>> {
         let (enc, data) = self.inner.chunks.chunk(c.chunk_ref)?;

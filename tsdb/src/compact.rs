@@ -272,19 +272,23 @@ impl BlockWriter {
                     )));
                 }
             }
-            let mut refs = Vec::with_capacity(s.chunks.len());
-            for c in &s.chunks {
-                let n = chunk_num_samples(&c.data);
-                if n == 0 {
-                    continue;
-                }
-                let r = cw.write_chunk(c.encoding, &c.data)?;
+            let kept: Vec<&ChunkMeta> = s
+                .chunks
+                .iter()
+                .filter(|c| chunk_num_samples(&c.data) > 0)
+                .collect();
+            let data: Vec<(Encoding, &[u8])> =
+                kept.iter().map(|c| (c.encoding, &c.data[..])).collect();
+            let mut crefs = vec![0u64; kept.len()];
+            cw.write_chunks(&data, &mut crefs)?;
+            let mut refs = Vec::with_capacity(kept.len());
+            for (c, r) in kept.iter().zip(crefs) {
                 refs.push(ChunkRefMeta {
                     min_time: c.min_time,
                     max_time: c.max_time,
                     chunk_ref: r,
                 });
-                meta.stats.num_samples += n;
+                meta.stats.num_samples += chunk_num_samples(&c.data);
                 meta.stats.num_chunks += 1;
             }
             if refs.is_empty() {

@@ -399,3 +399,28 @@ fn corrupt_chunks_meta_and_tombstones_name_their_file() {
     let e = read_everything(&dir).unwrap_err();
     assert_names(&e, &tpath);
 }
+
+#[test]
+fn delete_writes_tombstones_and_compaction_drops_deleted_samples() {
+    let series = random_series(6, 21);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = small_block(tmp.path(), &series);
+    let b = Block::open(&dir).unwrap();
+    let m = [Matcher::new(
+        MatchType::Equal,
+        "__name__",
+        series[0].get("__name__").unwrap(),
+    )
+    .unwrap()];
+    let hit = series.iter().filter(|l| matches_all(l, &m)).count();
+    let b = b.delete(0, 299_999, &m).unwrap();
+    assert_eq!(b.meta().stats.num_tombstones, hit as u64);
+    assert_eq!(read_everything(&dir).unwrap(), 6 * 40 - hit * 20);
+    // Compacting the block alone rewrites it without the deleted samples.
+    let out = tempfile::tempdir().unwrap();
+    let c = tsdb::compact::Compactor::with_max_block_duration(i64::MAX);
+    let u = c.compact(out.path(), &[b]).unwrap().unwrap();
+    let nb = Block::open(out.path().join(u.to_string())).unwrap();
+    assert!(nb.tombstones().is_empty());
+    assert_eq!(nb.meta().stats.num_samples as usize, 6 * 40 - hit * 20);
+}
