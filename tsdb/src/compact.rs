@@ -538,7 +538,7 @@ impl Compactor {
             return Vec::new();
         }
         let high_time = ds[ds.len() - 1].meta.min_time;
-        for &iv in &self.ranges[1..] {
+        for &iv in self.ranges[1..].iter().filter(|&&iv| iv > 0) {
             for p in split_by_range(ds, iv) {
                 if p.iter().any(|d| d.meta.compaction.failed) {
                     continue;

@@ -433,7 +433,17 @@ impl IndexReader {
         for _ in 0..nl {
             let n = d.uvarint32().map_err(&err)?;
             let v = d.uvarint32().map_err(&err)?;
-            labels.push(Label::new(self.symbol(n)?, self.symbol(v)?));
+            let name = self.symbol(n)?;
+            if labels
+                .last()
+                .is_some_and(|l: &Label| l.name.as_str() >= name)
+            {
+                return Err(self.corrupt(
+                    off,
+                    format!("series {r}: label names not sorted at {name:?}"),
+                ));
+            }
+            labels.push(Label::new(name, self.symbol(v)?));
         }
         let nc = d.uvarint().map_err(&err)?;
         if nc > 0 {
