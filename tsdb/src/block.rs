@@ -207,6 +207,25 @@ impl BlockMeta {
     }
 }
 
+/// The block directories directly under `dir`: directories named by a ULID that hold a
+/// `meta.json`, sorted by name. Directories being written (`<ulid>.tmp-for-creation`) and
+/// other files are skipped.
+pub fn block_dirs(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let mut out = Vec::new();
+    for ent in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let ent = ent.map_err(|e| Error::io(dir, e))?;
+        let p = ent.path();
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if Ulid::from_string(name).is_ok() && p.is_dir() && p.join(META_FILENAME).exists() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Reads and checks `<dir>/meta.json`.
 pub fn read_meta(dir: impl AsRef<Path>) -> Result<BlockMeta> {
     let path = dir.as_ref().join(META_FILENAME);
