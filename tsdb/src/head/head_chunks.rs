@@ -79,6 +79,18 @@ impl HeadChunkRef {
     }
 }
 
+impl From<u64> for HeadChunkRef {
+    fn from(r: u64) -> Self {
+        HeadChunkRef(r)
+    }
+}
+
+impl From<HeadChunkRef> for u64 {
+    fn from(r: HeadChunkRef) -> Self {
+        r.0
+    }
+}
+
 /// Damage found (and cut off) when opening the head chunk files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeadChunksCorruption {
@@ -672,10 +684,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mapper_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ChunkDiskMapper>();
+    }
+
+    #[test]
     fn refs_pack_file_and_offset() {
         let r = HeadChunkRef::new(3, 0x1234);
         assert_eq!(r.0, 3 << 32 | 0x1234);
         assert_eq!((r.seq(), r.offset()), (3, 0x1234));
+        assert_eq!(HeadChunkRef::from(u64::from(r)), r);
     }
 
     #[test]
