@@ -283,3 +283,44 @@ fn random_garbage_chunk_files_never_panic() {
         assert_eq!(n, all_ok);
     }
 }
+
+#[test]
+fn read_only_open_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = write_chunks(dir.path());
+    let last = chunks.last().unwrap().0;
+    let victim = chunks[chunks.len() / 2].0;
+    let p = chunk_file_name(dir.path(), victim.seq());
+    let mut b = std::fs::read(&p).unwrap();
+    b[victim.offset() as usize + 27] ^= 1;
+    std::fs::write(&p, &b).unwrap();
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+
+    let mut m = ChunkDiskMapper::open_read_only(dir.path()).unwrap();
+    assert_eq!(m.corruptions().len(), 1);
+    assert_eq!(m.corruptions()[0].offset, victim.offset() as u64);
+    let good = chunks.iter().position(|c| c.0 == victim).unwrap();
+    assert_eq!(readable(&m, &chunks), good);
+    assert!(m.chunk(last).is_err(), "files after the damage are ignored");
+    assert!(m.write_chunk(1, 0, 1, Encoding::Xor, &[0, 0]).is_err());
+    assert!(m.truncate(i64::MAX).is_err());
+    drop(m);
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    assert_eq!(before, after);
+
+    let m = ChunkDiskMapper::open_read_only(dir.path().join("missing")).unwrap();
+    assert!(m.file_seqs().is_empty());
+    assert!(!dir.path().join("missing").exists());
+}
