@@ -324,3 +324,99 @@ fn read_only_open_changes_nothing() {
     assert!(m.file_seqs().is_empty());
     assert!(!dir.path().join("missing").exists());
 }
+
+/// A checkpointed WAL written by ignis (checkpoint + later segments) is replayed by promtool.
+#[test]
+fn promtool_reads_an_ignis_checkpoint() {
+    use tsdb::wal::checkpoint::checkpoint;
+    let promtool = Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        eprintln!("promtool not installed; skipping");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let wal_dir = data.path().join("wal");
+    let base: i64 = 1_700_000_000_000;
+    let mut w = Wal::open(
+        &wal_dir,
+        WalOptions {
+            segment_size: 2 * tsdb::wal::PAGE_SIZE,
+            compress: true,
+        },
+    )
+    .unwrap();
+    let series: Vec<RefSeries> = (1..=50u64)
+        .map(|r| RefSeries {
+            series_ref: r,
+            labels: Labels::from_pairs(&[("__name__", "cp_test"), ("n", &r.to_string())]),
+        })
+        .collect();
+    let mut buf = Vec::new();
+    encode_series(&series, &mut buf);
+    w.log(&[&buf]).unwrap();
+    for i in 0..200i64 {
+        let s: Vec<_> = (1..=50u64)
+            .map(|r| RefSample {
+                series_ref: r,
+                t: base + i * 1000,
+                v: (r as i64 * i) as f64,
+            })
+            .collect();
+        encode_samples(&s, &mut buf);
+        w.log(&[&buf]).unwrap();
+    }
+    let to = w.next_segment().unwrap() - 1;
+    for i in 200..260i64 {
+        let s: Vec<_> = (1..=50u64)
+            .map(|r| RefSample {
+                series_ref: r,
+                t: base + i * 1000,
+                v: (r as i64 * i) as f64,
+            })
+            .collect();
+        encode_samples(&s, &mut buf);
+        w.log(&[&buf]).unwrap();
+    }
+    // Keep odd series and samples from i = 100 on.
+    checkpoint(&wal_dir, 0, to, |r| r % 2 == 1, base + 100 * 1000).unwrap();
+    w.truncate(to + 1).unwrap();
+    w.close().unwrap();
+    drop(w);
+
+    let out = std::process::Command::new(promtool)
+        .arg("tsdb")
+        .arg("dump")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut got: Vec<(String, i64, f64)> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut p = l.rsplitn(3, ' ');
+            let t = p.next().unwrap().parse().unwrap();
+            let v = p.next().unwrap().parse().unwrap();
+            (p.next().unwrap().to_string(), t, v)
+        })
+        .collect();
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut want = Vec::new();
+    for s in series.iter().filter(|s| s.series_ref % 2 == 1) {
+        for i in 100..260i64 {
+            want.push((
+                s.labels.to_string(),
+                base + i * 1000,
+                (s.series_ref as i64 * i) as f64,
+            ));
+        }
+    }
+    want.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+}
