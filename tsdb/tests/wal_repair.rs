@@ -296,7 +296,7 @@ fn record_decoders_never_panic_on_garbage() {
         let mut b = vec![0u8; len];
         rng.fill_bytes(&mut b);
         if len > 0 {
-            b[0] = rng.gen_range(0..12);
+            b[0] = rng.gen_range(0..15);
         }
         let _ = tsdb::wal::record::decode(&b);
     }
