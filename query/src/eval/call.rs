@@ -14,10 +14,6 @@ use super::{unparen, Evaluator, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 
 /// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
-pub(crate) fn natural_less(a: &str, b: &str) -> bool {
-    natural_cmp(a, b) == std::cmp::Ordering::Less
-}
-
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let (ab, bb) = (a.as_bytes(), b.as_bytes());
@@ -375,7 +371,12 @@ impl Evaluator<'_> {
         }
         let mut out = Vec::new();
         let mut pbuf: Vec<f64> = Vec::with_capacity(params.len());
-        let mut fn_annos = crate::annotations::Annotations::default();
+        let mut fn_annos: Vec<crate::functions::Annotation> = Vec::new();
+        for k in 0..steps.len() {
+            pbuf.clear();
+            pbuf.extend(params.iter().map(|p| p[k]));
+            fnlib::range_check_params(name, &pbuf).map_err(QueryError::execution)?;
+        }
         for s in arg.series {
             self.check_deadline()?;
             let mut pts = Vec::new();
@@ -430,7 +431,7 @@ impl Evaluator<'_> {
                 });
             }
         }
-        self.annos.merge(fn_annos);
+        fnlib::add_annotations(&mut self.annos, fn_annos);
         Ok(Val::Vector(out))
     }
 
@@ -452,7 +453,7 @@ impl Evaluator<'_> {
         let mut bad: Vec<(String, String)> = Vec::new();
         for s in &input {
             let le = s.metric.get("le").unwrap_or("");
-            match parse_go_float(le) {
+            match fnlib::parse_le(le) {
                 Some(ub) => {
                     let key = s.metric.drop_names(&["le"]);
                     let n = groups.len();
@@ -475,7 +476,8 @@ impl Evaluator<'_> {
         let mut cur = StepCursor::new(input.len());
         let mut vals = Vec::new();
         let mut out = OutCollector::new();
-        let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); group_metric.len()];
+        let mut buckets: Vec<Vec<crate::functions::histogram::Bucket>> =
+            vec![Vec::new(); group_metric.len()];
         let steps: Vec<i64> = self.steps().collect();
         let mut warned_q = false;
         for (k, &ts) in steps.iter().enumerate() {
@@ -489,7 +491,10 @@ impl Evaluator<'_> {
             let mut any_bad = false;
             for &(si, v) in &vals {
                 match series_group[si] {
-                    Some((g, ub)) => buckets[g].push((ub, v)),
+                    Some((g, ub)) => buckets[g].push(crate::functions::histogram::Bucket {
+                        upper: ub,
+                        count: v,
+                    }),
                     None => any_bad = true,
                 }
             }
@@ -524,8 +529,9 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let v = if name == "histogram_quantile" {
-                    let (v, forced) = fnlib::bucket_quantile(params[0][k], b);
-                    if forced {
+                    let qr = fnlib::bucket_quantile(params[0][k], b);
+                    let v = qr.value;
+                    if qr.forced_monotonic {
                         let mn = group_metric[g].metric_name().unwrap_or("");
                         let base = "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
                         if mn.is_empty() {
@@ -550,27 +556,6 @@ impl Evaluator<'_> {
 /// `${1}`, `$name` and `$$`).
 fn go_template(s: &str) -> String {
     s.to_string()
-}
-
-/// Parses a float as Go's `strconv.ParseFloat` does for label values.
-pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
-    if s.is_empty() {
-        return None;
-    }
-    let t = s.trim_start_matches(['+', '-']);
-    let lower = t.to_ascii_lowercase();
-    if lower == "inf" || lower == "infinity" || lower == "nan" {
-        let neg = s.starts_with('-');
-        return Some(match lower.as_str() {
-            "nan" => f64::NAN,
-            _ if neg => f64::NEG_INFINITY,
-            _ => f64::INFINITY,
-        });
-    }
-    if lower.contains("inf") || lower.contains("nan") {
-        return None;
-    }
-    s.parse::<f64>().ok()
 }
 
 /// Ascending (or descending) by value with NaN last either way.

@@ -67,7 +67,6 @@ pub(crate) struct RangeArg {
     pub offset: i64,
     pub at: Option<i64>,
     pub from_subquery: bool,
-    pub metric_name_hint: Option<String>,
 }
 
 /// Per-query state of an evaluation.
@@ -345,7 +344,6 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: false,
-                    metric_name_hint: vs.name.clone(),
                 })
             }
             Expr::Subquery(sq) => {
@@ -367,7 +365,6 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: true,
-                    metric_name_hint: None,
                 })
             }
             other => Err(QueryError::bad_data(format!(
