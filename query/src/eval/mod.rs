@@ -78,6 +78,8 @@ pub(crate) struct Evaluator<'a> {
     /// Start and end of the whole query, for `@ start()` / `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// Step of the whole query (0 for instant queries), for `step()`.
+    pub query_step: i64,
     pub lookback: i64,
     pub max_samples: usize,
     pub cur_samples: usize,
@@ -405,6 +407,7 @@ impl<'a> Evaluator<'a> {
             interval: step,
             query_start: self.query_start,
             query_end: self.query_end,
+            query_step: self.query_step,
             lookback: self.lookback,
             max_samples: self.max_samples,
             cur_samples: self.cur_samples,
