@@ -101,7 +101,11 @@ impl Evaluator<'_> {
             "min_of" | "max_of" => {
                 let a = self.eval_scalar(args[0])?;
                 let b = self.eval_scalar(args[1])?;
-                let v = a.iter().zip(&b).map(|(x, y)| fnlib::math_eval(name, *x, &[*y]).unwrap_or(f64::NAN)).collect();
+                let v = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| fnlib::math_eval(name, *x, &[*y]).unwrap_or(f64::NAN))
+                    .collect();
                 return Ok(Val::Scalar(v));
             }
             "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; self.num_steps()])),
@@ -274,10 +278,7 @@ impl Evaluator<'_> {
                 self.release(&Val::Vector(input));
                 return Ok(Val::Vector(vec![]));
             }
-            "info" => {
-                // Without info metrics to join, info() returns its input unchanged.
-                return Ok(Val::Vector(self.eval_vector(args[0])?));
-            }
+            "info" => return self.eval_info(&args),
             _ => {}
         }
         if fnlib::is_time_function(name) {
@@ -417,11 +418,13 @@ impl Evaluator<'_> {
                 }
                 pbuf.clear();
                 pbuf.extend(params.iter().map(|p| p[k]));
+                // predict_linear predicts from the evaluation time, not the window end.
+                let end = if name == "predict_linear" { ts } else { rt };
                 if let Some(v) = fnlib::range_eval(
                     name,
                     &s.samples[lo..hi],
                     rt - arg.range,
-                    rt,
+                    end,
                     &pbuf,
                     &mut fn_annos,
                 ) {
@@ -497,7 +500,10 @@ impl Evaluator<'_> {
                 for p in &params {
                     let q = p[k];
                     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                        self.annos.warn(format!("quantile value should be between 0 and 1, got {}", go_g(q)));
+                        self.annos.warn(format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            go_g(q)
+                        ));
                     }
                 }
             }
@@ -510,7 +516,10 @@ impl Evaluator<'_> {
             }
             for &(si, v) in &vals {
                 match series_group[si] {
-                    Some((g, ub)) => buckets[g].push(Bucket { upper: ub, count: v }),
+                    Some((g, ub)) => buckets[g].push(Bucket {
+                        upper: ub,
+                        count: v,
+                    }),
                     None => {
                         let mn = input[si].metric.metric_name().unwrap_or("");
                         let le = input[si].metric.get("le").unwrap_or("");
@@ -519,7 +528,10 @@ impl Evaluator<'_> {
                             tsdb::labels::go_quote(le)
                         );
                         if !mn.is_empty() {
-                            msg.push_str(&format!(" for metric name {}", tsdb::labels::go_quote(mn)));
+                            msg.push_str(&format!(
+                                " for metric name {}",
+                                tsdb::labels::go_quote(mn)
+                            ));
                         }
                         self.annos.warn(msg);
                     }
@@ -539,7 +551,10 @@ impl Evaluator<'_> {
                             if mn.is_empty() {
                                 self.annos.info(base);
                             } else {
-                                self.annos.info(format!("{base} for metric name {}", tsdb::labels::go_quote(mn)));
+                                self.annos.info(format!(
+                                    "{base} for metric name {}",
+                                    tsdb::labels::go_quote(mn)
+                                ));
                             }
                         }
                         qr.value
@@ -550,7 +565,9 @@ impl Evaluator<'_> {
                         None => group_metric[g].clone(),
                         Some(l) => qmetrics
                             .entry((qi, g))
-                            .or_insert_with(|| Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k]))))
+                            .or_insert_with(|| {
+                                Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k])))
+                            })
                             .clone(),
                     };
                     out.push(&metric, ts, v, true, instant)?;
@@ -567,7 +584,11 @@ fn openmetrics_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let s = crate::functions::gofmt::format_g(v);
     if s.contains(['.', 'e', 'E']) {
