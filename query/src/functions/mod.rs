@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod annotation;
+pub mod extended;
 pub mod gofmt;
 pub mod histogram;
 pub mod label;
