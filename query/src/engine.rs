@@ -177,6 +177,7 @@ impl Engine {
             interval: if step == 0 { 1 } else { step },
             query_start: start,
             query_end: end,
+            query_step: step,
             lookback,
             max_samples: self.opts.max_samples,
             cur_samples: 0,

@@ -88,6 +88,26 @@ impl Evaluator<'_> {
                     self.steps().map(|t| t as f64 / 1000.0).collect(),
                 ))
             }
+            "start" | "end" | "range" | "step" => {
+                let v = match name {
+                    "start" => self.query_start,
+                    "end" => self.query_end,
+                    "range" => self.query_end - self.query_start,
+                    _ => self.query_step,
+                } as f64
+                    / 1000.0;
+                return Ok(Val::Scalar(vec![v; self.num_steps()]));
+            }
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(args[0])?;
+                let b = self.eval_scalar(args[1])?;
+                let v = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| fnlib::math_eval(name, *x, &[*y]).unwrap_or(f64::NAN))
+                    .collect();
+                return Ok(Val::Scalar(v));
+            }
             "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; self.num_steps()])),
             "vector" => {
                 let v = self.eval_scalar(args[0])?;
@@ -248,7 +268,7 @@ impl Evaluator<'_> {
                 }
                 return Ok(Val::Vector(merge_same_labelset(input)?));
             }
-            "histogram_quantile" | "histogram_fraction" => {
+            "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
                 return self.eval_histogram_fn(name, &args)
             }
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
@@ -258,10 +278,7 @@ impl Evaluator<'_> {
                 self.release(&Val::Vector(input));
                 return Ok(Val::Vector(vec![]));
             }
-            "info" => {
-                // Without info metrics to join, info() returns its input unchanged.
-                return Ok(Val::Vector(self.eval_vector(args[0])?));
-            }
+            "info" => return self.eval_info(&args),
             _ => {}
         }
         if fnlib::is_time_function(name) {
@@ -401,11 +418,13 @@ impl Evaluator<'_> {
                 }
                 pbuf.clear();
                 pbuf.extend(params.iter().map(|p| p[k]));
+                // predict_linear predicts from the evaluation time, not the window end.
+                let end = if name == "predict_linear" { ts } else { rt };
                 if let Some(v) = fnlib::range_eval(
                     name,
                     &s.samples[lo..hi],
                     rt - arg.range,
-                    rt,
+                    end,
                     &pbuf,
                     &mut fn_annos,
                 ) {
@@ -436,21 +455,23 @@ impl Evaluator<'_> {
     }
 
     fn eval_histogram_fn(&mut self, name: &str, args: &[&Expr]) -> QResult<Val> {
-        let (nparams, vec_arg) = if name == "histogram_quantile" {
-            (1, 1)
-        } else {
-            (2, 2)
+        use crate::functions::histogram::Bucket;
+        // (scalar params, vector arg index, label for histogram_quantiles)
+        let (param_args, vec_arg, qlabel): (Vec<&Expr>, usize, Option<String>) = match name {
+            "histogram_quantile" => (vec![args[0]], 1, None),
+            "histogram_quantiles" => (args[2..].to_vec(), 0, Some(self.eval_string(args[1])?)),
+            _ => (vec![args[0], args[1]], 2, None),
         };
         let mut params: Vec<Vec<f64>> = Vec::new();
-        for a in &args[..nparams] {
+        for a in &param_args {
             params.push(self.eval_scalar(a)?);
         }
+        let is_quantile = name != "histogram_fraction";
         let input = self.eval_vector(args[vec_arg])?;
         // Group buckets by the series labels without `le` (name included: delayed removal).
         let mut groups: HashMap<Labels, usize> = HashMap::new();
         let mut group_metric: Vec<Arc<Labels>> = Vec::new();
         let mut series_group: Vec<Option<(usize, f64)>> = Vec::with_capacity(input.len());
-        let mut bad: Vec<(String, String)> = Vec::new();
         for s in &input {
             let le = s.metric.get("le").unwrap_or("");
             match fnlib::parse_le(le) {
@@ -463,24 +484,29 @@ impl Evaluator<'_> {
                     });
                     series_group.push(Some((g, ub)));
                 }
-                None => {
-                    series_group.push(None);
-                    bad.push((
-                        s.metric.metric_name().unwrap_or("").to_string(),
-                        le.to_string(),
-                    ));
-                }
+                None => series_group.push(None),
             }
         }
+        // output label sets per (quantile index, group) for histogram_quantiles
+        let mut qmetrics: HashMap<(usize, usize), Arc<Labels>> = HashMap::new();
         let instant = self.is_instant();
         let mut cur = StepCursor::new(input.len());
         let mut vals = Vec::new();
         let mut out = OutCollector::new();
-        let mut buckets: Vec<Vec<crate::functions::histogram::Bucket>> =
-            vec![Vec::new(); group_metric.len()];
+        let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_metric.len()];
         let steps: Vec<i64> = self.steps().collect();
-        let mut warned_q = false;
         for (k, &ts) in steps.iter().enumerate() {
+            if is_quantile {
+                for p in &params {
+                    let q = p[k];
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        self.annos.warn(format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            go_g(q)
+                        ));
+                    }
+                }
+            }
             cur.gather(&input, ts, &mut vals);
             if vals.is_empty() {
                 continue;
@@ -488,67 +514,87 @@ impl Evaluator<'_> {
             for b in buckets.iter_mut() {
                 b.clear();
             }
-            let mut any_bad = false;
             for &(si, v) in &vals {
                 match series_group[si] {
-                    Some((g, ub)) => buckets[g].push(crate::functions::histogram::Bucket {
+                    Some((g, ub)) => buckets[g].push(Bucket {
                         upper: ub,
                         count: v,
                     }),
-                    None => any_bad = true,
-                }
-            }
-            if any_bad {
-                for &(si, _) in &vals {
-                    if series_group[si].is_none() {
+                    None => {
                         let mn = input[si].metric.metric_name().unwrap_or("");
                         let le = input[si].metric.get("le").unwrap_or("");
-                        let msg = if mn.is_empty() {
-                            format!(
-                                "bucket label \"le\" is missing or has a malformed value of {le:?}"
-                            )
-                        } else {
-                            format!("bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {mn:?}")
-                        };
+                        let mut msg = format!(
+                            "bucket label \"le\" is missing or has a malformed value of {}",
+                            tsdb::labels::go_quote(le)
+                        );
+                        if !mn.is_empty() {
+                            msg.push_str(&format!(
+                                " for metric name {}",
+                                tsdb::labels::go_quote(mn)
+                            ));
+                        }
                         self.annos.warn(msg);
                     }
                 }
             }
-            if name == "histogram_quantile" {
-                let q = params[0][k];
-                if (q.is_nan() || !(0.0..=1.0).contains(&q)) && !warned_q {
-                    self.annos.warn(format!(
-                        "quantile value should be between 0 and 1, got {}",
-                        go_g(q)
-                    ));
-                    warned_q = true;
-                }
-            }
-            for (g, b) in buckets.iter_mut().enumerate() {
-                if b.is_empty() {
-                    continue;
-                }
-                let v = if name == "histogram_quantile" {
-                    let qr = fnlib::bucket_quantile(params[0][k], b);
-                    let v = qr.value;
-                    if qr.forced_monotonic {
-                        let mn = group_metric[g].metric_name().unwrap_or("");
-                        let base = "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
-                        if mn.is_empty() {
-                            self.annos.info(base);
-                        } else {
-                            self.annos.info(format!("{base} for metric name {mn:?}"));
-                        }
+            let nq = if is_quantile { params.len() } else { 1 };
+            for qi in 0..nq {
+                for (g, b) in buckets.iter_mut().enumerate() {
+                    if b.is_empty() {
+                        continue;
                     }
-                    v
-                } else {
-                    fnlib::bucket_fraction(params[0][k], params[1][k], b)
-                };
-                out.push(&group_metric[g], ts, v, true, instant)?;
+                    let v = if is_quantile {
+                        let qr = fnlib::bucket_quantile(params[qi][k], b);
+                        if qr.forced_monotonic {
+                            let mn = group_metric[g].metric_name().unwrap_or("");
+                            let base = "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
+                            if mn.is_empty() {
+                                self.annos.info(base);
+                            } else {
+                                self.annos.info(format!(
+                                    "{base} for metric name {}",
+                                    tsdb::labels::go_quote(mn)
+                                ));
+                            }
+                        }
+                        qr.value
+                    } else {
+                        fnlib::bucket_fraction(params[0][k], params[1][k], b)
+                    };
+                    let metric = match &qlabel {
+                        None => group_metric[g].clone(),
+                        Some(l) => qmetrics
+                            .entry((qi, g))
+                            .or_insert_with(|| {
+                                Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k])))
+                            })
+                            .clone(),
+                    };
+                    out.push(&metric, ts, v, true, instant)?;
+                }
             }
         }
-        let _ = bad;
         Ok(Val::Vector(out.series))
+    }
+}
+
+/// Formats a float as OpenMetrics does (`1.0`, `0.25`, `+Inf`, `NaN`).
+fn openmetrics_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let s = crate::functions::gofmt::format_g(v);
+    if s.contains(['.', 'e', 'E']) {
+        s
+    } else {
+        format!("{s}.0")
     }
 }
 
