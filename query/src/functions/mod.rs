@@ -27,6 +27,7 @@ pub mod gofmt;
 pub mod histogram;
 pub mod label;
 pub mod math;
+pub mod native;
 pub mod range;
 pub mod time;
 
