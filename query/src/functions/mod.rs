@@ -28,6 +28,7 @@ pub mod histogram;
 pub mod label;
 pub mod math;
 pub mod native;
+pub mod native_arith;
 pub mod range;
 pub mod time;
 
