@@ -29,6 +29,7 @@ pub mod label;
 pub mod math;
 pub mod native;
 pub mod native_arith;
+pub mod native_range;
 pub mod range;
 pub mod time;
 
