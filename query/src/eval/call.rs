@@ -219,7 +219,7 @@ impl Evaluator<'_> {
                         "invalid regular expression in label_replace(): {re}"
                     ))
                 })?;
-                if dst.is_empty() {
+                if !valid_label_name(&dst) {
                     return Err(QueryError::execution(format!(
                         "invalid destination label name in label_replace(): {dst}"
                     )));
@@ -244,14 +244,14 @@ impl Evaluator<'_> {
                 let mut srcs = Vec::new();
                 for a in &args[3..] {
                     let s = self.eval_string(a)?;
-                    if s.is_empty() {
+                    if !valid_label_name(&s) {
                         return Err(QueryError::execution(format!(
                             "invalid source label name in label_join(): {s}"
                         )));
                     }
                     srcs.push(s);
                 }
-                if dst.is_empty() {
+                if !valid_label_name(&dst) {
                     return Err(QueryError::execution(format!(
                         "invalid destination label name in label_join(): {dst}"
                     )));
@@ -397,6 +397,15 @@ impl Evaluator<'_> {
         for s in arg.series {
             self.check_deadline()?;
             let mut pts = Vec::new();
+            let sts = match self.start_timestamps {
+                Some(src)
+                    if !arg.from_subquery
+                        && matches!(name, "rate" | "increase" | "irate" | "resets") =>
+                {
+                    src.start_timestamps(&s.metric, &s.samples)
+                }
+                _ => None,
+            };
             let (mut lo, mut hi) = (0usize, 0usize);
             for (k, &ts) in steps.iter().enumerate() {
                 let rt = arg.at.unwrap_or(ts) - arg.offset;
@@ -420,14 +429,27 @@ impl Evaluator<'_> {
                 pbuf.extend(params.iter().map(|p| p[k]));
                 // predict_linear predicts from the evaluation time, not the window end.
                 let end = if name == "predict_linear" { ts } else { rt };
-                if let Some(v) = fnlib::range_eval(
-                    name,
-                    &s.samples[lo..hi],
-                    rt - arg.range,
-                    end,
-                    &pbuf,
-                    &mut fn_annos,
-                ) {
+                let r = match &sts {
+                    Some(st) => fnlib::range_eval_st(
+                        name,
+                        &s.samples[lo..hi],
+                        &st[lo..hi],
+                        rt - arg.range,
+                        end,
+                        &pbuf,
+                        &mut fn_annos,
+                        s.metric.metric_name().unwrap_or(""),
+                    ),
+                    None => fnlib::range_eval(
+                        name,
+                        &s.samples[lo..hi],
+                        rt - arg.range,
+                        end,
+                        &pbuf,
+                        &mut fn_annos,
+                    ),
+                };
+                if let Some(v) = r {
                     pts.push((ts, v));
                 }
             }
@@ -602,6 +624,20 @@ fn openmetrics_float(v: f64) -> String {
 /// `${1}`, `$name` and `$$`).
 fn go_template(s: &str) -> String {
     s.to_string()
+}
+
+/// Whether a label name is valid: non-empty UTF-8. `promql-parser` turns a `\xNN` escape into
+/// the character U+00NN, where Go keeps the raw byte; a name made only of such characters is
+/// read back as bytes, so `"\xff"` is rejected as invalid UTF-8 the way Prometheus rejects it.
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    if s.chars().all(|c| ('\u{80}'..='\u{ff}').contains(&c)) {
+        let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).collect();
+        return std::str::from_utf8(&bytes).is_ok();
+    }
+    true
 }
 
 /// Ascending (or descending) by value with NaN last either way.

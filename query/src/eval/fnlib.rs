@@ -32,6 +32,29 @@ pub(crate) fn range_eval(
     functions::range::eval(name, &mut ctx)
 }
 
+/// [`range_eval`] for a series with start timestamps `sts` (parallel to `samples`, 0 where
+/// unknown).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn range_eval_st(
+    name: &str,
+    samples: &[(i64, f64)],
+    sts: &[i64],
+    range_start: i64,
+    range_end: i64,
+    params: &[f64],
+    annos: &mut Vec<Annotation>,
+    metric_name: &str,
+) -> Option<f64> {
+    let mut ctx = functions::range::RangeCtx {
+        samples,
+        range_start,
+        range_end,
+        params,
+        annotations: annos,
+    };
+    functions::range::eval_with_start_timestamps(name, &mut ctx, sts, metric_name)
+}
+
 /// Checks the parameters of a range function (e.g. smoothing factors), with Prometheus's
 /// error text.
 pub(crate) fn range_check_params(name: &str, params: &[f64]) -> Result<(), String> {

@@ -81,6 +81,8 @@ pub(crate) struct Evaluator<'a> {
     pub query_end: i64,
     /// Step of the whole query (0 for instant queries), for `step()`.
     pub query_step: i64,
+    /// Start timestamps of stored samples, if the storage keeps them.
+    pub start_timestamps: Option<&'a dyn crate::engine::StartTimestampSource>,
     pub lookback: i64,
     pub max_samples: usize,
     pub cur_samples: usize,
@@ -425,6 +427,7 @@ impl<'a> Evaluator<'a> {
             query_start: self.query_start,
             query_end: self.query_end,
             query_step: self.query_step,
+            start_timestamps: self.start_timestamps,
             lookback: self.lookback,
             max_samples: self.max_samples,
             cur_samples: self.cur_samples,
