@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod dump;
 pub mod gotime;
 pub mod list;
+pub mod storage;
 pub mod tabwriter;
 
 use std::path::PathBuf;
