@@ -350,3 +350,49 @@ fn truncate_removes_old_chunks_and_empty_series() {
     app.commit().unwrap();
     assert_eq!(h.num_series(), 2);
 }
+
+#[test]
+fn delete_removes_range_across_chunks() {
+    let h = Head::in_memory();
+    let a = ls(&[("__name__", "x"), ("k", "1")]);
+    let b = ls(&[("__name__", "x"), ("k", "2")]);
+    let mut ra = None;
+    let mut rb = None;
+    for i in 0..500i64 {
+        let mut app = h.appender();
+        ra = Some(app.append(ra, &a, i * 1000, i as f64).unwrap());
+        rb = Some(app.append(rb, &b, i * 1000, i as f64).unwrap());
+        app.commit().unwrap();
+    }
+    let deleted = h
+        .delete(100_000, 299_000, &[m(MatchType::Equal, "k", "1")])
+        .unwrap();
+    assert_eq!(deleted, vec![ra.unwrap()]);
+    let got = collect(
+        &h,
+        i64::MIN,
+        i64::MAX,
+        &[m(MatchType::Equal, "__name__", "x")],
+    );
+    let want_a: Vec<(i64, f64)> = (0..500i64)
+        .filter(|i| !(100..300).contains(i))
+        .map(|i| (i * 1000, i as f64))
+        .collect();
+    assert_eq!(got[0].1, want_a);
+    assert_eq!(got[1].1.len(), 500);
+    // appending continues after the rewrite
+    let mut app = h.appender();
+    app.append(ra, &a, 500_000, 1.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(
+        collect(&h, 499_000, i64::MAX, &[m(MatchType::Equal, "k", "1")])[0]
+            .1
+            .len(),
+        2
+    );
+    // nothing matched in range → nothing deleted
+    assert!(h
+        .delete(10_000_000, 20_000_000, &[m(MatchType::Equal, "k", "1")])
+        .unwrap()
+        .is_empty());
+}

@@ -14,10 +14,12 @@
 
 pub mod appender;
 pub mod chunk_store;
+pub mod disk_chunks;
 pub mod head_chunks;
 pub mod index;
 pub mod querier;
 pub mod series;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -82,9 +84,55 @@ pub struct HeadStats {
     pub num_symbols: u64,
 }
 
-enum HashEntry {
-    One(Arc<MemSeries>),
-    Many(Vec<Arc<MemSeries>>),
+/// Series by labels hash: one series per hash, rare collisions in a side map.
+#[derive(Default)]
+struct HashStripe {
+    one: HashMap<u64, Arc<MemSeries>>,
+    more: HashMap<u64, Vec<Arc<MemSeries>>>,
+}
+
+impl HashStripe {
+    fn find(&self, head: &Head, hash: u64, ls: &Labels) -> Option<Arc<MemSeries>> {
+        let s = self.one.get(&hash)?;
+        if head.same_labels(s, ls) {
+            return Some(s.clone());
+        }
+        self.more
+            .get(&hash)?
+            .iter()
+            .find(|s| head.same_labels(s, ls))
+            .cloned()
+    }
+
+    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
+        match self.one.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(hash).or_default().push(s)
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
+        }
+    }
+
+    fn remove(&mut self, hash: u64, s: &Arc<MemSeries>) {
+        if self.one.get(&hash).is_some_and(|o| Arc::ptr_eq(o, s)) {
+            self.one.remove(&hash);
+            if let Some(v) = self.more.get_mut(&hash) {
+                if let Some(next) = v.pop() {
+                    self.one.insert(hash, next);
+                }
+                if v.is_empty() {
+                    self.more.remove(&hash);
+                }
+            }
+        } else if let Some(v) = self.more.get_mut(&hash) {
+            v.retain(|o| !Arc::ptr_eq(o, s));
+            if v.is_empty() {
+                self.more.remove(&hash);
+            }
+        }
+    }
 }
 
 type Stripe<V> = RwLock<HashMap<u64, V>>;
@@ -94,7 +142,7 @@ pub(crate) struct HeadInner {
     syms: Symbols,
     postings: RwLock<MemPostings>,
     by_ref: Box<[Stripe<Arc<MemSeries>>]>,
-    by_hash: Box<[Stripe<HashEntry>]>,
+    by_hash: Box<[RwLock<HashStripe>]>,
     next_ref: AtomicU64,
     num_series: AtomicU64,
     min_time: AtomicI64,
@@ -141,7 +189,9 @@ impl Head {
                 syms: Symbols::default(),
                 postings: RwLock::new(MemPostings::default()),
                 by_ref: (0..STRIPES).map(stripes).collect(),
-                by_hash: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
+                by_hash: (0..STRIPES)
+                    .map(|_| RwLock::new(HashStripe::default()))
+                    .collect(),
                 next_ref: AtomicU64::new(1),
                 num_series: AtomicU64::new(0),
                 min_time: AtomicI64::new(i64::MAX),
@@ -275,11 +325,9 @@ impl Head {
     }
 
     fn find_by_labels(&self, hash: u64, ls: &Labels) -> Option<Arc<MemSeries>> {
-        let stripe = self.inner.by_hash[Self::stripe(hash)].read();
-        match stripe.get(&hash)? {
-            HashEntry::One(s) => self.same_labels(s, ls).then(|| s.clone()),
-            HashEntry::Many(v) => v.iter().find(|s| self.same_labels(s, ls)).cloned(),
-        }
+        self.inner.by_hash[Self::stripe(hash)]
+            .read()
+            .find(self, hash, ls)
     }
 
     /// The reference of the series with labels `ls`, if it exists.
@@ -300,12 +348,7 @@ impl Head {
         }
         ls.validate()?;
         let mut stripe = self.inner.by_hash[Self::stripe(hash)].write();
-        let existing = match stripe.get(&hash) {
-            Some(HashEntry::One(s)) => self.same_labels(s, ls).then(|| s.clone()),
-            Some(HashEntry::Many(v)) => v.iter().find(|s| self.same_labels(s, ls)).cloned(),
-            None => None,
-        };
-        if let Some(s) = existing {
+        if let Some(s) = stripe.find(self, hash, ls) {
             return Ok((s, false));
         }
         let sref = match want_ref {
@@ -349,14 +392,7 @@ impl Head {
             }
             by_ref.insert(sref, s.clone());
         }
-        match stripe.remove(&hash) {
-            None => stripe.insert(hash, HashEntry::One(s.clone())),
-            Some(HashEntry::One(o)) => stripe.insert(hash, HashEntry::Many(vec![o, s.clone()])),
-            Some(HashEntry::Many(mut v)) => {
-                v.push(s.clone());
-                stripe.insert(hash, HashEntry::Many(v))
-            }
-        };
+        stripe.insert(hash, s.clone());
         drop(stripe);
         self.inner.postings.write().add(id, &s.lset);
         self.inner.num_series.fetch_add(1, Ordering::Relaxed);
@@ -390,14 +426,15 @@ impl Head {
         Ok(s.sref)
     }
 
-    /// Replays a WAL sample: appends it without the WAL or bound checks. Returns false when the
-    /// series is unknown or the sample is not newer than the series' last one.
-    pub fn replay_sample(&self, r: SeriesRef, t: i64, v: f64) -> Result<bool> {
+    /// Replays a WAL sample: appends it without the WAL or bound checks. Returns `None` when
+    /// the series is unknown, `Some(false)` when the sample is older than the minimum valid
+    /// time or not newer than the series' last one.
+    pub fn replay_sample_checked(&self, r: SeriesRef, t: i64, v: f64) -> Result<Option<bool>> {
         let Some(s) = self.series(r) else {
-            return Ok(false);
+            return Ok(None);
         };
         if t < self.min_valid_time() {
-            return Ok(false);
+            return Ok(Some(false));
         }
         let ok = s.data.lock().append(
             s.sref,
@@ -409,7 +446,108 @@ impl Head {
         if ok {
             self.update_time_range(t, t);
         }
-        Ok(ok)
+        Ok(Some(ok))
+    }
+
+    /// As [`Head::replay_sample_checked`], `false` for unknown series.
+    pub fn replay_sample(&self, r: SeriesRef, t: i64, v: f64) -> Result<bool> {
+        Ok(self.replay_sample_checked(r, t, v)?.unwrap_or(false))
+    }
+
+    // ---- deletion -----------------------------------------------------------------------
+
+    /// Deletes the samples of series `r` in `[mint, maxt]` by rewriting its chunks (full chunks
+    /// are written anew to the chunk store; the old ones go with the next truncation). Returns
+    /// the number of samples deleted; an unknown series deletes nothing.
+    pub fn delete_series_range(&self, r: SeriesRef, mint: i64, maxt: i64) -> Result<usize> {
+        let Some(s) = self.series(r) else {
+            return Ok(0);
+        };
+        let mut d = s.data.lock();
+        let overlaps = d
+            .mmapped
+            .iter()
+            .any(|c| c.max_time >= mint && c.min_time <= maxt)
+            || d.head.as_ref().is_some_and(|h| {
+                h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt
+            });
+        if !overlaps {
+            return Ok(0);
+        }
+        let mut samples: Vec<(i64, f64)> = Vec::new();
+        let mut decode = |bytes: &[u8]| -> Result<()> {
+            let mut it = crate::chunkenc::XorIterator::new(bytes);
+            while it.next() != crate::chunkenc::ValueType::None {
+                samples.push(it.at());
+            }
+            match it.err() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        };
+        for c in &d.mmapped {
+            decode(&self.inner.chunks.read(c.chunk_ref)?)?;
+        }
+        if let Some(h) = d.head.as_ref().filter(|h| h.app.num_samples() > 0) {
+            decode(h.app.bytes())?;
+        }
+        // Chunks read back from disk may overlap after an earlier rewrite: sort, keep the first
+        // of equal timestamps.
+        samples.sort_by_key(|x| x.0);
+        samples.dedup_by_key(|x| x.0);
+        let before = samples.len();
+        samples.retain(|&(t, _)| t < mint || t > maxt);
+        let deleted = before - samples.len();
+        let mut nd = SeriesData::default();
+        for (t, v) in samples {
+            nd.append(
+                s.sref,
+                t,
+                v,
+                self.inner.opts.chunk_range,
+                &*self.inner.chunks,
+            )?;
+        }
+        *d = nd;
+        Ok(deleted)
+    }
+
+    /// References of the series matching `matchers`.
+    pub fn series_refs_matching(&self, matchers: &[crate::labels::Matcher]) -> Vec<SeriesRef> {
+        let p = self.inner.postings.read();
+        index::postings_for_matchers(&p, &self.inner.syms, matchers)
+            .iter()
+            .map(u64::from)
+            .collect()
+    }
+
+    /// Whether series `r` is in the head.
+    pub fn series_exists(&self, r: SeriesRef) -> bool {
+        self.series(r).is_some()
+    }
+
+    /// Deletes the samples in `[mint, maxt]` of every series matching `matchers`; returns the
+    /// references of the series that had samples there.
+    pub fn delete(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[crate::labels::Matcher],
+    ) -> Result<Vec<SeriesRef>> {
+        let refs: Vec<u64> = {
+            let p = self.inner.postings.read();
+            index::postings_for_matchers(&p, &self.inner.syms, matchers)
+                .iter()
+                .map(u64::from)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for r in refs {
+            if self.delete_series_range(r, mint, maxt)? > 0 {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Attaches a full chunk read back from the chunk store (from `chunks_head/` at startup) to
@@ -475,18 +613,9 @@ impl Head {
         for s in &removed {
             let ls = self.labels_of(s);
             let hash = ls.hash();
-            let mut stripe = self.inner.by_hash[Self::stripe(hash)].write();
-            let drop_entry = match stripe.get_mut(&hash) {
-                Some(HashEntry::One(o)) => Arc::ptr_eq(o, s),
-                Some(HashEntry::Many(v)) => {
-                    v.retain(|o| !Arc::ptr_eq(o, s));
-                    v.is_empty()
-                }
-                None => false,
-            };
-            if drop_entry {
-                stripe.remove(&hash);
-            }
+            self.inner.by_hash[Self::stripe(hash)]
+                .write()
+                .remove(hash, s);
         }
         self.inner
             .num_series

@@ -12,7 +12,7 @@
 
 use parking_lot::Mutex;
 
-use crate::chunkenc::{Encoding, XorAppender, TARGET_SAMPLES_PER_CHUNK};
+use crate::chunkenc::{Encoding, XorAppender, XorChunk, TARGET_SAMPLES_PER_CHUNK};
 use crate::Result;
 
 use super::chunk_store::ChunkStore;
@@ -44,7 +44,7 @@ pub struct SeriesData {
     /// Full chunks in time order.
     pub mmapped: Vec<MmappedChunk>,
     /// The chunk being appended to.
-    pub head: Option<Box<HeadChunk>>,
+    pub head: Option<HeadChunk>,
     /// Timestamp at which the open chunk is cut.
     pub next_at: i64,
 }
@@ -61,6 +61,13 @@ pub struct MemSeries {
     pub pending: std::sync::atomic::AtomicU32,
     /// Chunks and cutting state.
     pub data: Mutex<SeriesData>,
+}
+
+/// An appender over a new chunk with a small initial buffer (most series hold few samples).
+fn new_appender() -> XorAppender {
+    let mut b = Vec::with_capacity(32);
+    b.extend_from_slice(&[0, 0]);
+    XorChunk::from_bytes(b).appender().unwrap_or_default()
 }
 
 /// End of the chunk range holding `t`.
@@ -124,7 +131,7 @@ impl SeriesData {
             }
             self.cut(sref, t, chunk_range, store)?;
         }
-        let Some(h) = self.head.as_deref() else {
+        let Some(h) = self.head.as_ref() else {
             return Ok(false);
         };
         if h.max_time >= t {
@@ -133,7 +140,7 @@ impl SeriesData {
         let n = h.app.num_samples();
         if n == 0 {
             self.next_at = range_for_timestamp(t, chunk_range);
-            if let Some(h) = self.head.as_deref_mut() {
+            if let Some(h) = self.head.as_mut() {
                 h.min_time = t;
             }
         } else if n == TARGET_SAMPLES_PER_CHUNK / 4 {
@@ -142,7 +149,7 @@ impl SeriesData {
         if n > 0 && (t >= self.next_at || n >= TARGET_SAMPLES_PER_CHUNK * 2) {
             self.cut(sref, t, chunk_range, store)?;
         }
-        if let Some(h) = self.head.as_deref_mut() {
+        if let Some(h) = self.head.as_mut() {
             h.app.append(t, v);
             h.max_time = t;
         }
@@ -152,11 +159,11 @@ impl SeriesData {
     /// Moves the open chunk (if it has samples) to the store and opens a new one at `t`.
     fn cut(&mut self, sref: u64, t: i64, chunk_range: i64, store: &dyn ChunkStore) -> Result<()> {
         self.flush(sref, store)?;
-        self.head = Some(Box::new(HeadChunk {
-            app: XorAppender::new(),
+        self.head = Some(HeadChunk {
+            app: new_appender(),
             min_time: t,
             max_time: i64::MIN,
-        }));
+        });
         self.next_at = range_for_timestamp(t, chunk_range);
         Ok(())
     }

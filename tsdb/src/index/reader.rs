@@ -172,10 +172,10 @@ impl IndexReader {
     /// A `len <4B> │ content │ CRC <4B>` table at `off`: its content, CRC-checked, and its end.
     fn table(&self, off: u64, what: &str) -> Result<(&[u8], u64)> {
         let b: &[u8] = &self.map;
-        let o = off as usize;
-        if o + 4 > b.len() {
+        if off > b.len() as u64 || off as usize + 4 > b.len() {
             return Err(self.corrupt(off, format!("{what} length out of range")));
         }
+        let o = off as usize;
         let len = be32(b, o) as usize;
         let end = o + 4 + len + 4;
         if end > b.len() {
@@ -419,7 +419,7 @@ impl IndexReader {
         let err = self.dec_err(off, "series");
         let len = d.uvarint().map_err(&err)? as usize;
         let start = d.position();
-        if d.remaining() < len + 4 {
+        if d.remaining() < len.saturating_add(4) {
             return Err(self.corrupt(off, format!("series of {len} bytes runs past end of file")));
         }
         let body = &d.rest()[..len];
@@ -433,7 +433,17 @@ impl IndexReader {
         for _ in 0..nl {
             let n = d.uvarint32().map_err(&err)?;
             let v = d.uvarint32().map_err(&err)?;
-            labels.push(Label::new(self.symbol(n)?, self.symbol(v)?));
+            let name = self.symbol(n)?;
+            if labels
+                .last()
+                .is_some_and(|l: &Label| l.name.as_str() >= name)
+            {
+                return Err(self.corrupt(
+                    off,
+                    format!("series {r}: label names not sorted at {name:?}"),
+                ));
+            }
+            labels.push(Label::new(name, self.symbol(v)?));
         }
         let nc = d.uvarint().map_err(&err)?;
         if nc > 0 {
