@@ -125,6 +125,9 @@ pub struct AnalyzeArgs {
     /// How many items to show in each list.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Run extended analysis (chunk fullness).
+    #[arg(long)]
+    pub extended: bool,
 }
 
 /// Runs the parsed command line and returns the process exit status.
