@@ -349,6 +349,66 @@ mod tests {
         assert!(parse_go_float("").is_err());
     }
 
+    /// Random edits of valid input never panic either parser, and never loop forever.
+    #[test]
+    fn mutated_input_never_panics() {
+        let base = "# TYPE foo_seconds histogram\n# UNIT foo_seconds seconds\n# HELP foo_seconds H \\\" \\n.\n\
+foo_seconds_bucket{le=\"0.5\",a=\"x\\\"y\"} 3 1520879607.789 # {id=\"1\"} 0.4 1520879607.1\n\
+foo_seconds_count 7 10\nfoo_seconds_sum{} -Inf\nbar{b=\"\\n\"} NaN 5\n# EOF\n";
+        let alphabet = b" \t\n#{}=,\"\\abcxyz019.-+_:eE\xc3\xa9";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut p = OpenMetricsParser::new(base);
+        let mut n = 0;
+        while p.next_entry().expect("base input is valid").is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        for _ in 0..20_000 {
+            let mut b = base.as_bytes().to_vec();
+            for _ in 0..1 + rnd(4) {
+                let i = rnd(b.len());
+                match rnd(3) {
+                    0 => b[i] = alphabet[rnd(alphabet.len())],
+                    1 => {
+                        b.remove(i);
+                    }
+                    _ => b.insert(i, alphabet[rnd(alphabet.len())]),
+                }
+            }
+            let s = String::from_utf8_lossy(&b);
+            let mut p = OpenMetricsParser::new(&s);
+            for _ in 0..100 {
+                match p.next_entry() {
+                    Ok(Some(Entry::Series(_))) => {
+                        let _ = p.labels().count();
+                        let _ = p.exemplar_labels().count();
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let mut p = PromTextParser::new(&s);
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                assert!(steps < 100, "text parser does not advance on {s:?}");
+                match p.next_entry() {
+                    Ok(Some(Entry::Series(_))) => {
+                        let _ = p.labels().count();
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
     #[test]
     fn utf8_errors_name_the_line() {
         let e = check_utf8(b"a 1\nb 2\nc\xff 3\n").unwrap_err();
