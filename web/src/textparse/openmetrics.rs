@@ -563,3 +563,39 @@ baz +Inf\n\
         }
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+
+    /// Parses the OpenMetrics fixture (515,480 samples) and prints the rate; run with
+    /// `cargo test -p web --release -- --ignored --nocapture om_fixture_throughput`.
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn om_fixture_throughput() {
+        use std::io::Read;
+        let shared = std::env::var("IGNIS_SHARED")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").to_string());
+        let path = format!("{shared}/fixtures/prometheus-2.42/openmetrics/metrics.om.gz");
+        let mut input = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_string(&mut input)
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut p = OpenMetricsParser::new(&input);
+        let (mut n, mut nl) = (0usize, 0usize);
+        while let Some(e) = p.next_entry().unwrap() {
+            if let Entry::Series(_) = e {
+                n += 1;
+                nl += p.labels().map(|(_, v)| v.len()).sum::<usize>();
+            }
+        }
+        let el = start.elapsed();
+        assert_eq!(n, 515_480);
+        println!(
+            "{n} samples ({nl} label bytes) in {el:?}: {:.1} M samples/s, {:.0} MB/s",
+            n as f64 / el.as_secs_f64() / 1e6,
+            input.len() as f64 / el.as_secs_f64() / 1e6
+        );
+    }
+}
