@@ -4,7 +4,7 @@
 //! Both parsers iterate over the input without copying it: each call to `next_entry` returns an
 //! [`Entry`] borrowing from the input (the series text, metric name, help text), and the labels
 //! of the latest series are kept as byte spans in a buffer the parser reuses, read through
-//! [`Labels`] (values unescaped lazily, allocating only when a value contains a backslash).
+//! [`LabelIter`] (values unescaped lazily, allocating only when a value contains a backslash).
 //! Timestamps come out in milliseconds: OpenMetrics writes seconds as a float, the text format
 //! writes integer milliseconds. Every error names the 1-based line and the reason.
 //!
@@ -147,21 +147,21 @@ pub(crate) struct LabelSpan {
 /// The labels of one sample or exemplar, in the order written, values unescaped.
 /// The metric name is not included.
 #[derive(Clone, Debug)]
-pub struct Labels<'p, 'a> {
+pub struct LabelIter<'p, 'a> {
     input: &'a str,
     spans: std::slice::Iter<'p, LabelSpan>,
 }
 
-impl<'p, 'a> Labels<'p, 'a> {
+impl<'p, 'a> LabelIter<'p, 'a> {
     pub(crate) fn new(input: &'a str, spans: &'p [LabelSpan]) -> Self {
-        Labels {
+        LabelIter {
             input,
             spans: spans.iter(),
         }
     }
 }
 
-impl<'a> Iterator for Labels<'_, 'a> {
+impl<'a> Iterator for LabelIter<'_, 'a> {
     type Item = (&'a str, Cow<'a, str>);
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.spans.next()?;
@@ -180,7 +180,7 @@ impl<'a> Iterator for Labels<'_, 'a> {
     }
 }
 
-impl ExactSizeIterator for Labels<'_, '_> {}
+impl ExactSizeIterator for LabelIter<'_, '_> {}
 
 /// Builds a sorted `tsdb` label set from a metric name and its labels (empty values dropped,
 /// as Prometheus's head does).

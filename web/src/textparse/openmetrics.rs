@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 use super::{
     describe_at, is_label_char, is_label_start, is_name_char, is_name_start, normalize_nan,
-    parse_go_float, unescape_label_value, Entry, Exemplar, LabelSpan, Labels, MetricType,
+    parse_go_float, unescape_label_value, Entry, Exemplar, LabelIter, LabelSpan, MetricType,
     ParseError, Sample,
 };
 
@@ -81,13 +81,13 @@ impl<'a> OpenMetricsParser<'a> {
     }
 
     /// The labels of the latest [`Entry::Series`], in the order written (no metric name).
-    pub fn labels(&self) -> Labels<'_, 'a> {
-        Labels::new(self.input, &self.labels)
+    pub fn labels(&self) -> LabelIter<'_, 'a> {
+        LabelIter::new(self.input, &self.labels)
     }
 
     /// The labels of the latest series' exemplar, if it had one.
-    pub fn exemplar_labels(&self) -> Labels<'_, 'a> {
-        Labels::new(self.input, &self.exemplar_labels)
+    pub fn exemplar_labels(&self) -> LabelIter<'_, 'a> {
+        LabelIter::new(self.input, &self.exemplar_labels)
     }
 
     /// The next entry; `Ok(None)` after `# EOF`.
