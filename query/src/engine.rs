@@ -37,11 +37,30 @@ impl Default for EngineOptions {
     }
 }
 
+/// Supplies the start (created) timestamps of stored samples, for storages that keep them.
+/// `rate`, `increase`, `irate` and `resets` use them to detect counter resets and zero points.
+pub trait StartTimestampSource: Send + Sync {
+    /// Start timestamps parallel to `samples` of the series `labels` (0 where unknown), or
+    /// `None` when the series has none.
+    fn start_timestamps(&self, labels: &Labels, samples: &[(i64, f64)]) -> Option<Vec<i64>>;
+}
+
 /// Per-query settings that override the engine's.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct QueryOptions {
     /// Lookback delta for this query (ms); `None` uses the engine's.
     pub lookback_delta: Option<i64>,
+    /// Where start timestamps come from, if the storage keeps them.
+    pub start_timestamps: Option<Arc<dyn StartTimestampSource>>,
+}
+
+impl std::fmt::Debug for QueryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryOptions")
+            .field("lookback_delta", &self.lookback_delta)
+            .field("start_timestamps", &self.start_timestamps.is_some())
+            .finish()
+    }
 }
 
 /// Statistics of one query, as Prometheus's `stats` parameter reports them.
@@ -177,6 +196,8 @@ impl Engine {
             interval: if step == 0 { 1 } else { step },
             query_start: start,
             query_end: end,
+            query_step: step,
+            start_timestamps: o.start_timestamps.as_deref(),
             lookback,
             max_samples: self.opts.max_samples,
             cur_samples: 0,

@@ -106,6 +106,9 @@ pub struct BlockStats {
     /// Number of tombstone intervals.
     #[serde(rename = "numTombstones", default, skip_serializing_if = "is_zero")]
     pub num_tombstones: u64,
+    /// Counts this crate does not compute (e.g. newer Prometheus's `numFloatSamples`), kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A parent block of a compacted block.
@@ -146,6 +149,9 @@ pub struct BlockMetaCompaction {
     /// Compaction hints (e.g. `from-out-of-order`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// Keys this crate does not interpret, kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The content of `meta.json`.
@@ -205,6 +211,25 @@ impl BlockMeta {
             .map_err(|e| Error::Other(format!("encoding meta.json: {e}")))?;
         Ok(out)
     }
+}
+
+/// The block directories directly under `dir`: directories named by a ULID that hold a
+/// `meta.json`, sorted by name. Directories being written (`<ulid>.tmp-for-creation`) and
+/// other files are skipped.
+pub fn block_dirs(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let mut out = Vec::new();
+    for ent in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let ent = ent.map_err(|e| Error::io(dir, e))?;
+        let p = ent.path();
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if Ulid::from_string(name).is_ok() && p.is_dir() && p.join(META_FILENAME).exists() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Reads and checks `<dir>/meta.json`.
@@ -353,6 +378,30 @@ impl Block {
         Ok(Box::new(self.block_querier(mint, maxt)))
     }
 
+    /// Deletes the samples in `[mint, maxt]` of the series matching `matchers`: adds the
+    /// interval to their tombstones, rewrites `tombstones` and `meta.json` (`numTombstones`),
+    /// and returns the block opened again (this value keeps the old view).
+    pub fn delete(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Block> {
+        let index = &self.inner.index;
+        let refs = index.postings_for_matchers(matchers)?;
+        let mut t = self.inner.tombstones.clone();
+        let (mut lb, mut cb) = (Vec::new(), Vec::new());
+        for r in refs {
+            index.series(r, &mut lb, &mut cb)?;
+            if cb.iter().any(|c| c.max_time >= mint && c.min_time <= maxt) {
+                t.entry(r)
+                    .or_default()
+                    .add(crate::tombstones::Interval::new(mint, maxt));
+            }
+        }
+        let dir = &self.inner.dir;
+        crate::tombstones::write_tombstones(dir, &t)?;
+        let mut meta = self.inner.meta.clone();
+        meta.stats.num_tombstones = t.values().map(|i| i.len() as u64).sum();
+        write_meta(dir, &meta)?;
+        Block::open(dir)
+    }
+
     /// Decodes every sample of the chunk `c`, for checks and tools.
     pub fn chunk_samples(&self, c: &ChunkRefMeta) -> Result<Vec<(i64, f64)>> {
         let (enc, data) = self.inner.chunks.chunk(c.chunk_ref)?;
@@ -384,6 +433,19 @@ impl Block {
 impl Queryable for Block {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
         Ok(Box::new(self.block_querier(mint, maxt)))
+    }
+}
+
+impl ChunkQuerier for Block {
+    /// Chunks over the block's whole time range.
+    fn select_chunks(
+        &self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet {
+        self.block_querier(self.min_time(), self.max_time() - 1)
+            .select_chunks(sorted, hints, matchers)
     }
 }
 
@@ -781,7 +843,8 @@ mod tests {
 	"stats": {
 		"numSamples": 5,
 		"numSeries": 1,
-		"numChunks": 1
+		"numChunks": 1,
+		"numFloatSamples": 5
 	},
 	"compaction": {
 		"level": 1,

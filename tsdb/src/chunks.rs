@@ -113,11 +113,57 @@ impl ChunkWriter {
 
     /// Appends one chunk and returns its reference.
     pub fn write_chunk(&mut self, enc: Encoding, data: &[u8]) -> Result<u64> {
-        let size = MAX_LEN_FIELD + 1 + data.len() as u64 + 4;
-        if self.cur.is_none() || (self.n > SEGMENT_HEADER_SIZE && self.n + size > self.segment_size)
-        {
+        let mut out = [0u64];
+        self.write_chunks(&[(enc, data)], &mut out)?;
+        Ok(out[0])
+    }
+
+    /// Appends the chunks of one series, storing their references in `refs` (same length).
+    /// Segments are cut as Prometheus's `WriteChunks` does: the series' chunks stay in the
+    /// current segment while they fit (sizes counted with a 5-byte length field), and go on in
+    /// new segments in batches that each fit a segment.
+    pub fn write_chunks(&mut self, chks: &[(Encoding, &[u8])], refs: &mut [u64]) -> Result<()> {
+        if refs.len() != chks.len() {
+            return Err(Error::InvalidArgument(format!(
+                "write_chunks: {} chunks but {} reference slots",
+                chks.len(),
+                refs.len()
+            )));
+        }
+        // Indexes where a new segment starts.
+        let mut cuts: Vec<usize> = Vec::new();
+        let mut batch = 0u64;
+        let mut first_batch = true;
+        for (i, (_, data)) in chks.iter().enumerate() {
+            let size = MAX_LEN_FIELD + 1 + data.len() as u64 + 4;
+            batch += size;
+            let mut cut = i != 0 && batch + SEGMENT_HEADER_SIZE > self.segment_size;
+            if first_batch && self.n > SEGMENT_HEADER_SIZE {
+                cut = batch + self.n > self.segment_size;
+                if cut {
+                    first_batch = false;
+                }
+            }
+            if cut {
+                cuts.push(i);
+                batch = size;
+            }
+        }
+        if self.cur.is_none() {
             self.cut()?;
         }
+        let mut next_cut = cuts.iter().peekable();
+        for (i, (enc, data)) in chks.iter().enumerate() {
+            if next_cut.peek() == Some(&&i) {
+                next_cut.next();
+                self.cut()?;
+            }
+            refs[i] = self.append(*enc, data)?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, enc: Encoding, data: &[u8]) -> Result<u64> {
         let r = chunk_ref(self.files.len() as u64 - 1, self.n);
         self.buf.clear();
         put_uvarint(&mut self.buf, data.len() as u64);

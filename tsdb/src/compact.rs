@@ -141,6 +141,19 @@ pub fn chunk_series_from_samples(labels: Labels, samples: &[(i64, f64)]) -> Chun
     }
 }
 
+/// A chunk series from raw samples, cut as a head with chunk range `chunk_range` does
+/// (`promtool tsdb create-blocks-from` uses twice the block duration).
+pub fn chunk_series_with_range(
+    labels: Labels,
+    samples: &[(i64, f64)],
+    chunk_range: i64,
+) -> ChunkSeries {
+    ChunkSeries {
+        labels,
+        chunks: chunks_from_samples(samples, chunk_range),
+    }
+}
+
 /// Decodes the samples of an XOR chunk.
 pub fn decode_chunk(c: &ChunkMeta) -> Result<Vec<(i64, f64)>> {
     if c.encoding != Encoding::Xor {
@@ -170,6 +183,7 @@ fn chunk_num_samples(data: &[u8]) -> u64 {
 pub struct BlockWriter {
     parent: PathBuf,
     meta: BlockMeta,
+    segment_size: u64,
 }
 
 impl BlockWriter {
@@ -179,6 +193,7 @@ impl BlockWriter {
         BlockWriter {
             parent: parent.as_ref().to_path_buf(),
             meta: BlockMeta::new(ulid, min_time, max_time),
+            segment_size: crate::chunks::DEFAULT_SEGMENT_SIZE,
         }
     }
 
@@ -191,6 +206,12 @@ impl BlockWriter {
                 *s = ulid;
             }
         }
+        self
+    }
+
+    /// Sets the maximum size of a chunk segment file (512 MiB by default).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
         self
     }
 
@@ -258,7 +279,7 @@ impl BlockWriter {
         series: impl Iterator<Item = Result<ChunkSeries>>,
     ) -> Result<BlockMeta> {
         let mut meta = self.meta.clone();
-        let mut cw = ChunkWriter::new(tmp.join(CHUNKS_DIRNAME))?;
+        let mut cw = ChunkWriter::with_segment_size(tmp.join(CHUNKS_DIRNAME), self.segment_size)?;
         let mut written: Vec<(Labels, Vec<ChunkRefMeta>)> = Vec::new();
         // Prometheus's symbol tables always hold the empty string (the all-postings key).
         let mut symbols: BTreeSet<String> = BTreeSet::from([String::new()]);
@@ -272,19 +293,23 @@ impl BlockWriter {
                     )));
                 }
             }
-            let mut refs = Vec::with_capacity(s.chunks.len());
-            for c in &s.chunks {
-                let n = chunk_num_samples(&c.data);
-                if n == 0 {
-                    continue;
-                }
-                let r = cw.write_chunk(c.encoding, &c.data)?;
+            let kept: Vec<&ChunkMeta> = s
+                .chunks
+                .iter()
+                .filter(|c| chunk_num_samples(&c.data) > 0)
+                .collect();
+            let data: Vec<(Encoding, &[u8])> =
+                kept.iter().map(|c| (c.encoding, &c.data[..])).collect();
+            let mut crefs = vec![0u64; kept.len()];
+            cw.write_chunks(&data, &mut crefs)?;
+            let mut refs = Vec::with_capacity(kept.len());
+            for (c, r) in kept.iter().zip(crefs) {
                 refs.push(ChunkRefMeta {
                     min_time: c.min_time,
                     max_time: c.max_time,
                     chunk_ref: r,
                 });
-                meta.stats.num_samples += n;
+                meta.stats.num_samples += chunk_num_samples(&c.data);
                 meta.stats.num_chunks += 1;
             }
             if refs.is_empty() {
@@ -480,16 +505,8 @@ impl Compactor {
     /// Reads the metas of every block directory under `dir` (ignoring `.tmp…` directories and
     /// directories without a `meta.json`) and plans.
     pub fn plan_dir(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-        let dir = dir.as_ref();
         let mut dms = Vec::new();
-        for ent in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let ent = ent.map_err(|e| Error::io(dir, e))?;
-            let p = ent.path();
-            let name = ent.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !p.is_dir() || Ulid::from_string(name).is_err() || !p.join("meta.json").exists() {
-                continue;
-            }
+        for p in crate::block::block_dirs(dir)? {
             let meta = crate::block::read_meta(&p)?;
             dms.push(DirMeta { dir: p, meta });
         }
@@ -534,7 +551,7 @@ impl Compactor {
             return Vec::new();
         }
         let high_time = ds[ds.len() - 1].meta.min_time;
-        for &iv in &self.ranges[1..] {
+        for &iv in self.ranges[1..].iter().filter(|&&iv| iv > 0) {
             for p in split_by_range(ds, iv) {
                 if p.iter().any(|d| d.meta.compaction.failed) {
                     continue;

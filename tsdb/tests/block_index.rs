@@ -399,3 +399,65 @@ fn corrupt_chunks_meta_and_tombstones_name_their_file() {
     let e = read_everything(&dir).unwrap_err();
     assert_names(&e, &tpath);
 }
+
+#[test]
+fn delete_writes_tombstones_and_compaction_drops_deleted_samples() {
+    let series = random_series(6, 21);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = small_block(tmp.path(), &series);
+    let b = Block::open(&dir).unwrap();
+    let m = [Matcher::new(
+        MatchType::Equal,
+        "__name__",
+        series[0].get("__name__").unwrap(),
+    )
+    .unwrap()];
+    let hit = series.iter().filter(|l| matches_all(l, &m)).count();
+    let b = b.delete(0, 299_999, &m).unwrap();
+    assert_eq!(b.meta().stats.num_tombstones, hit as u64);
+    assert_eq!(read_everything(&dir).unwrap(), 6 * 40 - hit * 20);
+    // Compacting the block alone rewrites it without the deleted samples.
+    let out = tempfile::tempdir().unwrap();
+    let c = tsdb::compact::Compactor::with_max_block_duration(i64::MAX);
+    let u = c.compact(out.path(), &[b]).unwrap().unwrap();
+    let nb = Block::open(out.path().join(u.to_string())).unwrap();
+    assert!(nb.tombstones().is_empty());
+    assert_eq!(nb.meta().stats.num_samples as usize, 6 * 40 - hit * 20);
+}
+
+#[test]
+fn postings_offsets_far_outside_the_file_are_errors() {
+    use tsdb::encoding::Encbuf;
+    // A syntactically valid index whose only postings entry points at u64::MAX.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("index");
+    let mut e = Encbuf::new();
+    e.put_be32(0xBAAA_D700);
+    e.put_byte(2);
+    let sym = e.len() as u64;
+    e.put_be32(4);
+    e.put_be32(0);
+    e.put_crc32c_of(sym as usize + 4);
+    let pt = e.len() as u64;
+    let mut body = Encbuf::new();
+    body.put_be32(1);
+    body.put_uvarint(2);
+    body.put_uvarint_str("");
+    body.put_uvarint_str("");
+    body.put_uvarint(u64::MAX);
+    e.put_be32(body.len() as u32);
+    e.put_bytes(body.get());
+    e.put_be32(tsdb::encoding::crc32c(body.get()));
+    let toc = e.len();
+    for off in [sym, pt, pt, pt, pt, pt] {
+        e.put_be64(off);
+    }
+    e.put_crc32c_of(toc);
+    std::fs::write(&path, e.get()).unwrap();
+    let r = IndexReader::open(&path).unwrap();
+    let err = r.all_postings().unwrap_err();
+    assert!(matches!(err, Error::Corruption { .. }), "{err}");
+    assert!(r
+        .postings_for_matchers(&[Matcher::new(MatchType::Regexp, "x", ".*").unwrap()])
+        .is_err());
+}

@@ -106,6 +106,14 @@ fn write_block_from_fixture_samples_matches_prometheus() {
             std::fs::read(fixture.join("tombstones")).unwrap()
         );
 
+        // meta.json is written exactly as Prometheus writes it.
+        let ours = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+        let theirs = std::fs::read_to_string(fixture.join("meta.json")).unwrap();
+        assert_eq!(
+            ours.replace(&ulid.to_string(), &fb.ulid().to_string()),
+            theirs
+        );
+
         // Reading it back gives the samples.
         let q = b.querier(mint, maxt - 1).unwrap();
         let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
@@ -153,5 +161,70 @@ fn write_block_from_fixture_samples_matches_prometheus() {
                 fixture.display()
             );
         }
+    }
+}
+
+#[test]
+fn blocks_spanning_several_chunk_segments_read_back() {
+    use tsdb::compact::{chunk_series_from_samples, BlockWriter};
+    use tsdb::labels::Labels;
+    let tmp = tempfile::tempdir().unwrap();
+    let series: Vec<_> = (0..50)
+        .map(|i| {
+            let s: Vec<(i64, f64)> = (0..600).map(|k| (k * 10_000, (i * k) as f64)).collect();
+            chunk_series_from_samples(
+                Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{i:03}"))]),
+                &s,
+            )
+        })
+        .collect();
+    let meta = BlockWriter::new(tmp.path(), 0, 6_000_000)
+        .segment_size(4096)
+        .write(series.clone().into_iter().map(Ok))
+        .unwrap();
+    let b = Block::open(tmp.path().join(meta.ulid.to_string())).unwrap();
+    assert!(
+        b.chunks().num_segments() > 5,
+        "{} segments",
+        b.chunks().num_segments()
+    );
+    let q = b.querier(0, 6_000_000).unwrap();
+    let m = [Matcher::new(MatchType::Equal, "__name__", "m").unwrap()];
+    let mut n = 0;
+    for (s, want) in q.select(true, None, &m).zip(&series) {
+        let s = s.unwrap();
+        assert_eq!(s.labels(), &want.labels);
+        let mut it = s.iter();
+        let mut k = 0;
+        while it.next() == ValueType::Float {
+            assert_eq!(it.at().0, k * 10_000);
+            k += 1;
+        }
+        assert_eq!(k, 600);
+        n += 1;
+    }
+    assert_eq!(n, 50);
+    assert_eq!(tsdb::block::block_dirs(tmp.path()).unwrap().len(), 1);
+    if let Some(pt) = promtool() {
+        std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
+        let lines = dump(pt, tmp.path());
+        assert_eq!(lines.len(), 50 * 600);
+    }
+}
+
+#[test]
+fn empty_block_opens_and_selects_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = write_block(tmp.path(), Vec::new(), 0, 1000, 1, &[]).unwrap();
+    let b = Block::open(tmp.path().join(u.to_string())).unwrap();
+    assert_eq!(b.meta().stats.num_series, 0);
+    assert_eq!(b.chunks().num_segments(), 0);
+    let q = b.querier(0, 1000).unwrap();
+    let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
+    assert_eq!(q.select(true, None, &m).count(), 0);
+    assert!(q.label_names(&[], 0).unwrap().is_empty());
+    if let Some(pt) = promtool() {
+        std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
+        assert!(dump(pt, tmp.path()).is_empty());
     }
 }

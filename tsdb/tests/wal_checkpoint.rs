@@ -304,3 +304,59 @@ fn checkpoint_rejects_gap_after_last_checkpoint() {
     let st = checkpoint(dir.path(), 2, 3, |_| true, 0).unwrap();
     assert_eq!(st.total_series, 20);
 }
+
+#[test]
+fn corrupt_checkpoint_is_repaired_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Wal::open(
+        dir.path(),
+        WalOptions {
+            segment_size: 2 * PAGE_SIZE,
+            compress: false,
+        },
+    )
+    .unwrap();
+    write_data(&mut w, 0..10);
+    let to = w.next_segment().unwrap() - 1;
+    write_data(&mut w, 10..12);
+    checkpoint(dir.path(), 0, to, |_| true, 0).unwrap();
+    w.truncate(to + 1).unwrap();
+    w.close().unwrap();
+    let cp = checkpoint_dir(dir.path(), to);
+    let seg = wal::segment_name(&cp, 0);
+    let mut b = std::fs::read(&seg).unwrap();
+    // Damage the end of the last record, the metadata (series and samples come first and
+    // stay intact).
+    let at = b.iter().rposition(|&x| x != 0).unwrap() - 5;
+    b[at] ^= 0xff;
+    std::fs::write(&seg, &b).unwrap();
+
+    let mut r = Reader::open(dir.path()).unwrap();
+    let err = loop {
+        match r.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("damage not found"),
+            Err(tsdb::Error::WalCorruption(c)) => break c,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(err.dir, cp);
+    assert!(err.offset <= at as u64);
+    wal::repair(dir.path(), &err).unwrap();
+    // The checkpoint now reads clean up to the damage, followed by the later segments.
+    let c = read(Reader::open(dir.path()).unwrap());
+    assert_eq!(c.series.len(), 20);
+    assert!(
+        c.samples.iter().any(|s| s.t == 1100),
+        "segments after the checkpoint are kept"
+    );
+    assert_eq!(c.samples.len(), 12 * 20);
+    // The checkpoint's metadata record (t = 500) was damaged and dropped; only the later
+    // segments' metadata (t = 1000) remains.
+    assert_eq!(c.metadata.len(), 2);
+    assert!(
+        c.metadata.iter().all(|m| m.help.ends_with(" 1000")),
+        "{:?}",
+        c.metadata
+    );
+}

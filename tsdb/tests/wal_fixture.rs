@@ -195,6 +195,15 @@ fn wal_plus_head_chunks_equal_promtool_dump() {
     }
     assert_eq!(lines, 57_130);
     assert_eq!(got.len(), want.len());
+    // Read-only access to the fixture itself sees the same chunks.
+    let mut ro = ChunkDiskMapper::open_read_only(&src).unwrap();
+    let mut ro_chunks = Vec::new();
+    ro.iterate_all(|s, r, mint, maxt, n, enc| {
+        ro_chunks.push((s, r, mint, maxt, n, enc));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(ro_chunks, chunks);
     let diff: Vec<_> = got
         .iter()
         .filter(|(k, v)| want.get(*k) != Some(*v))

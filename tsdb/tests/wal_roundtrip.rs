@@ -254,3 +254,10 @@ fn records_survive_without_close() {
     let got: Vec<Vec<u8>> = read_all(copy.path()).into_iter().map(|r| r.2).collect();
     assert_eq!(got, recs);
 }
+
+#[test]
+fn writer_and_reader_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Wal>();
+    assert_send::<Reader>();
+}

@@ -169,7 +169,7 @@ fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
     if without {
         Labels::from_sorted(
             m.iter()
-                .filter(|l| l.name != "__name__" && !grouping.iter().any(|g| *g == l.name))
+                .filter(|l| l.name != "__name__" && !grouping.contains(&l.name))
                 .cloned()
                 .collect(),
         )
@@ -525,7 +525,7 @@ impl Evaluator<'_> {
             Some(p) => self.eval_string(p)?,
             None => return Err(QueryError::bad_data("count_values needs a label parameter")),
         };
-        if !is_valid_label_name(&label) {
+        if !super::call::valid_label_name(&label) {
             return Err(QueryError::execution(format!(
                 "invalid label name {:?}",
                 label
@@ -564,11 +564,6 @@ impl Evaluator<'_> {
         }
         Ok(Val::Vector(out.series))
     }
-}
-
-/// Whether a label name is valid (UTF-8 names are allowed in Prometheus 3.x, but not empty).
-pub(crate) fn is_valid_label_name(s: &str) -> bool {
-    !s.is_empty()
 }
 
 /// Go's `%g` formatting for the values in messages.

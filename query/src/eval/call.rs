@@ -14,10 +14,6 @@ use super::{unparen, Evaluator, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 
 /// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
-pub(crate) fn natural_less(a: &str, b: &str) -> bool {
-    natural_cmp(a, b) == std::cmp::Ordering::Less
-}
-
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let (ab, bb) = (a.as_bytes(), b.as_bytes());
@@ -91,6 +87,26 @@ impl Evaluator<'_> {
                 return Ok(Val::Scalar(
                     self.steps().map(|t| t as f64 / 1000.0).collect(),
                 ))
+            }
+            "start" | "end" | "range" | "step" => {
+                let v = match name {
+                    "start" => self.query_start,
+                    "end" => self.query_end,
+                    "range" => self.query_end - self.query_start,
+                    _ => self.query_step,
+                } as f64
+                    / 1000.0;
+                return Ok(Val::Scalar(vec![v; self.num_steps()]));
+            }
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(args[0])?;
+                let b = self.eval_scalar(args[1])?;
+                let v = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| fnlib::math_eval(name, *x, &[*y]).unwrap_or(f64::NAN))
+                    .collect();
+                return Ok(Val::Scalar(v));
             }
             "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; self.num_steps()])),
             "vector" => {
@@ -203,7 +219,7 @@ impl Evaluator<'_> {
                         "invalid regular expression in label_replace(): {re}"
                     ))
                 })?;
-                if dst.is_empty() {
+                if !valid_label_name(&dst) {
                     return Err(QueryError::execution(format!(
                         "invalid destination label name in label_replace(): {dst}"
                     )));
@@ -228,14 +244,14 @@ impl Evaluator<'_> {
                 let mut srcs = Vec::new();
                 for a in &args[3..] {
                     let s = self.eval_string(a)?;
-                    if s.is_empty() {
+                    if !valid_label_name(&s) {
                         return Err(QueryError::execution(format!(
                             "invalid source label name in label_join(): {s}"
                         )));
                     }
                     srcs.push(s);
                 }
-                if dst.is_empty() {
+                if !valid_label_name(&dst) {
                     return Err(QueryError::execution(format!(
                         "invalid destination label name in label_join(): {dst}"
                     )));
@@ -252,7 +268,7 @@ impl Evaluator<'_> {
                 }
                 return Ok(Val::Vector(merge_same_labelset(input)?));
             }
-            "histogram_quantile" | "histogram_fraction" => {
+            "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
                 return self.eval_histogram_fn(name, &args)
             }
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
@@ -262,10 +278,7 @@ impl Evaluator<'_> {
                 self.release(&Val::Vector(input));
                 return Ok(Val::Vector(vec![]));
             }
-            "info" => {
-                // Without info metrics to join, info() returns its input unchanged.
-                return Ok(Val::Vector(self.eval_vector(args[0])?));
-            }
+            "info" => return self.eval_info(&args),
             _ => {}
         }
         if fnlib::is_time_function(name) {
@@ -375,10 +388,24 @@ impl Evaluator<'_> {
         }
         let mut out = Vec::new();
         let mut pbuf: Vec<f64> = Vec::with_capacity(params.len());
-        let mut fn_annos = crate::annotations::Annotations::default();
+        let mut fn_annos: Vec<crate::functions::Annotation> = Vec::new();
+        for k in 0..steps.len() {
+            pbuf.clear();
+            pbuf.extend(params.iter().map(|p| p[k]));
+            fnlib::range_check_params(name, &pbuf).map_err(QueryError::execution)?;
+        }
         for s in arg.series {
             self.check_deadline()?;
             let mut pts = Vec::new();
+            let sts = match self.start_timestamps {
+                Some(src)
+                    if !arg.from_subquery
+                        && matches!(name, "rate" | "increase" | "irate" | "resets") =>
+                {
+                    src.start_timestamps(&s.metric, &s.samples)
+                }
+                _ => None,
+            };
             let (mut lo, mut hi) = (0usize, 0usize);
             for (k, &ts) in steps.iter().enumerate() {
                 let rt = arg.at.unwrap_or(ts) - arg.offset;
@@ -400,14 +427,29 @@ impl Evaluator<'_> {
                 }
                 pbuf.clear();
                 pbuf.extend(params.iter().map(|p| p[k]));
-                if let Some(v) = fnlib::range_eval(
-                    name,
-                    &s.samples[lo..hi],
-                    rt - arg.range,
-                    rt,
-                    &pbuf,
-                    &mut fn_annos,
-                ) {
+                // predict_linear predicts from the evaluation time, not the window end.
+                let end = if name == "predict_linear" { ts } else { rt };
+                let r = match &sts {
+                    Some(st) => fnlib::range_eval_st(
+                        name,
+                        &s.samples[lo..hi],
+                        &st[lo..hi],
+                        rt - arg.range,
+                        end,
+                        &pbuf,
+                        &mut fn_annos,
+                        s.metric.metric_name().unwrap_or(""),
+                    ),
+                    None => fnlib::range_eval(
+                        name,
+                        &s.samples[lo..hi],
+                        rt - arg.range,
+                        end,
+                        &pbuf,
+                        &mut fn_annos,
+                    ),
+                };
+                if let Some(v) = r {
                     pts.push((ts, v));
                 }
             }
@@ -430,29 +472,31 @@ impl Evaluator<'_> {
                 });
             }
         }
-        self.annos.merge(fn_annos);
+        fnlib::add_annotations(&mut self.annos, fn_annos);
         Ok(Val::Vector(out))
     }
 
     fn eval_histogram_fn(&mut self, name: &str, args: &[&Expr]) -> QResult<Val> {
-        let (nparams, vec_arg) = if name == "histogram_quantile" {
-            (1, 1)
-        } else {
-            (2, 2)
+        use crate::functions::histogram::Bucket;
+        // (scalar params, vector arg index, label for histogram_quantiles)
+        let (param_args, vec_arg, qlabel): (Vec<&Expr>, usize, Option<String>) = match name {
+            "histogram_quantile" => (vec![args[0]], 1, None),
+            "histogram_quantiles" => (args[2..].to_vec(), 0, Some(self.eval_string(args[1])?)),
+            _ => (vec![args[0], args[1]], 2, None),
         };
         let mut params: Vec<Vec<f64>> = Vec::new();
-        for a in &args[..nparams] {
+        for a in &param_args {
             params.push(self.eval_scalar(a)?);
         }
+        let is_quantile = name != "histogram_fraction";
         let input = self.eval_vector(args[vec_arg])?;
         // Group buckets by the series labels without `le` (name included: delayed removal).
         let mut groups: HashMap<Labels, usize> = HashMap::new();
         let mut group_metric: Vec<Arc<Labels>> = Vec::new();
         let mut series_group: Vec<Option<(usize, f64)>> = Vec::with_capacity(input.len());
-        let mut bad: Vec<(String, String)> = Vec::new();
         for s in &input {
             let le = s.metric.get("le").unwrap_or("");
-            match parse_go_float(le) {
+            match fnlib::parse_le(le) {
                 Some(ub) => {
                     let key = s.metric.drop_names(&["le"]);
                     let n = groups.len();
@@ -462,23 +506,29 @@ impl Evaluator<'_> {
                     });
                     series_group.push(Some((g, ub)));
                 }
-                None => {
-                    series_group.push(None);
-                    bad.push((
-                        s.metric.metric_name().unwrap_or("").to_string(),
-                        le.to_string(),
-                    ));
-                }
+                None => series_group.push(None),
             }
         }
+        // output label sets per (quantile index, group) for histogram_quantiles
+        let mut qmetrics: HashMap<(usize, usize), Arc<Labels>> = HashMap::new();
         let instant = self.is_instant();
         let mut cur = StepCursor::new(input.len());
         let mut vals = Vec::new();
         let mut out = OutCollector::new();
-        let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); group_metric.len()];
+        let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_metric.len()];
         let steps: Vec<i64> = self.steps().collect();
-        let mut warned_q = false;
         for (k, &ts) in steps.iter().enumerate() {
+            if is_quantile {
+                for p in &params {
+                    let q = p[k];
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        self.annos.warn(format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            go_g(q)
+                        ));
+                    }
+                }
+            }
             cur.gather(&input, ts, &mut vals);
             if vals.is_empty() {
                 continue;
@@ -486,63 +536,87 @@ impl Evaluator<'_> {
             for b in buckets.iter_mut() {
                 b.clear();
             }
-            let mut any_bad = false;
             for &(si, v) in &vals {
                 match series_group[si] {
-                    Some((g, ub)) => buckets[g].push((ub, v)),
-                    None => any_bad = true,
-                }
-            }
-            if any_bad {
-                for &(si, _) in &vals {
-                    if series_group[si].is_none() {
+                    Some((g, ub)) => buckets[g].push(Bucket {
+                        upper: ub,
+                        count: v,
+                    }),
+                    None => {
                         let mn = input[si].metric.metric_name().unwrap_or("");
                         let le = input[si].metric.get("le").unwrap_or("");
-                        let msg = if mn.is_empty() {
-                            format!(
-                                "bucket label \"le\" is missing or has a malformed value of {le:?}"
-                            )
-                        } else {
-                            format!("bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {mn:?}")
-                        };
+                        let mut msg = format!(
+                            "bucket label \"le\" is missing or has a malformed value of {}",
+                            tsdb::labels::go_quote(le)
+                        );
+                        if !mn.is_empty() {
+                            msg.push_str(&format!(
+                                " for metric name {}",
+                                tsdb::labels::go_quote(mn)
+                            ));
+                        }
                         self.annos.warn(msg);
                     }
                 }
             }
-            if name == "histogram_quantile" {
-                let q = params[0][k];
-                if (q.is_nan() || !(0.0..=1.0).contains(&q)) && !warned_q {
-                    self.annos.warn(format!(
-                        "quantile value should be between 0 and 1, got {}",
-                        go_g(q)
-                    ));
-                    warned_q = true;
-                }
-            }
-            for (g, b) in buckets.iter_mut().enumerate() {
-                if b.is_empty() {
-                    continue;
-                }
-                let v = if name == "histogram_quantile" {
-                    let (v, forced) = fnlib::bucket_quantile(params[0][k], b);
-                    if forced {
-                        let mn = group_metric[g].metric_name().unwrap_or("");
-                        let base = "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
-                        if mn.is_empty() {
-                            self.annos.info(base);
-                        } else {
-                            self.annos.info(format!("{base} for metric name {mn:?}"));
-                        }
+            let nq = if is_quantile { params.len() } else { 1 };
+            for qi in 0..nq {
+                for (g, b) in buckets.iter_mut().enumerate() {
+                    if b.is_empty() {
+                        continue;
                     }
-                    v
-                } else {
-                    fnlib::bucket_fraction(params[0][k], params[1][k], b)
-                };
-                out.push(&group_metric[g], ts, v, true, instant)?;
+                    let v = if is_quantile {
+                        let qr = fnlib::bucket_quantile(params[qi][k], b);
+                        if qr.forced_monotonic {
+                            let mn = group_metric[g].metric_name().unwrap_or("");
+                            let base = "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
+                            if mn.is_empty() {
+                                self.annos.info(base);
+                            } else {
+                                self.annos.info(format!(
+                                    "{base} for metric name {}",
+                                    tsdb::labels::go_quote(mn)
+                                ));
+                            }
+                        }
+                        qr.value
+                    } else {
+                        fnlib::bucket_fraction(params[0][k], params[1][k], b)
+                    };
+                    let metric = match &qlabel {
+                        None => group_metric[g].clone(),
+                        Some(l) => qmetrics
+                            .entry((qi, g))
+                            .or_insert_with(|| {
+                                Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k])))
+                            })
+                            .clone(),
+                    };
+                    out.push(&metric, ts, v, true, instant)?;
+                }
             }
         }
-        let _ = bad;
         Ok(Val::Vector(out.series))
+    }
+}
+
+/// Formats a float as OpenMetrics does (`1.0`, `0.25`, `+Inf`, `NaN`).
+fn openmetrics_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let s = crate::functions::gofmt::format_g(v);
+    if s.contains(['.', 'e', 'E']) {
+        s
+    } else {
+        format!("{s}.0")
     }
 }
 
@@ -552,25 +626,18 @@ fn go_template(s: &str) -> String {
     s.to_string()
 }
 
-/// Parses a float as Go's `strconv.ParseFloat` does for label values.
-pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
+/// Whether a label name is valid: non-empty UTF-8. `promql-parser` turns a `\xNN` escape into
+/// the character U+00NN, where Go keeps the raw byte; a name made only of such characters is
+/// read back as bytes, so `"\xff"` is rejected as invalid UTF-8 the way Prometheus rejects it.
+pub(crate) fn valid_label_name(s: &str) -> bool {
     if s.is_empty() {
-        return None;
+        return false;
     }
-    let t = s.trim_start_matches(['+', '-']);
-    let lower = t.to_ascii_lowercase();
-    if lower == "inf" || lower == "infinity" || lower == "nan" {
-        let neg = s.starts_with('-');
-        return Some(match lower.as_str() {
-            "nan" => f64::NAN,
-            _ if neg => f64::NEG_INFINITY,
-            _ => f64::INFINITY,
-        });
+    if s.chars().all(|c| ('\u{80}'..='\u{ff}').contains(&c)) {
+        let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).collect();
+        return std::str::from_utf8(&bytes).is_ok();
     }
-    if lower.contains("inf") || lower.contains("nan") {
-        return None;
-    }
-    s.parse::<f64>().ok()
+    true
 }
 
 /// Ascending (or descending) by value with NaN last either way.

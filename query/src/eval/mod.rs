@@ -16,6 +16,7 @@ mod aggregate;
 mod binary;
 mod call;
 pub(crate) mod fnlib;
+mod info;
 
 pub(crate) use call::merge_same_labelset;
 
@@ -67,7 +68,6 @@ pub(crate) struct RangeArg {
     pub offset: i64,
     pub at: Option<i64>,
     pub from_subquery: bool,
-    pub metric_name_hint: Option<String>,
 }
 
 /// Per-query state of an evaluation.
@@ -79,6 +79,10 @@ pub(crate) struct Evaluator<'a> {
     /// Start and end of the whole query, for `@ start()` / `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// Step of the whole query (0 for instant queries), for `step()`.
+    pub query_step: i64,
+    /// Start timestamps of stored samples, if the storage keeps them.
+    pub start_timestamps: Option<&'a dyn crate::engine::StartTimestampSource>,
     pub lookback: i64,
     pub max_samples: usize,
     pub cur_samples: usize,
@@ -126,6 +130,11 @@ fn convert_matcher(m: &promql_parser::label::Matcher) -> QResult<Matcher> {
         .map_err(|e| QueryError::bad_data(e.to_string()))
 }
 
+/// Converts a parser matcher to a storage matcher (for sibling modules).
+pub(crate) fn convert_matcher_pub(m: &promql_parser::label::Matcher) -> QResult<Matcher> {
+    convert_matcher(m)
+}
+
 /// The matcher groups of a selector (one group unless `or` is used), name included.
 pub(crate) fn selector_matchers(vs: &VectorSelector) -> QResult<Vec<Vec<Matcher>>> {
     let mut groups: Vec<Vec<Matcher>> = Vec::new();
@@ -164,7 +173,7 @@ impl<'a> Evaluator<'a> {
 
     pub fn check_deadline(&self) -> QResult<()> {
         if let Some(d) = self.deadline {
-            if Instant::now() > d {
+            if Instant::now() >= d {
                 return Err(QueryError::timeout());
             }
         }
@@ -216,8 +225,19 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         range: i64,
     ) -> QResult<Vec<RawSeries>> {
-        self.check_deadline()?;
         let groups = selector_matchers(vs)?;
+        self.select_groups(&groups, mint, maxt, range)
+    }
+
+    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`.
+    pub fn select_groups(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<RawSeries>> {
+        self.check_deadline()?;
         let querier = self.q.querier(mint, maxt).map_err(QueryError::storage)?;
         let hints = SelectHints {
             start: mint,
@@ -229,7 +249,7 @@ impl<'a> Evaluator<'a> {
         let mut out: Vec<RawSeries> = Vec::new();
         let mut seen: HashMap<Labels, ()> = HashMap::new();
         let multi = groups.len() > 1;
-        for ms in &groups {
+        for ms in groups {
             for s in querier.select(true, Some(&hints), ms) {
                 let s = s.map_err(QueryError::storage)?;
                 if multi {
@@ -345,7 +365,6 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: false,
-                    metric_name_hint: vs.name.clone(),
                 })
             }
             Expr::Subquery(sq) => {
@@ -367,7 +386,6 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: true,
-                    metric_name_hint: None,
                 })
             }
             other => Err(QueryError::bad_data(format!(
@@ -408,6 +426,8 @@ impl<'a> Evaluator<'a> {
             interval: step,
             query_start: self.query_start,
             query_end: self.query_end,
+            query_step: self.query_step,
+            start_timestamps: self.start_timestamps,
             lookback: self.lookback,
             max_samples: self.max_samples,
             cur_samples: self.cur_samples,

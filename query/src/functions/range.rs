@@ -25,7 +25,9 @@ pub struct RangeCtx<'a> {
     pub samples: &'a [(i64, f64)],
     /// Start of the window in ms (exclusive).
     pub range_start: i64,
-    /// End of the window in ms (inclusive): the evaluation time minus any offset.
+    /// End of the window in ms (inclusive): the evaluation time minus any offset (the `@`
+    /// time when there is one). `predict_linear` needs the evaluation time itself when the two
+    /// differ: use [`eval_at`].
     pub range_end: i64,
     /// Scalar arguments evaluated at this step, in call order, without the range vector
     /// (`quantile_over_time(q, m)` → `[q]`, `predict_linear(m, t)` → `[t]`,
@@ -220,6 +222,14 @@ impl RangeFn {
 
     /// Computes the function over `ctx` (see [`eval`]).
     pub fn eval(self, ctx: &mut RangeCtx) -> Option<f64> {
+        self.eval_at(ctx, ctx.range_end)
+    }
+
+    /// Computes the function over `ctx` for evaluation time `eval_time` (ms), which differs
+    /// from `ctx.range_end` when the selector has an `offset` or `@`. Only `predict_linear`
+    /// depends on it: it predicts `t` seconds after the evaluation time, not after the end of
+    /// the window.
+    pub fn eval_at(self, ctx: &mut RangeCtx, eval_time: i64) -> Option<f64> {
         use RangeFn::*;
         let s = ctx.samples;
         if s.is_empty() {
@@ -243,7 +253,7 @@ impl RangeFn {
                     return None;
                 }
                 let duration = param(0)?;
-                let (slope, intercept) = linear_regression(s, ctx.range_end);
+                let (slope, intercept) = linear_regression(s, eval_time);
                 Some(slope * duration + intercept)
             }
             Changes => {
@@ -340,6 +350,12 @@ fn with_scratch(s: &[(i64, f64)], f: impl FnOnce(&mut [f64]) -> f64) -> f64 {
 /// steps can resolve the name once with [`RangeFn::from_name`].
 pub fn eval(name: &str, ctx: &mut RangeCtx) -> Option<f64> {
     RangeFn::from_name(name)?.eval(ctx)
+}
+
+/// [`eval`] at evaluation time `eval_time` (ms) when it differs from `ctx.range_end` (an
+/// `offset` or `@` on the selector); see [`RangeFn::eval_at`].
+pub fn eval_at(name: &str, ctx: &mut RangeCtx, eval_time: i64) -> Option<f64> {
+    RangeFn::from_name(name)?.eval_at(ctx, eval_time)
 }
 
 /// [`eval`] for a series whose samples carry start timestamps (created timestamps): `sts`
@@ -1175,6 +1191,31 @@ mod tests {
             annotations: &mut annotations,
         };
         assert!(same(eval("predict_linear", &mut ctx), 70.0));
+        // predict_linear(testcounter_reset_middle_total[55m] @ 3000, 3600) at 10m and 70m:
+        // the window ends at 3000s, the intercept is at the evaluation time.
+        let inside: Vec<(i64, f64)> = mid10
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (i as i64 * 300_000, x))
+            .filter(|&(t, _)| t > 3_000_000 - 3_300_000 && t <= 3_000_000)
+            .collect();
+        for (eval_time, want) in [
+            (3_000_000, 76.81818181818181),
+            (600_000, 51.36363636363637),
+            (4_200_000, 89.54545454545455),
+        ] {
+            let mut ctx = RangeCtx {
+                samples: &inside,
+                range_start: 3_000_000 - 3_300_000,
+                range_end: 3_000_000,
+                params: &[3600.0],
+                annotations: &mut annotations,
+            };
+            assert!(
+                same(eval_at("predict_linear", &mut ctx, eval_time), want),
+                "{eval_time}"
+            );
+        }
         // deriv with ±Inf: NaN.
         let mut inf = vec![f64::NEG_INFINITY];
         inf.extend(v(&[(0.0, 80.0, 10)]));

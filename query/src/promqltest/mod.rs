@@ -18,7 +18,9 @@ use tsdb::chunkenc::is_stale_nan;
 use tsdb::querier::{MemQueryable, VecSeries};
 use tsdb::Labels;
 
-use crate::engine::{Engine, EngineOptions, QueryOptions, QueryResult};
+use std::sync::Arc;
+
+use crate::engine::{Engine, EngineOptions, QueryOptions, QueryResult, StartTimestampSource};
 use crate::error::QueryError;
 use crate::value::Value;
 use script::{Command, EvalCmd, EvalTime, MsgMatch, SeqValue, SeriesLine};
@@ -80,9 +82,30 @@ pub fn test_engine() -> Engine {
 }
 
 /// Storage state of a running script.
+/// Start timestamps of the loaded series: `(sample time, start time)` pairs.
+#[derive(Default)]
+struct StMap(BTreeMap<Labels, Vec<(i64, i64)>>);
+
+impl StartTimestampSource for StMap {
+    fn start_timestamps(&self, labels: &Labels, samples: &[(i64, f64)]) -> Option<Vec<i64>> {
+        let sts = self.0.get(labels)?;
+        Some(
+            samples
+                .iter()
+                .map(|(t, _)| match sts.binary_search_by_key(t, |x| x.0) {
+                    Ok(i) => sts[i].1,
+                    Err(_) => 0,
+                })
+                .collect(),
+        )
+    }
+}
+
 #[derive(Default)]
 struct Storage {
     series: BTreeMap<Labels, Vec<(i64, f64)>>,
+    sts: BTreeMap<Labels, Vec<(i64, i64)>>,
+    st_source: Option<Arc<dyn StartTimestampSource>>,
     /// Label sets of series that hold native histograms.
     hist: Vec<Labels>,
     mem: MemQueryable,
@@ -107,6 +130,17 @@ impl Storage {
             }
             if e.is_empty() {
                 self.series.remove(&l.labels);
+            }
+            if let Some(offs) = &l.start_offsets {
+                let st = self.sts.entry(l.labels.clone()).or_default();
+                for (k, (o, v)) in offs.iter().zip(&l.values).enumerate() {
+                    if let (Some(o), SeqValue::Float(_)) = (o, v) {
+                        let t = k as i64 * interval;
+                        st.push((t, t + o));
+                    }
+                }
+                st.sort_by_key(|x| x.0);
+                st.dedup_by_key(|x| x.0);
             }
             if has_hist && !self.hist.contains(&l.labels) {
                 self.hist.push(l.labels.clone());
@@ -137,6 +171,18 @@ impl Storage {
             })
             .collect();
         self.mem = MemQueryable::new(v);
+        self.st_source = if self.sts.is_empty() {
+            None
+        } else {
+            Some(Arc::new(StMap(self.sts.clone())) as Arc<dyn StartTimestampSource>)
+        };
+    }
+
+    fn opts(&self) -> QueryOptions {
+        QueryOptions {
+            lookback_delta: None,
+            start_timestamps: self.st_source.clone(),
+        }
     }
 
     fn clear(&mut self) {
@@ -235,21 +281,9 @@ fn ms_to_system_time(t: i64) -> SystemTime {
 /// with `@` alone (upstream's `atModifierTestCases`).
 fn set_at(e: &mut Expr, t: SystemTime) {
     match e {
-        Expr::VectorSelector(vs) => {
-            if vs.at.is_none() {
-                vs.at = Some(AtModifier::At(t));
-            }
-        }
-        Expr::MatrixSelector(ms) => {
-            if ms.vs.at.is_none() {
-                ms.vs.at = Some(AtModifier::At(t));
-            }
-        }
-        Expr::Subquery(s) => {
-            if s.at.is_none() {
-                s.at = Some(AtModifier::At(t));
-            }
-        }
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(AtModifier::At(t)),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(AtModifier::At(t)),
+        Expr::Subquery(s) if s.at.is_none() => s.at = Some(AtModifier::At(t)),
         Expr::Paren(p) => set_at(&mut p.expr, t),
         Expr::Unary(u) => set_at(&mut u.expr, t),
         Expr::Binary(b) => {
@@ -534,7 +568,7 @@ fn run_instant_case(
     expr: &Expr,
     t: i64,
 ) -> Result<(), String> {
-    let opts = QueryOptions::default();
+    let opts = st.opts();
     let res = engine.instant_query_expr(&st.mem, expr, t, &opts);
     let r = match res {
         Err(e) => return check_failure(cmd, &e),
@@ -609,14 +643,7 @@ fn run_eval(engine: &Engine, st: &Storage, cmd: &EvalCmd) -> Outcome {
     }
     match &cmd.time {
         EvalTime::Range { start, end, step } => {
-            let res = engine.range_query_expr(
-                &st.mem,
-                &expr,
-                *start,
-                *end,
-                *step,
-                &QueryOptions::default(),
-            );
+            let res = engine.range_query_expr(&st.mem, &expr, *start, *end, *step, &st.opts());
             let r = match res {
                 Err(e) => {
                     return match check_failure(cmd, &e) {

@@ -27,6 +27,8 @@ pub struct SeriesLine {
     pub labels: Labels,
     /// One value per slot.
     pub values: Vec<SeqValue>,
+    /// Start-timestamp offsets per slot (ms, relative to the sample time), from an `@st` line.
+    pub start_offsets: Option<Vec<Option<i64>>>,
 }
 
 /// Which annotation or failure an `expect` line is about.
@@ -193,7 +195,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         }
         let unit = &s[ust..i];
         let idx = UNITS.iter().position(|(u, _)| *u == unit)?;
-        if idx + 1 <= last_unit {
+        if idx < last_unit {
             return None;
         }
         last_unit = idx + 1;
@@ -486,10 +488,69 @@ pub fn parse_values(s: &str) -> Result<Vec<SeqValue>, String> {
     Ok(out)
 }
 
+/// Parses a signed duration (`-1m`, `+30s`, `-0ms`) into milliseconds.
+fn parse_signed_duration(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(r) => parse_duration(r).map(|d| -d),
+        None => parse_duration(s.strip_prefix('+').unwrap_or(s)),
+    }
+}
+
+/// Expands the items of an `@st` line: `_`, `_xK`, `<dur>`, `<dur>xK`, `<dur>±<dur>xK`.
+pub fn parse_st_values(s: &str) -> Result<Vec<Option<i64>>, String> {
+    let mut out = Vec::new();
+    for item in s.split_whitespace() {
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(k) = item.strip_prefix("_x") {
+            let k: usize = k.parse().map_err(|_| format!("bad @st item {item:?}"))?;
+            out.extend(std::iter::repeat_n(None, k));
+            continue;
+        }
+        if let Some(d) = parse_signed_duration(item) {
+            out.push(Some(d));
+            continue;
+        }
+        let p = item
+            .rfind('x')
+            .ok_or_else(|| format!("bad @st item {item:?}"))?;
+        let k: usize = item[p + 1..]
+            .parse()
+            .map_err(|_| format!("bad @st repeat in {item:?}"))?;
+        let body = &item[..p];
+        let b = body.as_bytes();
+        let op = (1..b.len()).find(|&j| b[j] == b'+' || b[j] == b'-');
+        match op {
+            None => {
+                let d =
+                    parse_signed_duration(body).ok_or_else(|| format!("bad @st item {item:?}"))?;
+                out.extend(std::iter::repeat_n(Some(d), k + 1));
+            }
+            Some(j) => {
+                let a = parse_signed_duration(&body[..j])
+                    .ok_or_else(|| format!("bad @st start {item:?}"))?;
+                let d = parse_duration(&body[j + 1..])
+                    .ok_or_else(|| format!("bad @st step {item:?}"))?;
+                let d = if b[j] == b'-' { -d } else { d };
+                for n in 0..=k as i64 {
+                    out.push(Some(a + n * d));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_series_line(line: &str) -> Result<SeriesLine, String> {
     let (labels, rest) = parse_series_desc(line)?;
     let values = parse_values(rest)?;
-    Ok(SeriesLine { labels, values })
+    Ok(SeriesLine {
+        labels,
+        values,
+        start_offsets: None,
+    })
 }
 
 fn parse_expect(line: &str, ln: usize) -> Result<(ExpectKind, MsgMatch), ScriptError> {
@@ -570,15 +631,35 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
             let arg = l[word.len()..].trim();
             let interval = dur(arg, ln)?;
             let mut series: Vec<SeriesLine> = Vec::new();
+            let mut pending_st: Option<(Labels, Vec<Option<i64>>)> = None;
             for (k, bl) in lines[i + 1..body_end].iter().enumerate() {
                 let first = bl.split_whitespace().next().unwrap_or("");
                 if first.ends_with("@st") {
-                    continue; // start timestamps: not modelled
+                    let st_line = bl.replacen("@st", "", 1);
+                    let (labels, rest) = parse_series_desc(&st_line).map_err(|m| ScriptError {
+                        line: i + 2 + k,
+                        msg: m,
+                    })?;
+                    let offs = parse_st_values(rest).map_err(|m| ScriptError {
+                        line: i + 2 + k,
+                        msg: m,
+                    })?;
+                    pending_st = Some((labels, offs));
+                    continue;
                 }
-                let s = parse_series_line(bl).map_err(|m| ScriptError {
+                let mut s = parse_series_line(bl).map_err(|m| ScriptError {
                     line: i + 2 + k,
                     msg: m,
                 })?;
+                if let Some((l, offs)) = pending_st.take() {
+                    if l != s.labels || offs.len() != s.values.len() {
+                        return err(
+                            i + 2 + k,
+                            "@st line does not match the following series line",
+                        );
+                    }
+                    s.start_offsets = Some(offs);
+                }
                 if let Some(p) = series.iter().position(|x| x.labels == s.labels) {
                     series[p] = s;
                 } else {
@@ -595,7 +676,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
         }
         if word.starts_with("eval") {
             let toks: Vec<&str> = l.split_whitespace().collect();
-            let suffix = &word[4..];
+            let suffix = word.strip_prefix("eval").unwrap_or("");
             let mut cmd = EvalCmd {
                 line: ln,
                 expr: String::new(),
@@ -707,7 +788,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
                     break;
                 }
                 let s = parse_series_line(bl).map_err(|m| ScriptError { line: bln, msg: m })?;
-                if s.values.iter().any(|v| *v == SeqValue::Histogram) {
+                if s.values.contains(&SeqValue::Histogram) {
                     cmd.expects_histograms = true;
                 }
                 cmd.series.push(s);
@@ -775,6 +856,19 @@ mod tests {
             _ => panic!("not an eval"),
         }
         assert_eq!(parse_number("0x10"), Some(16.0));
+        assert_eq!(
+            parse_st_values("_ -30s-1mx2 0x1 _x2").unwrap(),
+            vec![
+                None,
+                Some(-30_000),
+                Some(-90_000),
+                Some(-150_000),
+                Some(0),
+                Some(0),
+                None,
+                None
+            ]
+        );
         assert_eq!(parse_number("-0.5"), Some(-0.5));
     }
 }

@@ -91,13 +91,19 @@ pub struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     /// A reader at the first bit of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0, window: 0, valid: 0 }
+        BitReader {
+            bytes,
+            pos: 0,
+            window: 0,
+            valid: 0,
+        }
     }
 
     #[inline]
     fn refill(&mut self) {
         if self.pos + 8 <= self.bytes.len() && self.valid == 0 {
-            self.window = u64::from_be_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap());
+            self.window =
+                u64::from_be_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap());
             self.pos += 8;
             self.valid = 64;
             return;
@@ -143,7 +149,11 @@ impl<'a> BitReader<'a> {
         }
         // take what the window has, refill, take the rest
         let have = self.valid;
-        let hi = if have == 0 { 0 } else { self.window >> (64 - have) };
+        let hi = if have == 0 {
+            0
+        } else {
+            self.window >> (64 - have)
+        };
         self.window = 0;
         self.valid = 0;
         self.refill();
@@ -165,8 +175,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut w = BitWriter::default();
-        let items: Vec<(u64, u32)> =
-            (0..500u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 64 + 1) as u32)).collect();
+        let items: Vec<(u64, u32)> = (0..500u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 64 + 1) as u32))
+            .collect();
         for &(v, n) in &items {
             w.write_bits(v, n);
             w.write_bit(v & 1 == 1);

@@ -31,6 +31,7 @@
 //! file after the last existing one, as in Prometheus. Writes are buffered and reach the OS
 //! when the buffer fills, on [`ChunkDiskMapper::flush`], and when a file is cut (which also
 //! fsyncs it); chunks still in the buffer are served from it.
+//! [`ChunkDiskMapper::open_read_only`] reads a directory without changing anything in it.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -40,7 +41,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{Mmap, MmapOptions};
 
 use crate::chunkenc::Encoding;
-use crate::encoding::{crc32c, put_uvarint, uvarint};
+use crate::encoding::{crc32c, uvarint};
 use crate::{Error, Result};
 
 /// Magic number at the start of every head chunk file.
@@ -76,6 +77,18 @@ impl HeadChunkRef {
     /// The byte offset in the file.
     pub fn offset(self) -> u32 {
         self.0 as u32
+    }
+}
+
+impl From<u64> for HeadChunkRef {
+    fn from(r: u64) -> Self {
+        HeadChunkRef(r)
+    }
+}
+
+impl From<HeadChunkRef> for u64 {
+    fn from(r: HeadChunkRef) -> Self {
+        r.0
     }
 }
 
@@ -124,6 +137,7 @@ pub struct ChunkDiskMapper {
     max_file_size: u64,
     last_seq: u32,
     corruptions: Vec<HeadChunksCorruption>,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for ChunkDiskMapper {
@@ -241,22 +255,41 @@ impl ChunkDiskMapper {
 
     /// As [`ChunkDiskMapper::open`] with a smaller maximum file size (for tests).
     pub fn open_with_max_file_size(dir: impl AsRef<Path>, max_file_size: u64) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_inner(dir.as_ref(), max_file_size, false)
+    }
+
+    /// Opens the files for reading only (e.g. a live Prometheus data dir): nothing is created,
+    /// deleted or cut. Damage ends the readable data at the damaged chunk (reported by
+    /// [`ChunkDiskMapper::corruptions`]; later files are ignored). A missing directory gives an
+    /// empty mapper. Writing and truncating fail.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_inner(dir.as_ref(), MAX_HEAD_CHUNK_FILE_SIZE, true)
+    }
+
+    fn open_inner(dir: &Path, max_file_size: u64, read_only: bool) -> Result<Self> {
+        let dir = dir.to_path_buf();
         if !(FILE_HEADER_SIZE as u64 + 64..=MAX_HEAD_CHUNK_FILE_SIZE).contains(&max_file_size) {
             return Err(Error::InvalidArgument(format!(
                 "head chunk file size {max_file_size} out of range"
             )));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mut seqs = list_files(&dir)?;
-        let mut cdm = ChunkDiskMapper {
+        let empty = |dir: PathBuf| ChunkDiskMapper {
             dir,
             files: BTreeMap::new(),
             cur: None,
             max_file_size,
             last_seq: 0,
             corruptions: Vec::new(),
+            read_only,
         };
+        if read_only && !dir.exists() {
+            return Ok(empty(dir));
+        }
+        if !read_only {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let mut seqs = list_files(&dir)?;
+        let mut cdm = empty(dir);
         // A last file without even a magic number was cut but never written (crash): drop it.
         if let Some(&last) = seqs.last() {
             let p = chunk_file_name(&cdm.dir, last);
@@ -265,8 +298,10 @@ impl ChunkDiskMapper {
                 .and_then(|f| f.take(4).read_to_end(&mut head))
                 .map_err(|e| Error::io(&p, e))?;
             if head.len() < 4 || head == [0, 0, 0, 0] {
-                tracing::warn!(file = %p.display(), "deleting empty last head chunk file");
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                if !read_only {
+                    tracing::warn!(file = %p.display(), "deleting empty last head chunk file");
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
                 seqs.pop();
             }
         }
@@ -285,6 +320,12 @@ impl ChunkDiskMapper {
             let seq = seqs[i];
             match cdm.open_file(seq)? {
                 None => i += 1,
+                Some(c) if cdm.read_only => {
+                    // Readable data ends at the damage; later files are ignored.
+                    seqs.truncate(i + 1);
+                    cdm.corruptions.push(c);
+                    i += 1;
+                }
                 Some(c) => {
                     // Cut here and drop all later files.
                     for &later in &seqs[i + 1..] {
@@ -352,6 +393,20 @@ impl ChunkDiskMapper {
             }
         }
         let mmap = if let Some(d) = &damage {
+            if self.read_only {
+                tracing::warn!(file = %path.display(), offset = d.offset, reason = %d.reason,
+                    "corrupted head chunk file: reading it up to the last good chunk");
+                self.files.insert(
+                    seq,
+                    MappedFile {
+                        mmap,
+                        len: at,
+                        maxt,
+                        chunks,
+                    },
+                );
+                return Ok(damage);
+            }
             tracing::warn!(file = %path.display(), offset = d.offset, reason = %d.reason,
                 "corrupted head chunk file: cutting it at the last good chunk");
             drop(mmap);
@@ -376,6 +431,16 @@ impl ChunkDiskMapper {
             },
         );
         Ok(damage)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::InvalidArgument(format!(
+                "{}: head chunk files are open read-only",
+                self.dir.display()
+            )));
+        }
+        Ok(())
     }
 
     /// The directory.
@@ -414,9 +479,18 @@ impl ChunkDiskMapper {
         encoding: u8,
         data: &[u8],
     ) -> Result<HeadChunkRef> {
-        let mut lenbuf = Vec::with_capacity(10);
-        put_uvarint(&mut lenbuf, data.len() as u64);
-        let total = (FIXED_META + lenbuf.len() + data.len() + CRC_SIZE) as u64;
+        self.check_writable()?;
+        // The data length as a uvarint, without allocating.
+        let (mut lenbuf, mut lenlen, mut l) = ([0u8; 10], 0, data.len() as u64);
+        while l >= 0x80 {
+            lenbuf[lenlen] = l as u8 | 0x80;
+            l >>= 7;
+            lenlen += 1;
+        }
+        lenbuf[lenlen] = l as u8;
+        lenlen += 1;
+        let lenbuf = &lenbuf[..lenlen];
+        let total = (FIXED_META + lenlen + data.len() + CRC_SIZE) as u64;
         if total + FILE_HEADER_SIZE as u64 > self.max_file_size {
             return Err(Error::InvalidArgument(format!(
                 "head chunk of {} bytes is too large",
@@ -440,7 +514,7 @@ impl ChunkDiskMapper {
         cur.buf.extend_from_slice(&mint.to_be_bytes());
         cur.buf.extend_from_slice(&maxt.to_be_bytes());
         cur.buf.push(encoding);
-        cur.buf.extend_from_slice(&lenbuf);
+        cur.buf.extend_from_slice(lenbuf);
         cur.buf.extend_from_slice(data);
         let crc = crc32c(&cur.buf[start..]);
         cur.buf.extend_from_slice(&crc.to_be_bytes());
@@ -625,6 +699,7 @@ impl ChunkDiskMapper {
     /// too, it is finished first and the next chunk starts a new file. Returns how many files
     /// were deleted. References into deleted files become invalid.
     pub fn truncate(&mut self, mint: i64) -> Result<usize> {
+        self.check_writable()?;
         let mut doomed = Vec::new();
         for (&seq, f) in &self.files {
             if f.maxt >= mint {
@@ -672,10 +747,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mapper_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ChunkDiskMapper>();
+    }
+
+    #[test]
     fn refs_pack_file_and_offset() {
         let r = HeadChunkRef::new(3, 0x1234);
         assert_eq!(r.0, 3 << 32 | 0x1234);
         assert_eq!((r.seq(), r.offset()), (3, 0x1234));
+        assert_eq!(HeadChunkRef::from(u64::from(r)), r);
     }
 
     #[test]
@@ -737,6 +819,23 @@ mod tests {
             .unwrap();
         assert_eq!(r.seq(), last + 1);
         assert_eq!(r.offset() as usize, FILE_HEADER_SIZE);
+    }
+
+    #[test]
+    fn long_chunks_use_multi_byte_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = ChunkDiskMapper::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+        let r = m.write_chunk(5, 1, 2, Encoding::Xor, &data).unwrap();
+        m.flush().unwrap();
+        let b = std::fs::read(chunk_file_name(dir.path(), 1)).unwrap();
+        let at = r.offset() as usize + FIXED_META;
+        assert_eq!(&b[at..at + 3], &[0xa0, 0x9c, 0x01]); // uvarint(20000)
+        assert_eq!(m.chunk(r).unwrap(), &data[..]);
+        assert_eq!(
+            b.len(),
+            FILE_HEADER_SIZE + FIXED_META + 3 + data.len() + CRC_SIZE
+        );
     }
 
     #[test]

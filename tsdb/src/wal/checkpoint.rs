@@ -221,7 +221,7 @@ fn write_checkpoint(
                     pending.push(buf.clone());
                 }
             }
-            RecordType::Samples => {
+            RecordType::Samples | RecordType::SamplesV2 => {
                 samples.clear();
                 record::decode_samples(rec, &mut samples)?;
                 let n = samples.len();
@@ -233,7 +233,9 @@ fn write_checkpoint(
                     pending.push(buf.clone());
                 }
             }
-            RecordType::HistogramSamples | RecordType::CustomBucketsHistogramSamples => {
+            RecordType::HistogramSamples
+            | RecordType::CustomBucketsHistogramSamples
+            | RecordType::HistogramSamplesV2 => {
                 hists.clear();
                 record::decode_histogram_samples(rec, &mut hists)?;
                 let n = hists.len();
@@ -248,7 +250,9 @@ fn write_checkpoint(
                     }
                 }
             }
-            RecordType::FloatHistogramSamples | RecordType::CustomBucketsFloatHistogramSamples => {
+            RecordType::FloatHistogramSamples
+            | RecordType::CustomBucketsFloatHistogramSamples
+            | RecordType::FloatHistogramSamplesV2 => {
                 fhists.clear();
                 record::decode_float_histogram_samples(rec, &mut fhists)?;
                 let n = fhists.len();

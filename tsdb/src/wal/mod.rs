@@ -4,13 +4,13 @@
 //! A WAL directory holds numbered segment files `00000000`, `00000001`, … (8 digits) and at
 //! most a few checkpoint directories `checkpoint.<n, 8 digits>` that are themselves WAL
 //! directories. The page and fragment layout of a segment is described in [`segment`], the
-//! record payloads in [`record`], checkpoints in [`checkpoint`].
+//! record payloads in [`record`], checkpoints in [`mod@checkpoint`].
 //!
 //! * [`Wal`] appends records to the newest segment ([`segment`]);
 //! * [`Reader`] reads the records of a checkpoint and of segments back, in order, and stops with
 //!   a [`CorruptionError`] (segment, offset, reason) at the first damaged or torn record
 //!   ([`reader`]);
-//! * [`repair`] cuts the log back to the last good record before such damage ([`repair`](mod@repair));
+//! * [`fn@repair`] cuts the log back to the last good record before such damage;
 //! * [`checkpoint::checkpoint`] compacts a range of segments into a checkpoint.
 //!
 //! Replay of a data directory is "last checkpoint, then the segments after it":

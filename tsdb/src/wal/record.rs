@@ -18,6 +18,11 @@
 //! 8  float histograms: as 7 with float histograms
 //! 9  custom-bucket histograms (schema -53), as 7
 //! 10 custom-bucket float histograms, as 8
+//! 11 samples v2, 12 histograms v2, 13 float histograms v2 (Prometheus 3.x with start
+//!    timestamps; decoded, start timestamps dropped, never written):
+//!    first entry: ref <varint> t <varint> st <varint> value
+//!    then: ref - prev ref <varint> t - first t <varint> st marker <1b> [st - first st <varint>]
+//!          value    (marker 0 = no st, 1 = same st as the previous entry, 2 = explicit)
 //!
 //! histogram:       reset_hint <1b> schema <varint> zero_threshold <be64 f64>
 //!                  zero_count <uvarint> count <uvarint> sum <be64 f64>
@@ -29,8 +34,8 @@
 //! ```
 //!
 //! Empty samples/exemplars/histogram records are just the type byte. Record types this module
-//! does not know (e.g. the 3.x `samples_v2` type 11..13) decode to [`Record::Unknown`] rather
-//! than failing, so that replay can count and skip them.
+//! does not know decode to [`Record::Unknown`] rather than failing, so that replay can count
+//! and skip them.
 //!
 //! Encoders write into a caller-provided `Vec<u8>`, which they clear first, so one buffer can be
 //! reused for every record without allocating.
@@ -59,6 +64,12 @@ pub const FLOAT_HISTOGRAM_SAMPLES: u8 = 8;
 pub const CUSTOM_BUCKETS_HISTOGRAM_SAMPLES: u8 = 9;
 /// Record type byte of a float custom-buckets (NHCB) histogram samples record.
 pub const CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES: u8 = 10;
+/// Record type byte of float samples with start timestamps (Prometheus 3.x `samples_v2`).
+pub const SAMPLES_V2: u8 = 11;
+/// Record type byte of integer histograms with start timestamps (`histogram_samples_v2`).
+pub const HISTOGRAM_SAMPLES_V2: u8 = 12;
+/// Record type byte of float histograms with start timestamps (`float_histogram_samples_v2`).
+pub const FLOAT_HISTOGRAM_SAMPLES_V2: u8 = 13;
 
 /// Histogram schema number of custom-bucket (NHCB) histograms.
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
@@ -89,6 +100,12 @@ pub enum RecordType {
     CustomBucketsHistogramSamples,
     /// Float custom-bucket histograms (10).
     CustomBucketsFloatHistogramSamples,
+    /// Float samples with start timestamps (11).
+    SamplesV2,
+    /// Integer histograms with start timestamps (12).
+    HistogramSamplesV2,
+    /// Float histograms with start timestamps (13).
+    FloatHistogramSamplesV2,
     /// Empty record or a type byte this module does not decode.
     Unknown(u8),
 }
@@ -108,6 +125,9 @@ pub fn record_type(rec: &[u8]) -> RecordType {
         Some(&CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES) => {
             RecordType::CustomBucketsFloatHistogramSamples
         }
+        Some(&SAMPLES_V2) => RecordType::SamplesV2,
+        Some(&HISTOGRAM_SAMPLES_V2) => RecordType::HistogramSamplesV2,
+        Some(&FLOAT_HISTOGRAM_SAMPLES_V2) => RecordType::FloatHistogramSamplesV2,
         Some(&t) => RecordType::Unknown(t),
         None => RecordType::Unknown(0),
     }
@@ -339,7 +359,7 @@ pub fn decode(rec: &[u8]) -> Result<Record> {
             decode_series(rec, &mut v)?;
             Record::Series(v)
         }
-        RecordType::Samples => {
+        RecordType::Samples | RecordType::SamplesV2 => {
             let mut v = Vec::new();
             decode_samples(rec, &mut v)?;
             Record::Samples(v)
@@ -364,12 +384,16 @@ pub fn decode(rec: &[u8]) -> Result<Record> {
             decode_metadata(rec, &mut v)?;
             Record::Metadata(v)
         }
-        RecordType::HistogramSamples | RecordType::CustomBucketsHistogramSamples => {
+        RecordType::HistogramSamples
+        | RecordType::CustomBucketsHistogramSamples
+        | RecordType::HistogramSamplesV2 => {
             let mut v = Vec::new();
             decode_histogram_samples(rec, &mut v)?;
             Record::HistogramSamples(v)
         }
-        RecordType::FloatHistogramSamples | RecordType::CustomBucketsFloatHistogramSamples => {
+        RecordType::FloatHistogramSamples
+        | RecordType::CustomBucketsFloatHistogramSamples
+        | RecordType::FloatHistogramSamplesV2 => {
             let mut v = Vec::new();
             decode_float_histogram_samples(rec, &mut v)?;
             Record::FloatHistogramSamples(v)
@@ -453,10 +477,59 @@ pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a float samples record, appending to `out`.
+/// Walks the entries of a v2 record (types 11..13, Prometheus 3.x with start timestamps):
+/// `ref <varint> t <varint> st <varint>` for the first entry, then `ref delta to the previous
+/// <varint> t delta to the first <varint> st marker <1b> (0 none, 1 same as previous, else
+/// delta to the first st <varint>)`, each followed by the entry's value decoded by `value`.
+/// Start timestamps are not kept.
+fn decode_v2_entries<T>(
+    d: &mut Decbuf<'_>,
+    what: &str,
+    out: &mut Vec<T>,
+    value: impl Fn(&mut Decbuf<'_>, u64, i64) -> Result<T>,
+) -> Result<()> {
+    let (mut prev_ref, mut first_t) = (0u64, 0i64);
+    let start = out.len();
+    while !d.is_empty() {
+        let n = out.len() - start;
+        let mut entry = || -> Result<T> {
+            let (r, t) = if n == 0 {
+                let r = d.varint()? as u64;
+                let t = d.varint()?;
+                d.varint()?;
+                first_t = t;
+                (r, t)
+            } else {
+                let r = prev_ref.wrapping_add(d.varint()? as u64);
+                let t = first_t.wrapping_add(d.varint()?);
+                if d.byte()? > 1 {
+                    d.varint()?;
+                }
+                (r, t)
+            };
+            prev_ref = r;
+            value(d, r, t)
+        };
+        let e = entry().map_err(|e| in_record(what, n, e))?;
+        out.push(e);
+    }
+    Ok(())
+}
+
+/// Decodes a float samples record (type 2, or 11 whose start timestamps are dropped),
+/// appending to `out`.
 pub fn decode_samples(rec: &[u8], out: &mut Vec<RefSample>) -> Result<()> {
     let mut d = Decbuf::new(rec);
-    check_type(&mut d, &[SAMPLES], "samples")?;
+    check_type(&mut d, &[SAMPLES, SAMPLES_V2], "samples")?;
+    if rec[0] == SAMPLES_V2 {
+        return decode_v2_entries(&mut d, "samples", out, |d, series_ref, t| {
+            Ok(RefSample {
+                series_ref,
+                t,
+                v: d.be_f64()?,
+            })
+        });
+    }
     if d.is_empty() {
         return Ok(());
     }
@@ -811,14 +884,27 @@ fn encode_float_histogram(b: &mut Vec<u8>, h: &FloatHistogram) {
     }
 }
 
-/// Decodes an integer histogram samples record (type 7 or 9), appending to `out`.
+/// Decodes an integer histogram samples record (type 7, 9 or 12), appending to `out`.
 pub fn decode_histogram_samples(rec: &[u8], out: &mut Vec<RefHistogramSample>) -> Result<()> {
     let mut d = Decbuf::new(rec);
     check_type(
         &mut d,
-        &[HISTOGRAM_SAMPLES, CUSTOM_BUCKETS_HISTOGRAM_SAMPLES],
+        &[
+            HISTOGRAM_SAMPLES,
+            CUSTOM_BUCKETS_HISTOGRAM_SAMPLES,
+            HISTOGRAM_SAMPLES_V2,
+        ],
         "histogram samples",
     )?;
+    if rec[0] == HISTOGRAM_SAMPLES_V2 {
+        return decode_v2_entries(&mut d, "histogram samples", out, |d, series_ref, t| {
+            Ok(RefHistogramSample {
+                series_ref,
+                t,
+                h: decode_histogram(d)?,
+            })
+        });
+    }
     if d.is_empty() {
         return Ok(());
     }
@@ -873,7 +959,7 @@ pub fn encode_histogram_samples(
     }
 }
 
-/// Decodes a float histogram samples record (type 8 or 10), appending to `out`.
+/// Decodes a float histogram samples record (type 8, 10 or 13), appending to `out`.
 pub fn decode_float_histogram_samples(
     rec: &[u8],
     out: &mut Vec<RefFloatHistogramSample>,
@@ -884,9 +970,24 @@ pub fn decode_float_histogram_samples(
         &[
             FLOAT_HISTOGRAM_SAMPLES,
             CUSTOM_BUCKETS_FLOAT_HISTOGRAM_SAMPLES,
+            FLOAT_HISTOGRAM_SAMPLES_V2,
         ],
         "float histogram samples",
     )?;
+    if rec[0] == FLOAT_HISTOGRAM_SAMPLES_V2 {
+        return decode_v2_entries(
+            &mut d,
+            "float histogram samples",
+            out,
+            |d, series_ref, t| {
+                Ok(RefFloatHistogramSample {
+                    series_ref,
+                    t,
+                    fh: decode_float_histogram(d)?,
+                })
+            },
+        );
+    }
     if d.is_empty() {
         return Ok(());
     }
@@ -1155,6 +1256,100 @@ mod tests {
     }
 
     #[test]
+    fn v2_records_with_start_timestamps_decode() {
+        let mut b = vec![SAMPLES_V2];
+        put_varint(&mut b, 5);
+        put_varint(&mut b, 1000);
+        put_varint(&mut b, 900);
+        b.extend_from_slice(&1.5f64.to_bits().to_be_bytes());
+        for (dref, dt, marker, v) in [
+            (2i64, 10i64, 1u8, 2.5f64),
+            (-1, 20, 2, 3.5),
+            (0, 30, 0, 4.5),
+        ] {
+            put_varint(&mut b, dref);
+            put_varint(&mut b, dt);
+            b.push(marker);
+            if marker == 2 {
+                put_varint(&mut b, 5);
+            }
+            b.extend_from_slice(&v.to_bits().to_be_bytes());
+        }
+        let want = vec![
+            RefSample {
+                series_ref: 5,
+                t: 1000,
+                v: 1.5,
+            },
+            RefSample {
+                series_ref: 7,
+                t: 1010,
+                v: 2.5,
+            },
+            RefSample {
+                series_ref: 6,
+                t: 1020,
+                v: 3.5,
+            },
+            RefSample {
+                series_ref: 6,
+                t: 1030,
+                v: 4.5,
+            },
+        ];
+        assert_eq!(record_type(&b), RecordType::SamplesV2);
+        assert_eq!(decode(&b).unwrap(), Record::Samples(want));
+        assert!(decode(&b[..b.len() - 1]).is_err());
+
+        // Histograms: the histogram body is the same as in v1 records.
+        let h = Histogram {
+            schema: 2,
+            count: 3,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
+            positive_buckets: vec![3],
+            ..Default::default()
+        };
+        let mut v1 = Vec::new();
+        encode_histogram_samples(
+            &[RefHistogramSample {
+                series_ref: 1,
+                t: 0,
+                h: h.clone(),
+            }],
+            false,
+            &mut v1,
+        );
+        let body = &v1[1 + 16 + 2..];
+        let mut b = vec![HISTOGRAM_SAMPLES_V2];
+        put_varint(&mut b, 9);
+        put_varint(&mut b, 100);
+        put_varint(&mut b, 0);
+        b.extend_from_slice(body);
+        put_varint(&mut b, 1);
+        put_varint(&mut b, 7);
+        b.push(1);
+        b.extend_from_slice(body);
+        assert_eq!(
+            decode(&b).unwrap(),
+            Record::HistogramSamples(vec![
+                RefHistogramSample {
+                    series_ref: 9,
+                    t: 100,
+                    h: h.clone()
+                },
+                RefHistogramSample {
+                    series_ref: 10,
+                    t: 107,
+                    h
+                },
+            ])
+        );
+    }
+
+    #[test]
     fn truncated_and_unknown_records() {
         let mut buf = Vec::new();
         encode_samples(
@@ -1178,9 +1373,9 @@ mod tests {
         );
         assert!(decode(&buf[..buf.len() - 1]).is_err());
         assert_eq!(
-            decode(&[11, 1, 2]).unwrap(),
+            decode(&[14, 1, 2]).unwrap(),
             Record::Unknown {
-                record_type: 11,
+                record_type: 14,
                 len: 3
             }
         );

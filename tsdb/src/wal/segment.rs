@@ -118,7 +118,7 @@ fn create_segment(dir: &Path, index: u32) -> Result<File> {
 impl Wal {
     /// Opens the WAL in `dir` (created if missing) for appending. Writing always starts in a new
     /// segment after the last existing one, as Prometheus does: read (and if needed
-    /// [`super::repair`]) the existing segments before opening the writer.
+    /// [`super::repair()`]) the existing segments before opening the writer.
     pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Self> {
         Self::open_with_metrics(dir, opts, Arc::new(WalMetrics::default()))
     }
