@@ -122,6 +122,7 @@ pub struct Db {
     read_only: bool,
     replay: ReplayStats,
     compact_lock: Mutex<()>,
+    readers: Arc<Readers>,
     closed: AtomicBool,
     _lock: Option<DirLock>,
 }
@@ -294,6 +295,7 @@ impl Db {
             read_only,
             replay,
             compact_lock: Mutex::new(()),
+            readers: Arc::new(Readers::default()),
             closed: AtomicBool::new(false),
             _lock: lock,
         })
@@ -376,6 +378,12 @@ impl Db {
                 written.push(u);
             }
             self.reload_blocks()?;
+            if !self.readers.wait_below(maxt, Duration::from_secs(60)) {
+                tracing::warn!(
+                    maxt,
+                    "queriers still open after 60 s; truncating the head anyway"
+                );
+            }
             self.truncate_head(maxt)?;
         }
         written.extend(self.compact_blocks()?);
@@ -488,7 +496,7 @@ impl Db {
                 delete.extend(
                     blocks
                         .iter()
-                        .filter(|b| newest - b.max_time() >= ret)
+                        .filter(|b| newest - b.max_time() > ret)
                         .cloned(),
                 );
             }
@@ -621,7 +629,7 @@ impl Db {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.head.set_wal(None);
+        self.head.close();
         if let Some(w) = &self.wal {
             w.with_wal(|wal| wal.close())?;
         }
@@ -694,8 +702,88 @@ impl Db {
     }
 }
 
+/// Queriers in use, by id, with the start of their range: head truncation waits for those
+/// that may still read the range being dropped (their block list predates the new block).
+#[derive(Default)]
+struct Readers {
+    next: std::sync::atomic::AtomicU64,
+    active: Mutex<std::collections::HashMap<u64, i64>>,
+}
+
+impl Readers {
+    fn register(self: &Arc<Self>, mint: i64) -> ReaderGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.active.lock().insert(id, mint);
+        ReaderGuard {
+            readers: self.clone(),
+            id,
+        }
+    }
+
+    /// Waits (up to `timeout`) until no querier that started before now reads below `mint`.
+    fn wait_below(&self, mint: i64, timeout: Duration) -> bool {
+        let waiting: Vec<u64> = self
+            .active
+            .lock()
+            .iter()
+            .filter(|(_, &m)| m < mint)
+            .map(|(&id, _)| id)
+            .collect();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let still = {
+                let a = self.active.lock();
+                waiting.iter().any(|id| a.contains_key(id))
+            };
+            if !still {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+struct ReaderGuard {
+    readers: Arc<Readers>,
+    id: u64,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.readers.active.lock().remove(&self.id);
+    }
+}
+
+/// The database's querier: blocks and head merged, registered as a reader while alive.
+struct DbQuerier {
+    inner: MergeQuerier,
+    _guard: ReaderGuard,
+}
+
+impl Querier for DbQuerier {
+    fn select(
+        &self,
+        sorted: bool,
+        hints: Option<&crate::querier::SelectHints>,
+        matchers: &[Matcher],
+    ) -> crate::querier::SeriesSet {
+        self.inner.select(sorted, hints, matchers)
+    }
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        self.inner.label_values(name, matchers, limit)
+    }
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        self.inner.label_names(matchers, limit)
+    }
+}
+
 impl Queryable for Db {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
+        // Register before reading the block list (see `Readers`).
+        let guard = self.readers.register(mint);
         let mut qs: Vec<Box<dyn Querier>> = Vec::new();
         for b in self.blocks.read().iter() {
             if b.overlaps(mint, maxt) {
@@ -703,6 +791,9 @@ impl Queryable for Db {
             }
         }
         qs.push(self.head.querier(mint, maxt)?);
-        Ok(Box::new(MergeQuerier::new(qs)))
+        Ok(Box::new(DbQuerier {
+            inner: MergeQuerier::new(qs),
+            _guard: guard,
+        }))
     }
 }
