@@ -31,14 +31,14 @@ use crate::block::Block;
 use crate::compact::{exponential_block_ranges, merge_chunk_series_sets, BlockWriter, Compactor};
 use crate::head::disk_chunks::DiskChunkStore;
 use crate::head::head_chunks::ChunkDiskMapper;
-use crate::head::wal::{replay_wal, ReplayStats, WalWriter};
+use crate::head::wal::{replay_wal_with_metrics, ReplayStats, WalWriter};
 use crate::head::{Appender, ChunkStore, Head, HeadOptions, HeadStats, MemChunkStore, WalLog};
 use crate::labels::Matcher;
 use crate::merge::MergeQuerier;
 use crate::querier::{ChunkQuerier, ChunkSeriesSet, Querier, Queryable};
 use crate::tombstones::{read_tombstones, write_tombstones, Interval};
 use crate::wal::record::RefTombstone;
-use crate::wal::{Wal, WalOptions};
+use crate::wal::{Wal, WalMetrics, WalOptions};
 use crate::{Error, Result};
 
 /// Name of the WAL directory.
@@ -121,6 +121,7 @@ pub struct Db {
     chunks: HeadChunks,
     read_only: bool,
     replay: ReplayStats,
+    wal_metrics: Arc<WalMetrics>,
     compact_lock: Mutex<()>,
     readers: Arc<Readers>,
     closed: AtomicBool,
@@ -263,7 +264,9 @@ impl Db {
         // Read-only opens skip `chunks_head/`: the WAL (checkpoint + segments) holds every
         // sample of the head, the chunk files are only a shortcut.
         let wal_dir = dir.join(WAL_DIRNAME);
-        let replay = replay_wal(&head, &wal_dir, !read_only)?;
+        let wal_metrics = Arc::new(WalMetrics::default());
+        let replay =
+            replay_wal_with_metrics(&head, &wal_dir, !read_only, Some(wal_metrics.clone()))?;
         let dropped = head.drop_unclaimed_chunks();
         if dropped > 0 {
             tracing::info!(
@@ -274,12 +277,13 @@ impl Db {
         let wal = if read_only {
             None
         } else {
-            let w = Wal::open(
+            let w = Wal::open_with_metrics(
                 &wal_dir,
                 WalOptions {
                     segment_size: opts.wal_segment_size,
                     compress: opts.wal_compression,
                 },
+                wal_metrics.clone(),
             )?;
             let w = Arc::new(WalWriter::new(w));
             head.set_wal(Some(w.clone() as Arc<dyn WalLog>));
@@ -294,6 +298,7 @@ impl Db {
             chunks,
             read_only,
             replay,
+            wal_metrics,
             compact_lock: Mutex::new(()),
             readers: Arc::new(Readers::default()),
             closed: AtomicBool::new(false),
@@ -334,6 +339,11 @@ impl Db {
     /// What the WAL replay at open read and did (a corruption found is in `corruption`).
     pub fn replay_stats(&self) -> &ReplayStats {
         &self.replay
+    }
+
+    /// Counters of the WAL (`prometheus_tsdb_wal_*`), corruptions found at replay included.
+    pub fn wal_metrics(&self) -> &Arc<WalMetrics> {
+        &self.wal_metrics
     }
 
     /// Counters of the head (series count, time range), for `/api/v1/status/tsdb`.

@@ -202,6 +202,12 @@ fn corrupt_wal_tail_is_cut_and_reported() {
             .clone()
             .expect("corruption reported");
         assert!(c.offset > 0, "{mode}: {c:?}");
+        assert_eq!(
+            db.wal_metrics()
+                .corruptions_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         let n = count(&db);
         // only the last batch (5 samples) is lost
         assert_eq!(n, 995, "{mode}");
@@ -530,4 +536,40 @@ fn concurrent_appenders_queries_and_compaction() {
     )
     .unwrap();
     assert!(matches!(app.commit(), Err(tsdb::Error::Closed)));
+}
+
+#[test]
+fn blocks_are_compacted_to_larger_ranges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    let l = Labels::from_pairs(&[("__name__", "m")]);
+    let mut r = None;
+    let step = 60_000;
+    let n = 10 * H2 / step; // 20 h of data
+    for k in 0..n {
+        let mut app = db.appender();
+        r = Some(app.append(r, &l, k * step, k as f64).unwrap());
+        app.commit().unwrap();
+        if k % 60 == 0 {
+            db.compact().unwrap();
+        }
+    }
+    db.compact().unwrap();
+    let blocks = db.blocks();
+    assert!(
+        blocks.iter().any(|b| b.meta().compaction.level >= 2),
+        "no compacted block"
+    );
+    assert!(blocks.iter().any(|b| b.max_time() - b.min_time() > H2));
+    // no overlaps, and every sample still there exactly once
+    assert!(blocks
+        .windows(2)
+        .all(|w| w[0].max_time() <= w[1].min_time()));
+    let got = dump(&db, i64::MIN, i64::MAX, &all());
+    assert_eq!(got[0].1.len() as i64, n);
+    assert!(got[0]
+        .1
+        .iter()
+        .enumerate()
+        .all(|(k, s)| *s == (k as i64 * step, k as f64)));
 }
