@@ -596,7 +596,7 @@ impl Evaluator<'_> {
                 }
             }
         }
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }
 

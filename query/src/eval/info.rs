@@ -249,6 +249,6 @@ impl Evaluator<'_> {
                 out.push(&metric, ts, v, false, instant)?;
             }
         }
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }

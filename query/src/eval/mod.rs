@@ -584,10 +584,42 @@ impl StepCursor {
     }
 }
 
+/// A fast non-cryptographic hasher (FxHash) for the evaluator's internal maps.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FxHasher`]s.
+pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+/// A `HashMap` with [`FxHasher`].
+pub(crate) type FxMap<K, V> = HashMap<K, V, FxBuild>;
+
 /// Collects per-step output samples into series, as Prometheus's `rangeEval` does: an output
-/// label set seen twice at one step is an error.
+/// label set seen twice at one step is an error. Callers that produce the same label set at
+/// many steps get its slot once ([`OutCollector::slot`]) and push by slot.
 pub(crate) struct OutCollector {
-    map: HashMap<Arc<Labels>, usize>,
+    map: FxMap<Arc<Labels>, usize>,
     pub series: Vec<StepSeries>,
     last_ts: Vec<i64>,
 }
@@ -595,13 +627,44 @@ pub(crate) struct OutCollector {
 impl OutCollector {
     pub fn new() -> Self {
         OutCollector {
-            map: HashMap::new(),
+            map: FxMap::default(),
             series: Vec::new(),
             last_ts: Vec::new(),
         }
     }
 
-    /// Adds one sample at `ts`; in instant mode duplicates are allowed here (checked later).
+    /// The output series for `metric`. In instant mode every call makes a new series, so
+    /// duplicates survive until the final label-set check.
+    pub fn slot(&mut self, metric: &Arc<Labels>, drop_name: bool, instant: bool) -> usize {
+        if !instant {
+            if let Some(&i) = self.map.get(metric) {
+                return i;
+            }
+            self.map.insert(metric.clone(), self.series.len());
+        }
+        self.last_ts.push(i64::MIN);
+        self.series.push(StepSeries {
+            metric: metric.clone(),
+            pts: Vec::new(),
+            drop_name,
+        });
+        self.series.len() - 1
+    }
+
+    /// Adds a sample at `ts` to the series in `slot`.
+    #[inline]
+    pub fn push_slot(&mut self, slot: usize, ts: i64, v: f64) -> QResult<()> {
+        if self.last_ts[slot] == ts {
+            return Err(QueryError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+        self.last_ts[slot] = ts;
+        self.series[slot].pts.push((ts, v));
+        Ok(())
+    }
+
+    /// Adds one sample at `ts` for `metric`.
     pub fn push(
         &mut self,
         metric: &Arc<Labels>,
@@ -610,34 +673,15 @@ impl OutCollector {
         drop_name: bool,
         instant: bool,
     ) -> QResult<()> {
-        if instant {
-            self.series.push(StepSeries {
-                metric: metric.clone(),
-                pts: vec![(ts, v)],
-                drop_name,
-            });
-            return Ok(());
-        }
-        match self.map.get(metric) {
-            Some(&i) => {
-                if self.last_ts[i] == ts {
-                    return Err(QueryError::execution(
-                        "vector cannot contain metrics with the same labelset",
-                    ));
-                }
-                self.last_ts[i] = ts;
-                self.series[i].pts.push((ts, v));
-            }
-            None => {
-                self.map.insert(metric.clone(), self.series.len());
-                self.last_ts.push(ts);
-                self.series.push(StepSeries {
-                    metric: metric.clone(),
-                    pts: vec![(ts, v)],
-                    drop_name,
-                });
-            }
-        }
-        Ok(())
+        let s = self.slot(metric, drop_name, instant);
+        self.push_slot(s, ts, v)
+    }
+
+    /// The collected series without empty ones.
+    pub fn finish(self) -> Vec<StepSeries> {
+        self.series
+            .into_iter()
+            .filter(|s| !s.pts.is_empty())
+            .collect()
     }
 }
