@@ -38,7 +38,10 @@ pub fn rewrite_durations(query: &str, step_ms: i64, range_ms: i64) -> Option<Str
     let b = query.as_bytes();
     let mut out = String::with_capacity(query.len());
     let mut i = 0;
-    let ctx = Ctx { step: step_ms as f64 / 1000.0, range: range_ms as f64 / 1000.0 };
+    let ctx = Ctx {
+        step: step_ms as f64 / 1000.0,
+        range: range_ms as f64 / 1000.0,
+    };
     while i < b.len() {
         let c = b[i];
         match c {
@@ -88,11 +91,17 @@ pub fn rewrite_durations(query: &str, step_ms: i64, range_ms: i64) -> Option<Str
                     i += 1;
                 }
                 out.push_str(&query[ws_start..i]);
-                let mut p = Parser { s: &b[i..], pos: 0, ctx: &ctx };
+                let mut p = Parser {
+                    s: &b[i..],
+                    pos: 0,
+                    ctx: &ctx,
+                };
                 let v = p.unary_operand()?;
                 let consumed = p.pos;
                 let text = &query[i..i + consumed];
-                if is_plain_duration(text.trim()) || is_plain_duration(text.trim().trim_start_matches('-')) {
+                if is_plain_duration(text.trim())
+                    || is_plain_duration(text.trim().trim_start_matches('-'))
+                {
                     out.push_str(text);
                 } else {
                     out.push_str(&secs_to_literal(v)?);
@@ -122,7 +131,8 @@ fn is_word_at(b: &[u8], i: usize, w: &str) -> bool {
     if i + wb.len() > b.len() || !b[i..i + wb.len()].eq_ignore_ascii_case(wb) {
         return false;
     }
-    let before_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
+    let before_ok =
+        i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
     let after = b.get(i + wb.len()).copied().unwrap_or(b' ');
     before_ok && !(after.is_ascii_alphanumeric() || after == b'_' || after == b':')
 }
@@ -190,11 +200,19 @@ fn secs_to_literal(v: f64) -> Option<String> {
         return None;
     }
     let ms = (v * 1000.0).round() as i64;
-    Some(if ms < 0 { format!("-{}ms", -ms) } else { format!("{ms}ms") })
+    Some(if ms < 0 {
+        format!("-{}ms", -ms)
+    } else {
+        format!("{ms}ms")
+    })
 }
 
 fn eval_full(s: &str, ctx: &Ctx) -> Option<f64> {
-    let mut p = Parser { s: s.as_bytes(), pos: 0, ctx };
+    let mut p = Parser {
+        s: s.as_bytes(),
+        pos: 0,
+        ctx,
+    };
     let v = p.expr(0)?;
     p.ws();
     (p.pos == p.s.len()).then_some(v)
@@ -297,10 +315,14 @@ impl Parser<'_> {
         }
         if c.is_ascii_alphabetic() {
             let st = self.pos;
-            while self.pos < self.s.len() && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_') {
+            while self.pos < self.s.len()
+                && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_')
+            {
                 self.pos += 1;
             }
-            let name = std::str::from_utf8(&self.s[st..self.pos]).ok()?.to_ascii_lowercase();
+            let name = std::str::from_utf8(&self.s[st..self.pos])
+                .ok()?
+                .to_ascii_lowercase();
             if self.peek()? != b'(' {
                 return None;
             }
@@ -331,7 +353,9 @@ impl Parser<'_> {
     /// A number (seconds) or a duration literal.
     fn number(&mut self) -> Option<f64> {
         let st = self.pos;
-        while self.pos < self.s.len() && (self.s[self.pos].is_ascii_digit() || self.s[self.pos] == b'.') {
+        while self.pos < self.s.len()
+            && (self.s[self.pos].is_ascii_digit() || self.s[self.pos] == b'.')
+        {
             self.pos += 1;
         }
         if self.pos < self.s.len() && self.s[self.pos].is_ascii_alphabetic() {
@@ -366,7 +390,10 @@ impl Parser<'_> {
             self.pos = p;
             return Some(total);
         }
-        std::str::from_utf8(&self.s[st..self.pos]).ok()?.parse().ok()
+        std::str::from_utf8(&self.s[st..self.pos])
+            .ok()?
+            .parse()
+            .ok()
     }
 }
 
@@ -382,20 +409,41 @@ mod tests {
     fn folds_bracket_expressions() {
         assert_eq!(rw("changes(x[26m+4m])", 0, 0), "changes(x[1800000ms])");
         assert_eq!(rw("changes(x[1800])", 0, 0), "changes(x[1800000ms])");
-        assert_eq!(rw("changes(x[30m1s-30m1s % 1m])", 0, 0), "changes(x[1800000ms])");
+        assert_eq!(
+            rw("changes(x[30m1s-30m1s % 1m])", 0, 0),
+            "changes(x[1800000ms])"
+        );
         assert_eq!(rw("changes(x[-5m+35m])", 0, 0), "changes(x[1800000ms])");
-        assert_eq!(rw("sum_over_time(x[29s+1s:20*500ms])", 0, 0), "sum_over_time(x[30000ms:10000ms])");
-        assert_eq!(rw("count_over_time(x[1+(STep()-5)*2])", 10_000, 0), "count_over_time(x[11000ms])");
-        assert_eq!(rw("count_over_time(x[range()])", 5_000, 10_000), "count_over_time(x[10000ms])");
-        assert_eq!(rw("x[5m] and y{a=\"[1+1]\"}", 0, 0), "x[5m] and y{a=\"[1+1]\"}");
+        assert_eq!(
+            rw("sum_over_time(x[29s+1s:20*500ms])", 0, 0),
+            "sum_over_time(x[30000ms:10000ms])"
+        );
+        assert_eq!(
+            rw("count_over_time(x[1+(STep()-5)*2])", 10_000, 0),
+            "count_over_time(x[11000ms])"
+        );
+        assert_eq!(
+            rw("count_over_time(x[range()])", 5_000, 10_000),
+            "count_over_time(x[10000ms])"
+        );
+        assert_eq!(
+            rw("x[5m] and y{a=\"[1+1]\"}", 0, 0),
+            "x[5m] and y{a=\"[1+1]\"}"
+        );
     }
 
     #[test]
     fn folds_offset_operands() {
         assert_eq!(rw("m offset (100 + 2)", 0, 0), "m offset 102000ms");
         assert_eq!(rw("m offset -step()*2", 5_000, 0), "m offset -5000ms*2");
-        assert_eq!(rw("m offset min_of(step(), 1s)+8000", 5_000, 0), "m offset 1000ms+8000");
-        assert_eq!(rw("m offset -(min_of(step(), 2s)-5)+8000", 5_000, 0), "m offset 3000ms+8000");
+        assert_eq!(
+            rw("m offset min_of(step(), 1s)+8000", 5_000, 0),
+            "m offset 1000ms+8000"
+        );
+        assert_eq!(
+            rw("m offset -(min_of(step(), 2s)-5)+8000", 5_000, 0),
+            "m offset 3000ms+8000"
+        );
         assert_eq!(rw("m offset (-2 ^ 2)", 0, 0), "m offset -4000ms");
         assert_eq!(rw("m offset 5m", 0, 0), "m offset 5m");
     }
