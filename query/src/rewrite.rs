@@ -240,11 +240,7 @@ impl Parser<'_> {
     /// Binary operators with precedence: + - (1), * / % (2), ^ (4, right-assoc).
     fn expr(&mut self, min_prec: u8) -> Option<f64> {
         let mut lhs = self.unary()?;
-        loop {
-            let op = match self.peek() {
-                Some(c @ (b'+' | b'-' | b'*' | b'/' | b'%' | b'^')) => c,
-                _ => break,
-            };
+        while let Some(op @ (b'+' | b'-' | b'*' | b'/' | b'%' | b'^')) = self.peek() {
             let prec = match op {
                 b'+' | b'-' => 1,
                 b'*' | b'/' | b'%' => 2,
