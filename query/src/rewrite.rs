@@ -25,11 +25,48 @@ use promql_parser::parser::{self, Expr};
 pub fn parse_query(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, String> {
     match parser::parse(query) {
         Ok(e) => Ok(e),
-        Err(orig) => match rewrite_durations(query, step_ms, range_ms) {
-            Some(text) if text != query => parser::parse(&text).map_err(|_| orig),
-            _ => Err(orig),
-        },
+        Err(orig) => {
+            let text =
+                rewrite_durations(query, step_ms, range_ms).unwrap_or_else(|| query.to_string());
+            let text = rewrite_extended_selectors(&text);
+            if text == query {
+                return Err(orig);
+            }
+            parser::parse(&text).map_err(|_| orig)
+        }
     }
+}
+
+/// Name of the marker matcher that carries an `anchored` / `smoothed` modifier through the
+/// parser; the evaluator removes it before selecting.
+pub const EXT_MODIFIER_LABEL: &str = "__ignis_range_modifier__";
+
+/// Moves the experimental `anchored` / `smoothed` selector modifiers (which the parser
+/// rejects) into a marker matcher on the selector: `m{a="b"}[1m] anchored` becomes
+/// `m{__ignis_range_modifier__="anchored",a="b"}[1m]`, `m offset 1m smoothed` becomes
+/// `m{__ignis_range_modifier__="smoothed"} offset 1m`.
+pub fn rewrite_extended_selectors(query: &str) -> String {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r"([A-Za-z_:][A-Za-z0-9_:]*)?(\{[^{}]*\})?(\[[^\]]*\])?",
+            r"((?:\s+(?:offset\s+[-+]?[0-9A-Za-z.]+|@\s+[-+]?[0-9.]+|@\s+(?:start|end)\(\)))*)",
+            r"\s+(anchored|smoothed)\b"
+        ))
+        .expect("static regex")
+    });
+    re.replace_all(query, |c: &regex::Captures| {
+        let name = c.get(1).map_or("", |m| m.as_str());
+        let inner = c.get(2).map_or("", |m| {
+            m.as_str().trim_start_matches('{').trim_end_matches('}')
+        });
+        let range = c.get(3).map_or("", |m| m.as_str());
+        let mods = c.get(4).map_or("", |m| m.as_str());
+        let kw = &c[5];
+        let sep = if inner.trim().is_empty() { "" } else { "," };
+        format!("{name}{{{EXT_MODIFIER_LABEL}=\"{kw}\"{sep}{inner}}}{range}{mods}")
+    })
+    .into_owned()
 }
 
 /// Folds the duration expressions of `query` into millisecond literals; `None` when an
@@ -442,6 +479,23 @@ mod tests {
         );
         assert_eq!(rw("m offset (-2 ^ 2)", 0, 0), "m offset -4000ms");
         assert_eq!(rw("m offset 5m", 0, 0), "m offset 5m");
+    }
+
+    #[test]
+    fn moves_extended_modifiers_into_matchers() {
+        assert_eq!(
+            rewrite_extended_selectors("increase(m[1m] anchored)"),
+            "increase(m{__ignis_range_modifier__=\"anchored\"}[1m])"
+        );
+        assert_eq!(
+            rewrite_extended_selectors("rate(m{a=\"b\"}[5m] offset 1m smoothed)"),
+            "rate(m{__ignis_range_modifier__=\"smoothed\",a=\"b\"}[5m] offset 1m)"
+        );
+        assert_eq!(
+            rewrite_extended_selectors("m @ 100 smoothed + 0"),
+            "m{__ignis_range_modifier__=\"smoothed\"} @ 100 + 0"
+        );
+        assert!(parse_query("increase(m[1m] anchored)", 0, 0).is_ok());
     }
 
     #[test]

@@ -61,6 +61,87 @@ pub(crate) enum Val {
     Range(Vec<StepSeries>),
 }
 
+/// The experimental range-selector modifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ext {
+    /// `anchored`: windows start at the last sample at or before the window start.
+    Anchored,
+    /// `smoothed`: values at the window edges are interpolated.
+    Smoothed,
+}
+
+/// The `anchored` / `smoothed` modifier of a selector (carried by a marker matcher).
+pub(crate) fn ext_modifier(vs: &VectorSelector) -> Option<Ext> {
+    vs.matchers
+        .matchers
+        .iter()
+        .find(|m| m.name == crate::rewrite::EXT_MODIFIER_LABEL)
+        .and_then(|m| match m.value.as_str() {
+            "anchored" => Some(Ext::Anchored),
+            "smoothed" => Some(Ext::Smoothed),
+            _ => None,
+        })
+}
+
+/// Linear interpolation between two points at `t`; a counter reset counts from 0.
+pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, is_counter: bool) -> f64 {
+    let (mut y1, y2) = (p1.1, p2.1);
+    if is_counter && y2 < y1 {
+        y1 = 0.0;
+    }
+    y1 + (y2 - y1) * (t - p1.0) as f64 / (p2.0 - p1.0) as f64
+}
+
+/// Index of the first element in `0..n` for which `f` holds (`n` if none), as Go's
+/// `sort.Search`.
+pub(crate) fn go_search(n: usize, f: impl Fn(usize) -> bool) -> usize {
+    (0..n).find(|&i| f(i)).unwrap_or(n)
+}
+
+/// Extends window samples to the window edges (`extendFloats`): one point at `mint` and one
+/// at `maxt`, interpolated when smoothed, with the samples strictly inside between them.
+pub(crate) fn extend_floats(
+    f: &[(i64, f64)],
+    mint: i64,
+    maxt: i64,
+    smoothed: bool,
+) -> Vec<(i64, f64)> {
+    if f.is_empty() {
+        return vec![];
+    }
+    let mut last = f.len() - 1;
+    let mut first = go_search(last, |i| f[i].0 > mint).saturating_sub(1);
+    if smoothed {
+        last = go_search(last, |i| f[i].0 >= maxt);
+    }
+    if f[last].0 <= mint {
+        return vec![];
+    }
+    let left = if smoothed && f[first].0 < mint {
+        interpolate(f[first], f[first + 1], mint, false)
+    } else {
+        f[first].1
+    };
+    let right = if smoothed && last > 0 && f[last].0 > maxt {
+        interpolate(f[last - 1], f[last], maxt, false)
+    } else {
+        f[last].1
+    };
+    if f[first].0 <= mint {
+        first += 1;
+    }
+    let mut end = last as i64;
+    if f[last].0 >= maxt {
+        end -= 1;
+    }
+    let mut out = vec![(mint, left)];
+    if end >= first as i64 {
+        out.extend_from_slice(&f[first..=end as usize]);
+    }
+    out.push((maxt, right));
+    out
+}
+
 /// A range-vector argument ready for windowing: series plus how windows are placed.
 pub(crate) struct RangeArg {
     pub series: Vec<RawSeries>,
@@ -68,6 +149,7 @@ pub(crate) struct RangeArg {
     pub offset: i64,
     pub at: Option<i64>,
     pub from_subquery: bool,
+    pub ext: Option<Ext>,
 }
 
 /// Per-query state of an evaluation.
@@ -155,6 +237,9 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> QResult<Vec<Vec<Matcher>
             ms.push(Matcher::equal("__name__", n.clone()));
         }
         for m in g {
+            if m.name == crate::rewrite::EXT_MODIFIER_LABEL {
+                continue;
+            }
             ms.push(convert_matcher(m)?);
         }
         groups.push(ms);
@@ -304,6 +389,9 @@ impl<'a> Evaluator<'a> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_time(&vs.at);
         let (lo, hi) = self.ref_bounds(at, offset);
+        if ext_modifier(vs) == Some(Ext::Smoothed) {
+            return self.eval_smoothed_selector(vs, at, offset, lo, hi);
+        }
         let raw = self.select(vs, lo - self.lookback + 1, hi, 0)?;
         let mut out = Vec::with_capacity(raw.len());
         let mut tss = Vec::new();
@@ -344,6 +432,57 @@ impl<'a> Evaluator<'a> {
         Ok((out, tss))
     }
 
+    /// A `smoothed` instant selector: the value at each step is interpolated between the
+    /// samples around it (within the lookback delta on both sides).
+    fn eval_smoothed_selector(
+        &mut self,
+        vs: &VectorSelector,
+        at: Option<i64>,
+        offset: i64,
+        lo: i64,
+        hi: i64,
+    ) -> QResult<(Vec<StepSeries>, Vec<Vec<i64>>)> {
+        let lb = self.lookback;
+        let raw = self.select(vs, lo - lb + 1, hi + lb, 0)?;
+        let steps: Vec<i64> = self.steps().collect();
+        let mut out = Vec::new();
+        for s in raw {
+            let f: Vec<(i64, f64)> = s
+                .samples
+                .iter()
+                .copied()
+                .filter(|x| !is_stale_nan(x.1))
+                .collect();
+            let mut pts = Vec::new();
+            for &ts in &steps {
+                let d = at.unwrap_or(ts) - offset;
+                let a = f.partition_point(|x| x.0 <= d - lb);
+                let b = f.partition_point(|x| x.0 <= d + lb);
+                let w = &f[a..b];
+                if w.is_empty() {
+                    continue;
+                }
+                let i = w.partition_point(|x| x.0 < d);
+                if i < w.len() && w[i].0 == d {
+                    pts.push((ts, w[i].1));
+                } else if i > 0 && i < w.len() {
+                    pts.push((ts, interpolate(w[i - 1], w[i], d, false)));
+                } else if i > 0 {
+                    pts.push((ts, w[i - 1].1));
+                }
+            }
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                out.push(StepSeries {
+                    metric: s.metric,
+                    pts,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok((out, Vec::new()))
+    }
+
     /// Loads the data of a range-vector argument (matrix selector or subquery).
     pub fn range_arg(&mut self, e: &Expr) -> QResult<RangeArg> {
         match unparen(e) {
@@ -353,7 +492,13 @@ impl<'a> Evaluator<'a> {
                 let offset = offset_ms(&vs.offset);
                 let at = self.at_time(&vs.at);
                 let (lo, hi) = self.ref_bounds(at, offset);
-                let mut raw = self.select(vs, lo - range + 1, hi, range)?;
+                let ext = ext_modifier(vs);
+                let (mint, maxt) = match ext {
+                    None => (lo - range + 1, hi),
+                    Some(Ext::Anchored) => (lo - range - self.lookback + 1, hi),
+                    Some(Ext::Smoothed) => (lo - range - self.lookback + 1, hi + self.lookback),
+                };
+                let mut raw = self.select(vs, mint, maxt, range)?;
                 for s in &mut raw {
                     if s.samples.iter().any(|x| is_stale_nan(x.1)) {
                         s.samples.retain(|x| !is_stale_nan(x.1));
@@ -365,6 +510,7 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: false,
+                    ext,
                 })
             }
             Expr::Subquery(sq) => {
@@ -386,6 +532,7 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: true,
+                    ext: None,
                 })
             }
             other => Err(QueryError::bad_data(format!(
@@ -496,10 +643,31 @@ impl<'a> Evaluator<'a> {
                 let rt = arg.at.unwrap_or(ts) - arg.offset;
                 let mut out = Vec::new();
                 for s in arg.series {
-                    let lo = s.samples.partition_point(|x| x.0 <= rt - arg.range);
-                    let hi = s.samples.partition_point(|x| x.0 <= rt);
-                    if lo < hi {
-                        let pts = s.samples[lo..hi].to_vec();
+                    let pts = match arg.ext {
+                        None => {
+                            let lo = s.samples.partition_point(|x| x.0 <= rt - arg.range);
+                            let hi = s.samples.partition_point(|x| x.0 <= rt);
+                            s.samples[lo..hi].to_vec()
+                        }
+                        Some(ext) => {
+                            let lo = s
+                                .samples
+                                .partition_point(|x| x.0 <= rt - arg.range - self.lookback);
+                            let hi = match ext {
+                                Ext::Anchored => s.samples.partition_point(|x| x.0 <= rt),
+                                Ext::Smoothed => {
+                                    s.samples.partition_point(|x| x.0 <= rt + self.lookback)
+                                }
+                            };
+                            extend_floats(
+                                &s.samples[lo..hi],
+                                rt - arg.range,
+                                rt,
+                                ext == Ext::Smoothed,
+                            )
+                        }
+                    };
+                    if !pts.is_empty() {
                         self.add_samples(pts.len())?;
                         out.push(StepSeries {
                             metric: s.metric,
