@@ -29,12 +29,80 @@ pub fn parse_query(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Str
             let text =
                 rewrite_durations(query, step_ms, range_ms).unwrap_or_else(|| query.to_string());
             let text = rewrite_extended_selectors(&text);
+            let text = rewrite_info_selectors(&text);
             if text == query {
                 return Err(orig);
             }
             parser::parse(&text).map_err(|_| orig)
         }
     }
+}
+
+/// Name of the marker matcher added to `info()`'s label selector when all its matchers
+/// match the empty string (the parser rejects such a selector); `info()` ignores it.
+pub const INFO_MARKER_LABEL: &str = "__ignis_info_selector__";
+
+/// Adds [`INFO_MARKER_LABEL`] to the `{…}` selector given as `info()`'s second argument, so a
+/// selector like `{data=~".*"}` parses.
+pub fn rewrite_info_selectors(query: &str) -> String {
+    let b = query.as_bytes();
+    let mut out = String::with_capacity(query.len() + 32);
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if is_word_at(b, i, "info") {
+            let mut j = i + 4;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'(' {
+                // find the top-level comma and the closing parenthesis
+                let (mut depth, mut k, mut comma) = (0i32, j, None);
+                let mut quote: Option<u8> = None;
+                while k < b.len() {
+                    let c = b[k];
+                    if let Some(q) = quote {
+                        if c == b'\\' {
+                            k += 1;
+                        } else if c == q {
+                            quote = None;
+                        }
+                    } else {
+                        match c {
+                            b'"' | b'\'' | b'`' => quote = Some(c),
+                            b'(' | b'{' | b'[' => depth += 1,
+                            b')' | b'}' | b']' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            b',' if depth == 1 && comma.is_none() => comma = Some(k),
+                            _ => {}
+                        }
+                    }
+                    k += 1;
+                }
+                if let Some(c) = comma {
+                    let mut m = c + 1;
+                    while m < k && b[m].is_ascii_whitespace() {
+                        m += 1;
+                    }
+                    if m < k && b[m] == b'{' {
+                        out.push_str(&query[copied..=m]);
+                        out.push_str(INFO_MARKER_LABEL);
+                        out.push_str("=\"1\", ");
+                        copied = m + 1;
+                    }
+                }
+                i = j + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&query[copied..]);
+    out
 }
 
 /// Name of the marker matcher that carries an `anchored` / `smoothed` modifier through the
@@ -496,6 +564,16 @@ mod tests {
             "m{__ignis_range_modifier__=\"smoothed\"} @ 100 + 0"
         );
         assert!(parse_query("increase(m[1m] anchored)", 0, 0).is_ok());
+    }
+
+    #[test]
+    fn marks_info_selectors() {
+        assert_eq!(
+            rewrite_info_selectors("info(m, {data=~\".*\"})"),
+            "info(m, {__ignis_info_selector__=\"1\", data=~\".*\"})"
+        );
+        assert!(parse_query("info(m, {data=~\".*\"})", 0, 0).is_ok());
+        assert_eq!(rewrite_info_selectors("info(m)"), "info(m)");
     }
 
     #[test]
