@@ -305,6 +305,10 @@ fn secs_to_literal(v: f64) -> Option<String> {
         return None;
     }
     let ms = (v * 1000.0).round() as i64;
+    if ms == 0 {
+        // the parser rejects `0ms` but accepts a bare `0`
+        return Some("0".to_string());
+    }
     Some(if ms < 0 {
         format!("-{}ms", -ms)
     } else {
