@@ -10,8 +10,13 @@
 //!   [`math::eval`];
 //! * [`time`] — calendar functions of Unix seconds (`hour`, `days_in_month`, …), UTC:
 //!   [`time::eval`];
+//! * [`extended`] — the `anchored`/`smoothed` range-selector forms of `rate`, `increase`,
+//!   `delta`, `changes`, `resets`, and smoothed instant values;
 //! * [`histogram`] — classic `le`-bucket histograms: [`histogram::bucket_quantile`],
 //!   [`histogram::bucket_fraction`], [`histogram::parse_le`];
+//! * [`native`], [`native_arith`], [`native_range`] — native histograms as float values
+//!   ([`native::FloatHistogram`]): their quantile, fraction, stddev/stdvar; addition,
+//!   subtraction, reset detection; and the range functions over histogram samples;
 //! * [`aggregate`] — helpers the aggregation operators share: [`aggregate::quantile`],
 //!   [`aggregate::KahanSum`], [`aggregate::Mean`], [`aggregate::Variance`], `limit_ratio`
 //!   sampling;
@@ -22,10 +27,14 @@
 
 pub mod aggregate;
 pub mod annotation;
+pub mod extended;
 pub mod gofmt;
 pub mod histogram;
 pub mod label;
 pub mod math;
+pub mod native;
+pub mod native_arith;
+pub mod native_range;
 pub mod range;
 pub mod time;
 

@@ -25,7 +25,9 @@ pub struct RangeCtx<'a> {
     pub samples: &'a [(i64, f64)],
     /// Start of the window in ms (exclusive).
     pub range_start: i64,
-    /// End of the window in ms (inclusive): the evaluation time minus any offset.
+    /// End of the window in ms (inclusive): the evaluation time minus any offset (the `@`
+    /// time when there is one). `predict_linear` needs the evaluation time itself when the two
+    /// differ: use [`eval_at`].
     pub range_end: i64,
     /// Scalar arguments evaluated at this step, in call order, without the range vector
     /// (`quantile_over_time(q, m)` → `[q]`, `predict_linear(m, t)` → `[t]`,
@@ -68,7 +70,7 @@ pub const RANGE_FUNCTIONS: &[&str] = &[
 
 /// Whether `name` is a range function computed by [`eval`].
 pub fn is_range_function(name: &str) -> bool {
-    RANGE_FUNCTIONS.contains(&name)
+    RangeFn::from_name(name).is_some()
 }
 
 /// Checks scalar arguments that make Prometheus fail the whole query, returning its error
@@ -125,101 +127,235 @@ pub fn possible_non_counter(metric_name: &str) -> Option<Annotation> {
     }
 }
 
+/// A range function resolved from its name once, so that per-step evaluation does not
+/// compare strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RangeFn {
+    /// `rate`
+    Rate,
+    /// `increase`
+    Increase,
+    /// `delta`
+    Delta,
+    /// `irate`
+    Irate,
+    /// `idelta`
+    Idelta,
+    /// `deriv`
+    Deriv,
+    /// `predict_linear(m, t)`
+    PredictLinear,
+    /// `changes`
+    Changes,
+    /// `resets`
+    Resets,
+    /// `avg_over_time`
+    AvgOverTime,
+    /// `sum_over_time`
+    SumOverTime,
+    /// `count_over_time`
+    CountOverTime,
+    /// `min_over_time`
+    MinOverTime,
+    /// `max_over_time`
+    MaxOverTime,
+    /// `ts_of_min_over_time`
+    TsOfMinOverTime,
+    /// `ts_of_max_over_time`
+    TsOfMaxOverTime,
+    /// `ts_of_first_over_time`
+    TsOfFirstOverTime,
+    /// `ts_of_last_over_time`
+    TsOfLastOverTime,
+    /// `first_over_time`
+    FirstOverTime,
+    /// `last_over_time`
+    LastOverTime,
+    /// `present_over_time`
+    PresentOverTime,
+    /// `stddev_over_time`
+    StddevOverTime,
+    /// `stdvar_over_time`
+    StdvarOverTime,
+    /// `quantile_over_time(q, m)`
+    QuantileOverTime,
+    /// `mad_over_time`
+    MadOverTime,
+    /// `double_exponential_smoothing(m, sf, tf)` (also its old name `holt_winters`)
+    DoubleExponentialSmoothing,
+}
+
+impl RangeFn {
+    /// The function called `name`, if it is a range function of this module.
+    pub fn from_name(name: &str) -> Option<RangeFn> {
+        use RangeFn::*;
+        Some(match name {
+            "rate" => Rate,
+            "increase" => Increase,
+            "delta" => Delta,
+            "irate" => Irate,
+            "idelta" => Idelta,
+            "deriv" => Deriv,
+            "predict_linear" => PredictLinear,
+            "changes" => Changes,
+            "resets" => Resets,
+            "avg_over_time" => AvgOverTime,
+            "sum_over_time" => SumOverTime,
+            "count_over_time" => CountOverTime,
+            "min_over_time" => MinOverTime,
+            "max_over_time" => MaxOverTime,
+            "ts_of_min_over_time" => TsOfMinOverTime,
+            "ts_of_max_over_time" => TsOfMaxOverTime,
+            "ts_of_first_over_time" => TsOfFirstOverTime,
+            "ts_of_last_over_time" => TsOfLastOverTime,
+            "first_over_time" => FirstOverTime,
+            "last_over_time" => LastOverTime,
+            "present_over_time" => PresentOverTime,
+            "stddev_over_time" => StddevOverTime,
+            "stdvar_over_time" => StdvarOverTime,
+            "quantile_over_time" => QuantileOverTime,
+            "mad_over_time" => MadOverTime,
+            "double_exponential_smoothing" | "holt_winters" => DoubleExponentialSmoothing,
+            _ => return None,
+        })
+    }
+
+    /// Computes the function over `ctx` (see [`eval`]).
+    pub fn eval(self, ctx: &mut RangeCtx) -> Option<f64> {
+        self.eval_at(ctx, ctx.range_end)
+    }
+
+    /// Computes the function over `ctx` for evaluation time `eval_time` (ms), which differs
+    /// from `ctx.range_end` when the selector has an `offset` or `@`. Only `predict_linear`
+    /// depends on it: it predicts `t` seconds after the evaluation time, not after the end of
+    /// the window.
+    pub fn eval_at(self, ctx: &mut RangeCtx, eval_time: i64) -> Option<f64> {
+        use RangeFn::*;
+        let s = ctx.samples;
+        if s.is_empty() {
+            return None;
+        }
+        let param = |i: usize| ctx.params.get(i).copied();
+        match self {
+            Rate => extrapolated_rate(ctx, true, true),
+            Increase => extrapolated_rate(ctx, true, false),
+            Delta => extrapolated_rate(ctx, false, false),
+            Irate => instant_value(s, &[], true),
+            Idelta => instant_value(s, &[], false),
+            Deriv => {
+                if s.len() < 2 {
+                    return None;
+                }
+                Some(linear_regression(s, s[0].0).0)
+            }
+            PredictLinear => {
+                if s.len() < 2 {
+                    return None;
+                }
+                let duration = param(0)?;
+                let (slope, intercept) = linear_regression(s, eval_time);
+                Some(slope * duration + intercept)
+            }
+            Changes => {
+                let n = s
+                    .windows(2)
+                    .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                    .count();
+                Some(n as f64)
+            }
+            Resets => Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
+            AvgOverTime => {
+                let mut m = Mean::new();
+                for &(_, v) in s {
+                    m.add(v);
+                }
+                Some(m.value())
+            }
+            SumOverTime => {
+                let mut k = KahanSum::new();
+                for &(_, v) in s {
+                    k.add(v);
+                }
+                Some(k.value())
+            }
+            CountOverTime => Some(s.len() as f64),
+            MinOverTime => Some(compare_over_time(s, |cur, best| cur < best || best.is_nan()).1),
+            MaxOverTime => Some(compare_over_time(s, |cur, best| cur > best || best.is_nan()).1),
+            TsOfMinOverTime => Some(ms_to_s(
+                compare_over_time(s, |cur, best| cur <= best || best.is_nan()).0,
+            )),
+            TsOfMaxOverTime => Some(ms_to_s(
+                compare_over_time(s, |cur, best| cur >= best || best.is_nan()).0,
+            )),
+            TsOfFirstOverTime => Some(ms_to_s(s[0].0)),
+            TsOfLastOverTime => Some(ms_to_s(s[s.len() - 1].0)),
+            FirstOverTime => Some(s[0].1),
+            LastOverTime => Some(s[s.len() - 1].1),
+            PresentOverTime => Some(1.0),
+            StddevOverTime => Some(variance_over_time(s).sqrt()),
+            StdvarOverTime => Some(variance_over_time(s)),
+            QuantileOverTime => {
+                let q = param(0)?;
+                if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                    ctx.annotations.push(Annotation::InvalidQuantile { q });
+                }
+                Some(with_scratch(s, |values| quantile(q, values)))
+            }
+            MadOverTime => {
+                if s.iter().any(|p| p.1.is_nan()) {
+                    return Some(f64::NAN);
+                }
+                Some(with_scratch(s, |values| {
+                    values.sort_unstable_by(nan_first_cmp);
+                    let median = quantile_sorted(0.5, values);
+                    for v in values.iter_mut() {
+                        *v = (*v - median).abs();
+                    }
+                    quantile(0.5, values)
+                }))
+            }
+            DoubleExponentialSmoothing => {
+                let (sf, tf) = (param(0)?, param(1)?);
+                if check_params("double_exponential_smoothing", ctx.params).is_err() {
+                    return None;
+                }
+                double_exponential_smoothing(s, sf, tf)
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` over a copy of the sample values in a per-thread buffer (no allocation per call
+/// once the buffer has grown).
+fn with_scratch(s: &[(i64, f64)], f: impl FnOnce(&mut [f64]) -> f64) -> f64 {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            buf.extend(s.iter().map(|p| p.1));
+            f(&mut buf)
+        }
+        Err(_) => {
+            let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
+            f(&mut values)
+        }
+    })
+}
+
 /// Computes range function `name` over `ctx`. `None` means no output sample for this series
-/// at this step (too few samples, unknown name, invalid factors, …).
+/// at this step (too few samples, unknown name, invalid factors, …). Engines evaluating many
+/// steps can resolve the name once with [`RangeFn::from_name`].
 pub fn eval(name: &str, ctx: &mut RangeCtx) -> Option<f64> {
-    let s = ctx.samples;
-    if s.is_empty() {
-        return None;
-    }
-    let param = |i: usize| ctx.params.get(i).copied();
-    match name {
-        "rate" => extrapolated_rate(ctx, true, true),
-        "increase" => extrapolated_rate(ctx, true, false),
-        "delta" => extrapolated_rate(ctx, false, false),
-        "irate" => instant_value(s, &[], true),
-        "idelta" => instant_value(s, &[], false),
-        "deriv" => {
-            if s.len() < 2 {
-                return None;
-            }
-            Some(linear_regression(s, s[0].0).0)
-        }
-        "predict_linear" => {
-            if s.len() < 2 {
-                return None;
-            }
-            let duration = param(0)?;
-            let (slope, intercept) = linear_regression(s, ctx.range_end);
-            Some(slope * duration + intercept)
-        }
-        "changes" => {
-            let n = s
-                .windows(2)
-                .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
-                .count();
-            Some(n as f64)
-        }
-        "resets" => Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-        "avg_over_time" => {
-            let mut m = Mean::new();
-            for &(_, v) in s {
-                m.add(v);
-            }
-            Some(m.value())
-        }
-        "sum_over_time" => {
-            let mut k = KahanSum::new();
-            for &(_, v) in s {
-                k.add(v);
-            }
-            Some(k.value())
-        }
-        "count_over_time" => Some(s.len() as f64),
-        "min_over_time" => Some(compare_over_time(s, |cur, best| cur < best || best.is_nan()).1),
-        "max_over_time" => Some(compare_over_time(s, |cur, best| cur > best || best.is_nan()).1),
-        "ts_of_min_over_time" => Some(ms_to_s(
-            compare_over_time(s, |cur, best| cur <= best || best.is_nan()).0,
-        )),
-        "ts_of_max_over_time" => Some(ms_to_s(
-            compare_over_time(s, |cur, best| cur >= best || best.is_nan()).0,
-        )),
-        "ts_of_first_over_time" => Some(ms_to_s(s[0].0)),
-        "ts_of_last_over_time" => Some(ms_to_s(s[s.len() - 1].0)),
-        "first_over_time" => Some(s[0].1),
-        "last_over_time" => Some(s[s.len() - 1].1),
-        "present_over_time" => Some(1.0),
-        "stddev_over_time" => Some(variance_over_time(s).sqrt()),
-        "stdvar_over_time" => Some(variance_over_time(s)),
-        "quantile_over_time" => {
-            let q = param(0)?;
-            if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                ctx.annotations.push(Annotation::InvalidQuantile { q });
-            }
-            let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
-            Some(quantile(q, &mut values))
-        }
-        "mad_over_time" => {
-            if s.iter().any(|p| p.1.is_nan()) {
-                return Some(f64::NAN);
-            }
-            let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
-            values.sort_unstable_by(nan_first_cmp);
-            let median = quantile_sorted(0.5, &values);
-            for v in values.iter_mut() {
-                *v = (*v - median).abs();
-            }
-            Some(quantile(0.5, &mut values))
-        }
-        "double_exponential_smoothing" | "holt_winters" => {
-            let (sf, tf) = (param(0)?, param(1)?);
-            if check_params(name, ctx.params).is_err() {
-                return None;
-            }
-            double_exponential_smoothing(s, sf, tf)
-        }
-        _ => None,
-    }
+    RangeFn::from_name(name)?.eval(ctx)
+}
+
+/// [`eval`] at evaluation time `eval_time` (ms) when it differs from `ctx.range_end` (an
+/// `offset` or `@` on the selector); see [`RangeFn::eval_at`].
+pub fn eval_at(name: &str, ctx: &mut RangeCtx, eval_time: i64) -> Option<f64> {
+    RangeFn::from_name(name)?.eval_at(ctx, eval_time)
 }
 
 /// [`eval`] for a series whose samples carry start timestamps (created timestamps): `sts`
@@ -1055,6 +1191,31 @@ mod tests {
             annotations: &mut annotations,
         };
         assert!(same(eval("predict_linear", &mut ctx), 70.0));
+        // predict_linear(testcounter_reset_middle_total[55m] @ 3000, 3600) at 10m and 70m:
+        // the window ends at 3000s, the intercept is at the evaluation time.
+        let inside: Vec<(i64, f64)> = mid10
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (i as i64 * 300_000, x))
+            .filter(|&(t, _)| t > 3_000_000 - 3_300_000 && t <= 3_000_000)
+            .collect();
+        for (eval_time, want) in [
+            (3_000_000, 76.81818181818181),
+            (600_000, 51.36363636363637),
+            (4_200_000, 89.54545454545455),
+        ] {
+            let mut ctx = RangeCtx {
+                samples: &inside,
+                range_start: 3_000_000 - 3_300_000,
+                range_end: 3_000_000,
+                params: &[3600.0],
+                annotations: &mut annotations,
+            };
+            assert!(
+                same(eval_at("predict_linear", &mut ctx, eval_time), want),
+                "{eval_time}"
+            );
+        }
         // deriv with ±Inf: NaN.
         let mut inf = vec![f64::NEG_INFINITY];
         inf.extend(v(&[(0.0, 80.0, 10)]));
@@ -1338,6 +1499,15 @@ mod tests {
             "invalid trend factor. Expected: 0 < tf < 1, got: 0.000000"
         );
         assert!(check_params("rate", &[]).is_ok());
+    }
+
+    #[test]
+    fn every_listed_name_resolves() {
+        for name in RANGE_FUNCTIONS {
+            assert!(is_range_function(name), "{name}");
+        }
+        assert!(!is_range_function("absent_over_time"));
+        assert!(!is_range_function("abs"));
     }
 
     #[test]
