@@ -1,33 +1,24 @@
 //! The `ignis` binary: a Prometheus-compatible server and its command-line tools.
+//!
+//! `ignis` alone (or `ignis server`) starts the server; `ignis tsdb …` holds the block tools
+//! that mirror `promtool tsdb` (see [`cli`]).
 
 mod api;
+mod cli;
 mod federate;
+// Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
+#[allow(dead_code)]
+mod gofmt;
+// The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
+// API are not called by the binary yet.
 mod remote;
 mod server;
+#[allow(dead_code)]
+mod textparse;
 
-use clap::{Parser, Subcommand};
-
-/// ignis: a Prometheus-compatible time-series database.
-#[derive(Parser)]
-#[command(name = "ignis", args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    server: server::ServerArgs,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the server (the default).
-    Server(server::ServerArgs),
-}
+use clap::Parser as _;
 
 fn main() {
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Server(a)) => a,
-        None => cli.server,
-    };
-    std::process::exit(server::main_entry(args));
+    let args = cli::Cli::parse();
+    std::process::exit(cli::run(args));
 }

@@ -2,19 +2,17 @@
 //!
 //! [`QueryEngine`] runs instant and range queries over a [`Queryable`] and returns a
 //! [`QueryOutput`] in the API's own value types, which the handlers serialize. The full engine
-//! (the `query` crate) plugs in through one `impl QueryEngine`; [`BasicEngine`] is a small
-//! built-in evaluator (literals, selectors, scalar arithmetic) that keeps the server useful
-//! and testable on its own.
+//! is the `query` crate's, plugged in as [`PromqlEngine`].
 
 use std::time::Duration;
 
-use promql_parser::parser::token::{T_ADD, T_DIV, T_MOD, T_MUL, T_POW, T_SUB};
-use promql_parser::parser::{Expr, Offset, VectorSelector};
-use tsdb::chunkenc::{is_stale_nan, ValueType};
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::Expr;
+use query::{Engine, EngineOptions, ErrorKind, QueryError, QueryOptions, Value};
 use tsdb::labels::Labels;
-use tsdb::querier::{Queryable, SelectHints};
+use tsdb::querier::Queryable;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorType};
 
 /// Per-query options from the request and the flags.
 #[derive(Clone, Debug, Default)]
@@ -85,18 +83,6 @@ pub struct QueryOutput {
     pub stats: Option<serde_json::Value>,
 }
 
-impl QueryOutput {
-    /// An output with only a value.
-    pub fn new(value: QueryValue) -> Self {
-        QueryOutput {
-            value,
-            warnings: Vec::new(),
-            infos: Vec::new(),
-            stats: None,
-        }
-    }
-}
-
 /// A PromQL engine as the API sees it. Errors carry Prometheus's error types: `bad_data` for
 /// queries that do not parse, `execution`, `timeout`, `canceled`.
 pub trait QueryEngine: Send + Sync + 'static {
@@ -126,184 +112,89 @@ pub fn parse_query(query: &str) -> Result<Expr, ApiError> {
     promql_parser::parser::parse(query).map_err(|e| ApiError::invalid_param("query", e))
 }
 
-/// A minimal evaluator: number and string literals, parentheses, unary minus, arithmetic
-/// between scalars, vector selectors (with lookback, offset and staleness) and, at the top of
-/// an instant query, range selectors. Anything else is an `execution` error.
-#[derive(Clone, Debug)]
-pub struct BasicEngine {
-    /// Default lookback delta (ms).
-    pub lookback_delta: i64,
-    /// Maximum samples a query may load.
-    pub max_samples: usize,
+/// The `query` crate's PromQL engine behind the [`QueryEngine`] seam. A per-query `timeout`
+/// shorter than the engine's is honoured by running that query with a tighter deadline.
+#[derive(Clone, Debug, Default)]
+pub struct PromqlEngine {
+    base: EngineOptions,
 }
 
-impl Default for BasicEngine {
-    fn default() -> Self {
-        BasicEngine {
-            lookback_delta: 300_000,
-            max_samples: 50_000_000,
+impl PromqlEngine {
+    /// An engine with the given defaults (lookback delta, sample limit, timeout).
+    pub fn new(base: EngineOptions) -> Self {
+        PromqlEngine { base }
+    }
+
+    fn engine(&self, opts: &QueryOpts) -> Engine {
+        let mut o = self.base.clone();
+        if let Some(t) = opts.timeout {
+            o.timeout = o.timeout.min(t);
         }
+        Engine::new(o)
     }
 }
 
-enum Val {
-    Scalar(f64),
-    Str(String),
-    Vector(Vec<InstantSample>),
-    Matrix(Vec<RangeSeries>),
+/// Maps an engine error onto the API's error types.
+pub fn convert_error(e: QueryError) -> ApiError {
+    let kind = match e.kind {
+        ErrorKind::BadData => ErrorType::BadData,
+        ErrorKind::Execution => ErrorType::Execution,
+        ErrorKind::Timeout => ErrorType::Timeout,
+        ErrorKind::Canceled => ErrorType::Canceled,
+        ErrorKind::Internal => ErrorType::Internal,
+    };
+    ApiError::new(kind, e.msg)
 }
 
-impl BasicEngine {
-    fn eval(
-        &self,
-        db: &dyn Queryable,
-        e: &Expr,
-        t: i64,
-        lookback: i64,
-        loaded: &mut usize,
-    ) -> Result<Val, ApiError> {
-        match e {
-            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
-            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
-            Expr::Paren(p) => self.eval(db, &p.expr, t, lookback, loaded),
-            Expr::Unary(u) => match self.eval(db, &u.expr, t, lookback, loaded)? {
-                Val::Scalar(v) => Ok(Val::Scalar(-v)),
-                Val::Vector(mut vs) => {
-                    for s in &mut vs {
-                        s.v = -s.v;
-                        s.labels = s.labels.without_metric_name();
-                    }
-                    Ok(Val::Vector(vs))
-                }
-                _ => Err(unsupported(e)),
+fn convert_result(r: query::QueryResult, want_stats: bool) -> QueryOutput {
+    let value = match r.value {
+        Value::Scalar { t, v } => QueryValue::Scalar(t, v),
+        Value::String { t, v } => QueryValue::String(t, v),
+        Value::Vector(vs) => QueryValue::Vector(
+            vs.into_iter()
+                .map(|s| InstantSample {
+                    labels: s.metric,
+                    t: s.t,
+                    v: s.v,
+                })
+                .collect(),
+        ),
+        Value::Matrix(m) => QueryValue::Matrix(
+            m.into_iter()
+                .map(|s| RangeSeries {
+                    labels: s.metric,
+                    samples: s.floats,
+                })
+                .collect(),
+        ),
+    };
+    let stats = want_stats.then(|| {
+        let eval = r.stats.eval_time.as_secs_f64();
+        let prep = r.stats.prepare_time.as_secs_f64();
+        serde_json::json!({
+            "timings": {
+                "evalTotalTime": eval + prep,
+                "resultSortTime": 0,
+                "queryPreparationTime": prep,
+                "innerEvalTime": eval,
+                "execQueueTime": 0,
+                "execTotalTime": eval + prep,
             },
-            Expr::Binary(b) => {
-                let l = self.eval(db, &b.lhs, t, lookback, loaded)?;
-                let r = self.eval(db, &b.rhs, t, lookback, loaded)?;
-                match (l, r) {
-                    (Val::Scalar(x), Val::Scalar(y)) => {
-                        let v = match b.op.id() {
-                            T_ADD => x + y,
-                            T_SUB => x - y,
-                            T_MUL => x * y,
-                            T_DIV => x / y,
-                            T_MOD => x % y,
-                            T_POW => x.powf(y),
-                            _ => return Err(unsupported(e)),
-                        };
-                        Ok(Val::Scalar(v))
-                    }
-                    _ => Err(unsupported(e)),
-                }
-            }
-            Expr::VectorSelector(vs) => {
-                let t = t - offset_ms(vs);
-                let mut out = Vec::new();
-                self.select(db, vs, t - lookback, t, loaded, |labels, samples| {
-                    if let Some(&(st, v)) = samples.last() {
-                        if !is_stale_nan(v) {
-                            out.push(InstantSample { labels, t: st, v });
-                        }
-                    }
-                })?;
-                for s in &mut out {
-                    s.t = t;
-                }
-                Ok(Val::Vector(out))
-            }
-            Expr::MatrixSelector(ms) => {
-                let vs = &ms.vs;
-                let t = t - offset_ms(vs);
-                let range = ms.range.as_millis() as i64;
-                let mut out = Vec::new();
-                self.select(db, vs, t - range, t, loaded, |labels, samples| {
-                    let samples: Vec<(i64, f64)> = samples
-                        .iter()
-                        .copied()
-                        .filter(|s| !is_stale_nan(s.1))
-                        .collect();
-                    if !samples.is_empty() {
-                        out.push(RangeSeries { labels, samples });
-                    }
-                })?;
-                Ok(Val::Matrix(out))
-            }
-            _ => Err(unsupported(e)),
-        }
-    }
-
-    /// Selects the series of `vs` with samples in `(mint, maxt]` and hands each to `f`.
-    fn select(
-        &self,
-        db: &dyn Queryable,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-        loaded: &mut usize,
-        mut f: impl FnMut(Labels, &[(i64, f64)]),
-    ) -> Result<(), ApiError> {
-        if vs.at.is_some() {
-            return Err(ApiError::execution(
-                "the built-in engine does not support the @ modifier",
-            ));
-        }
-        let sets = super::params::selector_matchers(vs).map_err(ApiError::bad_data)?;
-        let q = db
-            .querier(mint + 1, maxt)
-            .map_err(|e| ApiError::execution(e.to_string()))?;
-        let mut seen = std::collections::HashSet::new();
-        let mut buf: Vec<(i64, f64)> = Vec::new();
-        for set in sets {
-            let hints = SelectHints {
-                start: mint + 1,
-                end: maxt,
-                ..Default::default()
-            };
-            for s in q.select(true, Some(&hints), &set) {
-                let s = s.map_err(|e| ApiError::execution(e.to_string()))?;
-                if !seen.insert(s.labels().clone()) {
-                    continue;
-                }
-                buf.clear();
-                let mut it = s.iter();
-                let mut vt = it.seek(mint + 1);
-                while vt != ValueType::None {
-                    let (st, v) = it.at();
-                    if st > maxt {
-                        break;
-                    }
-                    buf.push((st, v));
-                    vt = it.next();
-                }
-                if let Some(err) = it.err() {
-                    return Err(ApiError::execution(err.to_string()));
-                }
-                *loaded += buf.len();
-                if *loaded > self.max_samples {
-                    return Err(ApiError::execution(
-                        "query processing would load too many samples into memory in query execution",
-                    ));
-                }
-                f(s.labels().clone(), &buf);
-            }
-        }
-        Ok(())
+            "samples": {
+                "totalQueryableSamples": r.stats.total_queryable_samples,
+                "peakSamples": r.stats.peak_samples,
+            },
+        })
+    });
+    QueryOutput {
+        value,
+        warnings: r.annotations.warnings,
+        infos: r.annotations.infos,
+        stats,
     }
 }
 
-fn offset_ms(vs: &VectorSelector) -> i64 {
-    match &vs.offset {
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
-        None => 0,
-    }
-}
-
-fn unsupported(e: &Expr) -> ApiError {
-    ApiError::execution(format!("the built-in engine cannot evaluate {e}"))
-}
-
-impl QueryEngine for BasicEngine {
+impl QueryEngine for PromqlEngine {
     fn instant_query(
         &self,
         db: &dyn Queryable,
@@ -312,15 +203,15 @@ impl QueryEngine for BasicEngine {
         opts: &QueryOpts,
     ) -> Result<QueryOutput, ApiError> {
         let expr = parse_query(query)?;
-        let lookback = opts.lookback_delta.unwrap_or(self.lookback_delta);
-        let mut loaded = 0;
-        let value = match self.eval(db, &expr, t, lookback, &mut loaded)? {
-            Val::Scalar(v) => QueryValue::Scalar(t, v),
-            Val::Str(s) => QueryValue::String(t, s),
-            Val::Vector(v) => QueryValue::Vector(v),
-            Val::Matrix(m) => QueryValue::Matrix(m),
+        let qo = QueryOptions {
+            lookback_delta: opts.lookback_delta,
+            ..Default::default()
         };
-        Ok(QueryOutput::new(value))
+        let r = self
+            .engine(opts)
+            .instant_query_expr(db, &expr, t, &qo)
+            .map_err(convert_error)?;
+        Ok(convert_result(r, opts.stats))
     }
 
     fn range_query(
@@ -333,37 +224,26 @@ impl QueryEngine for BasicEngine {
         opts: &QueryOpts,
     ) -> Result<QueryOutput, ApiError> {
         let expr = parse_query(query)?;
-        if matches!(
-            expr.value_type(),
-            promql_parser::parser::value::ValueType::Matrix
-                | promql_parser::parser::value::ValueType::String
-        ) {
-            return Err(ApiError::bad_data(format!(
-                "invalid parameter \"query\": invalid expression type {:?} for range query, must be Scalar or instant Vector",
-                expr.value_type().to_string()
-            )));
+        let vt = expr.value_type();
+        if !matches!(vt, ValueType::Scalar | ValueType::Vector) {
+            let name = match vt {
+                ValueType::Matrix => "range vector",
+                _ => "string",
+            };
+            return Err(ApiError::invalid_param(
+                "query",
+                format!("invalid expression type {name:?} for range query, must be Scalar or instant Vector"),
+            ));
         }
-        let lookback = opts.lookback_delta.unwrap_or(self.lookback_delta);
-        let mut series: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
-        let mut loaded = 0;
-        let mut t = start;
-        while t <= end {
-            match self.eval(db, &expr, t, lookback, &mut loaded)? {
-                Val::Scalar(v) => series.entry(Labels::empty()).or_default().push((t, v)),
-                Val::Vector(vs) => {
-                    for s in vs {
-                        series.entry(s.labels).or_default().push((t, s.v));
-                    }
-                }
-                _ => return Err(unsupported(&expr)),
-            }
-            t += step;
-        }
-        let m = series
-            .into_iter()
-            .map(|(labels, samples)| RangeSeries { labels, samples })
-            .collect();
-        Ok(QueryOutput::new(QueryValue::Matrix(m)))
+        let qo = QueryOptions {
+            lookback_delta: opts.lookback_delta,
+            ..Default::default()
+        };
+        let r = self
+            .engine(opts)
+            .range_query_expr(db, &expr, start, end, step, &qo)
+            .map_err(convert_error)?;
+        Ok(convert_result(r, opts.stats))
     }
 }
 
@@ -386,43 +266,33 @@ mod tests {
     }
 
     #[test]
-    fn scalars_and_strings() {
-        let e = BasicEngine::default();
+    fn results_and_errors_convert() {
+        let e = PromqlEngine::default();
         let o = e
             .instant_query(&db(), "1+1", 5000, &QueryOpts::default())
             .unwrap();
         assert_eq!(o.value, QueryValue::Scalar(5000, 2.0));
         let o = e
-            .instant_query(&db(), "\"hi\"", 1, &QueryOpts::default())
-            .unwrap();
-        assert_eq!(o.value, QueryValue::String(1, "hi".into()));
-        let err = e
-            .instant_query(&db(), "sum(", 1, &QueryOpts::default())
-            .unwrap_err();
-        assert_eq!(err.kind, super::super::error::ErrorType::BadData);
-    }
-
-    #[test]
-    fn selectors_use_lookback_and_staleness() {
-        let e = BasicEngine::default();
-        let o = e
-            .instant_query(&db(), "up", 20_000, &QueryOpts::default())
+            .instant_query(
+                &db(),
+                "sum(up)",
+                20_000,
+                &QueryOpts {
+                    stats: true,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         let QueryValue::Vector(v) = o.value else {
             panic!("not a vector")
         };
-        assert_eq!(v.len(), 1, "job b is stale");
-        assert_eq!((v[0].t, v[0].v), (20_000, 1.0));
-        let o = e
-            .instant_query(&db(), "up{job=\"a\"}[31s]", 45_000, &QueryOpts::default())
-            .unwrap();
-        let QueryValue::Matrix(m) = o.value else {
-            panic!("not a matrix")
-        };
-        assert_eq!(
-            m[0].samples,
-            vec![(15_000, 1.0), (30_000, 2.0), (45_000, 3.0)]
-        );
+        assert_eq!((v.len(), v[0].v), (1, 1.0));
+        assert!(o.stats.is_some());
+        let err = e
+            .instant_query(&db(), "sum(", 1, &QueryOpts::default())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorType::BadData);
+        assert!(err.msg.starts_with("invalid parameter \"query\": "));
         let o = e
             .range_query(&db(), "up", 0, 30_000, 15_000, &QueryOpts::default())
             .unwrap();
@@ -431,6 +301,9 @@ mod tests {
         };
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].samples, vec![(0, 0.0), (15_000, 1.0), (30_000, 2.0)]);
-        assert_eq!(m[1].samples, vec![(0, 7.0)]);
+        let err = e
+            .range_query(&db(), "up[5m]", 0, 30_000, 15_000, &QueryOpts::default())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorType::BadData);
     }
 }

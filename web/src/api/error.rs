@@ -77,10 +77,6 @@ impl ApiError {
     pub fn bad_data(msg: impl Into<String>) -> Self {
         Self::new(ErrorType::BadData, msg)
     }
-    /// An `execution` error.
-    pub fn execution(msg: impl Into<String>) -> Self {
-        Self::new(ErrorType::Execution, msg)
-    }
     /// An `internal` error.
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(ErrorType::Internal, msg)

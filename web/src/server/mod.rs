@@ -3,8 +3,11 @@
 //! [`run`] opens the storage, builds the router and serves until SIGINT/SIGTERM or `/-/quit`;
 //! SIGHUP reloads the configuration.
 
+pub mod db_storage;
 pub mod flags;
 pub mod logging;
+#[cfg(test)]
+pub mod mem_storage;
 pub mod metrics;
 pub mod router;
 pub mod state;
@@ -19,32 +22,55 @@ pub use flags::ServerArgs;
 use state::{AppState, SharedState};
 use storage::SharedStorage;
 
-use crate::api::engine::{BasicEngine, QueryEngine};
+use crate::api::engine::{PromqlEngine, QueryEngine};
+use db_storage::DbStorage;
 
-/// Opens the storage the flags point at.
-pub fn open_storage(args: &ServerArgs) -> anyhow::Result<SharedStorage> {
-    std::fs::create_dir_all(&args.storage_path)
-        .with_context(|| format!("create storage directory {}", args.storage_path.display()))?;
-    tracing::warn!("on-disk storage is not wired in yet; serving an in-memory store");
-    Ok(Arc::new(storage::MemStorage::new()))
+/// Database options from the flags.
+pub fn db_options(args: &ServerArgs) -> tsdb::db::Options {
+    let mut o = tsdb::db::Options::default();
+    if !args.retention_time.is_zero() {
+        o.retention = args.retention_time;
+    }
+    o.max_bytes = args.retention_size;
+    o
 }
 
 /// The query engine for the flags.
 pub fn make_engine(args: &ServerArgs) -> Arc<dyn QueryEngine> {
-    Arc::new(BasicEngine {
+    Arc::new(PromqlEngine::new(query::EngineOptions {
         lookback_delta: args.query_lookback_delta.as_millis() as i64,
         max_samples: args.query_max_samples,
-    })
+        timeout: args.query_timeout,
+        ..Default::default()
+    }))
 }
 
-/// Runs the server until it is told to stop.
+/// Runs the server until it is told to stop. The database opens in the background: the
+/// server answers at once and reports ready when the WAL has been replayed.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     logging::init(&args.log_level, &args.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting ignis");
-    let storage = open_storage(&args)?;
+    std::fs::create_dir_all(&args.storage_path)
+        .with_context(|| format!("create storage directory {}", args.storage_path.display()))?;
+    let db = DbStorage::pending();
     let engine = make_engine(&args);
+    let (dir, opts) = (args.storage_path.clone(), db_options(&args));
+    let storage: SharedStorage = db.clone();
     let state = AppState::new(storage, engine, args);
-    serve(state).await
+    let failed = Arc::new(parking_lot::Mutex::new(None::<String>));
+    let (st, f2) = (state.clone(), failed.clone());
+    db.open_in_background(dir, opts, move |e| {
+        *f2.lock() = Some(e);
+        st.request_shutdown();
+    });
+    let res = serve(state.clone()).await;
+    if let Err(e) = state.storage.close() {
+        tracing::error!(err = %e, "Closing storage failed");
+    }
+    if let Some(e) = failed.lock().take() {
+        anyhow::bail!(e);
+    }
+    res
 }
 
 /// Serves `state` on its listen address until shutdown.

@@ -13,9 +13,9 @@ use tsdb::labels::Labels;
 use tsdb::querier::VecSeries;
 
 use super::flags::ServerArgs;
+use super::mem_storage::MemStorage;
 use super::state::AppState;
-use super::storage::MemStorage;
-use crate::api::engine::BasicEngine;
+use crate::api::engine::PromqlEngine;
 use crate::remote::proto;
 
 const T0: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
@@ -43,7 +43,7 @@ fn data() -> Vec<VecSeries> {
 
 fn app_with(args: ServerArgs, series: Vec<VecSeries>) -> (Router, super::state::SharedState) {
     let storage = Arc::new(MemStorage::with_series(series));
-    let state = AppState::new(storage, Arc::new(BasicEngine::default()), args);
+    let state = AppState::new(storage, Arc::new(PromqlEngine::default()), args);
     (super::router::build(state.clone()), state)
 }
 
@@ -171,8 +171,12 @@ async fn query_errors_have_prometheus_types_and_codes() {
     .await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("11,000 points"));
-    // The fallback engine cannot aggregate: an execution error, 422.
-    let (s, v) = get_json(&app, "/api/v1/query?query=sum(up)&time=1704067300").await;
+    // Many-to-many matching fails while evaluating: an execution error, 422.
+    let (s, v) = get_json(
+        &app,
+        "/api/v1/query?query=up%20%2B%20on(job)%20up&time=1704067300",
+    )
+    .await;
     assert_eq!(
         (s.as_u16(), v["errorType"].as_str()),
         (422, Some("execution"))

@@ -1,0 +1,695 @@
+//! Function calls. Functions that need series or labels (`absent`, `scalar`, `vector`,
+//! `time`, `timestamp`, `sort*`, `label_*`, histogram bucket grouping, range-window sliding)
+//! live here; the arithmetic of each function comes from the library via [`super::fnlib`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::{Call, Expr};
+use tsdb::Labels;
+
+use super::aggregate::go_g;
+use super::fnlib;
+use super::{unparen, Evaluator, OutCollector, StepCursor, StepSeries, Val};
+use crate::error::{QResult, QueryError};
+
+/// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < ab.len() && j < bb.len() {
+        if ab[i].is_ascii_digit() && bb[j].is_ascii_digit() {
+            let si = i;
+            while i < ab.len() && ab[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < bb.len() && bb[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = a[si..i].trim_start_matches('0');
+            let nb = b[sj..j].trim_start_matches('0');
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Ordering::Equal {
+                return o;
+            }
+        } else {
+            let o = ab[i].cmp(&bb[j]);
+            if o != Ordering::Equal {
+                return o;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (ab.len() - i).cmp(&(bb.len() - j))
+}
+
+/// Labels `absent()` gives its output: the equality matchers of the selector argument.
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match unparen(e) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::empty(),
+    };
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == "__name__" {
+            continue;
+        }
+        let is_eq = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        match out.iter_mut().find(|(n, _)| *n == m.name) {
+            Some(e) => e.1 = None,
+            None => out.push((
+                m.name.clone(),
+                if is_eq { Some(m.value.clone()) } else { None },
+            )),
+        }
+    }
+    Labels::from_pairs(
+        &out.into_iter()
+            .filter_map(|(n, v)| v.map(|v| (n, v)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn has_counter_suffix(n: &str) -> bool {
+    n.ends_with("_total") || n.ends_with("_sum") || n.ends_with("_count") || n.ends_with("_bucket")
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_call(&mut self, c: &Call) -> QResult<Val> {
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+        match name {
+            "time" => {
+                return Ok(Val::Scalar(
+                    self.steps().map(|t| t as f64 / 1000.0).collect(),
+                ))
+            }
+            "start" | "end" | "range" | "step" => {
+                let v = match name {
+                    "start" => self.query_start,
+                    "end" => self.query_end,
+                    "range" => self.query_end - self.query_start,
+                    _ => self.query_step,
+                } as f64
+                    / 1000.0;
+                return Ok(Val::Scalar(vec![v; self.num_steps()]));
+            }
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(args[0])?;
+                let b = self.eval_scalar(args[1])?;
+                let v = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| fnlib::math_eval(name, *x, &[*y]).unwrap_or(f64::NAN))
+                    .collect();
+                return Ok(Val::Scalar(v));
+            }
+            "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; self.num_steps()])),
+            "vector" => {
+                let v = self.eval_scalar(args[0])?;
+                let s = self.scalar_to_series(&v);
+                return Ok(Val::Vector(vec![s]));
+            }
+            "scalar" => {
+                let input = self.eval_vector(args[0])?;
+                let mut cur = StepCursor::new(input.len());
+                let mut vals = Vec::new();
+                let steps: Vec<i64> = self.steps().collect();
+                let mut out = Vec::with_capacity(steps.len());
+                for ts in steps {
+                    cur.gather(&input, ts, &mut vals);
+                    out.push(if vals.len() == 1 { vals[0].1 } else { f64::NAN });
+                }
+                return Ok(Val::Scalar(out));
+            }
+            "timestamp" => {
+                if let Expr::VectorSelector(vs) = unparen(args[0]) {
+                    let (mut ss, tss) = self.eval_vector_selector(vs, true)?;
+                    for (s, ts) in ss.iter_mut().zip(tss) {
+                        for (p, t) in s.pts.iter_mut().zip(ts) {
+                            p.1 = t as f64 / 1000.0;
+                        }
+                        s.drop_name = true;
+                    }
+                    return Ok(Val::Vector(ss));
+                }
+                let mut ss = self.eval_vector(args[0])?;
+                for s in &mut ss {
+                    for p in &mut s.pts {
+                        p.1 = p.0 as f64 / 1000.0;
+                    }
+                    s.drop_name = true;
+                }
+                return Ok(Val::Vector(ss));
+            }
+            "absent" => {
+                let input = self.eval_vector(args[0])?;
+                let mut present = vec![false; self.num_steps()];
+                for s in &input {
+                    for p in &s.pts {
+                        present[((p.0 - self.start) / self.interval) as usize] = true;
+                    }
+                }
+                let pts: Vec<(i64, f64)> = self
+                    .steps()
+                    .zip(present)
+                    .filter(|(_, p)| !p)
+                    .map(|(t, _)| (t, 1.0))
+                    .collect();
+                if pts.is_empty() {
+                    return Ok(Val::Vector(vec![]));
+                }
+                return Ok(Val::Vector(vec![StepSeries {
+                    metric: Arc::new(absent_labels(args[0])),
+                    pts,
+                    drop_name: true,
+                }]));
+            }
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+                if !self.is_instant() {
+                    self.annos.warn("sort is ineffective for range queries since results are always ordered by labels");
+                }
+                let mut input = self.eval_vector(args[0])?;
+                if self.is_instant() {
+                    match name {
+                        "sort" => input.sort_by(|a, b| cmp_value(a.pts[0].1, b.pts[0].1, false)),
+                        "sort_desc" => {
+                            input.sort_by(|a, b| cmp_value(a.pts[0].1, b.pts[0].1, true))
+                        }
+                        _ => {
+                            let mut labels = Vec::new();
+                            for a in &args[1..] {
+                                labels.push(self.eval_string(a)?);
+                            }
+                            let desc = name == "sort_by_label_desc";
+                            input.sort_by(|a, b| {
+                                for l in &labels {
+                                    let (x, y) = (
+                                        a.metric.get(l).unwrap_or(""),
+                                        b.metric.get(l).unwrap_or(""),
+                                    );
+                                    if x == y {
+                                        continue;
+                                    }
+                                    let o = natural_cmp(x, y);
+                                    return if desc { o.reverse() } else { o };
+                                }
+                                if desc {
+                                    b.metric.cmp(&a.metric)
+                                } else {
+                                    a.metric.cmp(&b.metric)
+                                }
+                            });
+                        }
+                    }
+                }
+                return Ok(Val::Vector(input));
+            }
+            "label_replace" => {
+                let dst = self.eval_string(args[1])?;
+                let repl = self.eval_string(args[2])?;
+                let src = self.eval_string(args[3])?;
+                let re = self.eval_string(args[4])?;
+                let regex = regex::Regex::new(&format!("^(?s:{re})$")).map_err(|_| {
+                    QueryError::execution(format!(
+                        "invalid regular expression in label_replace(): {re}"
+                    ))
+                })?;
+                if !valid_label_name(&dst) {
+                    return Err(QueryError::execution(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    )));
+                }
+                let mut input = self.eval_vector(args[0])?;
+                for s in &mut input {
+                    let sv = s.metric.get(&src).unwrap_or("").to_string();
+                    if let Some(caps) = regex.captures(&sv) {
+                        let mut res = String::new();
+                        caps.expand(&go_template(&repl), &mut res);
+                        s.metric = Arc::new(s.metric.with(&dst, &res));
+                        if dst == "__name__" {
+                            s.drop_name = false;
+                        }
+                    }
+                }
+                return Ok(Val::Vector(merge_same_labelset(input)?));
+            }
+            "label_join" => {
+                let dst = self.eval_string(args[1])?;
+                let sep = self.eval_string(args[2])?;
+                let mut srcs = Vec::new();
+                for a in &args[3..] {
+                    let s = self.eval_string(a)?;
+                    if !valid_label_name(&s) {
+                        return Err(QueryError::execution(format!(
+                            "invalid source label name in label_join(): {s}"
+                        )));
+                    }
+                    srcs.push(s);
+                }
+                if !valid_label_name(&dst) {
+                    return Err(QueryError::execution(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    )));
+                }
+                let mut input = self.eval_vector(args[0])?;
+                for s in &mut input {
+                    let joined: Vec<&str> =
+                        srcs.iter().map(|l| s.metric.get(l).unwrap_or("")).collect();
+                    let joined = joined.join(&sep);
+                    s.metric = Arc::new(s.metric.with(&dst, &joined));
+                    if dst == "__name__" {
+                        s.drop_name = false;
+                    }
+                }
+                return Ok(Val::Vector(merge_same_labelset(input)?));
+            }
+            "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
+                return self.eval_histogram_fn(name, &args)
+            }
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                // These read native histograms only; float samples give no output.
+                let input = self.eval_vector(args[0])?;
+                self.release(&Val::Vector(input));
+                return Ok(Val::Vector(vec![]));
+            }
+            "info" => return self.eval_info(&args),
+            _ => {}
+        }
+        if fnlib::is_time_function(name) {
+            if args.is_empty() {
+                let pts: Vec<(i64, f64)> = self
+                    .steps()
+                    .map(|t| (t, fnlib::time_eval(name, t as f64 / 1000.0)))
+                    .collect();
+                return Ok(Val::Vector(vec![StepSeries {
+                    metric: Arc::new(Labels::empty()),
+                    pts,
+                    drop_name: false,
+                }]));
+            }
+            let mut input = self.eval_vector(args[0])?;
+            for s in &mut input {
+                for p in &mut s.pts {
+                    p.1 = fnlib::time_eval(name, p.1);
+                }
+                s.drop_name = true;
+            }
+            return Ok(Val::Vector(input));
+        }
+        if fnlib::is_math_function(name) {
+            let mut params: Vec<Vec<f64>> = Vec::new();
+            for a in &args[1..] {
+                params.push(self.eval_scalar(a)?);
+            }
+            let input = self.eval_vector(args[0])?;
+            let mut out = Vec::with_capacity(input.len());
+            let mut pbuf = Vec::with_capacity(params.len());
+            for mut s in input {
+                let mut pts = Vec::with_capacity(s.pts.len());
+                for &(t, v) in &s.pts {
+                    let k = ((t - self.start) / self.interval) as usize;
+                    pbuf.clear();
+                    pbuf.extend(params.iter().map(|p| p[k]));
+                    if let Some(r) = fnlib::math_eval(name, v, &pbuf) {
+                        pts.push((t, r));
+                    }
+                }
+                if !pts.is_empty() {
+                    s.pts = pts;
+                    s.drop_name = true;
+                    out.push(s);
+                }
+            }
+            return Ok(Val::Vector(out));
+        }
+        let mi = args
+            .iter()
+            .position(|a| matches!(unparen(a), Expr::MatrixSelector(_) | Expr::Subquery(_)));
+        match mi {
+            Some(mi) => self.eval_range_fn(name, &args, mi),
+            None => Err(QueryError::bad_data(format!(
+                "function {name} is not supported"
+            ))),
+        }
+    }
+
+    fn eval_range_fn(&mut self, name: &str, args: &[&Expr], mi: usize) -> QResult<Val> {
+        let arg = self.range_arg(args[mi])?;
+        let mut params: Vec<Vec<f64>> = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if i != mi {
+                params.push(self.eval_scalar(a)?);
+            }
+        }
+        let steps: Vec<i64> = self.steps().collect();
+        let drop = !(name == "last_over_time" || name == "first_over_time");
+        if name == "absent_over_time" {
+            let mut present = vec![false; steps.len()];
+            for s in &arg.series {
+                let (mut lo, mut hi) = (0usize, 0usize);
+                for (k, &ts) in steps.iter().enumerate() {
+                    let rt = arg.at.unwrap_or(ts) - arg.offset;
+                    while hi < s.samples.len() && s.samples[hi].0 <= rt {
+                        hi += 1;
+                    }
+                    while lo < hi && s.samples[lo].0 <= rt - arg.range {
+                        lo += 1;
+                    }
+                    if lo < hi {
+                        present[k] = true;
+                    }
+                }
+            }
+            let pts: Vec<(i64, f64)> = steps
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| !p)
+                .map(|(t, _)| (*t, 1.0))
+                .collect();
+            if pts.is_empty() {
+                return Ok(Val::Vector(vec![]));
+            }
+            let metric = if arg.from_subquery {
+                Labels::empty()
+            } else {
+                absent_labels(args[mi])
+            };
+            return Ok(Val::Vector(vec![StepSeries {
+                metric: Arc::new(metric),
+                pts,
+                drop_name: true,
+            }]));
+        }
+        let mut out = Vec::new();
+        let mut pbuf: Vec<f64> = Vec::with_capacity(params.len());
+        let mut fn_annos: Vec<crate::functions::Annotation> = Vec::new();
+        for k in 0..steps.len() {
+            pbuf.clear();
+            pbuf.extend(params.iter().map(|p| p[k]));
+            fnlib::range_check_params(name, &pbuf).map_err(QueryError::execution)?;
+        }
+        for s in arg.series {
+            self.check_deadline()?;
+            let mut pts = Vec::new();
+            let sts = match self.start_timestamps {
+                Some(src)
+                    if !arg.from_subquery
+                        && matches!(name, "rate" | "increase" | "irate" | "resets") =>
+                {
+                    src.start_timestamps(&s.metric, &s.samples)
+                }
+                _ => None,
+            };
+            let (mut lo, mut hi) = (0usize, 0usize);
+            for (k, &ts) in steps.iter().enumerate() {
+                let rt = arg.at.unwrap_or(ts) - arg.offset;
+                if arg.at.is_some() && k > 0 {
+                    // same window at every step
+                } else {
+                    while hi < s.samples.len() && s.samples[hi].0 <= rt {
+                        hi += 1;
+                    }
+                    while lo < hi && s.samples[lo].0 <= rt - arg.range {
+                        lo += 1;
+                    }
+                }
+                if lo == hi {
+                    continue;
+                }
+                if !arg.from_subquery {
+                    self.total_samples += (hi - lo) as u64;
+                }
+                pbuf.clear();
+                pbuf.extend(params.iter().map(|p| p[k]));
+                // predict_linear predicts from the evaluation time, not the window end.
+                let end = if name == "predict_linear" { ts } else { rt };
+                let r = match &sts {
+                    Some(st) => fnlib::range_eval_st(
+                        name,
+                        &s.samples[lo..hi],
+                        &st[lo..hi],
+                        rt - arg.range,
+                        end,
+                        &pbuf,
+                        &mut fn_annos,
+                        s.metric.metric_name().unwrap_or(""),
+                    ),
+                    None => fnlib::range_eval(
+                        name,
+                        &s.samples[lo..hi],
+                        rt - arg.range,
+                        end,
+                        &pbuf,
+                        &mut fn_annos,
+                    ),
+                };
+                if let Some(v) = r {
+                    pts.push((ts, v));
+                }
+            }
+            if (name == "rate" || name == "increase") && !pts.is_empty() {
+                if let Some(mn) = s.metric.metric_name() {
+                    if !has_counter_suffix(mn) {
+                        self.annos.info(format!(
+                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {:?}",
+                            mn
+                        ));
+                    }
+                }
+            }
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                out.push(StepSeries {
+                    metric: s.metric,
+                    pts,
+                    drop_name: drop || s.drop_name,
+                });
+            }
+        }
+        fnlib::add_annotations(&mut self.annos, fn_annos);
+        Ok(Val::Vector(out))
+    }
+
+    fn eval_histogram_fn(&mut self, name: &str, args: &[&Expr]) -> QResult<Val> {
+        use crate::functions::histogram::Bucket;
+        // (scalar params, vector arg index, label for histogram_quantiles)
+        let (param_args, vec_arg, qlabel): (Vec<&Expr>, usize, Option<String>) = match name {
+            "histogram_quantile" => (vec![args[0]], 1, None),
+            "histogram_quantiles" => (args[2..].to_vec(), 0, Some(self.eval_string(args[1])?)),
+            _ => (vec![args[0], args[1]], 2, None),
+        };
+        let mut params: Vec<Vec<f64>> = Vec::new();
+        for a in &param_args {
+            params.push(self.eval_scalar(a)?);
+        }
+        let is_quantile = name != "histogram_fraction";
+        let input = self.eval_vector(args[vec_arg])?;
+        // Group buckets by the series labels without `le` (name included: delayed removal).
+        let mut groups: HashMap<Labels, usize> = HashMap::new();
+        let mut group_metric: Vec<Arc<Labels>> = Vec::new();
+        let mut series_group: Vec<Option<(usize, f64)>> = Vec::with_capacity(input.len());
+        for s in &input {
+            let le = s.metric.get("le").unwrap_or("");
+            match fnlib::parse_le(le) {
+                Some(ub) => {
+                    let key = s.metric.drop_names(&["le"]);
+                    let n = groups.len();
+                    let g = *groups.entry(key.clone()).or_insert_with(|| {
+                        group_metric.push(Arc::new(key));
+                        n
+                    });
+                    series_group.push(Some((g, ub)));
+                }
+                None => series_group.push(None),
+            }
+        }
+        // output label sets per (quantile index, group) for histogram_quantiles
+        let mut qmetrics: HashMap<(usize, usize), Arc<Labels>> = HashMap::new();
+        let instant = self.is_instant();
+        let mut cur = StepCursor::new(input.len());
+        let mut vals = Vec::new();
+        let mut out = OutCollector::new();
+        let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_metric.len()];
+        let steps: Vec<i64> = self.steps().collect();
+        for (k, &ts) in steps.iter().enumerate() {
+            if is_quantile {
+                for p in &params {
+                    let q = p[k];
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        self.annos.warn(format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            go_g(q)
+                        ));
+                    }
+                }
+            }
+            cur.gather(&input, ts, &mut vals);
+            if vals.is_empty() {
+                continue;
+            }
+            for b in buckets.iter_mut() {
+                b.clear();
+            }
+            for &(si, v) in &vals {
+                match series_group[si] {
+                    Some((g, ub)) => buckets[g].push(Bucket {
+                        upper: ub,
+                        count: v,
+                    }),
+                    None => {
+                        let mn = input[si].metric.metric_name().unwrap_or("");
+                        let le = input[si].metric.get("le").unwrap_or("");
+                        let mut msg = format!(
+                            "bucket label \"le\" is missing or has a malformed value of {}",
+                            tsdb::labels::go_quote(le)
+                        );
+                        if !mn.is_empty() {
+                            msg.push_str(&format!(
+                                " for metric name {}",
+                                tsdb::labels::go_quote(mn)
+                            ));
+                        }
+                        self.annos.warn(msg);
+                    }
+                }
+            }
+            let nq = if is_quantile { params.len() } else { 1 };
+            for qi in 0..nq {
+                for (g, b) in buckets.iter_mut().enumerate() {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    let v = if is_quantile {
+                        let qr = fnlib::bucket_quantile(params[qi][k], b);
+                        if qr.forced_monotonic {
+                            let mn = group_metric[g].metric_name().unwrap_or("");
+                            let base = "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
+                            if mn.is_empty() {
+                                self.annos.info(base);
+                            } else {
+                                self.annos.info(format!(
+                                    "{base} for metric name {}",
+                                    tsdb::labels::go_quote(mn)
+                                ));
+                            }
+                        }
+                        qr.value
+                    } else {
+                        fnlib::bucket_fraction(params[0][k], params[1][k], b)
+                    };
+                    let metric = match &qlabel {
+                        None => group_metric[g].clone(),
+                        Some(l) => qmetrics
+                            .entry((qi, g))
+                            .or_insert_with(|| {
+                                Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k])))
+                            })
+                            .clone(),
+                    };
+                    out.push(&metric, ts, v, true, instant)?;
+                }
+            }
+        }
+        Ok(Val::Vector(out.series))
+    }
+}
+
+/// Formats a float as OpenMetrics does (`1.0`, `0.25`, `+Inf`, `NaN`).
+fn openmetrics_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let s = crate::functions::gofmt::format_g(v);
+    if s.contains(['.', 'e', 'E']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// Converts a Go regexp replacement template to the regex crate's syntax (they agree on `$1`,
+/// `${1}`, `$name` and `$$`).
+fn go_template(s: &str) -> String {
+    s.to_string()
+}
+
+/// Whether a label name is valid: non-empty UTF-8. `promql-parser` turns a `\xNN` escape into
+/// the character U+00NN, where Go keeps the raw byte; a name made only of such characters is
+/// read back as bytes, so `"\xff"` is rejected as invalid UTF-8 the way Prometheus rejects it.
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    if s.chars().all(|c| ('\u{80}'..='\u{ff}').contains(&c)) {
+        let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).collect();
+        return std::str::from_utf8(&bytes).is_ok();
+    }
+    true
+}
+
+/// Ascending (or descending) by value with NaN last either way.
+fn cmp_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => {
+            let o = a.partial_cmp(&b).unwrap_or(Ordering::Equal);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+    }
+}
+
+/// Merges series that ended up with the same labels; overlapping points are an error.
+pub(crate) fn merge_same_labelset(series: Vec<StepSeries>) -> QResult<Vec<StepSeries>> {
+    let mut idx: HashMap<Arc<Labels>, usize> = HashMap::with_capacity(series.len());
+    let mut dup = false;
+    for (i, s) in series.iter().enumerate() {
+        if idx.insert(s.metric.clone(), i).is_some() {
+            dup = true;
+            break;
+        }
+    }
+    if !dup {
+        return Ok(series);
+    }
+    let mut out: Vec<StepSeries> = Vec::new();
+    let mut pos: HashMap<Arc<Labels>, usize> = HashMap::new();
+    for s in series {
+        match pos.get(&s.metric) {
+            Some(&i) => {
+                let base = &mut out[i];
+                base.pts.extend(s.pts);
+                base.pts.sort_by_key(|p| p.0);
+                if base.pts.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(QueryError::execution(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
+                }
+            }
+            None => {
+                pos.insert(s.metric.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,643 @@
+//! The step-wise evaluator behind [`crate::engine::Engine`].
+//!
+//! Every instant-vector expression is evaluated over all steps of the query at once and
+//! yields a [`StepSeries`] list: one entry per output series with one point per step where it
+//! has a value. Scalars are one value per step. Selectors decode each selected series once
+//! into a vector of samples; instant selectors walk it with a cursor, range functions slide
+//! their `(t - range, t]` window over it. Operators that combine series (binary operators,
+//! aggregations, most functions) gather the per-step vectors of their inputs and combine them
+//! step by step, as Prometheus's `rangeEval` does.
+//!
+//! Delayed `__name__` removal (Prometheus 3.x): functions and operators that would drop the
+//! metric name only set [`StepSeries::drop_name`]; the name is removed when the query
+//! finishes, and only then are duplicate label sets an error.
+
+mod aggregate;
+mod binary;
+mod call;
+pub(crate) mod fnlib;
+mod info;
+
+pub(crate) use call::merge_same_labelset;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use tsdb::chunkenc::{is_stale_nan, ValueType as VT};
+use tsdb::{Labels, MatchType, Matcher, Queryable, SelectHints};
+
+use crate::annotations::Annotations;
+use crate::error::{QResult, QueryError};
+
+/// One output series of an instant-vector expression: a point per step where it has a value.
+#[derive(Clone, Debug)]
+pub(crate) struct StepSeries {
+    pub metric: Arc<Labels>,
+    pub pts: Vec<(i64, f64)>,
+    pub drop_name: bool,
+}
+
+/// A decoded input series (or subquery output) that range windows slide over.
+#[derive(Clone, Debug)]
+pub(crate) struct RawSeries {
+    pub metric: Arc<Labels>,
+    pub samples: Vec<(i64, f64)>,
+    pub drop_name: bool,
+}
+
+/// The value of one evaluated node.
+#[derive(Debug)]
+pub(crate) enum Val {
+    /// Instant vector over all steps.
+    Vector(Vec<StepSeries>),
+    /// One value per step.
+    Scalar(Vec<f64>),
+    /// A string.
+    Str(String),
+    /// A range vector (instant evaluation only): points with their own timestamps.
+    Range(Vec<StepSeries>),
+}
+
+/// A range-vector argument ready for windowing: series plus how windows are placed.
+pub(crate) struct RangeArg {
+    pub series: Vec<RawSeries>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+    pub from_subquery: bool,
+}
+
+/// Per-query state of an evaluation.
+pub(crate) struct Evaluator<'a> {
+    pub q: &'a dyn Queryable,
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+    /// Start and end of the whole query, for `@ start()` / `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    /// Step of the whole query (0 for instant queries), for `step()`.
+    pub query_step: i64,
+    /// Start timestamps of stored samples, if the storage keeps them.
+    pub start_timestamps: Option<&'a dyn crate::engine::StartTimestampSource>,
+    pub lookback: i64,
+    pub max_samples: usize,
+    pub cur_samples: usize,
+    pub total_samples: u64,
+    pub peak_samples: usize,
+    pub deadline: Option<Instant>,
+    pub annos: Annotations,
+    pub default_subquery_step: i64,
+}
+
+/// Milliseconds of an offset modifier (negative for `offset -5m`).
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+/// Milliseconds since the epoch of a `SystemTime` (negative before the epoch).
+pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Strips parentheses around an expression.
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Converts a parser matcher to a storage matcher.
+fn convert_matcher(m: &promql_parser::label::Matcher) -> QResult<Matcher> {
+    let kind = match m.op {
+        MatchOp::Equal => MatchType::Equal,
+        MatchOp::NotEqual => MatchType::NotEqual,
+        MatchOp::Re(_) => MatchType::Regexp,
+        MatchOp::NotRe(_) => MatchType::NotRegexp,
+    };
+    Matcher::new(kind, m.name.clone(), m.value.clone())
+        .map_err(|e| QueryError::bad_data(e.to_string()))
+}
+
+/// Converts a parser matcher to a storage matcher (for sibling modules).
+pub(crate) fn convert_matcher_pub(m: &promql_parser::label::Matcher) -> QResult<Matcher> {
+    convert_matcher(m)
+}
+
+/// The matcher groups of a selector (one group unless `or` is used), name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> QResult<Vec<Vec<Matcher>>> {
+    let mut groups: Vec<Vec<Matcher>> = Vec::new();
+    let base: Vec<&promql_parser::label::Matcher> = vs.matchers.matchers.iter().collect();
+    let mut raw_groups: Vec<Vec<&promql_parser::label::Matcher>> = Vec::new();
+    if vs.matchers.or_matchers.is_empty() {
+        raw_groups.push(base);
+    } else {
+        for g in &vs.matchers.or_matchers {
+            let mut v: Vec<&promql_parser::label::Matcher> = g.iter().collect();
+            v.extend(base.iter().copied());
+            raw_groups.push(v);
+        }
+    }
+    for g in raw_groups {
+        let mut ms = Vec::with_capacity(g.len() + 1);
+        if let Some(n) = &vs.name {
+            ms.push(Matcher::equal("__name__", n.clone()));
+        }
+        for m in g {
+            ms.push(convert_matcher(m)?);
+        }
+        groups.push(ms);
+    }
+    Ok(groups)
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn num_steps(&self) -> usize {
+        ((self.end - self.start) / self.interval) as usize + 1
+    }
+
+    pub fn is_instant(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn check_deadline(&self) -> QResult<()> {
+        if let Some(d) = self.deadline {
+            if Instant::now() > d {
+                return Err(QueryError::timeout());
+            }
+        }
+        Ok(())
+    }
+
+    /// Accounts for `n` more samples held in memory.
+    pub fn add_samples(&mut self, n: usize) -> QResult<()> {
+        self.cur_samples += n;
+        if self.cur_samples > self.peak_samples {
+            self.peak_samples = self.cur_samples;
+        }
+        if self.cur_samples > self.max_samples {
+            return Err(QueryError::too_many_samples());
+        }
+        Ok(())
+    }
+
+    /// Releases the samples of a value no longer needed.
+    pub fn release(&mut self, v: &Val) {
+        let n = match v {
+            Val::Vector(s) | Val::Range(s) => s.iter().map(|x| x.pts.len()).sum(),
+            _ => 0,
+        };
+        self.cur_samples = self.cur_samples.saturating_sub(n);
+    }
+
+    /// The `@` time of a modifier, if any.
+    pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    /// Step timestamps.
+    pub fn steps(&self) -> impl Iterator<Item = i64> {
+        let (s, e, i) = (self.start, self.end, self.interval);
+        (0..).map(move |k| s + k * i).take_while(move |t| *t <= e)
+    }
+
+    /// Selects and decodes the series of a selector over `[mint, maxt]`.
+    pub fn select(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<RawSeries>> {
+        let groups = selector_matchers(vs)?;
+        self.select_groups(&groups, mint, maxt, range)
+    }
+
+    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`.
+    pub fn select_groups(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<RawSeries>> {
+        self.check_deadline()?;
+        let querier = self.q.querier(mint, maxt).map_err(QueryError::storage)?;
+        let hints = SelectHints {
+            start: mint,
+            end: maxt,
+            step: self.interval,
+            range,
+            ..Default::default()
+        };
+        let mut out: Vec<RawSeries> = Vec::new();
+        let mut seen: HashMap<Labels, ()> = HashMap::new();
+        let multi = groups.len() > 1;
+        for ms in groups {
+            for s in querier.select(true, Some(&hints), ms) {
+                let s = s.map_err(QueryError::storage)?;
+                if multi {
+                    if seen.contains_key(s.labels()) {
+                        continue;
+                    }
+                    seen.insert(s.labels().clone(), ());
+                }
+                let mut it = s.iter();
+                let mut samples = Vec::new();
+                let mut vt = it.seek(mint);
+                while vt != VT::None {
+                    let (t, v) = it.at();
+                    if t > maxt {
+                        break;
+                    }
+                    samples.push((t, v));
+                    vt = it.next();
+                }
+                if let Some(e) = it.err() {
+                    return Err(QueryError::storage(e));
+                }
+                self.total_samples += samples.len() as u64;
+                out.push(RawSeries {
+                    metric: Arc::new(s.labels().clone()),
+                    samples,
+                    drop_name: false,
+                });
+            }
+        }
+        if multi {
+            out.sort_by(|a, b| a.metric.cmp(&b.metric));
+        }
+        Ok(out)
+    }
+
+    /// The reference times (after `@` and offset) of the first and last step.
+    fn ref_bounds(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
+        match at {
+            Some(t) => (t - offset, t - offset),
+            None => (self.start - offset, self.end - offset),
+        }
+    }
+
+    /// Evaluates an instant vector selector at every step. When `keep_ts` is set the points
+    /// carry the sample's own timestamp in a parallel vector (for `timestamp()`).
+    pub fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        keep_ts: bool,
+    ) -> QResult<(Vec<StepSeries>, Vec<Vec<i64>>)> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_time(&vs.at);
+        let (lo, hi) = self.ref_bounds(at, offset);
+        let raw = self.select(vs, lo - self.lookback + 1, hi, 0)?;
+        let mut out = Vec::with_capacity(raw.len());
+        let mut tss = Vec::new();
+        let steps: Vec<i64> = self.steps().collect();
+        for s in raw {
+            let mut pts = Vec::new();
+            let mut ts_orig = Vec::new();
+            let mut idx = 0usize; // first sample with t > rt
+            for &ts in &steps {
+                let rt = at.unwrap_or(ts) - offset;
+                while idx < s.samples.len() && s.samples[idx].0 <= rt {
+                    idx += 1;
+                }
+                if idx == 0 {
+                    continue;
+                }
+                let (t, v) = s.samples[idx - 1];
+                if t <= rt - self.lookback || is_stale_nan(v) {
+                    continue;
+                }
+                pts.push((ts, v));
+                if keep_ts {
+                    ts_orig.push(t);
+                }
+            }
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                out.push(StepSeries {
+                    metric: s.metric,
+                    pts,
+                    drop_name: false,
+                });
+                if keep_ts {
+                    tss.push(ts_orig);
+                }
+            }
+        }
+        Ok((out, tss))
+    }
+
+    /// Loads the data of a range-vector argument (matrix selector or subquery).
+    pub fn range_arg(&mut self, e: &Expr) -> QResult<RangeArg> {
+        match unparen(e) {
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.vs;
+                let range = ms.range.as_millis() as i64;
+                let offset = offset_ms(&vs.offset);
+                let at = self.at_time(&vs.at);
+                let (lo, hi) = self.ref_bounds(at, offset);
+                let mut raw = self.select(vs, lo - range + 1, hi, range)?;
+                for s in &mut raw {
+                    if s.samples.iter().any(|x| is_stale_nan(x.1)) {
+                        s.samples.retain(|x| !is_stale_nan(x.1));
+                    }
+                }
+                Ok(RangeArg {
+                    series: raw,
+                    range,
+                    offset,
+                    at,
+                    from_subquery: false,
+                })
+            }
+            Expr::Subquery(sq) => {
+                let range = sq.range.as_millis() as i64;
+                let offset = offset_ms(&sq.offset);
+                let at = self.at_time(&sq.at);
+                let inner = self.run_subquery(sq)?;
+                let series = inner
+                    .into_iter()
+                    .map(|s| RawSeries {
+                        metric: s.metric,
+                        samples: s.pts,
+                        drop_name: s.drop_name,
+                    })
+                    .collect();
+                Ok(RangeArg {
+                    series,
+                    range,
+                    offset,
+                    at,
+                    from_subquery: true,
+                })
+            }
+            other => Err(QueryError::bad_data(format!(
+                "expected range vector, got {other}"
+            ))),
+        }
+    }
+
+    /// Runs a subquery as a range query over its own aligned steps.
+    pub fn run_subquery(
+        &mut self,
+        sq: &promql_parser::parser::SubqueryExpr,
+    ) -> QResult<Vec<StepSeries>> {
+        let offset = offset_ms(&sq.offset);
+        let range = sq.range.as_millis() as i64;
+        let at = self.at_time(&sq.at);
+        let (outer_start, outer_end) = match at {
+            Some(t) => (t, t),
+            None => {
+                let end = self.start + ((self.end - self.start) / self.interval) * self.interval;
+                (self.start, end)
+            }
+        };
+        let step = match &sq.step {
+            Some(d) if !d.is_zero() => d.as_millis() as i64,
+            _ => self.default_subquery_step,
+        };
+        let end = outer_end - offset;
+        let lo = outer_start - offset - range;
+        let mut start = step * lo.div_euclid(step);
+        if start <= lo {
+            start += step;
+        }
+        let mut sub = Evaluator {
+            q: self.q,
+            start,
+            end,
+            interval: step,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            query_step: self.query_step,
+            start_timestamps: self.start_timestamps,
+            lookback: self.lookback,
+            max_samples: self.max_samples,
+            cur_samples: self.cur_samples,
+            total_samples: 0,
+            peak_samples: self.peak_samples,
+            deadline: self.deadline,
+            annos: Annotations::default(),
+            default_subquery_step: self.default_subquery_step,
+        };
+        let v = if start > end {
+            Val::Vector(vec![])
+        } else {
+            sub.eval(&sq.expr)?
+        };
+        self.cur_samples = sub.cur_samples;
+        self.peak_samples = self.peak_samples.max(sub.peak_samples);
+        self.total_samples += sub.total_samples;
+        self.annos.merge(std::mem::take(&mut sub.annos));
+        match v {
+            Val::Vector(s) => Ok(s),
+            Val::Scalar(vals) => {
+                let pts: Vec<(i64, f64)> = sub.steps().zip(vals).collect();
+                Ok(vec![StepSeries {
+                    metric: Arc::new(Labels::empty()),
+                    pts,
+                    drop_name: false,
+                }])
+            }
+            _ => Err(QueryError::bad_data(
+                "subquery is only allowed on instant vector",
+            )),
+        }
+    }
+
+    /// Evaluates any expression.
+    pub fn eval(&mut self, e: &Expr) -> QResult<Val> {
+        self.check_deadline()?;
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.num_steps()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(mut ss) => {
+                    for s in &mut ss {
+                        s.drop_name = true;
+                        for p in &mut s.pts {
+                            p.1 = -p.1;
+                        }
+                    }
+                    Ok(Val::Vector(ss))
+                }
+                _ => Err(QueryError::bad_data(
+                    "unary expression only allowed on scalars and vectors",
+                )),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, false)?.0)),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                if !self.is_instant() {
+                    return Err(QueryError::bad_data(
+                        "cannot do range evaluation of matrix selector",
+                    ));
+                }
+                let arg = self.range_arg(e)?;
+                let ts = self.start;
+                let rt = arg.at.unwrap_or(ts) - arg.offset;
+                let mut out = Vec::new();
+                for s in arg.series {
+                    let lo = s.samples.partition_point(|x| x.0 <= rt - arg.range);
+                    let hi = s.samples.partition_point(|x| x.0 <= rt);
+                    if lo < hi {
+                        let pts = s.samples[lo..hi].to_vec();
+                        self.add_samples(pts.len())?;
+                        out.push(StepSeries {
+                            metric: s.metric,
+                            pts,
+                            drop_name: s.drop_name,
+                        });
+                    }
+                }
+                Ok(Val::Range(out))
+            }
+            Expr::Call(c) => self.eval_call(c),
+            Expr::Aggregate(a) => self.eval_aggregate(a),
+            Expr::Binary(b) => self.eval_binary(b),
+            Expr::Extension(_) => Err(QueryError::bad_data(
+                "extension expressions are not supported",
+            )),
+        }
+    }
+
+    /// Evaluates an expression that must yield a scalar per step.
+    pub fn eval_scalar(&mut self, e: &Expr) -> QResult<Vec<f64>> {
+        match self.eval(e)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(QueryError::bad_data(format!(
+                "expected scalar expression, got {e}"
+            ))),
+        }
+    }
+
+    /// Evaluates an expression that must yield an instant vector.
+    pub fn eval_vector(&mut self, e: &Expr) -> QResult<Vec<StepSeries>> {
+        match self.eval(e)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(QueryError::bad_data(format!(
+                "expected instant vector expression, got {e}"
+            ))),
+        }
+    }
+
+    /// Evaluates a string argument.
+    pub fn eval_string(&mut self, e: &Expr) -> QResult<String> {
+        match unparen(e) {
+            Expr::StringLiteral(s) => Ok(s.val.clone()),
+            other => Err(QueryError::bad_data(format!(
+                "expected string literal, got {other}"
+            ))),
+        }
+    }
+
+    /// Converts per-step scalars into a "vector" of one label-less series.
+    pub fn scalar_to_series(&self, v: &[f64]) -> StepSeries {
+        StepSeries {
+            metric: Arc::new(Labels::empty()),
+            pts: self.steps().zip(v.iter().copied()).collect(),
+            drop_name: false,
+        }
+    }
+}
+
+/// Per-step views of a list of step series: a cursor per series.
+pub(crate) struct StepCursor {
+    pos: Vec<usize>,
+}
+
+impl StepCursor {
+    pub fn new(n: usize) -> Self {
+        StepCursor { pos: vec![0; n] }
+    }
+
+    /// Fills `out` with `(series index, value)` of the series that have a point at `ts`.
+    pub fn gather(&mut self, series: &[StepSeries], ts: i64, out: &mut Vec<(usize, f64)>) {
+        out.clear();
+        for (i, s) in series.iter().enumerate() {
+            let p = &mut self.pos[i];
+            while *p < s.pts.len() && s.pts[*p].0 < ts {
+                *p += 1;
+            }
+            if *p < s.pts.len() && s.pts[*p].0 == ts {
+                out.push((i, s.pts[*p].1));
+            }
+        }
+    }
+}
+
+/// Collects per-step output samples into series, as Prometheus's `rangeEval` does: an output
+/// label set seen twice at one step is an error.
+pub(crate) struct OutCollector {
+    map: HashMap<Arc<Labels>, usize>,
+    pub series: Vec<StepSeries>,
+    last_ts: Vec<i64>,
+}
+
+impl OutCollector {
+    pub fn new() -> Self {
+        OutCollector {
+            map: HashMap::new(),
+            series: Vec::new(),
+            last_ts: Vec::new(),
+        }
+    }
+
+    /// Adds one sample at `ts`; in instant mode duplicates are allowed here (checked later).
+    pub fn push(
+        &mut self,
+        metric: &Arc<Labels>,
+        ts: i64,
+        v: f64,
+        drop_name: bool,
+        instant: bool,
+    ) -> QResult<()> {
+        if instant {
+            self.series.push(StepSeries {
+                metric: metric.clone(),
+                pts: vec![(ts, v)],
+                drop_name,
+            });
+            return Ok(());
+        }
+        match self.map.get(metric) {
+            Some(&i) => {
+                if self.last_ts[i] == ts {
+                    return Err(QueryError::execution(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
+                }
+                self.last_ts[i] = ts;
+                self.series[i].pts.push((ts, v));
+            }
+            None => {
+                self.map.insert(metric.clone(), self.series.len());
+                self.last_ts.push(ts);
+                self.series.push(StepSeries {
+                    metric: metric.clone(),
+                    pts: vec![(ts, v)],
+                    drop_name,
+                });
+            }
+        }
+        Ok(())
+    }
+}
