@@ -45,6 +45,49 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// Starts a real Prometheus (`/usr/bin/prometheus`) with config text `config` and its data in
+/// `dir`, waiting until it is ready.
+pub fn start_prometheus(dir: &Path, config: &str) -> Server {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = dir.join("prometheus.log");
+    let logf = std::fs::File::create(&log).expect("create log file");
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(logf)
+        .spawn()
+        .expect("start prometheus");
+    let srv = Server { child, addr, log };
+    wait_ready(&srv);
+    srv
+}
+
+fn wait_ready(srv: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = request(&srv.addr, "GET", "/-/ready", None, &[]) {
+            if r.status == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not become ready: {}",
+            std::fs::read_to_string(&srv.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Starts `ignis` with `data_dir` and extra flags, waiting until `/-/ready` answers 200.
 pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
     let port = free_port();
@@ -61,20 +104,8 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         .spawn()
         .expect("start ignis");
     let srv = Server { child, addr, log };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = request(&srv.addr, "GET", "/-/ready", None, &[]) {
-            if r.status == 200 {
-                return srv;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ignis did not become ready: {}",
-            std::fs::read_to_string(&srv.log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(&srv);
+    srv
 }
 
 /// An HTTP response.
