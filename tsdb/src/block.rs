@@ -106,6 +106,9 @@ pub struct BlockStats {
     /// Number of tombstone intervals.
     #[serde(rename = "numTombstones", default, skip_serializing_if = "is_zero")]
     pub num_tombstones: u64,
+    /// Counts this crate does not compute (e.g. newer Prometheus's `numFloatSamples`), kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A parent block of a compacted block.
@@ -146,6 +149,9 @@ pub struct BlockMetaCompaction {
     /// Compaction hints (e.g. `from-out-of-order`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// Keys this crate does not interpret, kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The content of `meta.json`.
@@ -837,7 +843,8 @@ mod tests {
 	"stats": {
 		"numSamples": 5,
 		"numSeries": 1,
-		"numChunks": 1
+		"numChunks": 1,
+		"numFloatSamples": 5
 	},
 	"compaction": {
 		"level": 1,

@@ -211,3 +211,20 @@ fn blocks_spanning_several_chunk_segments_read_back() {
         assert_eq!(lines.len(), 50 * 600);
     }
 }
+
+#[test]
+fn empty_block_opens_and_selects_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = write_block(tmp.path(), Vec::new(), 0, 1000, 1, &[]).unwrap();
+    let b = Block::open(tmp.path().join(u.to_string())).unwrap();
+    assert_eq!(b.meta().stats.num_series, 0);
+    assert_eq!(b.chunks().num_segments(), 0);
+    let q = b.querier(0, 1000).unwrap();
+    let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
+    assert_eq!(q.select(true, None, &m).count(), 0);
+    assert!(q.label_names(&[], 0).unwrap().is_empty());
+    if let Some(pt) = promtool() {
+        std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
+        assert!(dump(pt, tmp.path()).is_empty());
+    }
+}

@@ -169,7 +169,7 @@ fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
     if without {
         Labels::from_sorted(
             m.iter()
-                .filter(|l| l.name != "__name__" && !grouping.iter().any(|g| *g == l.name))
+                .filter(|l| l.name != "__name__" && !grouping.contains(&l.name))
                 .cloned()
                 .collect(),
         )

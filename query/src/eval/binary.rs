@@ -132,7 +132,7 @@ fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
     } else {
         Labels::from_sorted(
             l.iter()
-                .filter(|x| x.name != "__name__" && !names.iter().any(|n| *n == x.name))
+                .filter(|x| x.name != "__name__" && !names.contains(&x.name))
                 .cloned()
                 .collect(),
         )
@@ -143,9 +143,9 @@ fn signature(l: &Labels, on: bool, names: &[String]) -> Vec<u8> {
     let mut b = Vec::new();
     for x in l.iter() {
         let keep = if on {
-            names.iter().any(|n| *n == x.name)
+            names.contains(&x.name)
         } else {
-            x.name != "__name__" && !names.iter().any(|n| *n == x.name)
+            x.name != "__name__" && !names.contains(&x.name)
         };
         if keep {
             b.extend_from_slice(x.name.as_bytes());
@@ -164,9 +164,9 @@ fn result_metric(lhs: &Labels, rhs: &Labels, op: Op, m: &Matching) -> Labels {
     }
     if m.card == Card::OneToOne {
         if m.on {
-            v.retain(|l| m.names.iter().any(|n| *n == l.name));
+            v.retain(|l| m.names.contains(&l.name));
         } else {
-            v.retain(|l| !m.names.iter().any(|n| *n == l.name));
+            v.retain(|l| !m.names.contains(&l.name));
         }
     }
     let mut out = Labels::from_sorted(v);

@@ -173,7 +173,7 @@ impl<'a> Evaluator<'a> {
 
     pub fn check_deadline(&self) -> QResult<()> {
         if let Some(d) = self.deadline {
-            if Instant::now() > d {
+            if Instant::now() >= d {
                 return Err(QueryError::timeout());
             }
         }

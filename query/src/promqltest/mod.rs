@@ -281,21 +281,9 @@ fn ms_to_system_time(t: i64) -> SystemTime {
 /// with `@` alone (upstream's `atModifierTestCases`).
 fn set_at(e: &mut Expr, t: SystemTime) {
     match e {
-        Expr::VectorSelector(vs) => {
-            if vs.at.is_none() {
-                vs.at = Some(AtModifier::At(t));
-            }
-        }
-        Expr::MatrixSelector(ms) => {
-            if ms.vs.at.is_none() {
-                ms.vs.at = Some(AtModifier::At(t));
-            }
-        }
-        Expr::Subquery(s) => {
-            if s.at.is_none() {
-                s.at = Some(AtModifier::At(t));
-            }
-        }
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(AtModifier::At(t)),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(AtModifier::At(t)),
+        Expr::Subquery(s) if s.at.is_none() => s.at = Some(AtModifier::At(t)),
         Expr::Paren(p) => set_at(&mut p.expr, t),
         Expr::Unary(u) => set_at(&mut u.expr, t),
         Expr::Binary(b) => {

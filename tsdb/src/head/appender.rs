@@ -108,7 +108,12 @@ impl Appender {
         let store = self.head.chunk_store();
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
         let mut err = None;
+        // A block may have been cut since `append` checked the bound: drop what it covers.
+        let min_valid = self.head.min_valid_time();
         for p in &self.samples {
+            if p.t < min_valid {
+                continue;
+            }
             match p
                 .series
                 .data

@@ -129,6 +129,9 @@ pub struct AnalyzeArgs {
     /// How many items to show in each list.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Run extended analysis (chunk fullness).
+    #[arg(long)]
+    pub extended: bool,
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -145,8 +148,42 @@ pub fn run(cli: Cli) -> i32 {
     match res {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{e:#}");
+            eprintln!("{}", error_chain(&e));
             1
         }
+    }
+}
+
+/// `outer: inner: …` for an error and its causes, skipping a cause whose text the previous
+/// message already ends with (errors that print their source themselves).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.ends_with(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_skips_repeated_causes() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(tsdb::Error::io("/x", io)).context("open data directory /x");
+        assert_eq!(
+            error_chain(&e),
+            "open data directory /x: /x: entity not found"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&e), "outer: inner");
     }
 }
