@@ -3,12 +3,16 @@
 //! `ignis` alone (or `ignis server`) starts the server; `ignis tsdb …` holds the block tools
 //! that mirror `promtool tsdb` (see [`cli`]).
 
+mod api;
 mod cli;
+mod federate;
 // Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
 #[allow(dead_code)]
 mod gofmt;
 // The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
 // API are not called by the binary yet.
+mod remote;
+mod server;
 #[allow(dead_code)]
 mod textparse;
 

@@ -30,17 +30,21 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Prometheus-compatible time-series database"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do; the server when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Server flags, when no subcommand is given (`ignis --web.listen-address=…`).
+    #[command(flatten)]
+    pub server: crate::server::ServerArgs,
 }
 
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Server,
+    Server(Box<crate::server::ServerArgs>),
     /// Tools for TSDB data directories and blocks (as `promtool tsdb`).
     #[command(subcommand)]
     Tsdb(TsdbCommand),
@@ -132,11 +136,8 @@ pub struct AnalyzeArgs {
 
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
-    let res = match cli.command.unwrap_or(Command::Server) {
-        Command::Server => {
-            eprintln!("server not implemented yet");
-            return 1;
-        }
+    let res = match cli.command.unwrap_or(Command::Server(Box::new(cli.server))) {
+        Command::Server(args) => return crate::server::main_entry(*args),
         Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Openmetrics(a))) => {
             backfill::run(&a)
         }
