@@ -116,6 +116,15 @@ fn opens_prometheus_wal_datadir_with_exact_samples() {
             }
         }
         assert_eq!(got, 57_130, "read_only={read_only}");
+        let st = db.replay_stats();
+        if read_only {
+            // everything from the WAL
+            assert_eq!(st.samples, 57_130);
+        } else {
+            // samples already in chunks_head/000001 are taken from there, the rest from the WAL
+            assert!(st.skipped_samples > 0 && st.samples < 57_130, "{st:?}");
+            assert_eq!(st.samples + st.skipped_samples, 57_130);
+        }
         assert_eq!(db.head_stats().num_series, 360);
         db.close().unwrap();
     }
