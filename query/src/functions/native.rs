@@ -119,6 +119,10 @@ pub fn bucket_bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
             custom[i as usize]
         };
     }
+    if !(-4..=8).contains(&schema) {
+        // Not a valid exponential schema: the plain formula, without table precision.
+        return (idx as f64 / (schema as f64).exp2()).exp2();
+    }
     if schema < 0 {
         let exp = (idx as i64) << (-schema);
         if exp == 1024 {
