@@ -1,1 +1,867 @@
-//! Persistent blocks: `meta.json`, opening a block directory, block queriers (to be written).
+//! Persistent blocks: a directory holding `meta.json`, `index`, `chunks/000001…` and
+//! `tombstones`, as Prometheus writes them; [`Block::open`] maps one and queries it.
+//!
+//! `meta.json` (version 1, indented with tabs as Prometheus writes it):
+//!
+//! ```text
+//! {
+//!     "ulid": "01M8BBP7NGC1DJPDEQ4B9A263N",
+//!     "minTime": 1704067200000,            // ms, inclusive
+//!     "maxTime": 1704074385001,            // ms, exclusive
+//!     "stats": {"numSamples": …, "numSeries": …, "numChunks": …, "numTombstones": …},
+//!     "compaction": {"level": 1, "sources": [ulid…], "parents": [{"ulid", "minTime",
+//!                    "maxTime"}…], "failed": bool, "deletable": bool, "hints": [..]},
+//!     "version": 1,
+//!     "thanos": {…}                        // optional; any unknown key is kept as is
+//! }
+//! ```
+//!
+//! Zero-valued stats and empty/false compaction fields are omitted, as Go's `omitempty` does.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::chunkenc::{Encoding, ValueType, XorAppender, XorIterator};
+use crate::chunks::ChunkReader;
+use crate::index::{ChunkRefMeta, IndexReader};
+use crate::labels::{Label, Labels, Matcher};
+use crate::querier::{
+    ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable, SampleIter,
+    SelectHints, Series, SeriesSet,
+};
+use crate::tombstones::{read_tombstones, Intervals, Tombstones};
+use crate::{Error, Result};
+
+/// File name of a block's metadata.
+pub const META_FILENAME: &str = "meta.json";
+/// File name of a block's index.
+pub const INDEX_FILENAME: &str = "index";
+/// Directory name of a block's chunk segments.
+pub const CHUNKS_DIRNAME: &str = "chunks";
+/// The `meta.json` format version.
+pub const META_VERSION: u32 = 1;
+
+mod ulid_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use ulid::Ulid;
+
+    pub fn serialize<S: Serializer>(u: &Ulid, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&u.to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ulid, D::Error> {
+        let s = String::deserialize(d)?;
+        Ulid::from_string(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid ULID {s:?}: {e}")))
+    }
+}
+
+mod ulid_vec_serde {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use ulid::Ulid;
+
+    pub fn serialize<S: Serializer>(v: &[Ulid], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for u in v {
+            seq.serialize_element(&u.to_string())?;
+        }
+        seq.end()
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ulid>, D::Error> {
+        let v = Option::<Vec<String>>::deserialize(d)?.unwrap_or_default();
+        v.iter()
+            .map(|s| {
+                Ulid::from_string(s)
+                    .map_err(|e| serde::de::Error::custom(format!("invalid ULID {s:?}: {e}")))
+            })
+            .collect()
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// Counts of a block's content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockStats {
+    /// Number of samples.
+    #[serde(rename = "numSamples", default, skip_serializing_if = "is_zero")]
+    pub num_samples: u64,
+    /// Number of series.
+    #[serde(rename = "numSeries", default, skip_serializing_if = "is_zero")]
+    pub num_series: u64,
+    /// Number of chunks.
+    #[serde(rename = "numChunks", default, skip_serializing_if = "is_zero")]
+    pub num_chunks: u64,
+    /// Number of tombstone intervals.
+    #[serde(rename = "numTombstones", default, skip_serializing_if = "is_zero")]
+    pub num_tombstones: u64,
+}
+
+/// A parent block of a compacted block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDesc {
+    /// The parent's ULID.
+    #[serde(with = "ulid_serde")]
+    pub ulid: Ulid,
+    /// Its minimum time.
+    #[serde(rename = "minTime")]
+    pub min_time: i64,
+    /// Its maximum time.
+    #[serde(rename = "maxTime")]
+    pub max_time: i64,
+}
+
+/// Compaction history of a block.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMetaCompaction {
+    /// Compaction level: 1 for a block cut from the head.
+    pub level: u32,
+    /// ULIDs of all level-1 blocks this block was built from.
+    #[serde(
+        with = "ulid_vec_serde",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub sources: Vec<Ulid>,
+    /// Whether the block may be deleted (its data lives elsewhere).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deletable: bool,
+    /// The blocks compacted into this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<BlockDesc>,
+    /// Whether compacting this block failed before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub failed: bool,
+    /// Compaction hints (e.g. `from-out-of-order`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+}
+
+/// The content of `meta.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    /// The block's ULID (also its directory name).
+    #[serde(with = "ulid_serde")]
+    pub ulid: Ulid,
+    /// Minimum timestamp (inclusive, ms).
+    #[serde(rename = "minTime")]
+    pub min_time: i64,
+    /// Maximum timestamp (exclusive, ms).
+    #[serde(rename = "maxTime")]
+    pub max_time: i64,
+    /// Content counts.
+    #[serde(default)]
+    pub stats: BlockStats,
+    /// Compaction history.
+    #[serde(default)]
+    pub compaction: BlockMetaCompaction,
+    /// Format version, 1.
+    pub version: u32,
+    /// Keys this crate does not interpret (Thanos's `thanos` section), kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl BlockMeta {
+    /// A level-1 meta for a new block over `[min_time, max_time)`.
+    pub fn new(ulid: Ulid, min_time: i64, max_time: i64) -> Self {
+        BlockMeta {
+            ulid,
+            min_time,
+            max_time,
+            stats: BlockStats::default(),
+            compaction: BlockMetaCompaction {
+                level: 1,
+                sources: vec![ulid],
+                ..Default::default()
+            },
+            version: META_VERSION,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The `thanos` section, if present.
+    pub fn thanos(&self) -> Option<&serde_json::Value> {
+        self.extra.get("thanos")
+    }
+
+    /// Serializes as Prometheus does: tab-indented JSON.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(512);
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+        self.serialize(&mut ser)
+            .map_err(|e| Error::Other(format!("encoding meta.json: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// The block directories directly under `dir`: directories named by a ULID that hold a
+/// `meta.json`, sorted by name. Directories being written (`<ulid>.tmp-for-creation`) and
+/// other files are skipped.
+pub fn block_dirs(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let mut out = Vec::new();
+    for ent in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let ent = ent.map_err(|e| Error::io(dir, e))?;
+        let p = ent.path();
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if Ulid::from_string(name).is_ok() && p.is_dir() && p.join(META_FILENAME).exists() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads and checks `<dir>/meta.json`.
+pub fn read_meta(dir: impl AsRef<Path>) -> Result<BlockMeta> {
+    let path = dir.as_ref().join(META_FILENAME);
+    let b = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let meta: BlockMeta = serde_json::from_slice(&b).map_err(|e| {
+        Error::corruption(
+            &path,
+            e.column() as u64,
+            format!("invalid meta.json (line {}): {e}", e.line()),
+        )
+    })?;
+    if meta.version != META_VERSION {
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!("unexpected meta.json version {}", meta.version),
+        ));
+    }
+    Ok(meta)
+}
+
+/// Writes `<dir>/meta.json` atomically (temporary file, fsync, rename). Returns its size.
+pub fn write_meta(dir: impl AsRef<Path>, meta: &BlockMeta) -> Result<u64> {
+    let dir = dir.as_ref();
+    let path = dir.join(META_FILENAME);
+    let tmp = dir.join(format!("{META_FILENAME}.tmp"));
+    let b = meta.to_json()?;
+    {
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&b).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    crate::chunks::sync_dir(dir)?;
+    Ok(b.len() as u64)
+}
+
+struct BlockInner {
+    dir: PathBuf,
+    meta: BlockMeta,
+    index: IndexReader,
+    chunks: ChunkReader,
+    tombstones: Tombstones,
+    tombstones_size: u64,
+}
+
+/// An opened persistent block. Cheap to clone (shared inside), `Send + Sync`.
+#[derive(Clone)]
+pub struct Block {
+    inner: Arc<BlockInner>,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("dir", &self.inner.dir)
+            .field("ulid", &self.inner.meta.ulid)
+            .finish()
+    }
+}
+
+impl Block {
+    /// Opens the block in `dir`: reads `meta.json` and the tombstones, maps the index and
+    /// the chunk segments, and checks their headers, TOC and tables.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Block> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta = read_meta(&dir)?;
+        let index = IndexReader::open(dir.join(INDEX_FILENAME))?;
+        let chunks = ChunkReader::open(dir.join(CHUNKS_DIRNAME))?;
+        let (tombstones, tombstones_size) = read_tombstones(&dir)?;
+        Ok(Block {
+            inner: Arc::new(BlockInner {
+                dir,
+                meta,
+                index,
+                chunks,
+                tombstones,
+                tombstones_size,
+            }),
+        })
+    }
+
+    /// The block's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The block's metadata.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.inner.meta
+    }
+
+    /// The block's ULID.
+    pub fn ulid(&self) -> Ulid {
+        self.inner.meta.ulid
+    }
+
+    /// Minimum time (inclusive).
+    pub fn min_time(&self) -> i64 {
+        self.inner.meta.min_time
+    }
+
+    /// Maximum time (exclusive).
+    pub fn max_time(&self) -> i64 {
+        self.inner.meta.max_time
+    }
+
+    /// The index reader.
+    pub fn index(&self) -> &IndexReader {
+        &self.inner.index
+    }
+
+    /// The chunk reader.
+    pub fn chunks(&self) -> &ChunkReader {
+        &self.inner.chunks
+    }
+
+    /// Deleted intervals by series reference.
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.inner.tombstones
+    }
+
+    /// Bytes on disk of index, chunks and tombstones.
+    pub fn size(&self) -> u64 {
+        self.inner.index.size() + self.inner.chunks.size() + self.inner.tombstones_size
+    }
+
+    /// Whether the block holds data in `[mint, maxt]` (inclusive).
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.min_time() <= maxt && mint < self.max_time()
+    }
+
+    /// A querier over `[mint, maxt]` that also answers at chunk level.
+    pub fn block_querier(&self, mint: i64, maxt: i64) -> BlockQuerier {
+        BlockQuerier {
+            block: self.clone(),
+            mint,
+            maxt,
+        }
+    }
+
+    /// A chunk querier over `[mint, maxt]`.
+    pub fn chunk_querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn ChunkQuerier>> {
+        Ok(Box::new(self.block_querier(mint, maxt)))
+    }
+
+    /// Deletes the samples in `[mint, maxt]` of the series matching `matchers`: adds the
+    /// interval to their tombstones, rewrites `tombstones` and `meta.json` (`numTombstones`),
+    /// and returns the block opened again (this value keeps the old view).
+    pub fn delete(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Result<Block> {
+        let index = &self.inner.index;
+        let refs = index.postings_for_matchers(matchers)?;
+        let mut t = self.inner.tombstones.clone();
+        let (mut lb, mut cb) = (Vec::new(), Vec::new());
+        for r in refs {
+            index.series(r, &mut lb, &mut cb)?;
+            if cb.iter().any(|c| c.max_time >= mint && c.min_time <= maxt) {
+                t.entry(r)
+                    .or_default()
+                    .add(crate::tombstones::Interval::new(mint, maxt));
+            }
+        }
+        let dir = &self.inner.dir;
+        crate::tombstones::write_tombstones(dir, &t)?;
+        let mut meta = self.inner.meta.clone();
+        meta.stats.num_tombstones = t.values().map(|i| i.len() as u64).sum();
+        write_meta(dir, &meta)?;
+        Block::open(dir)
+    }
+
+    /// Decodes every sample of the chunk `c`, for checks and tools.
+    pub fn chunk_samples(&self, c: &ChunkRefMeta) -> Result<Vec<(i64, f64)>> {
+        let (enc, data) = self.inner.chunks.chunk(c.chunk_ref)?;
+        if enc != Encoding::Xor {
+            return Err(Error::Other(format!(
+                "chunk encoding {enc:?} is not supported"
+            )));
+        }
+        let mut it = XorIterator::new(data);
+        let mut out = Vec::with_capacity(crate::chunkenc::xor::num_samples(data));
+        while it.next() == ValueType::Float {
+            out.push(it.at());
+        }
+        if let Some(e) = it.err() {
+            return Err(self.chunk_err(c, e));
+        }
+        Ok(out)
+    }
+
+    fn chunk_err(&self, c: &ChunkRefMeta, e: Error) -> Error {
+        Error::corruption(
+            self.inner.dir.join(CHUNKS_DIRNAME),
+            c.chunk_ref,
+            format!("decoding chunk {:#x}: {e}", c.chunk_ref),
+        )
+    }
+}
+
+impl Queryable for Block {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
+        Ok(Box::new(self.block_querier(mint, maxt)))
+    }
+}
+
+impl ChunkQuerier for Block {
+    /// Chunks over the block's whole time range.
+    fn select_chunks(
+        &self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet {
+        self.block_querier(self.min_time(), self.max_time() - 1)
+            .select_chunks(sorted, hints, matchers)
+    }
+}
+
+/// Querier over one block and a time range `[mint, maxt]` (inclusive). Applies the block's
+/// tombstones; series come out sorted by labels (the index's order).
+#[derive(Clone, Debug)]
+pub struct BlockQuerier {
+    block: Block,
+    mint: i64,
+    maxt: i64,
+}
+
+/// A series selected from a block: the chunks overlapping the range, minus deleted ones.
+struct Selected {
+    labels: Labels,
+    chunks: Vec<ChunkRefMeta>,
+    deleted: Option<Intervals>,
+}
+
+/// Iterates the selected series of a block lazily.
+struct SelectIter {
+    block: Block,
+    refs: std::vec::IntoIter<u64>,
+    mint: i64,
+    maxt: i64,
+    lbuf: Vec<Label>,
+    cbuf: Vec<ChunkRefMeta>,
+}
+
+impl SelectIter {
+    fn next_selected(&mut self) -> Option<Result<Selected>> {
+        for r in self.refs.by_ref() {
+            if let Err(e) = self
+                .block
+                .inner
+                .index
+                .series(r, &mut self.lbuf, &mut self.cbuf)
+            {
+                return Some(Err(e));
+            }
+            let deleted = self
+                .block
+                .inner
+                .tombstones
+                .get(&r)
+                .filter(|d| !d.is_empty());
+            let (mint, maxt) = (self.mint, self.maxt);
+            let chunks: Vec<ChunkRefMeta> = self
+                .cbuf
+                .iter()
+                .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+                .filter(|c| !deleted.is_some_and(|d| d.covers(c.min_time, c.max_time)))
+                .copied()
+                .collect();
+            if chunks.is_empty() {
+                continue;
+            }
+            return Some(Ok(Selected {
+                labels: Labels::from_sorted(std::mem::take(&mut self.lbuf)),
+                chunks,
+                deleted: deleted.cloned(),
+            }));
+        }
+        None
+    }
+}
+
+impl BlockQuerier {
+    fn select_iter(&self, matchers: &[Matcher]) -> Result<SelectIter> {
+        let refs = self.block.inner.index.postings_for_matchers(matchers)?;
+        Ok(SelectIter {
+            block: self.block.clone(),
+            refs: refs.into_iter(),
+            mint: self.mint,
+            maxt: self.maxt,
+            lbuf: Vec::new(),
+            cbuf: Vec::new(),
+        })
+    }
+
+    fn matching_labels(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        let refs = self.block.inner.index.postings_for_matchers(matchers)?;
+        let mut out = Vec::with_capacity(refs.len());
+        let mut lb = Vec::new();
+        let mut cb = Vec::new();
+        for r in refs {
+            self.block.inner.index.series(r, &mut lb, &mut cb)?;
+            out.push(Labels::from_sorted(std::mem::take(&mut lb)));
+        }
+        Ok(out)
+    }
+}
+
+impl Querier for BlockQuerier {
+    fn select(
+        &self,
+        _sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> SeriesSet {
+        let mut it = match self.select_iter(matchers) {
+            Ok(it) => it,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(std::iter::from_fn(move || {
+            let sel = match it.next_selected()? {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(Ok(Arc::new(BlockSeries {
+                labels: sel.labels,
+                chunks: sel.chunks,
+                deleted: sel.deleted,
+                block: it.block.clone(),
+                mint: it.mint,
+                maxt: it.maxt,
+            }) as Arc<dyn Series>))
+        }))
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        let mut vals: Vec<String> = if matchers.is_empty() {
+            self.block
+                .inner
+                .index
+                .label_values(name)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        } else {
+            let mut v: Vec<String> = self
+                .matching_labels(matchers)?
+                .iter()
+                .filter_map(|l| l.get(name).map(str::to_string))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if limit > 0 {
+            vals.truncate(limit);
+        }
+        Ok(vals)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        let mut names: Vec<String> = if matchers.is_empty() {
+            self.block
+                .inner
+                .index
+                .label_names()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        } else {
+            let mut v: Vec<String> = self
+                .matching_labels(matchers)?
+                .iter()
+                .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if limit > 0 {
+            names.truncate(limit);
+        }
+        Ok(names)
+    }
+}
+
+impl ChunkQuerier for BlockQuerier {
+    fn select_chunks(
+        &self,
+        _sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet {
+        let mut it = match self.select_iter(matchers) {
+            Ok(it) => it,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(std::iter::from_fn(move || loop {
+            let sel = match it.next_selected()? {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            match chunks_of(&it.block, &sel, it.mint, it.maxt) {
+                Ok(chunks) if chunks.is_empty() => continue,
+                Ok(chunks) => {
+                    return Some(Ok(ChunkSeries {
+                        labels: sel.labels,
+                        chunks,
+                    }))
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }))
+    }
+}
+
+/// The chunks of a selected series: stored bytes when a chunk lies inside the range and has
+/// no deleted samples, re-encoded otherwise.
+fn chunks_of(block: &Block, sel: &Selected, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
+    let mut out = Vec::with_capacity(sel.chunks.len());
+    for c in &sel.chunks {
+        let (enc, data) = block.inner.chunks.chunk(c.chunk_ref)?;
+        let deleted = sel
+            .deleted
+            .as_ref()
+            .filter(|d| d.overlaps(c.min_time, c.max_time));
+        if c.min_time >= mint && c.max_time <= maxt && deleted.is_none() {
+            out.push(ChunkMeta {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: enc,
+                data: Arc::from(data),
+            });
+            continue;
+        }
+        if enc != Encoding::Xor {
+            return Err(Error::Other(format!(
+                "trimming chunk encoding {enc:?} is not supported"
+            )));
+        }
+        let mut app = XorAppender::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let mut it = XorIterator::new(data);
+        while it.next() == ValueType::Float {
+            let (t, v) = it.at();
+            if t < mint || t > maxt || deleted.is_some_and(|d| d.contains(t)) {
+                continue;
+            }
+            app.append(t, v);
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+        if let Some(e) = it.err() {
+            return Err(block.chunk_err(c, e));
+        }
+        if app.num_samples() > 0 {
+            out.push(ChunkMeta {
+                min_time: lo,
+                max_time: hi,
+                encoding: Encoding::Xor,
+                data: Arc::from(app.bytes()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A series of a block; its iterator decodes chunks straight from the memory map.
+struct BlockSeries {
+    labels: Labels,
+    chunks: Vec<ChunkRefMeta>,
+    deleted: Option<Intervals>,
+    block: Block,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Series for BlockSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn iter(&self) -> Box<dyn SampleIter + '_> {
+        Box::new(BlockSampleIter {
+            series: self,
+            ci: 0,
+            it: None,
+            cur: (i64::MIN, 0.0),
+            started: false,
+            done: false,
+            err: None,
+        })
+    }
+}
+
+struct BlockSampleIter<'a> {
+    series: &'a BlockSeries,
+    /// Index of the chunk `it` reads, or of the next chunk to load when `it` is `None`.
+    ci: usize,
+    it: Option<XorIterator<'a>>,
+    cur: (i64, f64),
+    started: bool,
+    done: bool,
+    err: Option<Error>,
+}
+
+impl BlockSampleIter<'_> {
+    fn fail(&mut self, e: Error) -> ValueType {
+        self.err = Some(e);
+        self.done = true;
+        self.it = None;
+        ValueType::None
+    }
+}
+
+impl SampleIter for BlockSampleIter<'_> {
+    fn next(&mut self) -> ValueType {
+        if self.done {
+            return ValueType::None;
+        }
+        self.started = true;
+        let s = self.series;
+        loop {
+            if self.it.is_none() {
+                let Some(c) = s.chunks.get(self.ci) else {
+                    self.done = true;
+                    return ValueType::None;
+                };
+                match s.block.inner.chunks.chunk(c.chunk_ref) {
+                    Ok((Encoding::Xor, data)) => self.it = Some(XorIterator::new(data)),
+                    Ok((enc, _)) => {
+                        return self.fail(Error::Other(format!(
+                            "chunk encoding {enc:?} is not supported"
+                        )))
+                    }
+                    Err(e) => return self.fail(e),
+                }
+            }
+            let Some(it) = self.it.as_mut() else { continue };
+            if it.next() != ValueType::Float {
+                if let Some(e) = it.err() {
+                    let c = s.chunks[self.ci];
+                    return self.fail(s.block.chunk_err(&c, e));
+                }
+                self.it = None;
+                self.ci += 1;
+                continue;
+            }
+            let (t, v) = it.at();
+            if t < s.mint {
+                continue;
+            }
+            if t > s.maxt {
+                self.done = true;
+                self.it = None;
+                return ValueType::None;
+            }
+            if s.deleted.as_ref().is_some_and(|d| d.contains(t)) {
+                continue;
+            }
+            self.cur = (t, v);
+            return ValueType::Float;
+        }
+    }
+
+    fn seek(&mut self, t: i64) -> ValueType {
+        if self.done {
+            return ValueType::None;
+        }
+        if self.started && self.it.is_some() && self.cur.0 >= t {
+            return ValueType::Float;
+        }
+        let chunks = &self.series.chunks;
+        if self.it.is_some() && chunks[self.ci].max_time < t {
+            self.it = None;
+            self.ci += 1;
+        }
+        if self.it.is_none() {
+            while self.ci < chunks.len() && chunks[self.ci].max_time < t {
+                self.ci += 1;
+            }
+        }
+        loop {
+            match self.next() {
+                ValueType::None => return ValueType::None,
+                vt if self.cur.0 >= t => return vt,
+                _ => {}
+            }
+        }
+    }
+
+    fn at(&self) -> (i64, f64) {
+        self.cur
+    }
+
+    fn err(&self) -> Option<Error> {
+        self.err.as_ref().map(|e| Error::Other(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_json_round_trip_keeps_thanos_section() {
+        let src = r#"{
+	"ulid": "01M8BBP7NGC1DJPDEQ4B9A263N",
+	"minTime": 1,
+	"maxTime": 10,
+	"stats": {
+		"numSamples": 5,
+		"numSeries": 1,
+		"numChunks": 1
+	},
+	"compaction": {
+		"level": 1,
+		"sources": [
+			"01M8BBP7NGC1DJPDEQ4B9A263N"
+		]
+	},
+	"version": 1,
+	"thanos": {
+		"labels": {
+			"replica": "a"
+		},
+		"downsample": {
+			"resolution": 0
+		},
+		"source": "sidecar"
+	}
+}"#;
+        let m: BlockMeta = serde_json::from_str(src).unwrap();
+        assert_eq!(m.stats.num_samples, 5);
+        assert_eq!(m.thanos().unwrap()["labels"]["replica"], "a");
+        let out = String::from_utf8(m.to_json().unwrap()).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(src).unwrap();
+        assert_eq!(back, orig);
+    }
+}

@@ -29,7 +29,9 @@ impl Encbuf {
     }
     /// A new buffer with room for `n` bytes.
     pub fn with_capacity(n: usize) -> Self {
-        Encbuf { b: Vec::with_capacity(n) }
+        Encbuf {
+            b: Vec::with_capacity(n),
+        }
     }
     /// Empties the buffer, keeping its allocation.
     pub fn reset(&mut self) {
@@ -151,7 +153,9 @@ pub struct Decbuf<'a> {
 type DecResult<T> = Result<T, crate::Error>;
 
 fn short(what: &str, pos: usize) -> crate::Error {
-    crate::Error::Encoding(format!("unexpected end of data reading {what} at byte {pos}"))
+    crate::Error::Encoding(format!(
+        "unexpected end of data reading {what} at byte {pos}"
+    ))
 }
 
 impl<'a> Decbuf<'a> {
@@ -220,7 +224,9 @@ impl<'a> Decbuf<'a> {
     /// Reads a Go uvarint that must fit in u32.
     pub fn uvarint32(&mut self) -> DecResult<u32> {
         let v = self.uvarint()?;
-        u32::try_from(v).map_err(|_| crate::Error::Encoding(format!("uvarint {v} overflows u32 at byte {}", self.pos)))
+        u32::try_from(v).map_err(|_| {
+            crate::Error::Encoding(format!("uvarint {v} overflows u32 at byte {}", self.pos))
+        })
     }
     /// Reads a Go zig-zag varint.
     pub fn varint(&mut self) -> DecResult<i64> {
@@ -237,7 +243,8 @@ impl<'a> Decbuf<'a> {
     pub fn uvarint_str(&mut self) -> DecResult<&'a str> {
         let pos = self.pos;
         let b = self.uvarint_bytes()?;
-        std::str::from_utf8(b).map_err(|_| crate::Error::Encoding(format!("invalid UTF-8 string at byte {pos}")))
+        std::str::from_utf8(b)
+            .map_err(|_| crate::Error::Encoding(format!("invalid UTF-8 string at byte {pos}")))
     }
 }
 

@@ -29,6 +29,10 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// A damaged or torn write-ahead log segment; `crate::wal::repair` cuts the log back to the
+    /// last good record before it.
+    #[error(transparent)]
+    WalCorruption(#[from] crate::wal::CorruptionError),
     /// A buffer being decoded is shorter or otherwise not what its format says (no file known yet).
     #[error("invalid encoding: {0}")]
     Encoding(String),
@@ -61,11 +65,18 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A corruption error for `file` at `offset`.
     pub fn corruption(file: impl Into<PathBuf>, offset: u64, msg: impl Into<String>) -> Self {
-        Error::Corruption { file: file.into(), offset, msg: msg.into() }
+        Error::Corruption {
+            file: file.into(),
+            offset,
+            msg: msg.into(),
+        }
     }
 }

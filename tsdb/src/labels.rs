@@ -28,7 +28,10 @@ pub struct Label {
 impl Label {
     /// A label from a name and value.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -60,13 +63,21 @@ impl Labels {
 
     /// Builds a label set from `(name, value)` string pairs.
     pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Self {
-        Labels::new(pairs.iter().map(|(n, v)| Label::new(n.as_ref(), v.as_ref())).collect())
+        Labels::new(
+            pairs
+                .iter()
+                .map(|(n, v)| Label::new(n.as_ref(), v.as_ref()))
+                .collect(),
+        )
     }
 
     /// Wraps labels already sorted by name with unique names and non-empty values.
     /// Debug builds check the invariant.
     pub fn from_sorted(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name), "labels not sorted");
+        debug_assert!(
+            labels.windows(2).all(|w| w[0].name < w[1].name),
+            "labels not sorted"
+        );
         Labels(labels)
     }
 
@@ -129,7 +140,11 @@ impl Labels {
     /// be sorted.
     pub fn hash_for(&self, names: &[impl AsRef<str>]) -> u64 {
         let mut h = xxhash_rust::xxh64::Xxh64::new(0);
-        for l in self.0.iter().filter(|l| names.iter().any(|n| n.as_ref() == l.name)) {
+        for l in self
+            .0
+            .iter()
+            .filter(|l| names.iter().any(|n| n.as_ref() == l.name))
+        {
             h.update(l.name.as_bytes());
             h.update(&[0xff]);
             h.update(l.value.as_bytes());
@@ -216,7 +231,10 @@ impl Labels {
             }
         }
         if let Some(l) = self.0.iter().find(|l| l.name.is_empty()) {
-            return Err(crate::Error::InvalidLabels(format!("empty label name for value {:?}", l.value)));
+            return Err(crate::Error::InvalidLabels(format!(
+                "empty label name for value {:?}",
+                l.value
+            )));
         }
         Ok(())
     }
@@ -327,18 +345,32 @@ impl PartialEq for Matcher {
 
 impl Matcher {
     /// Builds a matcher, compiling the regex for `=~` and `!~`.
-    pub fn new(kind: MatchType, name: impl Into<String>, value: impl Into<String>) -> crate::Result<Self> {
+    pub fn new(
+        kind: MatchType,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> crate::Result<Self> {
         let value = value.into();
         let re = match kind {
             MatchType::Regexp | MatchType::NotRegexp => Some(FastRegex::new(&value)?),
             _ => None,
         };
-        Ok(Matcher { kind, name: name.into(), value, re })
+        Ok(Matcher {
+            kind,
+            name: name.into(),
+            value,
+            re,
+        })
     }
 
     /// `name = value`; never fails.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { kind: MatchType::Equal, name: name.into(), value: value.into(), re: None }
+        Matcher {
+            kind: MatchType::Equal,
+            name: name.into(),
+            value: value.into(),
+            re: None,
+        }
     }
 
     /// Whether the (possibly empty, meaning absent) label value `v` matches.
@@ -364,7 +396,13 @@ impl Matcher {
     /// For `=~`, the literal values the regex is a plain alternation of (`a|b|c`), if it is.
     pub fn set_matches(&self) -> Option<&[String]> {
         match (&self.kind, &self.re) {
-            (MatchType::Regexp, Some(FastRegex { kind: FastKind::Set(s), .. })) => Some(s),
+            (
+                MatchType::Regexp,
+                Some(FastRegex {
+                    kind: FastKind::Set(s),
+                    ..
+                }),
+            ) => Some(s),
             _ => None,
         }
     }
@@ -372,7 +410,10 @@ impl Matcher {
     /// For `=~`/`!~`, a literal prefix every match starts with.
     pub fn prefix(&self) -> Option<&str> {
         match &self.re {
-            Some(FastRegex { kind: FastKind::Prefix(p), .. }) => Some(p),
+            Some(FastRegex {
+                kind: FastKind::Prefix(p),
+                ..
+            }) => Some(p),
             _ => None,
         }
     }
@@ -404,13 +445,16 @@ enum FastKind {
     Regex(regex::Regex),
 }
 
-const META: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$'];
+const META: &[char] = &[
+    '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+];
 
 impl FastRegex {
     fn new(src: &str) -> crate::Result<Self> {
         let anchored = format!("^(?s:{src})$");
-        let re = regex::Regex::new(&anchored)
-            .map_err(|e| crate::Error::InvalidArgument(format!("invalid regular expression {src:?}: {e}")))?;
+        let re = regex::Regex::new(&anchored).map_err(|e| {
+            crate::Error::InvalidArgument(format!("invalid regular expression {src:?}: {e}"))
+        })?;
         let kind = if src == ".*" {
             FastKind::Any
         } else if src == ".+" {
@@ -419,9 +463,7 @@ impl FastRegex {
             FastKind::Set(vec![src.to_string()])
         } else if let Some(p) = src.strip_suffix(".*").filter(|p| !p.contains(META)) {
             FastKind::Prefix(p.to_string())
-        } else if src.contains('|')
-            && src.split('|').all(|alt| !alt.contains(META))
-        {
+        } else if src.contains('|') && src.split('|').all(|alt| !alt.contains(META)) {
             FastKind::Set(src.split('|').map(str::to_string).collect())
         } else {
             FastKind::Regex(re)
@@ -481,7 +523,10 @@ mod tests {
         assert!(!m(MatchType::Regexp, "ab.*").matches("a"));
         assert!(m(MatchType::Regexp, "(a|b)c").matches("bc"));
         assert!(Matcher::new(MatchType::Regexp, "foo", "(").is_err());
-        assert_eq!(m(MatchType::Regexp, "a|b").set_matches().unwrap(), &["a", "b"]);
+        assert_eq!(
+            m(MatchType::Regexp, "a|b").set_matches().unwrap(),
+            &["a", "b"]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod error;
 pub mod head;
 pub mod index;
 pub mod labels;
+pub mod merge;
 pub mod querier;
 pub mod tombstones;
 pub mod wal;

@@ -124,7 +124,12 @@ pub type ChunkSeriesSet = Box<dyn Iterator<Item = Result<ChunkSeries>> + Send>;
 /// Selection at chunk level, for remote read and compaction.
 pub trait ChunkQuerier: Send + Sync {
     /// Like [`Querier::select`], returning chunks instead of samples.
-    fn select_chunks(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> ChunkSeriesSet;
+    fn select_chunks(
+        &self,
+        sorted: bool,
+        hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet;
 }
 
 /// Whether a label set matches every matcher.
@@ -146,7 +151,10 @@ impl Series for VecSeries {
         &self.labels
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
-        Box::new(SliceIter { s: &self.samples, i: usize::MAX })
+        Box::new(SliceIter {
+            s: &self.samples,
+            i: usize::MAX,
+        })
     }
 }
 
@@ -218,10 +226,15 @@ impl MemQueryable {
                         _ => dedup.push(s),
                     }
                 }
-                Arc::new(VecSeries { labels, samples: dedup })
+                Arc::new(VecSeries {
+                    labels,
+                    samples: dedup,
+                })
             })
             .collect();
-        MemQueryable { series: Arc::new(series) }
+        MemQueryable {
+            series: Arc::new(series),
+        }
     }
 }
 
@@ -233,18 +246,32 @@ struct MemQuerier {
 
 impl Queryable for MemQueryable {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
-        Ok(Box::new(MemQuerier { series: self.series.clone(), mint, maxt }))
+        Ok(Box::new(MemQuerier {
+            series: self.series.clone(),
+            mint,
+            maxt,
+        }))
     }
 }
 
 impl MemQuerier {
-    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = &'a Arc<VecSeries>> + 'a {
-        self.series.iter().filter(move |s| matches_all(&s.labels, matchers))
+    fn matching<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+    ) -> impl Iterator<Item = &'a Arc<VecSeries>> + 'a {
+        self.series
+            .iter()
+            .filter(move |s| matches_all(&s.labels, matchers))
     }
 }
 
 impl Querier for MemQuerier {
-    fn select(&self, _sorted: bool, _hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+    fn select(
+        &self,
+        _sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> SeriesSet {
         // Series are kept sorted by labels, so the result is always sorted.
         let (mint, maxt) = (self.mint, self.maxt);
         let out: Vec<Result<Arc<dyn Series>>> = self
@@ -253,8 +280,10 @@ impl Querier for MemQuerier {
                 let lo = s.samples.partition_point(|x| x.0 < mint);
                 let hi = s.samples.partition_point(|x| x.0 <= maxt);
                 (lo < hi).then(|| {
-                    Ok(Arc::new(VecSeries { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() })
-                        as Arc<dyn Series>)
+                    Ok(Arc::new(VecSeries {
+                        labels: s.labels.clone(),
+                        samples: s.samples[lo..hi].to_vec(),
+                    }) as Arc<dyn Series>)
                 })
             })
             .collect();
@@ -262,8 +291,10 @@ impl Querier for MemQuerier {
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
-        let mut vals: Vec<String> =
-            self.matching(matchers).filter_map(|s| s.labels.get(name).map(str::to_string)).collect();
+        let mut vals: Vec<String> = self
+            .matching(matchers)
+            .filter_map(|s| s.labels.get(name).map(str::to_string))
+            .collect();
         vals.sort();
         vals.dedup();
         if limit > 0 {
@@ -273,8 +304,10 @@ impl Querier for MemQuerier {
     }
 
     fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
-        let mut names: Vec<String> =
-            self.matching(matchers).flat_map(|s| s.labels.iter().map(|l| l.name.clone())).collect();
+        let mut names: Vec<String> = self
+            .matching(matchers)
+            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+            .collect();
         names.sort();
         names.dedup();
         if limit > 0 {
@@ -292,9 +325,18 @@ mod tests {
     #[test]
     fn mem_queryable_selects_by_matchers_and_range() {
         let q = MemQueryable::new(vec![
-            VecSeries { labels: Labels::from_pairs(&[("__name__", "a"), ("x", "1")]), samples: vec![(1, 1.0), (5, 2.0)] },
-            VecSeries { labels: Labels::from_pairs(&[("__name__", "a"), ("x", "2")]), samples: vec![(10, 3.0)] },
-            VecSeries { labels: Labels::from_pairs(&[("__name__", "b")]), samples: vec![(1, 4.0)] },
+            VecSeries {
+                labels: Labels::from_pairs(&[("__name__", "a"), ("x", "1")]),
+                samples: vec![(1, 1.0), (5, 2.0)],
+            },
+            VecSeries {
+                labels: Labels::from_pairs(&[("__name__", "a"), ("x", "2")]),
+                samples: vec![(10, 3.0)],
+            },
+            VecSeries {
+                labels: Labels::from_pairs(&[("__name__", "b")]),
+                samples: vec![(1, 4.0)],
+            },
         ]);
         let qr = q.querier(0, 5).unwrap();
         let m = [Matcher::new(MatchType::Equal, "__name__", "a").unwrap()];

@@ -42,21 +42,38 @@ impl BitWriter {
     }
 
     /// Appends the low `nbits` bits of `v`, most significant first.
+    ///
+    /// Whole bytes are written as Prometheus's `bstream.writeByte` does: it always appends a
+    /// new byte after the one it fills, so a stream that ends byte-aligned right after a whole
+    /// byte carries one trailing zero byte. Chunk bytes are identical to Prometheus's only
+    /// with this quirk.
     #[inline]
     pub fn write_bits(&mut self, v: u64, mut nbits: u32) {
         debug_assert!(nbits <= 64);
-        let v = if nbits == 64 { v } else { v & ((1u64 << nbits) - 1) };
-        while nbits > 0 {
-            if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
-            }
-            let take = nbits.min(self.free as u32);
-            let chunk = (v >> (nbits - take)) & ((1u64 << take) - 1);
-            *self.bytes.last_mut().unwrap() |= (chunk as u8) << (self.free as u32 - take);
-            self.free -= take as u8;
-            nbits -= take;
+        while nbits >= 8 {
+            let byt = (v >> (nbits - 8)) as u8;
+            self.write_byte(byt);
+            nbits -= 8;
         }
+        while nbits > 0 {
+            self.write_bit((v >> (nbits - 1)) & 1 == 1);
+            nbits -= 1;
+        }
+    }
+
+    /// Appends one whole byte (Go's `writeByte`: fills the free bits of the last byte, then
+    /// always appends a new byte holding the rest, possibly none).
+    #[inline]
+    pub fn write_byte(&mut self, byt: u8) {
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
+        }
+        let free = self.free as u32;
+        if let Some(last) = self.bytes.last_mut() {
+            *last |= ((byt as u16) >> (8 - free)) as u8;
+        }
+        self.bytes.push(((byt as u16) << free) as u8);
     }
 }
 
@@ -74,13 +91,19 @@ pub struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     /// A reader at the first bit of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0, window: 0, valid: 0 }
+        BitReader {
+            bytes,
+            pos: 0,
+            window: 0,
+            valid: 0,
+        }
     }
 
     #[inline]
     fn refill(&mut self) {
         if self.pos + 8 <= self.bytes.len() && self.valid == 0 {
-            self.window = u64::from_be_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap());
+            self.window =
+                u64::from_be_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap());
             self.pos += 8;
             self.valid = 64;
             return;
@@ -126,7 +149,11 @@ impl<'a> BitReader<'a> {
         }
         // take what the window has, refill, take the rest
         let have = self.valid;
-        let hi = if have == 0 { 0 } else { self.window >> (64 - have) };
+        let hi = if have == 0 {
+            0
+        } else {
+            self.window >> (64 - have)
+        };
         self.window = 0;
         self.valid = 0;
         self.refill();
@@ -148,8 +175,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut w = BitWriter::default();
-        let items: Vec<(u64, u32)> =
-            (0..500u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 64 + 1) as u32)).collect();
+        let items: Vec<(u64, u32)> = (0..500u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), (i % 64 + 1) as u32))
+            .collect();
         for &(v, n) in &items {
             w.write_bits(v, n);
             w.write_bit(v & 1 == 1);

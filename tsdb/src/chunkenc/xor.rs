@@ -92,7 +92,9 @@ impl XorChunk {
             return Err(e);
         }
         if count != n {
-            return Err(crate::Error::Encoding(format!("chunk header says {n} samples, stream has {count}")));
+            return Err(crate::Error::Encoding(format!(
+                "chunk header says {n} samples, stream has {count}"
+            )));
         }
         let bits_used = it.bits_consumed();
         let used_bytes = bits_used.div_ceil(8);
@@ -177,12 +179,16 @@ impl XorAppender {
 
     /// Finishes the chunk.
     pub fn into_chunk(self) -> XorChunk {
-        XorChunk { bytes: self.w.bytes }
+        XorChunk {
+            bytes: self.w.bytes,
+        }
     }
 
     /// A copy of the chunk as it is now.
     pub fn chunk(&self) -> XorChunk {
-        XorChunk { bytes: self.w.bytes.clone() }
+        XorChunk {
+            bytes: self.w.bytes.clone(),
+        }
     }
 
     /// Appends a sample. The caller keeps timestamps increasing and the count under
@@ -249,8 +255,10 @@ impl XorAppender {
         }
         if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
             self.w.write_bit(false);
-            self.w
-                .write_bits(delta >> self.trailing, 64 - self.leading as u32 - self.trailing as u32);
+            self.w.write_bits(
+                delta >> self.trailing,
+                64 - self.leading as u32 - self.trailing as u32,
+            );
             return;
         }
         self.leading = leading;
@@ -317,7 +325,10 @@ impl<'a> XorIterator<'a> {
     }
 
     fn fail(&mut self, what: &str) -> ValueType {
-        self.err = Some(format!("XOR chunk truncated reading {what} of sample {}", self.num_read));
+        self.err = Some(format!(
+            "XOR chunk truncated reading {what} of sample {}",
+            self.num_read
+        ));
         self.num_read = self.num_total;
         ValueType::None
     }
@@ -346,13 +357,19 @@ impl<'a> XorIterator<'a> {
         }
         match self.num_read {
             0 => {
-                let Some(t) = self.read_byte_varint(true) else { return self.fail("first timestamp") };
-                let Some(v) = self.r.read_bits(64) else { return self.fail("first value") };
+                let Some(t) = self.read_byte_varint(true) else {
+                    return self.fail("first timestamp");
+                };
+                let Some(v) = self.r.read_bits(64) else {
+                    return self.fail("first value");
+                };
                 self.t = t;
                 self.v = f64::from_bits(v);
             }
             1 => {
-                let Some(d) = self.read_byte_varint(false) else { return self.fail("timestamp delta") };
+                let Some(d) = self.read_byte_varint(false) else {
+                    return self.fail("timestamp delta");
+                };
                 self.t_delta = d;
                 self.t = self.t.wrapping_add(d);
                 if !self.read_value() {
@@ -377,7 +394,9 @@ impl<'a> XorIterator<'a> {
                 };
                 let mut dod: i64 = 0;
                 if size > 0 {
-                    let Some(bits) = self.r.read_bits(size) else { return self.fail("timestamp") };
+                    let Some(bits) = self.r.read_bits(size) else {
+                        return self.fail("timestamp");
+                    };
                     dod = bits as i64;
                     if size != 64 && bits > (1u64 << (size - 1)) {
                         dod = bits as i64 - (1i64 << size);
@@ -405,8 +424,12 @@ impl<'a> XorIterator<'a> {
             None => return false,
             Some(false) => {}
             Some(true) => {
-                let Some(l) = self.r.read_bits(5) else { return false };
-                let Some(mut sig) = self.r.read_bits(6) else { return false };
+                let Some(l) = self.r.read_bits(5) else {
+                    return false;
+                };
+                let Some(mut sig) = self.r.read_bits(6) else {
+                    return false;
+                };
                 if sig == 0 {
                     sig = 64;
                 }
@@ -415,7 +438,9 @@ impl<'a> XorIterator<'a> {
             }
         }
         let sig = 64 - self.leading as u32 - self.trailing as u32;
-        let Some(bits) = self.r.read_bits(sig) else { return false };
+        let Some(bits) = self.r.read_bits(sig) else {
+            return false;
+        };
         let vbits = self.v.to_bits() ^ (bits << self.trailing);
         self.v = f64::from_bits(vbits);
         true
@@ -471,7 +496,11 @@ mod tests {
             s.push((t, if i % 17 == 0 { f64::NAN } else { v }));
         }
         roundtrip(&s);
-        roundtrip(&[(-5, f64::INFINITY), (i64::MAX / 4, f64::NEG_INFINITY), (i64::MAX / 2, 0.0)]);
+        roundtrip(&[
+            (-5, f64::INFINITY),
+            (i64::MAX / 4, f64::NEG_INFINITY),
+            (i64::MAX / 2, 0.0),
+        ]);
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! The head's appender: a batch of samples that becomes visible all at once.
+//!
+//! [`Appender::append`] finds or creates the series (by reference when the caller passes the
+//! one it got before, else by labels) and checks the sample against the series' committed
+//! samples with Prometheus's rules: older than the head accepts → [`Error::OutOfBounds`];
+//! older than the series' newest sample → [`Error::OutOfOrderSample`]; same timestamp with
+//! another value (compared by bits, so stale NaN markers are ordinary values) →
+//! [`Error::DuplicateSampleForTimestamp`]; same timestamp and value → accepted and ignored.
+//!
+//! [`Appender::commit`] writes the WAL records — series not yet logged first, then the samples
+//! — and only after the WAL accepted them appends the samples to their series. Samples of one
+//! batch that are out of order among themselves are dropped at commit, as Prometheus does.
+//! [`Appender::rollback`] (or dropping the appender) discards the batch; series it created stay.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::series::MemSeries;
+use super::{Head, SeriesRef};
+use crate::labels::Labels;
+use crate::{Error, Result};
+
+struct Pending {
+    series: Arc<MemSeries>,
+    t: i64,
+    v: f64,
+}
+
+/// A batch of samples for the head; see the module docs.
+pub struct Appender {
+    head: Head,
+    samples: Vec<Pending>,
+    min_valid: i64,
+    wal_series: Vec<(SeriesRef, Labels)>,
+    wal_samples: Vec<(SeriesRef, i64, f64)>,
+}
+
+impl Appender {
+    pub(crate) fn new(head: Head) -> Self {
+        let min_valid = head.appendable_min_valid_time();
+        Appender {
+            head,
+            samples: Vec::new(),
+            min_valid,
+            wal_series: Vec::new(),
+            wal_samples: Vec::new(),
+        }
+    }
+
+    /// Adds a sample for the series `series_ref` (when known and still in the head) or `labels`
+    /// (created if new). Returns the series reference to pass next time.
+    pub fn append(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef> {
+        if t < self.min_valid {
+            return Err(Error::OutOfBounds);
+        }
+        let s = match series_ref.and_then(|r| self.head.series(r)) {
+            Some(s) => s,
+            None => self.head.get_or_create(labels, None)?.0,
+        };
+        {
+            let d = s.data.lock();
+            if let Some(maxt) = d.max_time() {
+                if t < maxt {
+                    return Err(Error::OutOfOrderSample);
+                }
+                if t == maxt {
+                    let last = d.last_value().map(f64::to_bits);
+                    if last.is_some_and(|b| b != v.to_bits()) {
+                        return Err(Error::DuplicateSampleForTimestamp);
+                    }
+                }
+            }
+        }
+        s.pending.fetch_add(1, Ordering::AcqRel);
+        let r = s.sref;
+        self.samples.push(Pending { series: s, t, v });
+        Ok(r)
+    }
+
+    /// Number of samples in the batch.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Writes the batch to the WAL and makes it visible. On a WAL error nothing becomes visible
+    /// and the batch is discarded.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.samples.is_empty() {
+            return Ok(());
+        }
+        let res = self.log();
+        if let Err(e) = res {
+            self.release();
+            return Err(e);
+        }
+        let chunk_range = self.head.inner.opts.chunk_range;
+        let store = self.head.chunk_store();
+        let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+        let mut err = None;
+        for p in &self.samples {
+            match p
+                .series
+                .data
+                .lock()
+                .append(p.series.sref, p.t, p.v, chunk_range, store)
+            {
+                Ok(true) => {
+                    mint = mint.min(p.t);
+                    maxt = maxt.max(p.t);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    err.get_or_insert(e);
+                }
+            }
+        }
+        self.head.update_time_range(mint, maxt);
+        self.release();
+        self.min_valid = self.head.appendable_min_valid_time();
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn log(&mut self) -> Result<()> {
+        let Some(wal) = self.head.wal() else {
+            return Ok(());
+        };
+        self.wal_series.clear();
+        self.wal_samples.clear();
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.samples {
+            if !p.series.logged.load(Ordering::Acquire) && seen.insert(p.series.sref) {
+                self.wal_series
+                    .push((p.series.sref, self.head.labels_of(&p.series)));
+            }
+            self.wal_samples.push((p.series.sref, p.t, p.v));
+        }
+        wal.log(&self.wal_series, &self.wal_samples)?;
+        for p in &self.samples {
+            p.series.logged.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Discards the batch.
+    pub fn rollback(&mut self) -> Result<()> {
+        self.release();
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        for p in self.samples.drain(..) {
+            p.series.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

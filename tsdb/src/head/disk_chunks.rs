@@ -1,0 +1,80 @@
+//! [`DiskChunkStore`]: the head's full chunks in the mmapped `chunks_head/` files, through
+//! [`ChunkDiskMapper`](super::head_chunks::ChunkDiskMapper).
+//!
+//! On open, every chunk already in the files is handed to the head
+//! ([`DiskChunkStore::load_into`]) so replay only has to add what the WAL holds after them.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::chunk_store::ChunkStore;
+use super::head_chunks::{ChunkDiskMapper, HeadChunkRef, OOO_MASK};
+use super::Head;
+use crate::chunkenc::Encoding;
+use crate::Result;
+
+/// Full head chunks in `chunks_head/`.
+pub struct DiskChunkStore {
+    mapper: Mutex<ChunkDiskMapper>,
+}
+
+impl DiskChunkStore {
+    /// Wraps an open mapper.
+    pub fn new(mapper: ChunkDiskMapper) -> Self {
+        DiskChunkStore {
+            mapper: Mutex::new(mapper),
+        }
+    }
+
+    /// Attaches every in-order float chunk in the files to its series in `head` (attached when
+    /// the series appears during WAL replay). Returns the number of chunks.
+    pub fn load_into(&self, head: &Head) -> Result<u64> {
+        let mut n = 0u64;
+        let mut m = self.mapper.lock();
+        m.iterate_all(|series_ref, chunk_ref, mint, maxt, _num, enc| {
+            if enc & OOO_MASK == 0 && Encoding::from_u8(enc) == Some(Encoding::Xor) {
+                head.attach_mmapped_chunk(series_ref, chunk_ref.0, mint, maxt);
+                n += 1;
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Flushes buffered chunks and fsyncs.
+    pub fn close(&self) -> Result<()> {
+        self.mapper.lock().close()
+    }
+
+    /// Runs `f` on the mapper.
+    pub fn with_mapper<R>(&self, f: impl FnOnce(&mut ChunkDiskMapper) -> R) -> R {
+        f(&mut self.mapper.lock())
+    }
+}
+
+impl ChunkStore for DiskChunkStore {
+    fn write(
+        &self,
+        series_ref: u64,
+        mint: i64,
+        maxt: i64,
+        enc: Encoding,
+        data: &[u8],
+    ) -> Result<u64> {
+        Ok(self
+            .mapper
+            .lock()
+            .write_chunk(series_ref, mint, maxt, enc, data)?
+            .0)
+    }
+
+    fn read(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
+        let m = self.mapper.lock();
+        Ok(Arc::from(m.chunk(HeadChunkRef(chunk_ref))?))
+    }
+
+    fn truncate(&self, mint: i64) -> Result<()> {
+        self.mapper.lock().truncate(mint).map(|_| ())
+    }
+}

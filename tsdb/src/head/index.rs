@@ -1,0 +1,335 @@
+//! The head's in-memory label index: interned label strings ([`Symbols`]) and postings
+//! ([`MemPostings`]) — one `roaring` bitmap of series refs per label pair plus the list of all
+//! series — and Prometheus's `PostingsForMatchers` selection over them ([`postings_for_matchers`]).
+//!
+//! Series refs are `u64` in the API but the head hands them out densely from 1, so they are kept
+//! as `u32` in the bitmaps; a ref that does not fit is rejected when the series is created.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use roaring::RoaringBitmap;
+
+use crate::labels::{MatchType, Matcher};
+
+/// Interned strings: every label name and value is stored once and referred to by a `u32`.
+#[derive(Default)]
+pub struct Symbols {
+    inner: RwLock<SymInner>,
+}
+
+#[derive(Default)]
+struct SymInner {
+    map: HashMap<Arc<str>, u32>,
+    strs: Vec<Arc<str>>,
+}
+
+impl Symbols {
+    /// The id of `s`, interning it if new.
+    pub fn intern(&self, s: &str) -> u32 {
+        if let Some(&id) = self.inner.read().map.get(s) {
+            return id;
+        }
+        let mut w = self.inner.write();
+        if let Some(&id) = w.map.get(s) {
+            return id;
+        }
+        let id = w.strs.len() as u32;
+        let a: Arc<str> = Arc::from(s);
+        w.strs.push(a.clone());
+        w.map.insert(a, id);
+        id
+    }
+
+    /// The id of `s` if it is interned.
+    pub fn lookup(&self, s: &str) -> Option<u32> {
+        self.inner.read().map.get(s).copied()
+    }
+
+    /// The string of an id. Ids come only from [`Symbols::intern`], so they are always valid.
+    pub fn get(&self, id: u32) -> Arc<str> {
+        self.inner.read().strs[id as usize].clone()
+    }
+
+    /// A read guard resolving many ids under one lock.
+    pub fn reader(&self) -> SymReader<'_> {
+        SymReader(self.inner.read())
+    }
+
+    /// Number of interned strings.
+    pub fn len(&self) -> usize {
+        self.inner.read().strs.len()
+    }
+
+    /// Whether no string is interned.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Resolves symbol ids while holding the symbol table's read lock.
+pub struct SymReader<'a>(parking_lot::RwLockReadGuard<'a, SymInner>);
+
+impl SymReader<'_> {
+    /// The string of an id.
+    pub fn get(&self, id: u32) -> &str {
+        &self.0.strs[id as usize]
+    }
+}
+
+/// Postings of the head: label name → label value → bitmap of series refs, and all refs.
+#[derive(Default)]
+pub struct MemPostings {
+    by_name: HashMap<u32, HashMap<u32, RoaringBitmap>>,
+    all: RoaringBitmap,
+}
+
+impl MemPostings {
+    /// Adds series `id` with label pairs `lset` (name, value symbol ids, flattened).
+    pub fn add(&mut self, id: u32, lset: &[u32]) {
+        for p in lset.chunks_exact(2) {
+            self.by_name
+                .entry(p[0])
+                .or_default()
+                .entry(p[1])
+                .or_default()
+                .insert(id);
+        }
+        self.all.insert(id);
+    }
+
+    /// Removes series `id` with label pairs `lset`.
+    pub fn remove(&mut self, id: u32, lset: &[u32]) {
+        for p in lset.chunks_exact(2) {
+            if let Some(vals) = self.by_name.get_mut(&p[0]) {
+                if let Some(bm) = vals.get_mut(&p[1]) {
+                    bm.remove(id);
+                    if bm.is_empty() {
+                        vals.remove(&p[1]);
+                    }
+                }
+                if vals.is_empty() {
+                    self.by_name.remove(&p[0]);
+                }
+            }
+        }
+        self.all.remove(id);
+    }
+
+    /// All series refs.
+    pub fn all(&self) -> &RoaringBitmap {
+        &self.all
+    }
+
+    /// The values of label name `name` with their postings.
+    pub fn values(&self, name: u32) -> Option<&HashMap<u32, RoaringBitmap>> {
+        self.by_name.get(&name)
+    }
+
+    /// The label names present (symbol ids).
+    pub fn names(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_name.keys().copied()
+    }
+}
+
+/// Union of the postings of the values of `m.name` that `m` matches (or, with `invert`, that it
+/// does not match). Series without the label are never included.
+fn postings_for_matcher(
+    p: &MemPostings,
+    syms: &Symbols,
+    m: &Matcher,
+    invert: bool,
+) -> RoaringBitmap {
+    let Some(name) = syms.lookup(&m.name) else {
+        return RoaringBitmap::new();
+    };
+    let Some(vals) = p.values(name) else {
+        return RoaringBitmap::new();
+    };
+    // Fast path: equality without inversion is a single lookup.
+    if m.kind == MatchType::Equal && !invert {
+        return syms
+            .lookup(&m.value)
+            .and_then(|v| vals.get(&v))
+            .cloned()
+            .unwrap_or_default();
+    }
+    if let (Some(set), false) = (m.set_matches(), invert) {
+        let mut out = RoaringBitmap::new();
+        for s in set {
+            if let Some(bm) = syms.lookup(s).and_then(|v| vals.get(&v)) {
+                out |= bm;
+            }
+        }
+        return out;
+    }
+    let r = syms.reader();
+    let mut out = RoaringBitmap::new();
+    for (v, bm) in vals {
+        if m.matches(r.get(*v)) != invert {
+            out |= bm;
+        }
+    }
+    out
+}
+
+/// The inverse of a matcher (`=` ↔ `!=`, `=~` ↔ `!~`).
+fn inverse(m: &Matcher) -> Matcher {
+    let kind = match m.kind {
+        MatchType::Equal => MatchType::NotEqual,
+        MatchType::NotEqual => MatchType::Equal,
+        MatchType::Regexp => MatchType::NotRegexp,
+        MatchType::NotRegexp => MatchType::Regexp,
+    };
+    // The regex already compiled once, so compiling it again cannot fail; fall back to an
+    // equality matcher on the same value (never reached) to avoid a panic path.
+    Matcher::new(kind, m.name.clone(), m.value.clone())
+        .unwrap_or_else(|_| Matcher::equal(m.name.clone(), m.value.clone()))
+}
+
+/// Series refs matching all `matchers`, with Prometheus's `PostingsForMatchers` semantics: a
+/// matcher that matches the empty string also selects series without the label; if every
+/// matcher matches the empty string the selection starts from all series.
+pub fn postings_for_matchers(
+    p: &MemPostings,
+    syms: &Symbols,
+    matchers: &[Matcher],
+) -> RoaringBitmap {
+    let must_be_set = |name: &str| {
+        matchers
+            .iter()
+            .any(|m| m.name == name && !m.matches_empty())
+    };
+    let mut its: Vec<RoaringBitmap> = Vec::new();
+    let mut not_its: Vec<RoaringBitmap> = Vec::new();
+    for m in matchers {
+        // `=~".*"` matches every series.
+        if m.kind == MatchType::Regexp && m.value == ".*" {
+            continue;
+        }
+        if must_be_set(&m.name) {
+            let matches_empty = m.matches_empty();
+            let is_not = matches!(m.kind, MatchType::NotEqual | MatchType::NotRegexp);
+            if is_not && matches_empty {
+                // l!="foo": subtract the series with l="foo".
+                not_its.push(postings_for_matcher(p, syms, &inverse(m), false));
+            } else if is_not {
+                // l!="" (inner matcher matches empty): series whose l does not match the inverse.
+                let bm = postings_for_matcher(p, syms, &inverse(m), true);
+                if bm.is_empty() {
+                    return bm;
+                }
+                its.push(bm);
+            } else {
+                let bm = postings_for_matcher(p, syms, m, false);
+                if bm.is_empty() {
+                    return bm;
+                }
+                its.push(bm);
+            }
+        } else {
+            // l="" or l=~"|x": the matching set includes series without l, so subtract the
+            // series whose l is set to a value the matcher rejects.
+            not_its.push(postings_for_matcher(p, syms, m, true));
+        }
+    }
+    let mut out = if its.is_empty() {
+        p.all().clone()
+    } else {
+        its.sort_by_key(|b| b.len());
+        let mut it = its.into_iter();
+        let mut acc = it.next().unwrap_or_default();
+        for b in it {
+            acc &= b;
+            if acc.is_empty() {
+                return acc;
+            }
+        }
+        acc
+    };
+    for n in not_its {
+        out -= n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Labels;
+
+    fn build(series: &[&[(&str, &str)]]) -> (MemPostings, Symbols) {
+        let syms = Symbols::default();
+        let mut p = MemPostings::default();
+        for (i, s) in series.iter().enumerate() {
+            let ls = Labels::from_pairs(s);
+            let ids: Vec<u32> = ls
+                .iter()
+                .flat_map(|l| [syms.intern(&l.name), syms.intern(&l.value)])
+                .collect();
+            p.add(i as u32 + 1, &ids);
+        }
+        (p, syms)
+    }
+
+    fn sel(p: &MemPostings, s: &Symbols, ms: &[(&str, MatchType, &str)]) -> Vec<u32> {
+        let ms: Vec<Matcher> = ms
+            .iter()
+            .map(|(n, k, v)| Matcher::new(*k, *n, *v).unwrap())
+            .collect();
+        postings_for_matchers(p, s, &ms).iter().collect()
+    }
+
+    #[test]
+    fn matcher_semantics_follow_prometheus() {
+        use MatchType::*;
+        let (p, s) = build(&[
+            &[("n", "1")],
+            &[("n", "1"), ("i", "a")],
+            &[("n", "1"), ("i", "b")],
+            &[("n", "2")],
+            &[("n", "2.5")],
+        ]);
+        assert_eq!(sel(&p, &s, &[("n", Equal, "1")]), vec![1, 2, 3]);
+        assert_eq!(
+            sel(&p, &s, &[("n", Equal, "1"), ("i", Equal, "a")]),
+            vec![2]
+        );
+        assert_eq!(sel(&p, &s, &[("n", Equal, "1"), ("i", Equal, "")]), vec![1]);
+        assert_eq!(
+            sel(&p, &s, &[("n", Equal, "1"), ("i", NotEqual, "")]),
+            vec![2, 3]
+        );
+        assert_eq!(
+            sel(&p, &s, &[("n", Equal, "1"), ("i", NotEqual, "a")]),
+            vec![1, 3]
+        );
+        assert_eq!(
+            sel(&p, &s, &[("n", Equal, "1"), ("i", Regexp, "a|")]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            sel(&p, &s, &[("n", Equal, "1"), ("i", NotRegexp, "a|")]),
+            vec![3]
+        );
+        assert_eq!(sel(&p, &s, &[("n", Regexp, "2.*")]), vec![4, 5]);
+        assert_eq!(sel(&p, &s, &[("n", NotRegexp, "1|2")]), vec![5]);
+        assert_eq!(sel(&p, &s, &[("i", Regexp, ".+")]), vec![2, 3]);
+        assert_eq!(sel(&p, &s, &[("i", Regexp, ".*")]), vec![1, 2, 3, 4, 5]);
+        assert_eq!(sel(&p, &s, &[("i", Equal, "")]), vec![1, 4, 5]);
+        assert_eq!(sel(&p, &s, &[("n", Equal, "nope")]), Vec::<u32>::new());
+        assert_eq!(sel(&p, &s, &[("nope", NotEqual, "x")]), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn remove_drops_empty_entries() {
+        let (mut p, s) = build(&[&[("n", "1")], &[("n", "1")]]);
+        let ids = [s.lookup("n").unwrap(), s.lookup("1").unwrap()];
+        p.remove(1, &ids);
+        assert_eq!(sel(&p, &s, &[("n", MatchType::Equal, "1")]), vec![2]);
+        p.remove(2, &ids);
+        assert!(p.values(ids[0]).is_none());
+        assert!(p.all().is_empty());
+    }
+}

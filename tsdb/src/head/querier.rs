@@ -1,0 +1,378 @@
+//! Reading the head: [`HeadQuerier`] implements [`Querier`] and [`ChunkQuerier`].
+//!
+//! Selection intersects and subtracts postings bitmaps (see [`super::index::postings_for_matchers`]),
+//! then, lazily per series, snapshots the chunks overlapping `[mint, maxt]` under the series
+//! lock: references of full chunks (read from the chunk store) and a copy of the open chunk's
+//! bytes, so later appends do not disturb a running query. Series without samples in the range
+//! are skipped.
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use super::index::postings_for_matchers;
+use super::series::MemSeries;
+use super::Head;
+use crate::chunkenc::{Encoding, ValueType, XorIterator};
+use crate::labels::{Labels, Matcher};
+use crate::querier::{
+    ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable, SampleIter,
+    SelectHints, Series, SeriesSet,
+};
+use crate::Result;
+
+/// A querier over the head for `[mint, maxt]`.
+pub struct HeadQuerier {
+    head: Head,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Queryable for Head {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
+        Ok(Box::new(self.head_querier(mint, maxt)))
+    }
+}
+
+impl Head {
+    /// A querier over `[mint, maxt]`.
+    pub fn head_querier(&self, mint: i64, maxt: i64) -> HeadQuerier {
+        HeadQuerier {
+            head: self.clone(),
+            mint,
+            maxt,
+        }
+    }
+
+    /// A chunk querier over `[mint, maxt]`.
+    pub fn chunk_querier(&self, mint: i64, maxt: i64) -> Box<dyn ChunkQuerier> {
+        Box::new(self.head_querier(mint, maxt))
+    }
+}
+
+/// Chunks of one series overlapping a time range, snapshotted from the head.
+fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
+    let (refs, open) = {
+        let d = s.data.lock();
+        let refs: Vec<_> = d
+            .mmapped
+            .iter()
+            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+            .copied()
+            .collect();
+        let open = d
+            .head
+            .as_ref()
+            .filter(|h| h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt)
+            .map(|h| ChunkMeta {
+                min_time: h.min_time,
+                max_time: h.max_time,
+                encoding: Encoding::Xor,
+                data: Arc::from(h.app.bytes()),
+            });
+        (refs, open)
+    };
+    let mut out = Vec::with_capacity(refs.len() + 1);
+    for c in refs {
+        out.push(ChunkMeta {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: Encoding::Xor,
+            data: head.chunk_store().read(c.chunk_ref)?,
+        });
+    }
+    out.extend(open);
+    Ok(out)
+}
+
+/// Whether chunks that overlap `[mint, maxt]` hold a sample inside it (checked by decoding only
+/// when no chunk lies wholly inside).
+pub fn has_samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> bool {
+    if chunks
+        .iter()
+        .any(|c| c.min_time >= mint && c.max_time <= maxt)
+    {
+        return true;
+    }
+    ChunksIter::new(chunks, mint, maxt).next() != ValueType::None
+}
+
+impl HeadQuerier {
+    fn overlaps_head(&self) -> bool {
+        let (hmin, hmax) = (self.head.min_time(), self.head.max_time());
+        hmin <= hmax && self.mint <= hmax && self.maxt >= hmin
+    }
+
+    fn selected(&self, matchers: &[Matcher]) -> RoaringBitmap {
+        let p = self.head.postings().read();
+        postings_for_matchers(&p, self.head.symbols(), matchers)
+    }
+
+    /// Matching series with their labels, sorted by labels when asked.
+    fn matching(&self, sorted: bool, matchers: &[Matcher]) -> Vec<(Labels, Arc<MemSeries>)> {
+        if !self.overlaps_head() {
+            return Vec::new();
+        }
+        let bm = self.selected(matchers);
+        let mut v: Vec<(Labels, Arc<MemSeries>)> = bm
+            .iter()
+            .filter_map(|id| self.head.series(u64::from(id)))
+            .map(|s| (self.head.labels_of(&s), s))
+            .collect();
+        if sorted {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        v
+    }
+}
+
+impl Querier for HeadQuerier {
+    fn select(
+        &self,
+        sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> SeriesSet {
+        let list = self.matching(sorted, matchers);
+        let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
+        Box::new(list.into_iter().filter_map(move |(labels, s)| {
+            match snapshot_chunks(&head, &s, mint, maxt) {
+                Ok(chunks) if !has_samples_in(&chunks, mint, maxt) => None,
+                Ok(chunks) => Some(Ok(Arc::new(ChunkedSeries {
+                    labels,
+                    chunks,
+                    mint,
+                    maxt,
+                }) as Arc<dyn Series>)),
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        if !self.overlaps_head() {
+            return Ok(Vec::new());
+        }
+        let syms = self.head.symbols();
+        let Some(name_id) = syms.lookup(name) else {
+            return Ok(Vec::new());
+        };
+        let sel = (!matchers.is_empty()).then(|| self.selected(matchers));
+        let p = self.head.postings().read();
+        let Some(vals) = p.values(name_id) else {
+            return Ok(Vec::new());
+        };
+        let r = syms.reader();
+        let mut out: Vec<String> = vals
+            .iter()
+            .filter(|(_, bm)| sel.as_ref().is_none_or(|s| !bm.is_disjoint(s)))
+            .map(|(v, _)| r.get(*v).to_string())
+            .collect();
+        out.sort();
+        if limit > 0 {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        if !self.overlaps_head() {
+            return Ok(Vec::new());
+        }
+        let syms = self.head.symbols();
+        let ids: Vec<u32> = if matchers.is_empty() {
+            self.head.postings().read().names().collect()
+        } else {
+            let mut set = std::collections::HashSet::new();
+            for id in self.selected(matchers).iter() {
+                if let Some(s) = self.head.series(u64::from(id)) {
+                    set.extend(s.lset.chunks_exact(2).map(|p| p[0]));
+                }
+            }
+            set.into_iter().collect()
+        };
+        let r = syms.reader();
+        let mut out: Vec<String> = ids.into_iter().map(|i| r.get(i).to_string()).collect();
+        out.sort();
+        if limit > 0 {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+}
+
+impl ChunkQuerier for HeadQuerier {
+    fn select_chunks(
+        &self,
+        sorted: bool,
+        _hints: Option<&SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet {
+        let list = self.matching(sorted, matchers);
+        let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
+        Box::new(list.into_iter().filter_map(move |(labels, s)| {
+            match snapshot_chunks(&head, &s, mint, maxt) {
+                Ok(chunks) if chunks.is_empty() => None,
+                Ok(chunks) => Some(Ok(ChunkSeries { labels, chunks })),
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    }
+}
+
+/// A series made of XOR chunks, limited to `[mint, maxt]`.
+pub struct ChunkedSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its chunks in time order (non-overlapping).
+    pub chunks: Vec<ChunkMeta>,
+    /// First timestamp returned.
+    pub mint: i64,
+    /// Last timestamp returned.
+    pub maxt: i64,
+}
+
+impl Series for ChunkedSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn iter(&self) -> Box<dyn SampleIter + '_> {
+        Box::new(ChunksIter::new(&self.chunks, self.mint, self.maxt))
+    }
+}
+
+/// Iterates the samples of time-ordered, non-overlapping XOR chunks within `[mint, maxt]`.
+pub struct ChunksIter<'a> {
+    chunks: &'a [ChunkMeta],
+    idx: usize,
+    cur: Option<XorIterator<'a>>,
+    mint: i64,
+    maxt: i64,
+    done: bool,
+    err: Option<crate::Error>,
+}
+
+impl<'a> ChunksIter<'a> {
+    /// An iterator over `chunks` limited to `[mint, maxt]`.
+    pub fn new(chunks: &'a [ChunkMeta], mint: i64, maxt: i64) -> Self {
+        ChunksIter {
+            chunks,
+            idx: 0,
+            cur: None,
+            mint,
+            maxt,
+            done: false,
+            err: None,
+        }
+    }
+
+    fn open_next(&mut self, from_t: i64) -> bool {
+        while self.idx < self.chunks.len() {
+            let c = &self.chunks[self.idx];
+            self.idx += 1;
+            if c.max_time < from_t {
+                continue;
+            }
+            if c.min_time > self.maxt {
+                break;
+            }
+            if c.encoding != Encoding::Xor {
+                self.err = Some(crate::Error::Other(format!(
+                    "unsupported chunk encoding {:?}",
+                    c.encoding
+                )));
+                return false;
+            }
+            self.cur = Some(XorIterator::new(&c.data));
+            return true;
+        }
+        false
+    }
+
+    fn finish(&mut self) -> ValueType {
+        self.done = true;
+        self.cur = None;
+        ValueType::None
+    }
+
+    fn check(&mut self, t: i64) -> ValueType {
+        if t > self.maxt {
+            self.finish()
+        } else {
+            ValueType::Float
+        }
+    }
+}
+
+impl SampleIter for ChunksIter<'_> {
+    fn next(&mut self) -> ValueType {
+        if self.done {
+            return ValueType::None;
+        }
+        loop {
+            if let Some(it) = self.cur.as_mut() {
+                match it.next() {
+                    ValueType::None => {
+                        if let Some(e) = it.err() {
+                            self.err = Some(e);
+                            return self.finish();
+                        }
+                        self.cur = None;
+                    }
+                    _ => {
+                        let t = it.at_t();
+                        if t < self.mint {
+                            continue;
+                        }
+                        return self.check(t);
+                    }
+                }
+            }
+            if !self.open_next(self.mint) {
+                return self.finish();
+            }
+        }
+    }
+
+    fn seek(&mut self, t: i64) -> ValueType {
+        if self.done {
+            return ValueType::None;
+        }
+        let t = t.max(self.mint);
+        loop {
+            if let Some(it) = self.cur.as_mut() {
+                // Current chunk may already be past t or contain it.
+                match it.seek(t) {
+                    ValueType::None => {
+                        if let Some(e) = it.err() {
+                            self.err = Some(e);
+                            return self.finish();
+                        }
+                        self.cur = None;
+                    }
+                    _ => {
+                        let at = it.at_t();
+                        return self.check(at);
+                    }
+                }
+            }
+            if !self.open_next(t) {
+                return self.finish();
+            }
+        }
+    }
+
+    fn at(&self) -> (i64, f64) {
+        self.cur.as_ref().map_or((0, 0.0), |c| c.at())
+    }
+
+    fn at_t(&self) -> i64 {
+        self.cur.as_ref().map_or(0, |c| c.at_t())
+    }
+
+    fn err(&self) -> Option<crate::Error> {
+        self.err
+            .as_ref()
+            .map(|e| crate::Error::Other(e.to_string()))
+    }
+}

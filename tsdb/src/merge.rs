@@ -1,0 +1,332 @@
+//! Merging what several queriers return: the head and the blocks of a database, or any other
+//! set of [`Querier`]s over overlapping data.
+//!
+//! * [`merge_series_sets`]: k-way merge of series sets sorted by labels; series with equal
+//!   labels become one [`MergedSeries`].
+//! * [`MergedSeries`] iterates the samples of its parts merged by time; a timestamp present in
+//!   several parts is returned once, from the first part that has it (parts are given oldest
+//!   source first, so a block wins over the head for the same timestamp).
+//! * [`MergeQuerier`] applies both to a list of queriers, and unions their label names/values.
+
+use std::iter::Peekable;
+use std::sync::Arc;
+
+use crate::chunkenc::ValueType;
+use crate::labels::{Labels, Matcher};
+use crate::querier::{Querier, SampleIter, SelectHints, Series, SeriesSet};
+use crate::Result;
+
+/// One series made of several series with the same labels.
+pub struct MergedSeries {
+    labels: Labels,
+    parts: Vec<Arc<dyn Series>>,
+}
+
+impl MergedSeries {
+    /// A series merging `parts`, which all have labels `labels`.
+    pub fn new(labels: Labels, parts: Vec<Arc<dyn Series>>) -> Self {
+        MergedSeries { labels, parts }
+    }
+}
+
+impl Series for MergedSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn iter(&self) -> Box<dyn SampleIter + '_> {
+        Box::new(MergeIter::new(
+            self.parts.iter().map(|p| p.iter()).collect(),
+        ))
+    }
+}
+
+/// Merges sample iterators by time, dropping repeated timestamps (the first iterator wins).
+pub struct MergeIter<'a> {
+    its: Vec<Box<dyn SampleIter + 'a>>,
+    /// Current timestamp of each iterator; `None` when exhausted.
+    cur: Vec<Option<i64>>,
+    started: bool,
+    idx: usize,
+    last_t: Option<i64>,
+}
+
+impl<'a> MergeIter<'a> {
+    /// A merge of `its`, all positioned before their first sample.
+    pub fn new(its: Vec<Box<dyn SampleIter + 'a>>) -> Self {
+        let n = its.len();
+        MergeIter {
+            its,
+            cur: vec![None; n],
+            started: false,
+            idx: 0,
+            last_t: None,
+        }
+    }
+
+    fn set(&mut self, i: usize, vt: ValueType) {
+        self.cur[i] = match vt {
+            ValueType::None => None,
+            _ => Some(self.its[i].at_t()),
+        };
+    }
+
+    fn pick(&mut self) -> ValueType {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, c) in self.cur.iter().enumerate() {
+            if let Some(t) = *c {
+                if best.is_none_or(|(_, bt)| t < bt) {
+                    best = Some((i, t));
+                }
+            }
+        }
+        match best {
+            Some((i, t)) => {
+                self.idx = i;
+                self.last_t = Some(t);
+                ValueType::Float
+            }
+            None => {
+                self.last_t = None;
+                ValueType::None
+            }
+        }
+    }
+}
+
+impl SampleIter for MergeIter<'_> {
+    fn next(&mut self) -> ValueType {
+        if !self.started {
+            self.started = true;
+            for i in 0..self.its.len() {
+                let vt = self.its[i].next();
+                self.set(i, vt);
+            }
+        } else {
+            let Some(last) = self.last_t else {
+                return ValueType::None;
+            };
+            for i in 0..self.its.len() {
+                if self.cur[i] == Some(last) {
+                    let vt = self.its[i].next();
+                    self.set(i, vt);
+                }
+            }
+        }
+        self.pick()
+    }
+
+    fn seek(&mut self, t: i64) -> ValueType {
+        if !self.started {
+            self.started = true;
+            for i in 0..self.its.len() {
+                let vt = self.its[i].seek(t);
+                self.set(i, vt);
+            }
+            return self.pick();
+        }
+        match self.last_t {
+            None => return ValueType::None,
+            Some(last) if last >= t => return ValueType::Float,
+            _ => {}
+        }
+        for i in 0..self.its.len() {
+            if self.cur[i].is_some_and(|c| c < t) {
+                let vt = self.its[i].seek(t);
+                self.set(i, vt);
+            }
+        }
+        self.pick()
+    }
+
+    fn at(&self) -> (i64, f64) {
+        self.its[self.idx].at()
+    }
+
+    fn at_t(&self) -> i64 {
+        self.its[self.idx].at_t()
+    }
+
+    fn err(&self) -> Option<crate::Error> {
+        self.its.iter().find_map(|i| i.err())
+    }
+}
+
+type Item = Result<Arc<dyn Series>>;
+
+struct MergeSet {
+    sets: Vec<Peekable<SeriesSet>>,
+    failed: bool,
+}
+
+impl Iterator for MergeSet {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        if self.failed {
+            return None;
+        }
+        // An error from any input ends the merge with that error.
+        for s in self.sets.iter_mut() {
+            if matches!(s.peek(), Some(Err(_))) {
+                self.failed = true;
+                return s.next();
+            }
+        }
+        let mut min: Option<Labels> = None;
+        for s in self.sets.iter_mut() {
+            if let Some(Ok(x)) = s.peek() {
+                if min.as_ref().is_none_or(|m| x.labels() < m) {
+                    min = Some(x.labels().clone());
+                }
+            }
+        }
+        let min = min?;
+        let mut parts: Vec<Arc<dyn Series>> = Vec::new();
+        for s in self.sets.iter_mut() {
+            if matches!(s.peek(), Some(Ok(x)) if *x.labels() == min) {
+                if let Some(Ok(x)) = s.next() {
+                    parts.push(x);
+                }
+            }
+        }
+        if parts.len() == 1 {
+            return parts.pop().map(Ok);
+        }
+        Some(Ok(Arc::new(MergedSeries::new(min, parts))))
+    }
+}
+
+/// Merges series sets that are each sorted by labels into one sorted set.
+pub fn merge_series_sets(sets: Vec<SeriesSet>) -> SeriesSet {
+    match sets.len() {
+        0 => Box::new(std::iter::empty()),
+        1 => sets
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Box::new(std::iter::empty())),
+        _ => Box::new(MergeSet {
+            sets: sets.into_iter().map(Iterator::peekable).collect(),
+            failed: false,
+        }),
+    }
+}
+
+/// A querier over several queriers (oldest data first); see the module docs.
+pub struct MergeQuerier {
+    queriers: Vec<Box<dyn Querier>>,
+}
+
+impl MergeQuerier {
+    /// A querier merging `queriers`, given oldest source first.
+    pub fn new(queriers: Vec<Box<dyn Querier>>) -> Self {
+        MergeQuerier { queriers }
+    }
+}
+
+fn union_sorted(lists: Vec<Vec<String>>, limit: usize) -> Vec<String> {
+    let mut all: Vec<String> = lists.into_iter().flatten().collect();
+    all.sort();
+    all.dedup();
+    if limit > 0 {
+        all.truncate(limit);
+    }
+    all
+}
+
+impl Querier for MergeQuerier {
+    fn select(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
+        if self.queriers.len() == 1 {
+            return self.queriers[0].select(sorted, hints, matchers);
+        }
+        // Merging needs sorted inputs; the result is then sorted too.
+        merge_series_sets(
+            self.queriers
+                .iter()
+                .map(|q| q.select(true, hints, matchers))
+                .collect(),
+        )
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        let lists = self
+            .queriers
+            .iter()
+            .map(|q| q.label_values(name, matchers, 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(union_sorted(lists, limit))
+    }
+
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        let lists = self
+            .queriers
+            .iter()
+            .map(|q| q.label_names(matchers, 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(union_sorted(lists, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::MatchType;
+    use crate::querier::{MemQueryable, Queryable, VecSeries};
+
+    fn vs(name: &str, samples: &[(i64, f64)]) -> VecSeries {
+        VecSeries {
+            labels: Labels::from_pairs(&[("__name__", name)]),
+            samples: samples.to_vec(),
+        }
+    }
+
+    fn read(s: &dyn Series) -> Vec<(i64, f64)> {
+        let mut it = s.iter();
+        let mut out = Vec::new();
+        while it.next() == ValueType::Float {
+            out.push(it.at());
+        }
+        out
+    }
+
+    #[test]
+    fn merges_sets_and_samples_dropping_duplicates() {
+        let a = MemQueryable::new(vec![vs("a", &[(1, 1.0), (3, 3.0)]), vs("c", &[(1, 1.0)])]);
+        let b = MemQueryable::new(vec![
+            vs("a", &[(2, 2.0), (3, 30.0), (4, 4.0)]),
+            vs("b", &[(5, 5.0)]),
+        ]);
+        let q = MergeQuerier::new(vec![a.querier(0, 10).unwrap(), b.querier(0, 10).unwrap()]);
+        let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
+        let got: Vec<_> = q.select(false, None, &m).map(|s| s.unwrap()).collect();
+        let names: Vec<_> = got
+            .iter()
+            .map(|s| s.labels().metric_name().unwrap().to_string())
+            .collect();
+        assert_eq!(names, vec!["a", "b", "c"]);
+        assert_eq!(read(&*got[0]), vec![(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0)]);
+        let mut it = got[0].iter();
+        assert_eq!(it.seek(3), ValueType::Float);
+        assert_eq!(it.at(), (3, 3.0));
+        assert_eq!(it.seek(2), ValueType::Float);
+        assert_eq!(it.at(), (3, 3.0));
+        assert_eq!(it.next(), ValueType::Float);
+        assert_eq!(it.at(), (4, 4.0));
+        assert_eq!(it.seek(5), ValueType::None);
+        assert_eq!(
+            q.label_values("__name__", &[], 0).unwrap(),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(q.label_values("__name__", &[], 2).unwrap(), vec!["a", "b"]);
+        assert_eq!(q.label_names(&[], 0).unwrap(), vec!["__name__"]);
+    }
+
+    #[test]
+    fn error_in_input_ends_merge() {
+        let ok: SeriesSet =
+            Box::new(vec![Ok(Arc::new(vs("a", &[(1, 1.0)])) as Arc<dyn Series>)].into_iter());
+        let bad: SeriesSet = Box::new(vec![Err(crate::Error::Other("boom".into()))].into_iter());
+        let mut m = merge_series_sets(vec![ok, bad]);
+        assert!(m.next().unwrap().is_err());
+        assert!(m.next().is_none());
+    }
+}
