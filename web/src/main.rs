@@ -4,6 +4,10 @@
 //! that mirror `promtool tsdb` (see [`cli`]).
 
 mod cli;
+mod config;
+mod relabel;
+mod rules;
+mod template;
 // Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
 #[allow(dead_code)]
 mod gofmt;
