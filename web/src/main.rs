@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod discovery;
 mod relabel;
 mod rules;
 mod template;
