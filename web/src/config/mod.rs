@@ -500,7 +500,7 @@ with_http_client! {
         /// Per-request timeout (10s).
         #[serde(default = "default_am_timeout")]
         pub timeout: PromDuration,
-        /// API version; only `v2` is supported.
+        /// API version: `v2` (`v1` is accepted as Prometheus 2.x does, alerts are sent with v2).
         #[serde(default = "default_api_version")]
         pub api_version: String,
         /// Statically listed Alertmanagers.
@@ -751,7 +751,10 @@ impl Config {
                 msg: e.to_string(),
             })?
         };
-        cfg.finish().map_err(ConfigError::Invalid)?;
+        cfg.finish().map_err(|msg| ConfigError::Yaml {
+            path: name.to_string(),
+            msg,
+        })?;
         Ok(cfg)
     }
 
@@ -845,12 +848,6 @@ impl Config {
                 }
                 Some(_) => {}
             }
-            if sc.scheme != "http" && sc.scheme != "https" {
-                return Err(format!(
-                    "invalid scheme {:?} for scrape config with job name {:?}",
-                    sc.scheme, sc.job_name
-                ));
-            }
             if !sc.metrics_path.starts_with('/') {
                 return Err(format!(
                     "metrics_path {:?} of job {:?} must start with '/'",
@@ -886,14 +883,11 @@ impl Config {
             check_http_sd(&sc.http_sd_configs)?;
         }
         for am in &self.alerting.alertmanagers {
-            if am.api_version != "v2" {
+            if am.api_version != "v2" && am.api_version != "v1" {
                 return Err(format!(
-                    "expected Alertmanager api version to be one of [v2] but got {:?}",
+                    "expected Alertmanager api version to be one of [v1 v2] but got {:?}",
                     am.api_version
                 ));
-            }
-            if am.scheme != "http" && am.scheme != "https" {
-                return Err(format!("invalid Alertmanager scheme {:?}", am.scheme));
             }
             am.http_client().validate()?;
             check_static(&am.static_configs)?;
@@ -1042,7 +1036,22 @@ pub fn check_config(files: &[PathBuf]) -> CheckReport {
             r.ok = false;
             continue;
         }
-        if !cfg.rule_files.is_empty() {
+        for sc in &cfg.scrape_configs {
+            for fsd in &sc.file_sd_configs {
+                for pat in &fsd.files {
+                    let n = resolve_globs(dir, std::slice::from_ref(pat))
+                        .map(|v| v.len())
+                        .unwrap_or(0);
+                    if n == 0 {
+                        r.stdout.push_str(&format!(
+                            "  WARNING: file {pat:?} for file_sd in scrape job {:?} does not exist\n",
+                            sc.job_name
+                        ));
+                    }
+                }
+            }
+        }
+        if !rule_files.is_empty() {
             r.stdout.push_str(&format!(
                 "  SUCCESS: {} rule files found\n",
                 rule_files.len()

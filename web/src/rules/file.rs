@@ -86,11 +86,11 @@ pub struct RuleDef {
 }
 
 impl RuleDef {
-    /// The rule's name: `record` or `alert`.
+    /// The rule's name: `alert` or else `record` (as Prometheus names rules in errors).
     pub fn name(&self) -> &str {
-        self.record
+        self.alert
             .as_deref()
-            .or(self.alert.as_deref())
+            .or(self.record.as_deref())
             .unwrap_or("")
     }
 }
