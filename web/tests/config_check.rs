@@ -171,7 +171,7 @@ fn check_config_matches_promtool_on_success() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "prometheus.yml", FULL);
     write(dir.path(), "rules/a.yml", RULES);
-    let ours = check_config(&[p.clone()]);
+    let ours = check_config(std::slice::from_ref(&p));
     assert!(ours.ok, "{}", ours.stderr);
     assert!(ours.stdout.contains("  SUCCESS: 1 rule files found\n"));
     assert!(ours.stdout.contains("  SUCCESS: 2 rules found\n"));
