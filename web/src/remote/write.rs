@@ -117,7 +117,7 @@ pub fn decode_v2_request(body: &[u8]) -> Result<v2::Request, String> {
 
 /// Labels of a 2.0 series from the symbol table.
 fn v2_labels(symbols: &[String], refs: &[u32]) -> Result<tsdb::Labels, String> {
-    if refs.len() % 2 != 0 {
+    if refs.len() & 1 == 1 {
         return Err(format!("odd number of label references ({})", refs.len()));
     }
     let mut pairs = Vec::with_capacity(refs.len() / 2);
