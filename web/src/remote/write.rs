@@ -53,11 +53,11 @@ enum ApplyError {
 }
 
 /// Appends every sample of `req` in one transaction; returns the number of samples written.
-fn apply(st: &SharedState, req: &WriteRequest) -> Result<u64, ApplyError> {
+fn apply(st: &SharedState, req: WriteRequest) -> Result<u64, ApplyError> {
     let mut app = st.storage.appender();
     let mut n = 0u64;
-    for ts in &req.timeseries {
-        let labels = match to_labels(&ts.labels) {
+    for ts in req.timeseries {
+        let labels = match to_labels(ts.labels) {
             Ok(l) => l,
             Err(e) => {
                 let _ = app.rollback();
@@ -135,7 +135,7 @@ fn v2_labels(symbols: &[String], refs: &[u32]) -> Result<tsdb::Labels, String> {
             value: get(p[1])?.clone(),
         });
     }
-    to_labels(&pairs)
+    to_labels(pairs)
 }
 
 /// Appends a 2.0 request: refused samples are skipped and reported; returns the samples
@@ -231,7 +231,7 @@ pub async fn write(State(st): State<SharedState>, headers: HeaderMap, body: Byte
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || {
         let req = decode_write_request(&body).map_err(ApplyError::Bad)?;
-        apply(&st2, &req)
+        apply(&st2, req)
     })
     .await;
     match res {
