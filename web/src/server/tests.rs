@@ -799,3 +799,45 @@ async fn remote_write_v2_keeps_good_samples_and_reports_bad_ones() {
     .await;
     assert_eq!(s, 415);
 }
+
+#[tokio::test]
+async fn not_ready_while_the_database_opens() {
+    let storage = super::db_storage::DbStorage::pending();
+    let state = AppState::new(
+        storage,
+        Arc::new(PromqlEngine::default()),
+        ServerArgs::default(),
+    );
+    let app = super::router::build(state);
+    let (s, _, b) = call(&app, "GET", "/-/ready", None).await;
+    assert_eq!(
+        (s.as_u16(), String::from_utf8(b).unwrap().as_str()),
+        (503, "Service Unavailable")
+    );
+    let (s, _, _) = call(&app, "GET", "/-/healthy", None).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = call(&app, "GET", "/api/v1/query?query=1", None).await;
+    assert_eq!(s, 503);
+    let (s, v) = get_json(&app, "/api/v1/status/walreplay").await;
+    assert_eq!((s.as_u16(), &v["data"]["current"]), (200, &Value::from(0)));
+    let metrics = String::from_utf8(call(&app, "GET", "/metrics", None).await.2).unwrap();
+    assert!(metrics.contains("prometheus_ready 0\n"));
+}
+
+#[tokio::test]
+async fn route_prefix_moves_every_route() {
+    let args = ServerArgs {
+        route_prefix: "/prom/".into(),
+        ..Default::default()
+    };
+    let (app, _) = app_with(args, data());
+    let (s, v) = get_json(&app, "/prom/api/v1/query?query=1%2B1&time=1").await;
+    assert_eq!(
+        (s.as_u16(), &v["data"]["result"][1]),
+        (200, &Value::from("2"))
+    );
+    let (s, _, _) = call(&app, "GET", "/prom/-/healthy", None).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = call(&app, "GET", "/api/v1/query?query=1", None).await;
+    assert_eq!(s, 404);
+}
