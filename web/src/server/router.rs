@@ -32,6 +32,10 @@ pub fn build(state: SharedState) -> Router {
     };
     routes
         .layer(middleware::from_fn_with_state(state.clone(), ready_gate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::webconfig::require_auth,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
