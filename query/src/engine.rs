@@ -124,7 +124,8 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> QResult<QueryResult> {
-        let expr = parse(query)?;
+        let expr =
+            crate::rewrite::parse_query(query, step, end - start).map_err(QueryError::bad_data)?;
         self.range_query_expr(q, &expr, start, end, step, &QueryOptions::default())
     }
 

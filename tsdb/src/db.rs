@@ -28,14 +28,14 @@ use parking_lot::{Mutex, RwLock};
 use ulid::Ulid;
 
 use crate::block::Block;
-use crate::compact::{exponential_block_ranges, BlockWriter, Compactor};
+use crate::compact::{exponential_block_ranges, merge_chunk_series_sets, BlockWriter, Compactor};
 use crate::head::disk_chunks::DiskChunkStore;
 use crate::head::head_chunks::ChunkDiskMapper;
 use crate::head::wal::{replay_wal, ReplayStats, WalWriter};
 use crate::head::{Appender, ChunkStore, Head, HeadOptions, HeadStats, MemChunkStore, WalLog};
 use crate::labels::Matcher;
 use crate::merge::MergeQuerier;
-use crate::querier::{Querier, Queryable};
+use crate::querier::{ChunkQuerier, ChunkSeriesSet, Querier, Queryable};
 use crate::tombstones::{read_tombstones, write_tombstones, Interval};
 use crate::wal::record::RefTombstone;
 use crate::wal::{Wal, WalOptions};
@@ -653,6 +653,45 @@ fn link_tree(src: &Path, dst: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Chunk-level selection over several chunk queriers (blocks, then the head).
+struct MergeChunkQuerier {
+    queriers: Vec<Box<dyn ChunkQuerier>>,
+}
+
+impl ChunkQuerier for MergeChunkQuerier {
+    fn select_chunks(
+        &self,
+        sorted: bool,
+        hints: Option<&crate::querier::SelectHints>,
+        matchers: &[Matcher],
+    ) -> ChunkSeriesSet {
+        if self.queriers.len() == 1 {
+            return self.queriers[0].select_chunks(sorted, hints, matchers);
+        }
+        merge_chunk_series_sets(
+            self.queriers
+                .iter()
+                .map(|q| q.select_chunks(true, hints, matchers))
+                .collect(),
+        )
+    }
+}
+
+impl Db {
+    /// A chunk querier over `[mint, maxt]` merging blocks and head (for remote read's streamed
+    /// chunks): chunks of equal series from several sources are merged where they overlap.
+    pub fn chunk_querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn ChunkQuerier>> {
+        let mut queriers: Vec<Box<dyn ChunkQuerier>> = Vec::new();
+        for b in self.blocks.read().iter() {
+            if b.overlaps(mint, maxt) {
+                queriers.push(b.chunk_querier(mint, maxt)?);
+            }
+        }
+        queriers.push(self.head.chunk_querier(mint, maxt));
+        Ok(Box::new(MergeChunkQuerier { queriers }))
+    }
 }
 
 impl Queryable for Db {

@@ -416,3 +416,34 @@ fn promtool_reads_our_data_dir() {
         }
     }
 }
+
+#[test]
+fn opens_prometheus_blocks_and_appends_after_them() {
+    let fixture = shared().join("fixtures/prometheus-2.42/blocks");
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, tmp.path());
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    assert_eq!(db.blocks().len(), 4);
+    assert_eq!(count(&db), 515_480);
+    let end = db.blocks().iter().map(|b| b.max_time()).max().unwrap();
+    // older than the newest block: out of bounds
+    let l = Labels::from_pairs(&[("__name__", "late_starter_total"), ("job", "x")]);
+    let mut app = db.appender();
+    assert!(app.append(None, &l, end - 1, 1.0).is_err());
+    app.append(None, &l, end, 1.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(count(&db), 515_481);
+    // chunk-level view holds the same number of samples
+    let cq = db.chunk_querier(i64::MIN, i64::MAX).unwrap();
+    let n: usize = cq
+        .select_chunks(true, None, &all())
+        .map(|s| {
+            s.unwrap()
+                .chunks
+                .iter()
+                .map(|c| tsdb::chunkenc::xor::num_samples(&c.data))
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(n, 515_481);
+}

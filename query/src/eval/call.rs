@@ -10,7 +10,9 @@ use tsdb::Labels;
 
 use super::aggregate::go_g;
 use super::fnlib;
-use super::{unparen, Evaluator, OutCollector, StepCursor, StepSeries, Val};
+use super::{
+    go_search, interpolate, unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val,
+};
 use crate::error::{QResult, QueryError};
 
 /// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
@@ -340,7 +342,27 @@ impl Evaluator<'_> {
     }
 
     fn eval_range_fn(&mut self, name: &str, args: &[&Expr], mi: usize) -> QResult<Val> {
+        if let Expr::MatrixSelector(ms) = unparen(args[mi]) {
+            match super::ext_modifier(&ms.vs) {
+                Some(Ext::Anchored)
+                    if !matches!(name, "changes" | "delta" | "increase" | "rate" | "resets") =>
+                {
+                    return Err(QueryError::execution(format!(
+                        "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with {name}"
+                    )));
+                }
+                Some(Ext::Smoothed) if !matches!(name, "delta" | "increase" | "rate") => {
+                    return Err(QueryError::execution(format!(
+                        "smoothed modifier can only be used with: delta, increase, rate - not with {name}"
+                    )));
+                }
+                _ => {}
+            }
+        }
         let arg = self.range_arg(args[mi])?;
+        if let Some(ext) = arg.ext {
+            return self.eval_extended_range_fn(name, arg, ext);
+        }
         let mut params: Vec<Vec<f64>> = Vec::new();
         for (i, a) in args.iter().enumerate() {
             if i != mi {
@@ -476,6 +498,68 @@ impl Evaluator<'_> {
         Ok(Val::Vector(out))
     }
 
+    /// `rate`/`increase`/`delta` (and for `anchored`, `changes`/`resets`) over `anchored` or
+    /// `smoothed` windows.
+    fn eval_extended_range_fn(
+        &mut self,
+        name: &str,
+        arg: super::RangeArg,
+        ext: Ext,
+    ) -> QResult<Val> {
+        let steps: Vec<i64> = self.steps().collect();
+        let lb = self.lookback;
+        let smoothed = ext == Ext::Smoothed;
+        let mut out = Vec::new();
+        let mut fn_annos: Vec<crate::functions::Annotation> = Vec::new();
+        for s in arg.series {
+            let f = &s.samples;
+            let mut pts = Vec::new();
+            for &ts in &steps {
+                let rt = arg.at.unwrap_or(ts) - arg.offset;
+                let (rs, re) = (rt - arg.range, rt);
+                let a = f.partition_point(|x| x.0 <= rs - lb);
+                let b = if smoothed {
+                    f.partition_point(|x| x.0 <= re + lb)
+                } else {
+                    f.partition_point(|x| x.0 <= re)
+                };
+                let w = &f[a..b];
+                if w.is_empty() {
+                    continue;
+                }
+                let v = match name {
+                    "rate" | "increase" | "delta" => {
+                        extended_rate(w, rs, re, smoothed, name != "delta", name == "rate")
+                    }
+                    _ => {
+                        // anchored changes/resets: the last sample at or before the window
+                        // start is the baseline for the samples after it.
+                        let k = w.partition_point(|x| x.0 <= rs);
+                        if k == w.len() {
+                            None
+                        } else {
+                            let from = k.saturating_sub(1);
+                            fnlib::range_eval(name, &w[from..], rs, re, &[], &mut fn_annos)
+                        }
+                    }
+                };
+                if let Some(v) = v {
+                    pts.push((ts, v));
+                }
+            }
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                out.push(StepSeries {
+                    metric: s.metric,
+                    pts,
+                    drop_name: true,
+                });
+            }
+        }
+        fnlib::add_annotations(&mut self.annos, fn_annos);
+        Ok(Val::Vector(out))
+    }
+
     fn eval_histogram_fn(&mut self, name: &str, args: &[&Expr]) -> QResult<Val> {
         use crate::functions::histogram::Bucket;
         // (scalar params, vector arg index, label for histogram_quantiles)
@@ -596,7 +680,7 @@ impl Evaluator<'_> {
                 }
             }
         }
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }
 
@@ -656,6 +740,67 @@ fn cmp_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
             }
         }
     }
+}
+
+/// `extendedRate`: increase/rate/delta between the (picked or interpolated) values at the
+/// window edges, corrected for counter resets in between.
+fn extended_rate(
+    f: &[(i64, f64)],
+    rs: i64,
+    re: i64,
+    smoothed: bool,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    let mut last = f.len() - 1;
+    let mut first = go_search(last, |i| f[i].0 > rs).saturating_sub(1);
+    if smoothed {
+        last = go_search(last, |i| f[i].0 >= re);
+    }
+    if f[last].0 <= rs {
+        return None;
+    }
+    if smoothed && f[first].0 > re {
+        return None;
+    }
+    let left = if smoothed && f[first].0 < rs {
+        interpolate(f[first], f[first + 1], rs, is_counter)
+    } else {
+        f[first].1
+    };
+    let right = if smoothed && last > 0 && f[last].0 > re {
+        interpolate(f[last - 1], f[last], re, is_counter)
+    } else {
+        f[last].1
+    };
+    let mut result = right - left;
+    if is_counter {
+        if f[first].0 <= rs {
+            first += 1;
+        }
+        let mut end = last as i64;
+        if f[last].0 >= re {
+            end -= 1;
+        }
+        let mut correction = 0.0;
+        let mut prev = left;
+        if end >= first as i64 {
+            for p in &f[first..=end as usize] {
+                if p.1 < prev {
+                    correction += prev;
+                }
+                prev = p.1;
+            }
+        }
+        if right < prev {
+            correction += prev;
+        }
+        result += correction;
+    }
+    if is_rate {
+        result /= (re - rs) as f64 / 1000.0;
+    }
+    Some(result)
 }
 
 /// Merges series that ended up with the same labels; overlapping points are an error.

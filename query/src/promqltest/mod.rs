@@ -631,7 +631,11 @@ fn run_instant_case(
 }
 
 fn run_eval(engine: &Engine, st: &Storage, cmd: &EvalCmd) -> Outcome {
-    let expr = match promql_parser::parser::parse(&cmd.expr) {
+    let (step, range) = match cmd.time {
+        EvalTime::Range { start, end, step } => (step, end - start),
+        EvalTime::Instant(_) => (0, 0),
+    };
+    let expr = match crate::rewrite::parse_query(&cmd.expr, step, range) {
         Ok(e) => e,
         Err(e) => return Outcome::Skipped(format!("parser: {}", short(&e))),
     };

@@ -433,7 +433,6 @@ impl IndexReader {
         let mut d = Decbuf::new(&b[off as usize..]);
         let err = self.dec_err(off, "series");
         let len = d.uvarint().map_err(&err)? as usize;
-        let start = d.position();
         if d.remaining() < len.saturating_add(4) {
             return Err(self.corrupt(off, format!("series of {len} bytes runs past end of file")));
         }
@@ -442,7 +441,6 @@ impl IndexReader {
         if crc32c(body) != want {
             return Err(self.corrupt(off, "series checksum mismatch"));
         }
-        let _ = start;
         let mut d = Decbuf::new(body);
         let nl = d.uvarint().map_err(&err)?;
         for _ in 0..nl {
