@@ -72,9 +72,13 @@ pub fn start_prometheus(dir: &Path, config: &str) -> Server {
 }
 
 fn wait_ready(srv: &Server) {
+    wait_ready_with(srv, &[])
+}
+
+fn wait_ready_with(srv: &Server, headers: &[(&str, &str)]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = request(&srv.addr, "GET", "/-/ready", None, &[]) {
+        if let Ok(r) = request(&srv.addr, "GET", "/-/ready", None, headers) {
             if r.status == 200 {
                 return;
             }
@@ -90,6 +94,11 @@ fn wait_ready(srv: &Server) {
 
 /// Starts `ignis` with `data_dir` and extra flags, waiting until `/-/ready` answers 200.
 pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    start_with_headers(data_dir, extra, &[])
+}
+
+/// Like [`start`], sending `headers` (e.g. credentials) with the readiness probe.
+pub fn start_with_headers(data_dir: &Path, extra: &[&str], headers: &[(&str, &str)]) -> Server {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let log = data_dir.with_extension("log");
@@ -104,7 +113,7 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         .spawn()
         .expect("start ignis");
     let srv = Server { child, addr, log };
-    wait_ready(&srv);
+    wait_ready_with(&srv, headers);
     srv
 }
 

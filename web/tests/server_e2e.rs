@@ -436,3 +436,55 @@ fn admin_snapshot_and_lifecycle_quit() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn web_config_basic_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("web.yml");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  alice: {hash}\n")).unwrap();
+    let srv = common::start_with_headers(
+        &tmp.path().join("data"),
+        &[&format!("--web.config.file={}", web.display())],
+        &[("Authorization", "Basic YWxpY2U6czNjcmV0")],
+    );
+    let a = &srv.addr;
+    let r = common::get(a, "/api/v1/query?query=1");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Basic"));
+    let r = common::request(
+        a,
+        "GET",
+        "/api/v1/query?query=1",
+        None,
+        &[("Authorization", "Basic YWxpY2U6czNjcmV0")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = common::request(
+        a,
+        "GET",
+        "/api/v1/query?query=1",
+        None,
+        &[("Authorization", "Basic YWxpY2U6d3Jvbmc=")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+    // A web config the server cannot honour stops it with an error.
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.path().join("data2").display()
+        ))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg(format!("--web.config.file={}", web.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls_server_config"));
+}

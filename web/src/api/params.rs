@@ -106,7 +106,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_string);
-        let is_form = req.method() == Method::POST
+        let is_form = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
             && req
                 .headers()
                 .get(header::CONTENT_TYPE)

@@ -129,12 +129,48 @@ fn valid_label_name(name: &str) -> bool {
     !name.is_empty()
 }
 
+/// Undoes Prometheus's `U__` escaping of label names in URL paths: after the prefix, `__` is
+/// `_`, `_<hex>_` is the character with that code point, anything else stands for itself.
+/// Names without the prefix, or that do not decode, are returned unchanged.
+pub fn unescape_label_name(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("U__") else {
+        return name.to_string();
+    };
+    let mut out = String::with_capacity(rest.len());
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'_') {
+            chars.next();
+            out.push('_');
+            continue;
+        }
+        let mut hex = String::new();
+        loop {
+            match chars.next() {
+                Some('_') => break,
+                Some(h) if h.is_ascii_hexdigit() => hex.push(h),
+                _ => return name.to_string(),
+            }
+        }
+        match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+            Some(ch) => out.push(ch),
+            None => return name.to_string(),
+        }
+    }
+    out
+}
+
 /// `GET /api/v1/label/<name>/values`
 pub async fn label_values(
     State(st): State<SharedState>,
     Path(name): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    let name = unescape_label_name(&name);
     if !valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
@@ -156,4 +192,18 @@ pub async fn label_values(
     })
     .await?;
     Ok(list_response(values, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_label_name;
+
+    #[test]
+    fn label_names_unescape() {
+        assert_eq!(unescape_label_name("job"), "job");
+        assert_eq!(unescape_label_name("U__foo_2e_bar"), "foo.bar");
+        assert_eq!(unescape_label_name("U__a__b"), "a_b");
+        assert_eq!(unescape_label_name("U__caf_e9_"), "café");
+        assert_eq!(unescape_label_name("U__bad_zz_"), "U__bad_zz_");
+    }
 }

@@ -49,11 +49,14 @@ pub fn snappy_encode(data: &[u8]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Converts protobuf labels into a label set, checking it is valid.
-pub fn to_labels(ls: &[proto::Label]) -> Result<tsdb::Labels, String> {
+/// Converts protobuf labels into a label set (moving the strings), checking it is valid.
+pub fn to_labels(ls: Vec<proto::Label>) -> Result<tsdb::Labels, String> {
     let mut v: Vec<tsdb::Label> = ls
-        .iter()
-        .map(|l| tsdb::Label::new(l.name.clone(), l.value.clone()))
+        .into_iter()
+        .map(|l| tsdb::Label {
+            name: l.name,
+            value: l.value,
+        })
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {

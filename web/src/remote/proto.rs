@@ -225,3 +225,45 @@ pub struct ChunkedReadResponse {
     #[prost(int64, tag = "2")]
     pub query_index: i64,
 }
+
+/// Remote write 2.0 messages (`io.prometheus.write.v2`): label names and values are interned in
+/// the request's symbol table and referenced by index.
+pub mod v2 {
+    use prost::Message;
+
+    /// `io.prometheus.write.v2.Sample`.
+    #[derive(Clone, Copy, PartialEq, Message)]
+    pub struct Sample {
+        /// Value.
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        /// Timestamp in ms.
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.TimeSeries` (histograms, exemplars and metadata are skipped).
+    #[derive(Clone, PartialEq, Message)]
+    pub struct TimeSeries {
+        /// Pairs of symbol indexes: name, value, name, value, …
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        /// Float samples.
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+        /// Created timestamp (ms), 0 when unknown.
+        #[prost(int64, tag = "6")]
+        pub created_timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Request`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Request {
+        /// The symbol table; the first entry is the empty string.
+        #[prost(string, repeated, tag = "4")]
+        pub symbols: Vec<String>,
+        /// Series.
+        #[prost(message, repeated, tag = "5")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+}

@@ -14,6 +14,7 @@ pub mod state;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+pub mod webconfig;
 
 use std::sync::Arc;
 
@@ -56,7 +57,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let engine = make_engine(&args);
     let (dir, opts) = (args.storage_path.clone(), db_options(&args));
     let storage: SharedStorage = db.clone();
-    let state = AppState::new(storage, engine, args);
+    let auth = if args.web_config_file.is_empty() {
+        webconfig::BasicAuth::default()
+    } else {
+        let cfg = webconfig::WebConfig::load(std::path::Path::new(&args.web_config_file))
+            .map_err(anyhow::Error::msg)?;
+        webconfig::BasicAuth::new(cfg.basic_auth_users)
+    };
+    let state = AppState::with_auth(storage, engine, args, auth);
     let failed = Arc::new(parking_lot::Mutex::new(None::<String>));
     let (st, f2) = (state.clone(), failed.clone());
     db.open_in_background(dir, opts, move |e| {

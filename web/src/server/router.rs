@@ -31,8 +31,31 @@ pub fn build(state: SharedState) -> Router {
         Router::new().nest(&prefix, routes)
     };
     routes
+        .layer(middleware::from_fn_with_state(state.clone(), ready_gate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::webconfig::require_auth,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Paths served while the storage is still starting; everything else answers 503 until ready.
+fn served_when_not_ready(path: &str) -> bool {
+    path.ends_with("/-/healthy")
+        || path.ends_with("/-/ready")
+        || path.ends_with("/-/quit")
+        || path.ends_with("/-/reload")
+        || path.ends_with("/metrics")
+        || path.contains("/api/v1/status/")
+}
+
+async fn ready_gate(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+    if st.storage.is_ready() || served_when_not_ready(req.uri().path()) {
+        next.run(req).await
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+    }
 }
 
 async fn track(State(st): State<SharedState>, req: Request, next: Next) -> Response {

@@ -36,6 +36,8 @@ pub struct AppState {
     pub read_slots: Option<Semaphore>,
     /// Set to true to stop the server.
     pub shutdown: watch::Sender<bool>,
+    /// Basic authentication from `--web.config.file` (disabled when no users).
+    pub auth: super::webconfig::BasicAuth,
 }
 
 /// Handle to the shared state.
@@ -43,10 +45,21 @@ pub type SharedState = Arc<AppState>;
 
 impl AppState {
     /// State over a storage and engine with the given flags.
+    #[cfg(test)]
     pub fn new(
         storage: SharedStorage,
         engine: Arc<dyn QueryEngine>,
         args: ServerArgs,
+    ) -> SharedState {
+        Self::with_auth(storage, engine, args, Default::default())
+    }
+
+    /// State with basic authentication.
+    pub fn with_auth(
+        storage: SharedStorage,
+        engine: Arc<dyn QueryEngine>,
+        args: ServerArgs,
+        auth: super::webconfig::BasicAuth,
     ) -> SharedState {
         let (shutdown, _) = watch::channel(false);
         let config = load_config(&args.config_file).unwrap_or_else(|_| DEFAULT_CONFIG.to_string());
@@ -61,6 +74,7 @@ impl AppState {
             config_yaml: RwLock::new(config),
             config_time: RwLock::new(SystemTime::now()),
             shutdown,
+            auth,
         })
     }
 

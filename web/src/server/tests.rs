@@ -696,3 +696,148 @@ async fn admin_api_and_lifecycle() {
     assert_eq!(s, 200);
     assert!(*state.shutdown.borrow());
 }
+
+#[tokio::test]
+async fn remote_write_v2_keeps_good_samples_and_reports_bad_ones() {
+    let app = app();
+    let req = proto::v2::Request {
+        symbols: vec![
+            "".into(),
+            "__name__".into(),
+            "v2m".into(),
+            "k".into(),
+            "a".into(),
+            "b".into(),
+        ],
+        timeseries: vec![
+            proto::v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                samples: vec![
+                    proto::v2::Sample {
+                        value: 1.0,
+                        timestamp: T0,
+                    },
+                    proto::v2::Sample {
+                        value: 2.0,
+                        timestamp: T0 + 1000,
+                    },
+                ],
+                created_timestamp: 0,
+            },
+            proto::v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 99],
+                samples: vec![proto::v2::Sample {
+                    value: 1.0,
+                    timestamp: T0,
+                }],
+                created_timestamp: 0,
+            },
+            proto::v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 5],
+                samples: vec![
+                    proto::v2::Sample {
+                        value: 5.0,
+                        timestamp: T0 + 1000,
+                    },
+                    proto::v2::Sample {
+                        value: 6.0,
+                        timestamp: T0,
+                    },
+                ],
+                created_timestamp: 0,
+            },
+        ],
+    };
+    let body = crate::remote::snappy_encode(&req.encode_to_vec());
+    let ct = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/write")
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.headers()["x-prometheus-remote-write-samples-written"],
+        "3"
+    );
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("out of range") && text.contains("out of order sample"),
+        "{text}"
+    );
+    let (_, v) = get_json(&app, "/api/v1/query?query=v2m&time=1704067201").await;
+    let r = v["data"]["result"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{v}");
+    assert_eq!(
+        r[0]["metric"],
+        serde_json::json!({"__name__":"v2m","k":"a"})
+    );
+    assert_eq!(r[0]["value"][1], "2");
+    assert_eq!(r[1]["value"][1], "5");
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/api/v1/write",
+        Some((
+            "application/x-protobuf;proto=io.prometheus.write.v9.Nope",
+            vec![],
+        )),
+    )
+    .await;
+    assert_eq!(s, 415);
+}
+
+#[tokio::test]
+async fn not_ready_while_the_database_opens() {
+    let storage = super::db_storage::DbStorage::pending();
+    let state = AppState::new(
+        storage,
+        Arc::new(PromqlEngine::default()),
+        ServerArgs::default(),
+    );
+    let app = super::router::build(state);
+    let (s, _, b) = call(&app, "GET", "/-/ready", None).await;
+    assert_eq!(
+        (s.as_u16(), String::from_utf8(b).unwrap().as_str()),
+        (503, "Service Unavailable")
+    );
+    let (s, _, _) = call(&app, "GET", "/-/healthy", None).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = call(&app, "GET", "/api/v1/query?query=1", None).await;
+    assert_eq!(s, 503);
+    let (s, v) = get_json(&app, "/api/v1/status/walreplay").await;
+    assert_eq!((s.as_u16(), &v["data"]["current"]), (200, &Value::from(0)));
+    let metrics = String::from_utf8(call(&app, "GET", "/metrics", None).await.2).unwrap();
+    assert!(metrics.contains("prometheus_ready 0\n"));
+}
+
+#[tokio::test]
+async fn route_prefix_moves_every_route() {
+    let args = ServerArgs {
+        route_prefix: "/prom/".into(),
+        ..Default::default()
+    };
+    let (app, _) = app_with(args, data());
+    let (s, v) = get_json(&app, "/prom/api/v1/query?query=1%2B1&time=1").await;
+    assert_eq!(
+        (s.as_u16(), &v["data"]["result"][1]),
+        (200, &Value::from("2"))
+    );
+    let (s, _, _) = call(&app, "GET", "/prom/-/healthy", None).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = call(&app, "GET", "/api/v1/query?query=1", None).await;
+    assert_eq!(s, 404);
+}
