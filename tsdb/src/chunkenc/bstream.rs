@@ -78,12 +78,16 @@ impl BitWriter {
 }
 
 /// Reads bits from a byte slice, most significant bit first.
+///
+/// The next bits of the stream sit left-aligned in a 64-bit window; a refill loads eight bytes
+/// at once where the slice has them, so most reads are a shift and a mask.
 #[derive(Clone, Debug)]
 pub struct BitReader<'a> {
     bytes: &'a [u8],
-    /// Next byte to load into the window.
+    /// Next byte not yet counted into `valid`.
     pos: usize,
-    /// Bit window; the valid bits are the top `valid` bits.
+    /// Bit window; its top `valid` bits are the next bits of the stream. Bits below them are
+    /// either zero or the stream's own next bits, so OR-ing a reload over them is harmless.
     window: u64,
     valid: u32,
 }
@@ -99,19 +103,22 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    #[inline]
+    /// Tops the window up to at least 57 valid bits, or to the end of the data.
+    #[inline(always)]
     fn refill(&mut self) {
-        if self.pos + 8 <= self.bytes.len() && self.valid == 0 {
-            self.window =
-                u64::from_be_bytes(self.bytes[self.pos..self.pos + 8].try_into().unwrap());
-            self.pos += 8;
-            self.valid = 64;
-            return;
-        }
-        while self.valid <= 56 && self.pos < self.bytes.len() {
-            self.window |= (self.bytes[self.pos] as u64) << (56 - self.valid);
-            self.pos += 1;
-            self.valid += 8;
+        if let Some(next) = self.bytes.get(self.pos..self.pos + 8) {
+            let word = u64::from_be_bytes(next.try_into().expect("8 bytes"));
+            // valid < 64 here: callers refill only when they need more bits than they have.
+            self.window |= word >> self.valid;
+            let whole = (63 - self.valid) / 8;
+            self.pos += whole as usize;
+            self.valid += whole * 8;
+        } else {
+            while self.valid <= 56 && self.pos < self.bytes.len() {
+                self.window |= (self.bytes[self.pos] as u64) << (56 - self.valid);
+                self.pos += 1;
+                self.valid += 8;
+            }
         }
     }
 
@@ -135,36 +142,52 @@ impl<'a> BitReader<'a> {
         Some(bit)
     }
 
+    /// Returns the next `nbits` (1..=56) bits without consuming them, zero-padded past the end
+    /// of the data, and how many of them are real.
+    #[inline(always)]
+    pub fn peek(&mut self, nbits: u32) -> (u64, u32) {
+        debug_assert!((1..=56).contains(&nbits));
+        if self.valid < nbits {
+            self.refill();
+        }
+        (self.window >> (64 - nbits), self.valid.min(nbits))
+    }
+
+    /// Consumes `nbits` bits that [`BitReader::peek`] showed to be there.
+    #[inline(always)]
+    pub fn consume(&mut self, nbits: u32) {
+        debug_assert!(nbits <= self.valid && nbits < 64);
+        self.window <<= nbits;
+        self.valid -= nbits;
+    }
+
     /// Reads `nbits` (≤ 64) bits as an unsigned integer; `None` if the data ends first.
-    #[inline]
+    #[inline(always)]
     pub fn read_bits(&mut self, nbits: u32) -> Option<u64> {
+        if nbits > 56 {
+            return self.read_wide(nbits);
+        }
         if nbits == 0 {
             return Some(0);
         }
-        if nbits <= self.valid {
-            let v = self.window >> (64 - nbits);
-            self.window = if nbits == 64 { 0 } else { self.window << nbits };
-            self.valid -= nbits;
-            return Some(v);
+        if self.valid < nbits {
+            self.refill();
+            if self.valid < nbits {
+                return None;
+            }
         }
-        // take what the window has, refill, take the rest
-        let have = self.valid;
-        let hi = if have == 0 {
-            0
-        } else {
-            self.window >> (64 - have)
-        };
-        self.window = 0;
-        self.valid = 0;
-        self.refill();
-        let need = nbits - have;
-        if self.valid < need {
-            return None;
-        }
-        let lo = self.window >> (64 - need);
-        self.window = if need == 64 { 0 } else { self.window << need };
-        self.valid -= need;
-        Some(if need == 64 { lo } else { (hi << need) | lo })
+        let v = self.window >> (64 - nbits);
+        self.window <<= nbits;
+        self.valid -= nbits;
+        Some(v)
+    }
+
+    /// `read_bits` for 57..=64 bits: two reads, since the window guarantees only 57.
+    #[cold]
+    fn read_wide(&mut self, nbits: u32) -> Option<u64> {
+        let hi = self.read_bits(nbits - 32)?;
+        let lo = self.read_bits(32)?;
+        Some(hi << 32 | lo)
     }
 }
 

@@ -378,21 +378,15 @@ impl<'a> XorIterator<'a> {
                 }
             }
             _ => {
-                let mut prefix = 0u32;
-                for _ in 0..4 {
-                    match self.r.read_bit() {
-                        Some(true) => prefix += 1,
-                        Some(false) => break,
-                        None => return self.fail("timestamp"),
-                    }
+                // Up to four prefix bits: the count of leading ones picks the dod width.
+                let (bits, avail) = self.r.peek(4);
+                let ones = (!(bits << 60)).leading_zeros().min(4);
+                let prefix_len = if ones < 4 { ones + 1 } else { 4 };
+                if avail < prefix_len {
+                    return self.fail("timestamp");
                 }
-                let size = match prefix {
-                    0 => 0,
-                    1 => 14,
-                    2 => 17,
-                    3 => 20,
-                    _ => 64,
-                };
+                self.r.consume(prefix_len);
+                let size = [0, 14, 17, 20, 64][ones as usize];
                 let mut dod: i64 = 0;
                 if size > 0 {
                     let Some(bits) = self.r.read_bits(size) else {
@@ -414,36 +408,42 @@ impl<'a> XorIterator<'a> {
         ValueType::Float
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_value(&mut self) -> bool {
-        match self.r.read_bit() {
-            None => return false,
-            Some(false) => return true,
-            Some(true) => {}
+        let (ctrl, avail) = self.r.peek(2);
+        if avail == 0 {
+            return false;
         }
-        match self.r.read_bit() {
-            None => return false,
-            Some(false) => {}
-            Some(true) => {
-                let Some(l) = self.r.read_bits(5) else {
-                    return false;
-                };
-                let Some(mut sig) = self.r.read_bits(6) else {
-                    return false;
-                };
-                if sig == 0 {
-                    sig = 64;
-                }
-                self.leading = l as u8;
-                self.trailing = (64 - l - sig) as u8;
+        if ctrl & 0b10 == 0 {
+            // '0': value unchanged
+            self.r.consume(1);
+            return true;
+        }
+        if avail < 2 {
+            return false;
+        }
+        self.r.consume(2);
+        if ctrl & 0b01 != 0 {
+            // '11': new window: 5 bits leading zeros, 6 bits meaningful bits (0 means 64)
+            let Some(w) = self.r.read_bits(11) else {
+                return false;
+            };
+            let leading = (w >> 6) as u32;
+            let sig = match (w & 0x3f) as u32 {
+                0 => 64,
+                n => n,
+            };
+            if leading + sig > 64 {
+                return false;
             }
+            self.leading = leading as u8;
+            self.trailing = (64 - leading - sig) as u8;
         }
         let sig = 64 - self.leading as u32 - self.trailing as u32;
         let Some(bits) = self.r.read_bits(sig) else {
             return false;
         };
-        let vbits = self.v.to_bits() ^ (bits << self.trailing);
-        self.v = f64::from_bits(vbits);
+        self.v = f64::from_bits(self.v.to_bits() ^ (bits << self.trailing));
         true
     }
 
