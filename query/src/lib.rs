@@ -11,6 +11,7 @@ pub mod error;
 mod eval;
 pub mod functions;
 pub mod promqltest;
+pub mod rewrite;
 pub mod value;
 
 pub use annotations::Annotations;

@@ -28,6 +28,7 @@ fn promql_conformance() {
     assert!(!files.is_empty(), "no .test files in {}", dir.display());
     let verbose = std::env::var("IGNIS_PROMQL_VERBOSE").is_ok_and(|v| !v.is_empty() && v != "0");
     let only = std::env::var("IGNIS_PROMQL_ONLY").ok();
+    let verbose_skips = std::env::var("IGNIS_PROMQL_VERBOSE").is_ok_and(|v| v == "2");
     let engine = test_engine();
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -58,7 +59,12 @@ fn promql_conformance() {
         }
         for e in &r.evals {
             match &e.outcome {
-                Outcome::Skipped(reason) => *reasons.entry(reason.clone()).or_default() += 1,
+                Outcome::Skipped(reason) => {
+                    *reasons.entry(reason.clone()).or_default() += 1;
+                    if verbose_skips {
+                        println!("  SKIP {name}:{} {} ({reason})", e.line, e.expr);
+                    }
+                }
                 Outcome::Failed(m) if verbose => {
                     println!("  FAIL {name}:{} {}\n      {m}", e.line, e.expr)
                 }

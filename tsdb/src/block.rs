@@ -106,6 +106,9 @@ pub struct BlockStats {
     /// Number of tombstone intervals.
     #[serde(rename = "numTombstones", default, skip_serializing_if = "is_zero")]
     pub num_tombstones: u64,
+    /// Counts this crate does not compute (e.g. newer Prometheus's `numFloatSamples`), kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A parent block of a compacted block.
@@ -146,6 +149,9 @@ pub struct BlockMetaCompaction {
     /// Compaction hints (e.g. `from-out-of-order`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// Keys this crate does not interpret, kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The content of `meta.json`.
@@ -224,6 +230,44 @@ pub fn block_dirs(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Suffix of a block directory being deleted.
+pub const TMP_FOR_DELETION_SUFFIX: &str = ".tmp-for-deletion";
+
+/// Removes the leftovers of interrupted block writes and deletions under `dir`
+/// (`*.tmp-for-creation`, `*.tmp-for-deletion`). Returns how many were removed.
+pub fn remove_tmp_block_dirs(dir: impl AsRef<Path>) -> Result<usize> {
+    let dir = dir.as_ref();
+    let mut n = 0;
+    for ent in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let ent = ent.map_err(|e| Error::io(dir, e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(crate::compact::TMP_FOR_CREATION_SUFFIX)
+            || name.ends_with(TMP_FOR_DELETION_SUFFIX)
+        {
+            let p = ent.path();
+            fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Deletes a block directory crash-safely: renames it to `<ulid>.tmp-for-deletion` (so a
+/// crash never leaves a half-deleted block that looks valid), then removes it.
+pub fn remove_block_dir(block_dir: impl AsRef<Path>) -> Result<()> {
+    let dir = block_dir.as_ref();
+    let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::InvalidArgument(format!("not a block directory: {}", dir.display()))
+    })?;
+    let tmp = dir.with_file_name(format!("{name}{TMP_FOR_DELETION_SUFFIX}"));
+    fs::rename(dir, &tmp).map_err(|e| Error::io(dir, e))?;
+    if let Some(parent) = dir.parent() {
+        crate::chunks::sync_dir(parent)?;
+    }
+    fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))
 }
 
 /// Reads and checks `<dir>/meta.json`.
@@ -837,7 +881,8 @@ mod tests {
 	"stats": {
 		"numSamples": 5,
 		"numSeries": 1,
-		"numChunks": 1
+		"numChunks": 1,
+		"numFloatSamples": 5
 	},
 	"compaction": {
 		"level": 1,

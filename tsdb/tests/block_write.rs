@@ -211,3 +211,49 @@ fn blocks_spanning_several_chunk_segments_read_back() {
         assert_eq!(lines.len(), 50 * 600);
     }
 }
+
+#[test]
+fn empty_block_opens_and_selects_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = write_block(tmp.path(), Vec::new(), 0, 1000, 1, &[]).unwrap();
+    let b = Block::open(tmp.path().join(u.to_string())).unwrap();
+    assert_eq!(b.meta().stats.num_series, 0);
+    assert_eq!(b.chunks().num_segments(), 0);
+    let q = b.querier(0, 1000).unwrap();
+    let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
+    assert_eq!(q.select(true, None, &m).count(), 0);
+    assert!(q.label_names(&[], 0).unwrap().is_empty());
+    if let Some(pt) = promtool() {
+        std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
+        assert!(dump(pt, tmp.path()).is_empty());
+    }
+}
+
+#[test]
+fn block_dir_helpers_remove_leftovers_and_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u1 = write_block(tmp.path(), Vec::new(), 0, 1000, 1, &[]).unwrap();
+    let u2 = write_block(tmp.path(), Vec::new(), 1000, 2000, 1, &[]).unwrap();
+    std::fs::create_dir_all(
+        tmp.path()
+            .join("01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp-for-creation/chunks"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(
+        tmp.path()
+            .join("01ARZ3NDEKTSV4RRFFQ69G5FAW.tmp-for-deletion"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
+    assert_eq!(tsdb::block::block_dirs(tmp.path()).unwrap().len(), 2);
+    assert_eq!(tsdb::block::remove_tmp_block_dirs(tmp.path()).unwrap(), 2);
+    tsdb::block::remove_block_dir(tmp.path().join(u1.to_string())).unwrap();
+    let left = tsdb::block::block_dirs(tmp.path()).unwrap();
+    assert_eq!(left, vec![tmp.path().join(u2.to_string())]);
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![u2.to_string(), "wal".to_string()]);
+}

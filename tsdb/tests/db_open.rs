@@ -202,6 +202,12 @@ fn corrupt_wal_tail_is_cut_and_reported() {
             .clone()
             .expect("corruption reported");
         assert!(c.offset > 0, "{mode}: {c:?}");
+        assert_eq!(
+            db.wal_metrics()
+                .corruptions_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         let n = count(&db);
         // only the last batch (5 samples) is lost
         assert_eq!(n, 995, "{mode}");
@@ -262,7 +268,13 @@ fn cut_block_then_query_across_blocks_and_head() {
     // the cut survives a restart (WAL checkpointed and truncated, blocks reloaded)
     drop(db);
     let db = Db::open(tmp.path(), opts()).unwrap();
+    assert!(
+        db.head().min_time() >= H2,
+        "head min time {}",
+        db.head().min_time()
+    );
     assert_eq!(dump(&db, i64::MIN, i64::MAX, &all()), after);
+    assert!(db.compact().unwrap().is_empty());
     assert!(tmp.path().join("wal").read_dir().unwrap().any(|e| e
         .unwrap()
         .file_name()
@@ -324,7 +336,7 @@ fn retention_deletes_oldest_blocks() {
     let blocks = db.blocks();
     let newest = blocks.iter().map(|b| b.max_time()).max().unwrap();
     assert!(
-        blocks.iter().all(|b| newest - b.max_time() < 2 * H2),
+        blocks.iter().all(|b| newest - b.max_time() <= 2 * H2),
         "{:?}",
         blocks
             .iter()
@@ -332,4 +344,232 @@ fn retention_deletes_oldest_blocks() {
             .collect::<Vec<_>>()
     );
     assert!(!blocks.is_empty());
+}
+
+/// `promtool tsdb dump` (Prometheus 2.42) reads what we wrote: blocks, WAL checkpoint, WAL
+/// segments and head chunk files, and sees exactly our samples. Skipped without promtool.
+#[test]
+fn promtool_reads_our_data_dir() {
+    let promtool = Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        eprintln!("promtool not installed; skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    let labels: Vec<Labels> = (0..3)
+        .map(|i| {
+            Labels::from_pairs(&[
+                ("__name__", "m"),
+                ("odd", "a\"b\\c\nd"),
+                ("i", &i.to_string()),
+            ])
+        })
+        .collect();
+    let mut refs = [None; 3];
+    // 4 h at 15 s: one block cut, the rest in the head (with full chunks in chunks_head)
+    for k in 0..(2 * H2 / 15_000) {
+        let mut app = db.appender();
+        for i in 0..3 {
+            let v = if k % 97 == 5 {
+                f64::NAN
+            } else {
+                k as f64 * 0.5 + i as f64
+            };
+            refs[i] = Some(app.append(refs[i], &labels[i], k * 15_000, v).unwrap());
+        }
+        app.commit().unwrap();
+    }
+    assert_eq!(db.compact().unwrap().len(), 1);
+    let ours = dump(&db, i64::MIN, i64::MAX, &all());
+    db.close().unwrap();
+    drop(db);
+    let out = std::process::Command::new(promtool)
+        .args(["tsdb", "dump"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut theirs: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for line in text.lines() {
+        let (rest, ts) = line.rsplit_once(' ').unwrap();
+        let (ls, v) = rest.rsplit_once(' ').unwrap();
+        theirs
+            .entry(ls.to_string())
+            .or_default()
+            .push((ts.parse().unwrap(), v.to_string()));
+    }
+    assert_eq!(theirs.len(), 3);
+    for (ls, samples) in &ours {
+        let mut t = theirs
+            .remove(&ls.to_string())
+            .unwrap_or_else(|| panic!("promtool lacks {ls}"));
+        t.sort();
+        t.dedup();
+        assert_eq!(t.len(), samples.len(), "{ls}");
+        for ((ta, va), (tb, vb)) in samples.iter().zip(&t) {
+            assert_eq!(ta, tb);
+            let vb = parse_value(vb);
+            assert!(
+                va.to_bits() == vb.to_bits() || (va.is_nan() && vb.is_nan()),
+                "{ls} {ta}: {va} vs {vb}"
+            );
+        }
+    }
+}
+
+#[test]
+fn opens_prometheus_blocks_and_appends_after_them() {
+    let fixture = shared().join("fixtures/prometheus-2.42/blocks");
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, tmp.path());
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    assert_eq!(db.blocks().len(), 4);
+    assert_eq!(count(&db), 515_480);
+    let end = db.blocks().iter().map(|b| b.max_time()).max().unwrap();
+    // older than the newest block: out of bounds
+    let l = Labels::from_pairs(&[("__name__", "late_starter_total"), ("job", "x")]);
+    let mut app = db.appender();
+    assert!(app.append(None, &l, end - 1, 1.0).is_err());
+    app.append(None, &l, end, 1.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(count(&db), 515_481);
+    // chunk-level view holds the same number of samples
+    let cq = db.chunk_querier(i64::MIN, i64::MAX).unwrap();
+    let n: usize = cq
+        .select_chunks(true, None, &all())
+        .map(|s| {
+            s.unwrap()
+                .chunks
+                .iter()
+                .map(|c| tsdb::chunkenc::xor::num_samples(&c.data))
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(n, 515_481);
+}
+
+#[test]
+fn concurrent_appenders_queries_and_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(Db::open(tmp.path(), opts()).unwrap());
+    const WRITERS: usize = 3;
+    const STEPS: i64 = 1500; // 1500 × 10 s ≈ 4.2 h: at least one block is cut meanwhile
+    let mut handles = Vec::new();
+    // writers keep in step: a writer more than an hour behind the newest sample would get
+    // OutOfBounds, as in Prometheus
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(WRITERS));
+    for w in 0..WRITERS {
+        let (db, barrier) = (db.clone(), barrier.clone());
+        handles.push(std::thread::spawn(move || {
+            let ls: Vec<Labels> = (0..20)
+                .map(|i| {
+                    Labels::from_pairs(&[
+                        ("__name__", "c"),
+                        ("w", &w.to_string()),
+                        ("i", &i.to_string()),
+                    ])
+                })
+                .collect();
+            let mut refs = vec![None; ls.len()];
+            for k in 0..STEPS {
+                barrier.wait();
+                let mut app = db.appender();
+                for (i, l) in ls.iter().enumerate() {
+                    refs[i] = Some(app.append(refs[i], l, k * 10_000, k as f64).unwrap());
+                }
+                app.commit().unwrap();
+            }
+        }));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (_, s) in dump(&*db, i64::MIN, i64::MAX, &all()) {
+                    // every series is gap-free from its first sample: values count up by one
+                    assert!(s.windows(2).all(|w| w[1].1 == w[0].1 + 1.0));
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let compactor = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut cut = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                cut += db.compact().unwrap().len();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            cut
+        })
+    };
+    for h in handles {
+        h.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    compactor.join().unwrap();
+    db.compact().unwrap();
+    assert!(!db.blocks().is_empty());
+    let got = dump(&*db, i64::MIN, i64::MAX, &all());
+    assert_eq!(got.len(), WRITERS * 20);
+    for (_, s) in &got {
+        assert_eq!(s.len(), STEPS as usize);
+    }
+    db.close().unwrap();
+    let mut app = db.appender();
+    app.append(
+        None,
+        &Labels::from_pairs(&[("__name__", "late")]),
+        STEPS * 10_000,
+        1.0,
+    )
+    .unwrap();
+    assert!(matches!(app.commit(), Err(tsdb::Error::Closed)));
+}
+
+#[test]
+fn blocks_are_compacted_to_larger_ranges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    let l = Labels::from_pairs(&[("__name__", "m")]);
+    let mut r = None;
+    let step = 60_000;
+    let n = 10 * H2 / step; // 20 h of data
+    for k in 0..n {
+        let mut app = db.appender();
+        r = Some(app.append(r, &l, k * step, k as f64).unwrap());
+        app.commit().unwrap();
+        if k % 60 == 0 {
+            db.compact().unwrap();
+        }
+    }
+    db.compact().unwrap();
+    let blocks = db.blocks();
+    assert!(
+        blocks.iter().any(|b| b.meta().compaction.level >= 2),
+        "no compacted block"
+    );
+    assert!(blocks.iter().any(|b| b.max_time() - b.min_time() > H2));
+    // no overlaps, and every sample still there exactly once
+    assert!(blocks
+        .windows(2)
+        .all(|w| w[0].max_time() <= w[1].min_time()));
+    let got = dump(&db, i64::MIN, i64::MAX, &all());
+    assert_eq!(got[0].1.len() as i64, n);
+    assert!(got[0]
+        .1
+        .iter()
+        .enumerate()
+        .all(|(k, s)| *s == (k as i64 * step, k as f64)));
 }

@@ -3,7 +3,9 @@
 //! `ignis` alone (or `ignis server`) starts the server; `ignis tsdb …` holds the block tools
 //! that mirror `promtool tsdb` (see [`cli`]).
 
+mod api;
 mod cli;
+mod federate;
 mod config;
 mod discovery;
 mod relabel;
@@ -14,6 +16,8 @@ mod template;
 mod gofmt;
 // The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
 // API are not called by the binary yet.
+mod remote;
+mod server;
 #[allow(dead_code)]
 mod textparse;
 

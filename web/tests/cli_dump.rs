@@ -152,3 +152,17 @@ fn dump_filters_by_selector_and_time() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid series selector"));
 }
+
+#[test]
+fn dump_of_wal_datadir_equals_promtool_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_dir(&fixtures().join("wal-datadir/data"), &data);
+    let want = gunzip(&fixtures().join("wal-datadir/dump.txt.gz"));
+    let got = ignis_ok(&["tsdb", "dump", data.to_str().unwrap()]);
+    assert_eq!(got.lines().count(), 57_130);
+    assert!(
+        got == want,
+        "dump of the WAL data dir differs from promtool's"
+    );
+}

@@ -169,7 +169,7 @@ fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
     if without {
         Labels::from_sorted(
             m.iter()
-                .filter(|l| l.name != "__name__" && !grouping.iter().any(|g| *g == l.name))
+                .filter(|l| l.name != "__name__" && !grouping.contains(&l.name))
                 .cloned()
                 .collect(),
         )
@@ -303,6 +303,7 @@ impl Evaluator<'_> {
         let mut vals: Vec<(usize, f64)> = Vec::new();
         let mut out = OutCollector::new();
         let mut accs: Vec<Acc> = vec![Acc::default(); ngroups];
+        let mut gslot: Vec<usize> = vec![usize::MAX; ngroups];
         let steps: Vec<i64> = self.steps().collect();
         for (k, &ts) in steps.iter().enumerate() {
             self.check_deadline()?;
@@ -428,13 +429,16 @@ impl Evaluator<'_> {
                     "sum" => g.value + g.c,
                     _ => g.value,
                 };
-                out.push(&group_metric[gi], ts, v, g.drop_name, instant)?;
+                if gslot[gi] == usize::MAX || instant {
+                    gslot[gi] = out.slot(&group_metric[gi], g.drop_name, instant);
+                }
+                out.push_slot(gslot[gi], ts, v)?;
             }
         }
         self.release(&Val::Vector(input));
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
         self.add_samples(n)?;
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -562,7 +566,7 @@ impl Evaluator<'_> {
                 out.push(&Arc::new(gl), ts, n as f64, false, instant)?;
             }
         }
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }
 

@@ -2,13 +2,12 @@
 //! (`on`, `ignoring`, `group_left`, `group_right`, `bool`, fill modifiers) and the set
 //! operators `and`, `or`, `unless`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use tsdb::{Label, Labels};
 
-use super::{Evaluator, OutCollector, StepCursor, StepSeries, Val};
+use super::{Evaluator, FxMap, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +131,7 @@ fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
     } else {
         Labels::from_sorted(
             l.iter()
-                .filter(|x| x.name != "__name__" && !names.iter().any(|n| *n == x.name))
+                .filter(|x| x.name != "__name__" && !names.contains(&x.name))
                 .cloned()
                 .collect(),
         )
@@ -143,9 +142,9 @@ fn signature(l: &Labels, on: bool, names: &[String]) -> Vec<u8> {
     let mut b = Vec::new();
     for x in l.iter() {
         let keep = if on {
-            names.iter().any(|n| *n == x.name)
+            names.contains(&x.name)
         } else {
-            x.name != "__name__" && !names.iter().any(|n| *n == x.name)
+            x.name != "__name__" && !names.contains(&x.name)
         };
         if keep {
             b.extend_from_slice(x.name.as_bytes());
@@ -164,9 +163,9 @@ fn result_metric(lhs: &Labels, rhs: &Labels, op: Op, m: &Matching) -> Labels {
     }
     if m.card == Card::OneToOne {
         if m.on {
-            v.retain(|l| m.names.iter().any(|n| *n == l.name));
+            v.retain(|l| m.names.contains(&l.name));
         } else {
-            v.retain(|l| !m.names.iter().any(|n| *n == l.name));
+            v.retain(|l| !m.names.contains(&l.name));
         }
     }
     let mut out = Labels::from_sorted(v);
@@ -297,7 +296,7 @@ impl Evaluator<'_> {
         return_bool: bool,
     ) -> QResult<Val> {
         // signature ordinals for both sides
-        let mut sig_ord: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut sig_ord: FxMap<Vec<u8>, usize> = FxMap::default();
         let mut ord = |l: &Labels| {
             let s = signature(l, m.on, &m.names);
             let n = sig_ord.len();
@@ -316,7 +315,19 @@ impl Evaluator<'_> {
         let mut right_at: Vec<usize> = vec![0; nsigs];
         let mut matched = vec![false; nsigs];
         let mut matched_sets: Vec<Vec<Arc<Labels>>> = vec![Vec::new(); nsigs];
-        let mut metric_cache: HashMap<(usize, usize, bool), Arc<Labels>> = HashMap::new();
+        let mut metric_cache: FxMap<(usize, usize, bool), (Arc<Labels>, usize)> = FxMap::default();
+        let mut lslot: Vec<usize> = vec![usize::MAX; lhs.len()];
+        let mut rslot: Vec<usize> = vec![usize::MAX; rhs.len()];
+        let slot_of = |out: &mut OutCollector,
+                       cache: &mut Vec<usize>,
+                       side: &[StepSeries],
+                       i: usize|
+         -> usize {
+            if cache[i] == usize::MAX {
+                cache[i] = out.slot(&side[i].metric, side[i].drop_name, instant);
+            }
+            cache[i]
+        };
         let steps: Vec<i64> = self.steps().collect();
         for ts in steps {
             self.check_deadline()?;
@@ -333,7 +344,10 @@ impl Evaluator<'_> {
                     }
                     for &(i, v) in &lv {
                         if present[lsig[i]] {
-                            out.push(&lhs[i].metric, ts, v, lhs[i].drop_name, instant)?;
+                            {
+                                let sl = slot_of(&mut out, &mut lslot, lhs, i);
+                                out.push_slot(sl, ts, v)?;
+                            }
                         }
                     }
                 }
@@ -341,11 +355,17 @@ impl Evaluator<'_> {
                     present.iter_mut().for_each(|x| *x = false);
                     for &(i, v) in &lv {
                         present[lsig[i]] = true;
-                        out.push(&lhs[i].metric, ts, v, lhs[i].drop_name, instant)?;
+                        {
+                            let sl = slot_of(&mut out, &mut lslot, lhs, i);
+                            out.push_slot(sl, ts, v)?;
+                        }
                     }
                     for &(j, v) in &rv {
                         if !present[rsig[j]] {
-                            out.push(&rhs[j].metric, ts, v, rhs[j].drop_name, instant)?;
+                            {
+                                let sl = slot_of(&mut out, &mut rslot, rhs, j);
+                                out.push_slot(sl, ts, v)?;
+                            }
                         }
                     }
                 }
@@ -356,7 +376,10 @@ impl Evaluator<'_> {
                     }
                     for &(i, v) in &lv {
                         if !present[lsig[i]] {
-                            out.push(&lhs[i].metric, ts, v, lhs[i].drop_name, instant)?;
+                            {
+                                let sl = slot_of(&mut out, &mut lslot, lhs, i);
+                                out.push_slot(sl, ts, v)?;
+                            }
                         }
                     }
                 }
@@ -414,33 +437,34 @@ impl Evaluator<'_> {
                         if return_bool {
                             val = if keep { 1.0 } else { 0.0 };
                         }
-                        let metric = match (li, ri) {
-                            (Some(a), Some(c)) => metric_cache
-                                .entry((a, c, false))
-                                .or_insert_with(|| {
-                                    Arc::new(result_metric(&ls[a].metric, &rs[c].metric, op, m))
-                                })
-                                .clone(),
-                            (Some(a), None) => {
-                                let rl = match_labels(&ls[a].metric, m.on, &m.names);
-                                metric_cache
-                                    .entry((a, usize::MAX, false))
-                                    .or_insert_with(|| {
-                                        Arc::new(result_metric(&ls[a].metric, &rl, op, m))
-                                    })
-                                    .clone()
-                            }
-                            (None, Some(c)) => {
-                                let ll = match_labels(&rs[c].metric, m.on, &m.names);
-                                metric_cache
-                                    .entry((usize::MAX, c, true))
-                                    .or_insert_with(|| {
-                                        Arc::new(result_metric(&ll, &rs[c].metric, op, m))
-                                    })
-                                    .clone()
-                            }
+                        let key = match (li, ri) {
+                            (Some(a), Some(c)) => (a, c, false),
+                            (Some(a), None) => (a, usize::MAX, false),
+                            (None, Some(c)) => (usize::MAX, c, true),
                             (None, None) => return Ok(()),
                         };
+                        let (metric, slot) = metric_cache
+                            .entry(key)
+                            .or_insert_with(|| {
+                                let ml = match (li, ri) {
+                                    (Some(a), Some(c)) => {
+                                        result_metric(&ls[a].metric, &rs[c].metric, op, m)
+                                    }
+                                    (Some(a), None) => {
+                                        let rl = match_labels(&ls[a].metric, m.on, &m.names);
+                                        result_metric(&ls[a].metric, &rl, op, m)
+                                    }
+                                    (_, Some(c)) => {
+                                        let ll = match_labels(&rs[c].metric, m.on, &m.names);
+                                        result_metric(&ll, &rs[c].metric, op, m)
+                                    }
+                                    _ => Labels::empty(),
+                                };
+                                let ml = Arc::new(ml);
+                                let sl = out.slot(&ml, return_bool, instant);
+                                (ml, sl)
+                            })
+                            .clone();
                         if one_to_one {
                             if matched[so] {
                                 return Err(QueryError::execution(
@@ -449,7 +473,10 @@ impl Evaluator<'_> {
                             }
                             matched[so] = true;
                         } else {
-                            if matched_sets[so].iter().any(|x| **x == *metric) {
+                            if matched_sets[so]
+                                .iter()
+                                .any(|x| Arc::ptr_eq(x, &metric) || **x == *metric)
+                            {
                                 return Err(QueryError::execution(
                                     "multiple matches for labels: grouping labels must ensure unique matches",
                                 ));
@@ -459,7 +486,7 @@ impl Evaluator<'_> {
                         if !keep && !return_bool {
                             return Ok(());
                         }
-                        out.push(&metric, ts, val, return_bool, instant)
+                        out.push_slot(slot, ts, val)
                     };
                     for &(i, v) in lvv.iter() {
                         let so = lsg[i];
@@ -516,6 +543,6 @@ impl Evaluator<'_> {
         }
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
         self.add_samples(n)?;
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }

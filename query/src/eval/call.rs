@@ -10,7 +10,9 @@ use tsdb::Labels;
 
 use super::aggregate::go_g;
 use super::fnlib;
-use super::{unparen, Evaluator, OutCollector, StepCursor, StepSeries, Val};
+use super::{
+    go_search, interpolate, unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val,
+};
 use crate::error::{QResult, QueryError};
 
 /// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
@@ -340,7 +342,27 @@ impl Evaluator<'_> {
     }
 
     fn eval_range_fn(&mut self, name: &str, args: &[&Expr], mi: usize) -> QResult<Val> {
+        if let Expr::MatrixSelector(ms) = unparen(args[mi]) {
+            match super::ext_modifier(&ms.vs) {
+                Some(Ext::Anchored)
+                    if !matches!(name, "changes" | "delta" | "increase" | "rate" | "resets") =>
+                {
+                    return Err(QueryError::execution(format!(
+                        "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with {name}"
+                    )));
+                }
+                Some(Ext::Smoothed) if !matches!(name, "delta" | "increase" | "rate") => {
+                    return Err(QueryError::execution(format!(
+                        "smoothed modifier can only be used with: delta, increase, rate - not with {name}"
+                    )));
+                }
+                _ => {}
+            }
+        }
         let arg = self.range_arg(args[mi])?;
+        if let Some(ext) = arg.ext {
+            return self.eval_extended_range_fn(name, arg, ext);
+        }
         let mut params: Vec<Vec<f64>> = Vec::new();
         for (i, a) in args.iter().enumerate() {
             if i != mi {
@@ -394,73 +416,129 @@ impl Evaluator<'_> {
             pbuf.extend(params.iter().map(|p| p[k]));
             fnlib::range_check_params(name, &pbuf).map_err(QueryError::execution)?;
         }
+        let job = SeriesJob {
+            name,
+            steps: &steps,
+            params: &params,
+            at: arg.at,
+            offset: arg.offset,
+            range: arg.range,
+            from_subquery: arg.from_subquery,
+            sts_src: self.start_timestamps,
+            drop,
+            deadline: self.deadline,
+            cancel: self.cancel,
+        };
+        let series = arg.series;
+        let threads = if series.len() >= PARALLEL_MIN_SERIES {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)
+        } else {
+            1
+        };
+        let results: Vec<QResult<SeriesOut>> = if threads > 1 {
+            let chunk = series.len().div_ceil(threads);
+            let mut parts: Vec<Vec<super::RawSeries>> = Vec::with_capacity(threads);
+            let mut it = series.into_iter();
+            loop {
+                let part: Vec<super::RawSeries> = it.by_ref().take(chunk).collect();
+                if part.is_empty() {
+                    break;
+                }
+                parts.push(part);
+            }
+            let job = &job;
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| {
+                        sc.spawn(move || {
+                            part.into_iter()
+                                .map(|s| run_series(job, s))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err(QueryError::execution(
+                                "range function evaluation panicked",
+                            ))]
+                        })
+                    })
+                    .collect()
+            })
+        } else {
+            series.into_iter().map(|s| run_series(&job, s)).collect()
+        };
+        for r in results {
+            let r = r?;
+            self.total_samples += r.samples;
+            fn_annos.extend(r.annos);
+            if let Some(mn) = r.non_counter {
+                self.annos.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
+                ));
+            }
+            if let Some(ss) = r.series {
+                self.add_samples(ss.pts.len())?;
+                out.push(ss);
+            }
+        }
+        fnlib::add_annotations(&mut self.annos, fn_annos);
+        Ok(Val::Vector(out))
+    }
+
+    /// `rate`/`increase`/`delta` (and for `anchored`, `changes`/`resets`) over `anchored` or
+    /// `smoothed` windows.
+    fn eval_extended_range_fn(
+        &mut self,
+        name: &str,
+        arg: super::RangeArg,
+        ext: Ext,
+    ) -> QResult<Val> {
+        let steps: Vec<i64> = self.steps().collect();
+        let lb = self.lookback;
+        let smoothed = ext == Ext::Smoothed;
+        let mut out = Vec::new();
+        let mut fn_annos: Vec<crate::functions::Annotation> = Vec::new();
         for s in arg.series {
-            self.check_deadline()?;
+            let f = &s.samples;
             let mut pts = Vec::new();
-            let sts = match self.start_timestamps {
-                Some(src)
-                    if !arg.from_subquery
-                        && matches!(name, "rate" | "increase" | "irate" | "resets") =>
-                {
-                    src.start_timestamps(&s.metric, &s.samples)
-                }
-                _ => None,
-            };
-            let (mut lo, mut hi) = (0usize, 0usize);
-            for (k, &ts) in steps.iter().enumerate() {
+            for &ts in &steps {
                 let rt = arg.at.unwrap_or(ts) - arg.offset;
-                if arg.at.is_some() && k > 0 {
-                    // same window at every step
+                let (rs, re) = (rt - arg.range, rt);
+                let a = f.partition_point(|x| x.0 <= rs - lb);
+                let b = if smoothed {
+                    f.partition_point(|x| x.0 <= re + lb)
                 } else {
-                    while hi < s.samples.len() && s.samples[hi].0 <= rt {
-                        hi += 1;
-                    }
-                    while lo < hi && s.samples[lo].0 <= rt - arg.range {
-                        lo += 1;
-                    }
-                }
-                if lo == hi {
+                    f.partition_point(|x| x.0 <= re)
+                };
+                let w = &f[a..b];
+                if w.is_empty() {
                     continue;
                 }
-                if !arg.from_subquery {
-                    self.total_samples += (hi - lo) as u64;
-                }
-                pbuf.clear();
-                pbuf.extend(params.iter().map(|p| p[k]));
-                // predict_linear predicts from the evaluation time, not the window end.
-                let end = if name == "predict_linear" { ts } else { rt };
-                let r = match &sts {
-                    Some(st) => fnlib::range_eval_st(
-                        name,
-                        &s.samples[lo..hi],
-                        &st[lo..hi],
-                        rt - arg.range,
-                        end,
-                        &pbuf,
-                        &mut fn_annos,
-                        s.metric.metric_name().unwrap_or(""),
-                    ),
-                    None => fnlib::range_eval(
-                        name,
-                        &s.samples[lo..hi],
-                        rt - arg.range,
-                        end,
-                        &pbuf,
-                        &mut fn_annos,
-                    ),
-                };
-                if let Some(v) = r {
-                    pts.push((ts, v));
-                }
-            }
-            if (name == "rate" || name == "increase") && !pts.is_empty() {
-                if let Some(mn) = s.metric.metric_name() {
-                    if !has_counter_suffix(mn) {
-                        self.annos.info(format!(
-                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {:?}",
-                            mn
-                        ));
+                let v = match name {
+                    "rate" | "increase" | "delta" => {
+                        extended_rate(w, rs, re, smoothed, name != "delta", name == "rate")
                     }
+                    _ => {
+                        // anchored changes/resets: the last sample at or before the window
+                        // start is the baseline for the samples after it.
+                        let k = w.partition_point(|x| x.0 <= rs);
+                        if k == w.len() {
+                            None
+                        } else {
+                            let from = k.saturating_sub(1);
+                            fnlib::range_eval(name, &w[from..], rs, re, &[], &mut fn_annos)
+                        }
+                    }
+                };
+                if let Some(v) = v {
+                    pts.push((ts, v));
                 }
             }
             if !pts.is_empty() {
@@ -468,7 +546,7 @@ impl Evaluator<'_> {
                 out.push(StepSeries {
                     metric: s.metric,
                     pts,
-                    drop_name: drop || s.drop_name,
+                    drop_name: true,
                 });
             }
         }
@@ -596,7 +674,7 @@ impl Evaluator<'_> {
                 }
             }
         }
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }
 
@@ -656,6 +734,179 @@ fn cmp_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
             }
         }
     }
+}
+
+/// Series count from which range functions run on several threads.
+const PARALLEL_MIN_SERIES: usize = 2000;
+/// Most threads one range-function evaluation uses.
+const MAX_THREADS: usize = 8;
+
+/// What every series of one range-function evaluation shares.
+struct SeriesJob<'a> {
+    name: &'a str,
+    steps: &'a [i64],
+    params: &'a [Vec<f64>],
+    at: Option<i64>,
+    offset: i64,
+    range: i64,
+    from_subquery: bool,
+    sts_src: Option<&'a dyn crate::engine::StartTimestampSource>,
+    drop: bool,
+    deadline: Option<std::time::Instant>,
+    cancel: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
+/// The result of one series.
+struct SeriesOut {
+    series: Option<StepSeries>,
+    annos: Vec<crate::functions::Annotation>,
+    samples: u64,
+    non_counter: Option<String>,
+}
+
+/// Slides the window of one series over all steps and applies the range function.
+fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
+    if job
+        .cancel
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        return Err(QueryError::canceled());
+    }
+    if job.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        return Err(QueryError::timeout());
+    }
+    let name = job.name;
+    let mut annos = Vec::new();
+    let mut samples = 0u64;
+    let mut pts = Vec::new();
+    let mut pbuf: Vec<f64> = Vec::with_capacity(job.params.len());
+    let sts = match job.sts_src {
+        Some(src)
+            if !job.from_subquery && matches!(name, "rate" | "increase" | "irate" | "resets") =>
+        {
+            src.start_timestamps(&s.metric, &s.samples)
+        }
+        _ => None,
+    };
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for (k, &ts) in job.steps.iter().enumerate() {
+        let rt = job.at.unwrap_or(ts) - job.offset;
+        if job.at.is_none() || k == 0 {
+            while hi < s.samples.len() && s.samples[hi].0 <= rt {
+                hi += 1;
+            }
+            while lo < hi && s.samples[lo].0 <= rt - job.range {
+                lo += 1;
+            }
+        }
+        if lo == hi {
+            continue;
+        }
+        if !job.from_subquery {
+            samples += (hi - lo) as u64;
+        }
+        pbuf.clear();
+        pbuf.extend(job.params.iter().map(|p| p[k]));
+        // predict_linear predicts from the evaluation time, not the window end.
+        let end = if name == "predict_linear" { ts } else { rt };
+        let w = &s.samples[lo..hi];
+        let r = match &sts {
+            Some(st) => fnlib::range_eval_st(
+                name,
+                w,
+                &st[lo..hi],
+                rt - job.range,
+                end,
+                &pbuf,
+                &mut annos,
+                s.metric.metric_name().unwrap_or(""),
+            ),
+            None => fnlib::range_eval(name, w, rt - job.range, end, &pbuf, &mut annos),
+        };
+        if let Some(v) = r {
+            pts.push((ts, v));
+        }
+    }
+    let mut non_counter = None;
+    if (name == "rate" || name == "increase") && !pts.is_empty() {
+        if let Some(mn) = s.metric.metric_name() {
+            if !has_counter_suffix(mn) {
+                non_counter = Some(mn.to_string());
+            }
+        }
+    }
+    let series = (!pts.is_empty()).then_some(StepSeries {
+        metric: s.metric,
+        pts,
+        drop_name: job.drop || s.drop_name,
+    });
+    Ok(SeriesOut {
+        series,
+        annos,
+        samples,
+        non_counter,
+    })
+}
+
+/// `extendedRate`: increase/rate/delta between the (picked or interpolated) values at the
+/// window edges, corrected for counter resets in between.
+fn extended_rate(
+    f: &[(i64, f64)],
+    rs: i64,
+    re: i64,
+    smoothed: bool,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    let mut last = f.len() - 1;
+    let mut first = go_search(last, |i| f[i].0 > rs).saturating_sub(1);
+    if smoothed {
+        last = go_search(last, |i| f[i].0 >= re);
+    }
+    if f[last].0 <= rs {
+        return None;
+    }
+    if smoothed && f[first].0 > re {
+        return None;
+    }
+    let left = if smoothed && f[first].0 < rs {
+        interpolate(f[first], f[first + 1], rs, is_counter)
+    } else {
+        f[first].1
+    };
+    let right = if smoothed && last > 0 && f[last].0 > re {
+        interpolate(f[last - 1], f[last], re, is_counter)
+    } else {
+        f[last].1
+    };
+    let mut result = right - left;
+    if is_counter {
+        if f[first].0 <= rs {
+            first += 1;
+        }
+        let mut end = last as i64;
+        if f[last].0 >= re {
+            end -= 1;
+        }
+        let mut correction = 0.0;
+        let mut prev = left;
+        if end >= first as i64 {
+            for p in &f[first..=end as usize] {
+                if p.1 < prev {
+                    correction += prev;
+                }
+                prev = p.1;
+            }
+        }
+        if right < prev {
+            correction += prev;
+        }
+        result += correction;
+    }
+    if is_rate {
+        result /= (re - rs) as f64 / 1000.0;
+    }
+    Some(result)
 }
 
 /// Merges series that ended up with the same labels; overlapping points are an error.

@@ -51,6 +51,9 @@ impl Evaluator<'_> {
                 all.push(Matcher::equal("__name__", n.clone()));
             }
             for m in &vs.matchers.matchers {
+                if m.name == crate::rewrite::INFO_MARKER_LABEL {
+                    continue;
+                }
                 all.push(convert_matcher_pub(m)?);
             }
             for m in all {
@@ -249,6 +252,6 @@ impl Evaluator<'_> {
                 out.push(&metric, ts, v, false, instant)?;
             }
         }
-        Ok(Val::Vector(out.series))
+        Ok(Val::Vector(out.finish()))
     }
 }

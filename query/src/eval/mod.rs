@@ -61,6 +61,87 @@ pub(crate) enum Val {
     Range(Vec<StepSeries>),
 }
 
+/// The experimental range-selector modifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ext {
+    /// `anchored`: windows start at the last sample at or before the window start.
+    Anchored,
+    /// `smoothed`: values at the window edges are interpolated.
+    Smoothed,
+}
+
+/// The `anchored` / `smoothed` modifier of a selector (carried by a marker matcher).
+pub(crate) fn ext_modifier(vs: &VectorSelector) -> Option<Ext> {
+    vs.matchers
+        .matchers
+        .iter()
+        .find(|m| m.name == crate::rewrite::EXT_MODIFIER_LABEL)
+        .and_then(|m| match m.value.as_str() {
+            "anchored" => Some(Ext::Anchored),
+            "smoothed" => Some(Ext::Smoothed),
+            _ => None,
+        })
+}
+
+/// Linear interpolation between two points at `t`; a counter reset counts from 0.
+pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, is_counter: bool) -> f64 {
+    let (mut y1, y2) = (p1.1, p2.1);
+    if is_counter && y2 < y1 {
+        y1 = 0.0;
+    }
+    y1 + (y2 - y1) * (t - p1.0) as f64 / (p2.0 - p1.0) as f64
+}
+
+/// Index of the first element in `0..n` for which `f` holds (`n` if none), as Go's
+/// `sort.Search`.
+pub(crate) fn go_search(n: usize, f: impl Fn(usize) -> bool) -> usize {
+    (0..n).find(|&i| f(i)).unwrap_or(n)
+}
+
+/// Extends window samples to the window edges (`extendFloats`): one point at `mint` and one
+/// at `maxt`, interpolated when smoothed, with the samples strictly inside between them.
+pub(crate) fn extend_floats(
+    f: &[(i64, f64)],
+    mint: i64,
+    maxt: i64,
+    smoothed: bool,
+) -> Vec<(i64, f64)> {
+    if f.is_empty() {
+        return vec![];
+    }
+    let mut last = f.len() - 1;
+    let mut first = go_search(last, |i| f[i].0 > mint).saturating_sub(1);
+    if smoothed {
+        last = go_search(last, |i| f[i].0 >= maxt);
+    }
+    if f[last].0 <= mint {
+        return vec![];
+    }
+    let left = if smoothed && f[first].0 < mint {
+        interpolate(f[first], f[first + 1], mint, false)
+    } else {
+        f[first].1
+    };
+    let right = if smoothed && last > 0 && f[last].0 > maxt {
+        interpolate(f[last - 1], f[last], maxt, false)
+    } else {
+        f[last].1
+    };
+    if f[first].0 <= mint {
+        first += 1;
+    }
+    let mut end = last as i64;
+    if f[last].0 >= maxt {
+        end -= 1;
+    }
+    let mut out = vec![(mint, left)];
+    if end >= first as i64 {
+        out.extend_from_slice(&f[first..=end as usize]);
+    }
+    out.push((maxt, right));
+    out
+}
+
 /// A range-vector argument ready for windowing: series plus how windows are placed.
 pub(crate) struct RangeArg {
     pub series: Vec<RawSeries>,
@@ -68,6 +149,7 @@ pub(crate) struct RangeArg {
     pub offset: i64,
     pub at: Option<i64>,
     pub from_subquery: bool,
+    pub ext: Option<Ext>,
 }
 
 /// Per-query state of an evaluation.
@@ -83,6 +165,8 @@ pub(crate) struct Evaluator<'a> {
     pub query_step: i64,
     /// Start timestamps of stored samples, if the storage keeps them.
     pub start_timestamps: Option<&'a dyn crate::engine::StartTimestampSource>,
+    /// Cancellation flag of the query.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     pub lookback: i64,
     pub max_samples: usize,
     pub cur_samples: usize,
@@ -155,6 +239,9 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> QResult<Vec<Vec<Matcher>
             ms.push(Matcher::equal("__name__", n.clone()));
         }
         for m in g {
+            if m.name == crate::rewrite::EXT_MODIFIER_LABEL {
+                continue;
+            }
             ms.push(convert_matcher(m)?);
         }
         groups.push(ms);
@@ -172,8 +259,14 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self) -> QResult<()> {
+        if self
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(QueryError::canceled());
+        }
         if let Some(d) = self.deadline {
-            if Instant::now() > d {
+            if Instant::now() >= d {
                 return Err(QueryError::timeout());
             }
         }
@@ -304,6 +397,9 @@ impl<'a> Evaluator<'a> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_time(&vs.at);
         let (lo, hi) = self.ref_bounds(at, offset);
+        if ext_modifier(vs) == Some(Ext::Smoothed) {
+            return self.eval_smoothed_selector(vs, at, offset, lo, hi);
+        }
         let raw = self.select(vs, lo - self.lookback + 1, hi, 0)?;
         let mut out = Vec::with_capacity(raw.len());
         let mut tss = Vec::new();
@@ -344,6 +440,57 @@ impl<'a> Evaluator<'a> {
         Ok((out, tss))
     }
 
+    /// A `smoothed` instant selector: the value at each step is interpolated between the
+    /// samples around it (within the lookback delta on both sides).
+    fn eval_smoothed_selector(
+        &mut self,
+        vs: &VectorSelector,
+        at: Option<i64>,
+        offset: i64,
+        lo: i64,
+        hi: i64,
+    ) -> QResult<(Vec<StepSeries>, Vec<Vec<i64>>)> {
+        let lb = self.lookback;
+        let raw = self.select(vs, lo - lb + 1, hi + lb, 0)?;
+        let steps: Vec<i64> = self.steps().collect();
+        let mut out = Vec::new();
+        for s in raw {
+            let f: Vec<(i64, f64)> = s
+                .samples
+                .iter()
+                .copied()
+                .filter(|x| !is_stale_nan(x.1))
+                .collect();
+            let mut pts = Vec::new();
+            for &ts in &steps {
+                let d = at.unwrap_or(ts) - offset;
+                let a = f.partition_point(|x| x.0 <= d - lb);
+                let b = f.partition_point(|x| x.0 <= d + lb);
+                let w = &f[a..b];
+                if w.is_empty() {
+                    continue;
+                }
+                let i = w.partition_point(|x| x.0 < d);
+                if i < w.len() && w[i].0 == d {
+                    pts.push((ts, w[i].1));
+                } else if i > 0 && i < w.len() {
+                    pts.push((ts, interpolate(w[i - 1], w[i], d, false)));
+                } else if i > 0 {
+                    pts.push((ts, w[i - 1].1));
+                }
+            }
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                out.push(StepSeries {
+                    metric: s.metric,
+                    pts,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok((out, Vec::new()))
+    }
+
     /// Loads the data of a range-vector argument (matrix selector or subquery).
     pub fn range_arg(&mut self, e: &Expr) -> QResult<RangeArg> {
         match unparen(e) {
@@ -353,7 +500,13 @@ impl<'a> Evaluator<'a> {
                 let offset = offset_ms(&vs.offset);
                 let at = self.at_time(&vs.at);
                 let (lo, hi) = self.ref_bounds(at, offset);
-                let mut raw = self.select(vs, lo - range + 1, hi, range)?;
+                let ext = ext_modifier(vs);
+                let (mint, maxt) = match ext {
+                    None => (lo - range + 1, hi),
+                    Some(Ext::Anchored) => (lo - range - self.lookback + 1, hi),
+                    Some(Ext::Smoothed) => (lo - range - self.lookback + 1, hi + self.lookback),
+                };
+                let mut raw = self.select(vs, mint, maxt, range)?;
                 for s in &mut raw {
                     if s.samples.iter().any(|x| is_stale_nan(x.1)) {
                         s.samples.retain(|x| !is_stale_nan(x.1));
@@ -365,6 +518,7 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: false,
+                    ext,
                 })
             }
             Expr::Subquery(sq) => {
@@ -386,6 +540,7 @@ impl<'a> Evaluator<'a> {
                     offset,
                     at,
                     from_subquery: true,
+                    ext: None,
                 })
             }
             other => Err(QueryError::bad_data(format!(
@@ -428,6 +583,7 @@ impl<'a> Evaluator<'a> {
             query_end: self.query_end,
             query_step: self.query_step,
             start_timestamps: self.start_timestamps,
+            cancel: self.cancel,
             lookback: self.lookback,
             max_samples: self.max_samples,
             cur_samples: self.cur_samples,
@@ -496,10 +652,31 @@ impl<'a> Evaluator<'a> {
                 let rt = arg.at.unwrap_or(ts) - arg.offset;
                 let mut out = Vec::new();
                 for s in arg.series {
-                    let lo = s.samples.partition_point(|x| x.0 <= rt - arg.range);
-                    let hi = s.samples.partition_point(|x| x.0 <= rt);
-                    if lo < hi {
-                        let pts = s.samples[lo..hi].to_vec();
+                    let pts = match arg.ext {
+                        None => {
+                            let lo = s.samples.partition_point(|x| x.0 <= rt - arg.range);
+                            let hi = s.samples.partition_point(|x| x.0 <= rt);
+                            s.samples[lo..hi].to_vec()
+                        }
+                        Some(ext) => {
+                            let lo = s
+                                .samples
+                                .partition_point(|x| x.0 <= rt - arg.range - self.lookback);
+                            let hi = match ext {
+                                Ext::Anchored => s.samples.partition_point(|x| x.0 <= rt),
+                                Ext::Smoothed => {
+                                    s.samples.partition_point(|x| x.0 <= rt + self.lookback)
+                                }
+                            };
+                            extend_floats(
+                                &s.samples[lo..hi],
+                                rt - arg.range,
+                                rt,
+                                ext == Ext::Smoothed,
+                            )
+                        }
+                    };
+                    if !pts.is_empty() {
                         self.add_samples(pts.len())?;
                         out.push(StepSeries {
                             metric: s.metric,
@@ -584,10 +761,42 @@ impl StepCursor {
     }
 }
 
+/// A fast non-cryptographic hasher (FxHash) for the evaluator's internal maps.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FxHasher`]s.
+pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+/// A `HashMap` with [`FxHasher`].
+pub(crate) type FxMap<K, V> = HashMap<K, V, FxBuild>;
+
 /// Collects per-step output samples into series, as Prometheus's `rangeEval` does: an output
-/// label set seen twice at one step is an error.
+/// label set seen twice at one step is an error. Callers that produce the same label set at
+/// many steps get its slot once ([`OutCollector::slot`]) and push by slot.
 pub(crate) struct OutCollector {
-    map: HashMap<Arc<Labels>, usize>,
+    map: FxMap<Arc<Labels>, usize>,
     pub series: Vec<StepSeries>,
     last_ts: Vec<i64>,
 }
@@ -595,13 +804,44 @@ pub(crate) struct OutCollector {
 impl OutCollector {
     pub fn new() -> Self {
         OutCollector {
-            map: HashMap::new(),
+            map: FxMap::default(),
             series: Vec::new(),
             last_ts: Vec::new(),
         }
     }
 
-    /// Adds one sample at `ts`; in instant mode duplicates are allowed here (checked later).
+    /// The output series for `metric`. In instant mode every call makes a new series, so
+    /// duplicates survive until the final label-set check.
+    pub fn slot(&mut self, metric: &Arc<Labels>, drop_name: bool, instant: bool) -> usize {
+        if !instant {
+            if let Some(&i) = self.map.get(metric) {
+                return i;
+            }
+            self.map.insert(metric.clone(), self.series.len());
+        }
+        self.last_ts.push(i64::MIN);
+        self.series.push(StepSeries {
+            metric: metric.clone(),
+            pts: Vec::new(),
+            drop_name,
+        });
+        self.series.len() - 1
+    }
+
+    /// Adds a sample at `ts` to the series in `slot`.
+    #[inline]
+    pub fn push_slot(&mut self, slot: usize, ts: i64, v: f64) -> QResult<()> {
+        if self.last_ts[slot] == ts {
+            return Err(QueryError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+        self.last_ts[slot] = ts;
+        self.series[slot].pts.push((ts, v));
+        Ok(())
+    }
+
+    /// Adds one sample at `ts` for `metric`.
     pub fn push(
         &mut self,
         metric: &Arc<Labels>,
@@ -610,34 +850,15 @@ impl OutCollector {
         drop_name: bool,
         instant: bool,
     ) -> QResult<()> {
-        if instant {
-            self.series.push(StepSeries {
-                metric: metric.clone(),
-                pts: vec![(ts, v)],
-                drop_name,
-            });
-            return Ok(());
-        }
-        match self.map.get(metric) {
-            Some(&i) => {
-                if self.last_ts[i] == ts {
-                    return Err(QueryError::execution(
-                        "vector cannot contain metrics with the same labelset",
-                    ));
-                }
-                self.last_ts[i] = ts;
-                self.series[i].pts.push((ts, v));
-            }
-            None => {
-                self.map.insert(metric.clone(), self.series.len());
-                self.last_ts.push(ts);
-                self.series.push(StepSeries {
-                    metric: metric.clone(),
-                    pts: vec![(ts, v)],
-                    drop_name,
-                });
-            }
-        }
-        Ok(())
+        let s = self.slot(metric, drop_name, instant);
+        self.push_slot(s, ts, v)
+    }
+
+    /// The collected series without empty ones.
+    pub fn finish(self) -> Vec<StepSeries> {
+        self.series
+            .into_iter()
+            .filter(|s| !s.pts.is_empty())
+            .collect()
     }
 }

@@ -182,6 +182,7 @@ impl Storage {
         QueryOptions {
             lookback_delta: None,
             start_timestamps: self.st_source.clone(),
+            cancel: None,
         }
     }
 
@@ -281,21 +282,9 @@ fn ms_to_system_time(t: i64) -> SystemTime {
 /// with `@` alone (upstream's `atModifierTestCases`).
 fn set_at(e: &mut Expr, t: SystemTime) {
     match e {
-        Expr::VectorSelector(vs) => {
-            if vs.at.is_none() {
-                vs.at = Some(AtModifier::At(t));
-            }
-        }
-        Expr::MatrixSelector(ms) => {
-            if ms.vs.at.is_none() {
-                ms.vs.at = Some(AtModifier::At(t));
-            }
-        }
-        Expr::Subquery(s) => {
-            if s.at.is_none() {
-                s.at = Some(AtModifier::At(t));
-            }
-        }
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(AtModifier::At(t)),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(AtModifier::At(t)),
+        Expr::Subquery(s) if s.at.is_none() => s.at = Some(AtModifier::At(t)),
         Expr::Paren(p) => set_at(&mut p.expr, t),
         Expr::Unary(u) => set_at(&mut u.expr, t),
         Expr::Binary(b) => {
@@ -643,7 +632,11 @@ fn run_instant_case(
 }
 
 fn run_eval(engine: &Engine, st: &Storage, cmd: &EvalCmd) -> Outcome {
-    let expr = match promql_parser::parser::parse(&cmd.expr) {
+    let (step, range) = match cmd.time {
+        EvalTime::Range { start, end, step } => (step, end - start),
+        EvalTime::Instant(_) => (0, 0),
+    };
+    let expr = match crate::rewrite::parse_query(&cmd.expr, step, range) {
         Ok(e) => e,
         Err(e) => return Outcome::Skipped(format!("parser: {}", short(&e))),
     };

@@ -195,7 +195,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         }
         let unit = &s[ust..i];
         let idx = UNITS.iter().position(|(u, _)| *u == unit)?;
-        if idx + 1 <= last_unit {
+        if idx < last_unit {
             return None;
         }
         last_unit = idx + 1;
@@ -676,7 +676,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
         }
         if word.starts_with("eval") {
             let toks: Vec<&str> = l.split_whitespace().collect();
-            let suffix = &word[4..];
+            let suffix = word.strip_prefix("eval").unwrap_or("");
             let mut cmd = EvalCmd {
                 line: ln,
                 expr: String::new(),
@@ -788,7 +788,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
                     break;
                 }
                 let s = parse_series_line(bl).map_err(|m| ScriptError { line: bln, msg: m })?;
-                if s.values.iter().any(|v| *v == SeqValue::Histogram) {
+                if s.values.contains(&SeqValue::Histogram) {
                     cmd.expects_histograms = true;
                 }
                 cmd.series.push(s);

@@ -351,6 +351,7 @@ impl<'a> XorIterator<'a> {
 
     /// Advances to the next sample.
     #[inline]
+    #[allow(clippy::should_implement_trait)] // mirrors `SampleIter::next`, returns a ValueType
     pub fn next(&mut self) -> ValueType {
         if self.num_read >= self.num_total {
             return ValueType::None;

@@ -96,6 +96,10 @@ impl Appender {
     /// Writes the batch to the WAL and makes it visible. On a WAL error nothing becomes visible
     /// and the batch is discarded.
     pub fn commit(&mut self) -> Result<()> {
+        if self.head.is_closed() {
+            self.release();
+            return Err(Error::Closed);
+        }
         if self.samples.is_empty() {
             return Ok(());
         }
@@ -108,7 +112,12 @@ impl Appender {
         let store = self.head.chunk_store();
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
         let mut err = None;
+        // A block may have been cut since `append` checked the bound: drop what it covers.
+        let min_valid = self.head.min_valid_time();
         for p in &self.samples {
+            if p.t < min_valid {
+                continue;
+            }
             match p
                 .series
                 .data

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{Mmap, MmapOptions};
 
 use crate::chunkenc::Encoding;
-use crate::encoding::{crc32c, put_uvarint, uvarint};
+use crate::encoding::{crc32c, uvarint};
 use crate::{Error, Result};
 
 /// Magic number at the start of every head chunk file.
@@ -480,9 +480,17 @@ impl ChunkDiskMapper {
         data: &[u8],
     ) -> Result<HeadChunkRef> {
         self.check_writable()?;
-        let mut lenbuf = Vec::with_capacity(10);
-        put_uvarint(&mut lenbuf, data.len() as u64);
-        let total = (FIXED_META + lenbuf.len() + data.len() + CRC_SIZE) as u64;
+        // The data length as a uvarint, without allocating.
+        let (mut lenbuf, mut lenlen, mut l) = ([0u8; 10], 0, data.len() as u64);
+        while l >= 0x80 {
+            lenbuf[lenlen] = l as u8 | 0x80;
+            l >>= 7;
+            lenlen += 1;
+        }
+        lenbuf[lenlen] = l as u8;
+        lenlen += 1;
+        let lenbuf = &lenbuf[..lenlen];
+        let total = (FIXED_META + lenlen + data.len() + CRC_SIZE) as u64;
         if total + FILE_HEADER_SIZE as u64 > self.max_file_size {
             return Err(Error::InvalidArgument(format!(
                 "head chunk of {} bytes is too large",
@@ -506,7 +514,7 @@ impl ChunkDiskMapper {
         cur.buf.extend_from_slice(&mint.to_be_bytes());
         cur.buf.extend_from_slice(&maxt.to_be_bytes());
         cur.buf.push(encoding);
-        cur.buf.extend_from_slice(&lenbuf);
+        cur.buf.extend_from_slice(lenbuf);
         cur.buf.extend_from_slice(data);
         let crc = crc32c(&cur.buf[start..]);
         cur.buf.extend_from_slice(&crc.to_be_bytes());
@@ -811,6 +819,23 @@ mod tests {
             .unwrap();
         assert_eq!(r.seq(), last + 1);
         assert_eq!(r.offset() as usize, FILE_HEADER_SIZE);
+    }
+
+    #[test]
+    fn long_chunks_use_multi_byte_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = ChunkDiskMapper::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+        let r = m.write_chunk(5, 1, 2, Encoding::Xor, &data).unwrap();
+        m.flush().unwrap();
+        let b = std::fs::read(chunk_file_name(dir.path(), 1)).unwrap();
+        let at = r.offset() as usize + FIXED_META;
+        assert_eq!(&b[at..at + 3], &[0xa0, 0x9c, 0x01]); // uvarint(20000)
+        assert_eq!(m.chunk(r).unwrap(), &data[..]);
+        assert_eq!(
+            b.len(),
+            FILE_HEADER_SIZE + FIXED_META + 3 + data.len() + CRC_SIZE
+        );
     }
 
     #[test]

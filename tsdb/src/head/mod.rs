@@ -33,7 +33,7 @@ pub use querier::HeadQuerier;
 
 use crate::labels::{Label, Labels};
 use crate::{Error, Result};
-use index::{MemPostings, Symbols};
+use index::{IntMap, MemPostings, Symbols};
 use series::{MemSeries, MmappedChunk, SeriesData};
 
 /// Reference of a series: stable for the life of the series in the head and in the WAL.
@@ -87,8 +87,8 @@ pub struct HeadStats {
 /// Series by labels hash: one series per hash, rare collisions in a side map.
 #[derive(Default)]
 struct HashStripe {
-    one: HashMap<u64, Arc<MemSeries>>,
-    more: HashMap<u64, Vec<Arc<MemSeries>>>,
+    one: IntMap<u64, Arc<MemSeries>>,
+    more: IntMap<u64, Vec<Arc<MemSeries>>>,
 }
 
 impl HashStripe {
@@ -135,7 +135,7 @@ impl HashStripe {
     }
 }
 
-type Stripe<V> = RwLock<HashMap<u64, V>>;
+type Stripe<V> = RwLock<IntMap<u64, V>>;
 
 pub(crate) struct HeadInner {
     opts: HeadOptions,
@@ -149,6 +149,7 @@ pub(crate) struct HeadInner {
     max_time: AtomicI64,
     min_valid_time: AtomicI64,
     chunks: Arc<dyn ChunkStore>,
+    closed: AtomicBool,
     wal: RwLock<Option<Arc<dyn WalLog>>>,
     /// Full chunks read from disk before their series is known (WAL replay).
     pending_mmapped: Mutex<HashMap<u64, Vec<MmappedChunk>>>,
@@ -182,7 +183,7 @@ impl Head {
                 "out-of-order window is not supported yet; use 0".into(),
             ));
         }
-        let stripes = |_| RwLock::new(HashMap::new());
+        let stripes = |_| RwLock::new(IntMap::default());
         Ok(Head {
             inner: Arc::new(HeadInner {
                 opts,
@@ -198,6 +199,7 @@ impl Head {
                 max_time: AtomicI64::new(i64::MIN),
                 min_valid_time: AtomicI64::new(i64::MIN),
                 chunks,
+                closed: AtomicBool::new(false),
                 wal: RwLock::new(None),
                 pending_mmapped: Mutex::new(HashMap::new()),
             }),
@@ -211,6 +213,17 @@ impl Head {
             Ok(h) => h,
             Err(e) => unreachable!("default head options rejected: {e}"),
         }
+    }
+
+    /// Refuses further commits ([`Error::Closed`]) and detaches the WAL.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.set_wal(None);
+    }
+
+    /// Whether [`Head::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     /// Sets the WAL that committing appenders write to.
@@ -283,6 +296,12 @@ impl Head {
             num_chunks,
             num_symbols: self.inner.syms.len() as u64,
         }
+    }
+
+    /// Cardinality statistics (top `limit` per list; 0 for all), as `/api/v1/status/tsdb`
+    /// reports them.
+    pub fn postings_stats(&self, limit: usize) -> index::PostingsStats {
+        self.inner.postings.read().stats(&self.inner.syms, limit)
     }
 
     /// Updates the head's time range with a committed sample range.
@@ -553,6 +572,10 @@ impl Head {
     /// Attaches a full chunk read back from the chunk store (from `chunks_head/` at startup) to
     /// series `r`; if the series is not created yet it is attached when it is.
     pub fn attach_mmapped_chunk(&self, r: SeriesRef, chunk_ref: u64, min_time: i64, max_time: i64) {
+        // Chunks already persisted in a block stay in the files until a whole file is old.
+        if max_time < self.min_valid_time() {
+            return;
+        }
         let c = MmappedChunk {
             chunk_ref,
             min_time,

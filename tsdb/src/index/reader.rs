@@ -21,8 +21,9 @@ pub struct IndexReader {
     toc: Toc,
     /// Offset in the file of every symbol's length field.
     symbol_offsets: Vec<u32>,
-    /// Label name → (value, offset of its postings list), values sorted.
-    postings: BTreeMap<String, Vec<(String, u64)>>,
+    /// Label name → (file position of the value string in the postings offset table, offset
+    /// of its postings list), values sorted. Values are read from the map when needed.
+    postings: BTreeMap<String, Vec<(u64, u64)>>,
     /// Offset of the all-series postings list.
     all_postings: u64,
 }
@@ -135,8 +136,9 @@ impl IndexReader {
         let n = d
             .be32()
             .map_err(self.dec_err(toc.postings_table, "postings offset table"))?;
-        let mut postings: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        let mut postings: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
         let mut all = None;
+        let mut prev: Option<(&str, &str)> = None;
         for _ in 0..n {
             let at = toc.postings_table + 4 + d.position() as u64;
             let err = self.dec_err(at, "postings offset table entry");
@@ -148,20 +150,26 @@ impl IndexReader {
                 ));
             }
             let name = d.uvarint_str().map_err(&err)?;
+            let vpos = toc.postings_table + 4 + d.position() as u64;
             let value = d.uvarint_str().map_err(&err)?;
             let off = d.uvarint().map_err(&err)?;
             if name.is_empty() && value.is_empty() {
                 all = Some(off);
                 continue;
             }
-            let vals = postings.entry(name.to_string()).or_default();
-            if vals.last().is_some_and(|(v, _)| v.as_str() >= value) {
+            if prev.is_some_and(|(pn, pv)| pn == name && pv >= value) {
                 return Err(self.corrupt(
                     at,
                     format!("postings offset table not sorted at {name}={value:?}"),
                 ));
             }
-            vals.push((value.to_string(), off));
+            prev = Some((name, value));
+            match postings.get_mut(name) {
+                Some(v) => v.push((vpos, off)),
+                None => {
+                    postings.insert(name.to_string(), vec![(vpos, off)]);
+                }
+            }
         }
         self.all_postings =
             all.ok_or_else(|| self.corrupt(toc.postings_table, "no all-series postings entry"))?;
@@ -230,6 +238,12 @@ impl IndexReader {
         (0..self.symbol_offsets.len() as u32).map(move |i| self.symbol(i))
     }
 
+    /// The label value string stored at file position `pos` (checked when opening).
+    fn value_at(&self, pos: u64) -> &str {
+        let b = self.map.get(pos as usize..).unwrap_or_default();
+        Decbuf::new(b).uvarint_str().unwrap_or_default()
+    }
+
     /// Label names having at least one series, sorted.
     pub fn label_names(&self) -> Vec<&str> {
         self.postings.keys().map(String::as_str).collect()
@@ -239,7 +253,7 @@ impl IndexReader {
     pub fn label_values(&self, name: &str) -> Vec<&str> {
         self.postings
             .get(name)
-            .map(|v| v.iter().map(|(s, _)| s.as_str()).collect())
+            .map(|v| v.iter().map(|(p, _)| self.value_at(*p)).collect())
             .unwrap_or_default()
     }
 
@@ -276,7 +290,7 @@ impl IndexReader {
         let Some(vals) = self.postings.get(name) else {
             return Ok(Box::new(EmptyPostings));
         };
-        match vals.binary_search_by(|(v, _)| v.as_str().cmp(value)) {
+        match vals.binary_search_by(|(p, _)| self.value_at(*p).cmp(value)) {
             Ok(i) => Ok(Box::new(self.postings_at(vals[i].1)?)),
             Err(_) => Ok(Box::new(EmptyPostings)),
         }
@@ -307,10 +321,11 @@ impl IndexReader {
             return Ok(Box::new(EmptyPostings));
         };
         let start = prefix
-            .map(|p| vals.partition_point(|(v, _)| v.as_str() < p))
+            .map(|p| vals.partition_point(|(vp, _)| self.value_at(*vp) < p))
             .unwrap_or(0);
         let mut its: Vec<Box<dyn Postings + '_>> = Vec::new();
-        for (v, off) in &vals[start..] {
+        for (vp, off) in &vals[start..] {
+            let v = self.value_at(*vp);
             if let Some(p) = prefix {
                 if !v.starts_with(p) {
                     break;
@@ -418,7 +433,6 @@ impl IndexReader {
         let mut d = Decbuf::new(&b[off as usize..]);
         let err = self.dec_err(off, "series");
         let len = d.uvarint().map_err(&err)? as usize;
-        let start = d.position();
         if d.remaining() < len.saturating_add(4) {
             return Err(self.corrupt(off, format!("series of {len} bytes runs past end of file")));
         }
@@ -427,7 +441,6 @@ impl IndexReader {
         if crc32c(body) != want {
             return Err(self.corrupt(off, "series checksum mismatch"));
         }
-        let _ = start;
         let mut d = Decbuf::new(body);
         let nl = d.uvarint().map_err(&err)?;
         for _ in 0..nl {

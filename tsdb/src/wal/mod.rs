@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::{Error, Result};
 
 pub use checkpoint::{checkpoint, last_checkpoint};
-pub use reader::Reader;
+pub use reader::{Reader, SegmentRef};
 pub use repair::repair;
 pub use segment::{Wal, WalOptions, DEFAULT_SEGMENT_SIZE, PAGE_SIZE, RECORD_HEADER_SIZE};
 

@@ -1,5 +1,5 @@
-//! Finding the blocks of a data directory, reading their `meta.json` and measuring their size,
-//! as promtool's read-only DB does.
+//! Finding the blocks of a data directory and measuring their size as promtool's read-only DB
+//! does (the `meta.json` format itself is `tsdb::block`'s).
 //!
 //! A block is a sub-directory whose name is a ULID and that holds a `meta.json` (Prometheus
 //! format, version 1):
@@ -16,37 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
-
-/// Statistics stored in `meta.json`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct MetaStats {
-    /// Number of samples.
-    #[serde(default)]
-    pub num_samples: u64,
-    /// Number of series.
-    #[serde(default)]
-    pub num_series: u64,
-    /// Number of chunks.
-    #[serde(default)]
-    pub num_chunks: u64,
-}
-
-/// The fields of `meta.json` the tools print.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Meta {
-    /// Block ULID.
-    pub ulid: String,
-    /// First timestamp (ms, inclusive).
-    pub min_time: i64,
-    /// End timestamp (ms, exclusive).
-    pub max_time: i64,
-    /// Counts.
-    #[serde(default)]
-    pub stats: MetaStats,
-}
+use tsdb::block::{block_dirs, read_meta, BlockMeta};
 
 /// A block directory found in a data directory.
 #[derive(Clone, Debug)]
@@ -54,16 +24,13 @@ pub struct BlockDir {
     /// The block's directory.
     pub dir: PathBuf,
     /// Its parsed `meta.json`.
-    pub meta: Meta,
+    pub meta: BlockMeta,
 }
 
 impl BlockDir {
     /// Reads the block at `dir`.
     pub fn open(dir: &Path) -> Result<BlockDir> {
-        let path = dir.join("meta.json");
-        let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        let meta: Meta =
-            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
+        let meta = read_meta(dir).with_context(|| format!("read block {}", dir.display()))?;
         Ok(BlockDir {
             dir: dir.to_path_buf(),
             meta,
@@ -101,28 +68,15 @@ impl BlockDir {
     }
 }
 
-/// Whether `name` looks like a ULID (26 Crockford base-32 characters).
-pub fn is_ulid(name: &str) -> bool {
-    name.len() == 26 && name.parse::<ulid::Ulid>().is_ok()
-}
-
-/// The blocks of the data directory `dir`, sorted by min time (then ULID). Directories that
-/// are not ULIDs are skipped, as Prometheus does.
+/// The blocks of the data directory `dir` (sub-directories named by a ULID holding a
+/// `meta.json`), sorted by min time, then ULID.
 pub fn list_blocks(dir: &Path) -> Result<Vec<BlockDir>> {
-    let rd =
-        std::fs::read_dir(dir).with_context(|| format!("open data directory {}", dir.display()))?;
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.with_context(|| format!("read dir {}", dir.display()))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if !is_ulid(&name) || !entry.path().is_dir() {
-            continue;
-        }
-        out.push(BlockDir::open(&entry.path())?);
-    }
-    out.sort_by(|a, b| (a.meta.min_time, &a.meta.ulid).cmp(&(b.meta.min_time, &b.meta.ulid)));
+    let dirs = block_dirs(dir).with_context(|| format!("open data directory {}", dir.display()))?;
+    let mut out = dirs
+        .iter()
+        .map(|d| BlockDir::open(d))
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_by_key(|b| (b.meta.min_time, b.meta.ulid));
     Ok(out)
 }
 

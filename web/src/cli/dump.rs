@@ -1,5 +1,6 @@
-//! `ignis tsdb dump`: every sample of a data directory, as `promtool tsdb dump` (2.42) prints
-//! them: one line per sample, series sorted by labels, samples by time:
+//! `ignis tsdb dump`: every sample of a data directory (blocks and the head replayed from the
+//! WAL, opened read-only), as `promtool tsdb dump` (2.42) prints them: one line per sample,
+//! series sorted by labels, samples by time:
 //!
 //! ```text
 //! {__name__="up", instance="a:9100", job="node"} 1 1704067200000

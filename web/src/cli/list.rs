@@ -37,7 +37,7 @@ pub fn block_row(b: &BlockDir, human: bool) -> Result<Vec<String>> {
     let time = |t: i64| if human { go_time_utc(t) } else { t.to_string() };
     let size = b.size()?;
     Ok(vec![
-        m.ulid.clone(),
+        m.ulid.to_string(),
         time(m.min_time),
         time(m.max_time),
         go_duration((m.max_time - m.min_time).saturating_mul(1_000_000)),

@@ -30,17 +30,21 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Prometheus-compatible time-series database"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do; the server when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Server flags, when no subcommand is given (`ignis --web.listen-address=…`).
+    #[command(flatten)]
+    pub server: crate::server::ServerArgs,
 }
 
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Server,
+    Server(Box<crate::server::ServerArgs>),
     /// Tools for TSDB data directories and blocks (as `promtool tsdb`).
     #[command(subcommand)]
     Tsdb(TsdbCommand),
@@ -125,15 +129,15 @@ pub struct AnalyzeArgs {
     /// How many items to show in each list.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Run extended analysis (chunk fullness).
+    #[arg(long)]
+    pub extended: bool,
 }
 
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
-    let res = match cli.command.unwrap_or(Command::Server) {
-        Command::Server => {
-            eprintln!("server not implemented yet");
-            return 1;
-        }
+    let res = match cli.command.unwrap_or(Command::Server(Box::new(cli.server))) {
+        Command::Server(args) => return crate::server::main_entry(*args),
         Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Openmetrics(a))) => {
             backfill::run(&a)
         }
@@ -144,8 +148,42 @@ pub fn run(cli: Cli) -> i32 {
     match res {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{e:#}");
+            eprintln!("{}", error_chain(&e));
             1
         }
+    }
+}
+
+/// `outer: inner: …` for an error and its causes, skipping a cause whose text the previous
+/// message already ends with (errors that print their source themselves).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.ends_with(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_skips_repeated_causes() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(tsdb::Error::io("/x", io)).context("open data directory /x");
+        assert_eq!(
+            error_chain(&e),
+            "open data directory /x: /x: entity not found"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&e), "outer: inner");
     }
 }

@@ -1,6 +1,5 @@
-//! Opening a data directory read-only for the tools: its blocks (and, once the database can be
-//! opened read-only, its head), merged into one querier; and turning a PromQL series selector
-//! into storage matchers.
+//! Opening a data directory read-only for the tools (blocks and head merged into one querier),
+//! and turning a PromQL series selector into storage matchers.
 
 use std::path::Path;
 
@@ -8,41 +7,33 @@ use anyhow::{bail, Context, Result};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 use tsdb::block::Block;
-use tsdb::merge::MergeQuerier;
+use tsdb::db::{Db, Options};
 use tsdb::{MatchType, Matcher, Querier, Queryable};
 
-use super::blocks::list_blocks;
-
-/// The readable parts of a data directory.
+/// A data directory opened read-only: its blocks and its head (WAL and `chunks_head/`
+/// replayed into memory), as promtool's `OpenDBReadOnly`.
 pub struct DataDir {
-    /// Opened blocks, sorted by min time.
-    pub blocks: Vec<Block>,
+    db: Db,
 }
 
 impl DataDir {
-    /// Opens every block of the data directory `dir`.
+    /// Opens the data directory `dir` read-only.
     pub fn open(dir: &Path) -> Result<DataDir> {
-        let mut blocks = Vec::new();
-        for b in list_blocks(dir)? {
-            let block =
-                Block::open(&b.dir).with_context(|| format!("open block {}", b.dir.display()))?;
-            blocks.push(block);
-        }
-        Ok(DataDir { blocks })
+        let db = Db::open_read_only(dir, Options::default())
+            .with_context(|| format!("open data directory {}", dir.display()))?;
+        Ok(DataDir { db })
     }
 
-    /// A querier over `[mint, maxt]` (ms, inclusive) merging all parts, oldest first.
+    /// The persistent blocks, sorted by min time.
+    pub fn blocks(&self) -> Vec<Block> {
+        self.db.blocks()
+    }
+
+    /// A querier over `[mint, maxt]` (ms, inclusive) merging the blocks and the head.
     pub fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
-        let mut qs: Vec<Box<dyn Querier>> = Vec::with_capacity(self.blocks.len());
-        for b in &self.blocks {
-            if b.overlaps(mint, maxt) {
-                qs.push(
-                    b.querier(mint, maxt)
-                        .with_context(|| format!("query block {}", b.dir().display()))?,
-                );
-            }
-        }
-        Ok(Box::new(MergeQuerier::new(qs)))
+        self.db
+            .querier(mint, maxt)
+            .context("query the data directory")
     }
 }
 

@@ -4,7 +4,7 @@
 //! Both parsers iterate over the input without copying it: each call to `next_entry` returns an
 //! [`Entry`] borrowing from the input (the series text, metric name, help text), and the labels
 //! of the latest series are kept as byte spans in a buffer the parser reuses, read through
-//! [`Labels`] (values unescaped lazily, allocating only when a value contains a backslash).
+//! [`LabelIter`] (values unescaped lazily, allocating only when a value contains a backslash).
 //! Timestamps come out in milliseconds: OpenMetrics writes seconds as a float, the text format
 //! writes integer milliseconds. Every error names the 1-based line and the reason.
 //!
@@ -147,21 +147,21 @@ pub(crate) struct LabelSpan {
 /// The labels of one sample or exemplar, in the order written, values unescaped.
 /// The metric name is not included.
 #[derive(Clone, Debug)]
-pub struct Labels<'p, 'a> {
+pub struct LabelIter<'p, 'a> {
     input: &'a str,
     spans: std::slice::Iter<'p, LabelSpan>,
 }
 
-impl<'p, 'a> Labels<'p, 'a> {
+impl<'p, 'a> LabelIter<'p, 'a> {
     pub(crate) fn new(input: &'a str, spans: &'p [LabelSpan]) -> Self {
-        Labels {
+        LabelIter {
             input,
             spans: spans.iter(),
         }
     }
 }
 
-impl<'a> Iterator for Labels<'_, 'a> {
+impl<'a> Iterator for LabelIter<'_, 'a> {
     type Item = (&'a str, Cow<'a, str>);
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.spans.next()?;
@@ -180,7 +180,7 @@ impl<'a> Iterator for Labels<'_, 'a> {
     }
 }
 
-impl ExactSizeIterator for Labels<'_, '_> {}
+impl ExactSizeIterator for LabelIter<'_, '_> {}
 
 /// Builds a sorted `tsdb` label set from a metric name and its labels (empty values dropped,
 /// as Prometheus's head does).
@@ -347,6 +347,66 @@ mod tests {
         assert!(parse_go_float("1_000").is_err());
         assert!(parse_go_float("abc").is_err());
         assert!(parse_go_float("").is_err());
+    }
+
+    /// Random edits of valid input never panic either parser, and never loop forever.
+    #[test]
+    fn mutated_input_never_panics() {
+        let base = "# TYPE foo_seconds histogram\n# UNIT foo_seconds seconds\n# HELP foo_seconds H \\\" \\n.\n\
+foo_seconds_bucket{le=\"0.5\",a=\"x\\\"y\"} 3 1520879607.789 # {id=\"1\"} 0.4 1520879607.1\n\
+foo_seconds_count 7 10\nfoo_seconds_sum{} -Inf\nbar{b=\"\\n\"} NaN 5\n# EOF\n";
+        let alphabet = b" \t\n#{}=,\"\\abcxyz019.-+_:eE\xc3\xa9";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut p = OpenMetricsParser::new(base);
+        let mut n = 0;
+        while p.next_entry().expect("base input is valid").is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        for _ in 0..20_000 {
+            let mut b = base.as_bytes().to_vec();
+            for _ in 0..1 + rnd(4) {
+                let i = rnd(b.len());
+                match rnd(3) {
+                    0 => b[i] = alphabet[rnd(alphabet.len())],
+                    1 => {
+                        b.remove(i);
+                    }
+                    _ => b.insert(i, alphabet[rnd(alphabet.len())]),
+                }
+            }
+            let s = String::from_utf8_lossy(&b);
+            let mut p = OpenMetricsParser::new(&s);
+            for _ in 0..100 {
+                match p.next_entry() {
+                    Ok(Some(Entry::Series(_))) => {
+                        let _ = p.labels().count();
+                        let _ = p.exemplar_labels().count();
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let mut p = PromTextParser::new(&s);
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                assert!(steps < 100, "text parser does not advance on {s:?}");
+                match p.next_entry() {
+                    Ok(Some(Entry::Series(_))) => {
+                        let _ = p.labels().count();
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
     }
 
     #[test]

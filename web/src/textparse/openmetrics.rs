@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 use super::{
     describe_at, is_label_char, is_label_start, is_name_char, is_name_start, normalize_nan,
-    parse_go_float, unescape_label_value, Entry, Exemplar, LabelSpan, Labels, MetricType,
+    parse_go_float, unescape_label_value, Entry, Exemplar, LabelIter, LabelSpan, MetricType,
     ParseError, Sample,
 };
 
@@ -81,13 +81,13 @@ impl<'a> OpenMetricsParser<'a> {
     }
 
     /// The labels of the latest [`Entry::Series`], in the order written (no metric name).
-    pub fn labels(&self) -> Labels<'_, 'a> {
-        Labels::new(self.input, &self.labels)
+    pub fn labels(&self) -> LabelIter<'_, 'a> {
+        LabelIter::new(self.input, &self.labels)
     }
 
     /// The labels of the latest series' exemplar, if it had one.
-    pub fn exemplar_labels(&self) -> Labels<'_, 'a> {
-        Labels::new(self.input, &self.exemplar_labels)
+    pub fn exemplar_labels(&self) -> LabelIter<'_, 'a> {
+        LabelIter::new(self.input, &self.exemplar_labels)
     }
 
     /// The next entry; `Ok(None)` after `# EOF`.
@@ -561,5 +561,41 @@ baz +Inf\n\
             Some(Entry::Series(s)) => assert_eq!(s.value.to_bits(), super::super::NORMAL_NAN),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+
+    /// Parses the OpenMetrics fixture (515,480 samples) and prints the rate; run with
+    /// `cargo test -p web --release -- --ignored --nocapture om_fixture_throughput`.
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn om_fixture_throughput() {
+        use std::io::Read;
+        let shared = std::env::var("IGNIS_SHARED")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").to_string());
+        let path = format!("{shared}/fixtures/prometheus-2.42/openmetrics/metrics.om.gz");
+        let mut input = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_string(&mut input)
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut p = OpenMetricsParser::new(&input);
+        let (mut n, mut nl) = (0usize, 0usize);
+        while let Some(e) = p.next_entry().unwrap() {
+            if let Entry::Series(_) = e {
+                n += 1;
+                nl += p.labels().map(|(_, v)| v.len()).sum::<usize>();
+            }
+        }
+        let el = start.elapsed();
+        assert_eq!(n, 515_480);
+        println!(
+            "{n} samples ({nl} label bytes) in {el:?}: {:.1} M samples/s, {:.0} MB/s",
+            n as f64 / el.as_secs_f64() / 1e6,
+            input.len() as f64 / el.as_secs_f64() / 1e6
+        );
     }
 }

@@ -16,7 +16,7 @@
 
 use super::{
     describe_at, is_label_char, is_label_start, is_name_char, is_name_start, normalize_nan,
-    parse_go_float, unescape_help, Entry, LabelSpan, Labels, MetricType, ParseError, Sample,
+    parse_go_float, unescape_help, Entry, LabelIter, LabelSpan, MetricType, ParseError, Sample,
 };
 
 /// Parser over a Prometheus text-format exposition, borrowing from the input.
@@ -41,8 +41,8 @@ impl<'a> PromTextParser<'a> {
     }
 
     /// The labels of the latest [`Entry::Series`], in the order written (no metric name).
-    pub fn labels(&self) -> Labels<'_, 'a> {
-        Labels::new(self.input, &self.labels)
+    pub fn labels(&self) -> LabelIter<'_, 'a> {
+        LabelIter::new(self.input, &self.labels)
     }
 
     #[inline]

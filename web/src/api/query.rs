@@ -1,0 +1,276 @@
+//! `query`, `query_range`, `query_exemplars`, `format_query`, `parse_query`.
+//!
+//! Parameters as Prometheus: `query`; `time` (default now) or `start`/`end`/`step`; `timeout`
+//! (capped by `--query.timeout`); `lookback_delta`; `stats` (any value asks for statistics).
+//! A range query is refused with `bad_data` when `end < start`, `step <= 0` or it would return
+//! more than 11,000 points per series.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::Response;
+
+use super::engine::{parse_query as parse_expr, QueryOpts, QueryOutput, QueryValue};
+use super::error::{ApiError, ErrorType};
+use super::json::{self, write_labels, write_sample, write_str, write_ts};
+use super::params::Params;
+use super::{blocking, json_response, success};
+use crate::server::state::SharedState;
+
+/// Current time in ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn query_opts(state: &SharedState, p: &Params) -> Result<QueryOpts, ApiError> {
+    let mut timeout = state.args.query_timeout;
+    if let Some(ms) = p.duration("timeout")? {
+        let t = Duration::from_millis(ms.max(0) as u64);
+        if t < timeout {
+            timeout = t;
+        }
+    }
+    Ok(QueryOpts {
+        lookback_delta: p.duration("lookback_delta")?,
+        timeout: Some(timeout),
+        stats: p.get("stats").is_some(),
+    })
+}
+
+fn query_param(p: &Params) -> Result<String, ApiError> {
+    match p.get("query") {
+        Some(q) => Ok(q.to_string()),
+        None => Err(ApiError::invalid_param(
+            "query",
+            "1:1: parse error: no expression found in input",
+        )),
+    }
+}
+
+/// Runs a query with the concurrency limit and the timeout.
+async fn run_query(
+    state: &SharedState,
+    opts: &QueryOpts,
+    f: impl FnOnce(&SharedState) -> Result<QueryOutput, ApiError> + Send + 'static,
+) -> Result<(QueryOutput, Duration), ApiError> {
+    let queued = Instant::now();
+    let _slot = state
+        .query_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(ErrorType::Unavailable, "server is shutting down"))?;
+    let started = Instant::now();
+    let st = Arc::clone(state);
+    let task = blocking(move || f(&st));
+    let timeout = opts.timeout.unwrap_or(state.args.query_timeout);
+    let out = match tokio::time::timeout(timeout, task).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorType::Timeout,
+                "query timed out in expression evaluation",
+            ))
+        }
+    };
+    let took = started.elapsed();
+    state.metrics.observe_query("inner_eval", took);
+    state
+        .metrics
+        .observe_query("queue_time", started.duration_since(queued));
+    Ok((out, took))
+}
+
+/// Encodes a query result as the API's `data` object.
+pub fn encode_data(out: &QueryOutput, took: Duration, want_stats: bool) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str("{\"resultType\":\"");
+    s.push_str(out.value.type_name());
+    s.push_str("\",\"result\":");
+    let mut samples = 0usize;
+    match &out.value {
+        QueryValue::Scalar(t, v) => write_sample(&mut s, *t, *v),
+        QueryValue::String(t, v) => {
+            s.push('[');
+            write_ts(&mut s, *t);
+            s.push(',');
+            write_str(&mut s, v);
+            s.push(']');
+        }
+        QueryValue::Vector(vs) => {
+            s.push('[');
+            for (i, x) in vs.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"metric\":");
+                write_labels(&mut s, &x.labels);
+                s.push_str(",\"value\":");
+                write_sample(&mut s, x.t, x.v);
+                s.push('}');
+            }
+            samples = vs.len();
+            s.push(']');
+        }
+        QueryValue::Matrix(m) => {
+            s.push('[');
+            for (i, x) in m.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"metric\":");
+                write_labels(&mut s, &x.labels);
+                s.push_str(",\"values\":[");
+                for (j, &(t, v)) in x.samples.iter().enumerate() {
+                    if j > 0 {
+                        s.push(',');
+                    }
+                    write_sample(&mut s, t, v);
+                }
+                s.push_str("]}");
+                samples += x.samples.len();
+            }
+            s.push(']');
+        }
+    }
+    if want_stats {
+        s.push_str(",\"stats\":");
+        match &out.stats {
+            Some(v) => s.push_str(&v.to_string()),
+            None => {
+                let secs = took.as_secs_f64();
+                let _ = write!(
+                    s,
+                    "{{\"timings\":{{\"evalTotalTime\":{secs},\"resultSortTime\":0,\"queryPreparationTime\":0,\"innerEvalTime\":{secs},\"execQueueTime\":0,\"execTotalTime\":{secs}}},\"samples\":{{\"totalQueryableSamples\":{samples},\"peakSamples\":{samples}}}}}"
+                );
+            }
+        }
+    }
+    s.push('}');
+    s
+}
+
+fn respond(out: &QueryOutput, took: Duration, stats: bool) -> Response {
+    let data = encode_data(out, took, stats);
+    json_response(json::success(&data, &out.warnings, &out.infos))
+}
+
+/// `GET|POST /api/v1/query`
+pub async fn query(State(state): State<SharedState>, p: Params) -> Result<Response, ApiError> {
+    let q = query_param(&p)?;
+    let t = p.time_or("time", now_ms())?;
+    let opts = query_opts(&state, &p)?;
+    let o2 = opts.clone();
+    let (out, took) = run_query(&state, &opts, move |st| {
+        st.engine.instant_query(st.storage.queryable(), &q, t, &o2)
+    })
+    .await?;
+    Ok(respond(&out, took, opts.stats))
+}
+
+/// Checks a range query's times as Prometheus does.
+pub fn check_range(start: i64, end: i64, step: i64) -> Result<(), ApiError> {
+    if end < start {
+        return Err(ApiError::invalid_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    if step <= 0 {
+        return Err(ApiError::invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > 11_000 {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET|POST /api/v1/query_range`
+pub async fn query_range(
+    State(state): State<SharedState>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let start = match p.get("start") {
+        Some(s) => super::params::parse_time(s).map_err(|e| ApiError::invalid_param("start", e))?,
+        None => {
+            return Err(ApiError::invalid_param(
+                "start",
+                "cannot parse \"\" to a valid timestamp",
+            ))
+        }
+    };
+    let end = match p.get("end") {
+        Some(s) => super::params::parse_time(s).map_err(|e| ApiError::invalid_param("end", e))?,
+        None => {
+            return Err(ApiError::invalid_param(
+                "end",
+                "cannot parse \"\" to a valid timestamp",
+            ))
+        }
+    };
+    let step = match p.get("step") {
+        Some(s) => {
+            super::params::parse_duration(s).map_err(|e| ApiError::invalid_param("step", e))?
+        }
+        None => {
+            return Err(ApiError::invalid_param(
+                "step",
+                "cannot parse \"\" to a valid duration",
+            ))
+        }
+    };
+    check_range(start, end, step)?;
+    let q = query_param(&p)?;
+    let opts = query_opts(&state, &p)?;
+    let o2 = opts.clone();
+    let (mut out, took) = run_query(&state, &opts, move |st| {
+        st.engine
+            .range_query(st.storage.queryable(), &q, start, end, step, &o2)
+    })
+    .await?;
+    if let QueryValue::Matrix(m) = &mut out.value {
+        m.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    Ok(respond(&out, took, opts.stats))
+}
+
+/// `GET|POST /api/v1/query_exemplars`: the query is checked; ignis stores no exemplars, so the
+/// answer is an empty list.
+pub async fn query_exemplars(p: Params) -> Result<Response, ApiError> {
+    let q = query_param(&p)?;
+    let start = p.time_or("start", super::params::MIN_TIME)?;
+    let end = p.time_or("end", super::params::MAX_TIME)?;
+    if end < start {
+        return Err(ApiError::invalid_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    parse_expr(&q)?;
+    Ok(success("[]"))
+}
+
+/// `GET|POST /api/v1/format_query`: the query pretty-printed.
+pub async fn format_query(p: Params) -> Result<Response, ApiError> {
+    let q = query_param(&p)?;
+    let expr = parse_expr(&q)?;
+    let mut data = String::new();
+    write_str(&mut data, &expr.prettify());
+    Ok(success(&data))
+}
+
+/// `GET|POST /api/v1/parse_query`: the query's syntax tree as JSON.
+pub async fn parse_query(p: Params) -> Result<Response, ApiError> {
+    let q = query_param(&p)?;
+    let expr = parse_expr(&q)?;
+    Ok(success(&super::status::ast_json(&expr).to_string()))
+}
