@@ -12,8 +12,11 @@
 #![allow(dead_code)]
 
 mod duration;
+mod reload;
 
 pub use duration::{parse_duration, PromDuration};
+#[allow(unused_imports)]
+pub use reload::ConfigReloader;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

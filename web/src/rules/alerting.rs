@@ -61,6 +61,23 @@ pub struct Alert {
     pub keep_firing_since: Option<i64>,
     /// When it was last sent to Alertmanager (ms), kept for the notifier's resend rules.
     pub last_sent_at: Option<i64>,
+    /// Until when Alertmanager should consider it firing without hearing again (ms).
+    pub valid_until: Option<i64>,
+}
+
+impl Alert {
+    /// Prometheus's `needsSending`: never while pending; at once when resolved since the last
+    /// send; otherwise when `resend_delay_ms` has passed since the last send.
+    pub fn needs_sending(&self, ts: i64, resend_delay_ms: i64) -> bool {
+        if self.state == AlertState::Pending {
+            return false;
+        }
+        let last = self.last_sent_at.unwrap_or(i64::MIN);
+        if self.resolved_at.is_some_and(|r| r > last) {
+            return true;
+        }
+        self.last_sent_at.is_none_or(|l| l + resend_delay_ms < ts)
+    }
 }
 
 /// An alerting rule and its active alerts.
@@ -182,11 +199,21 @@ impl AlertingRule {
         s
     }
 
-    /// Records that `alert` was sent to Alertmanager at `ts`.
-    pub fn mark_sent(&self, labels: &Labels, ts: i64) {
-        if let Some(a) = self.lock().active.get_mut(labels) {
-            a.last_sent_at = Some(ts);
+    /// The alerts to send to Alertmanager at `ts` under Prometheus's resend rules, marked as
+    /// sent: firing alerts every `resend_delay_ms` (1m by default), resolved ones once more
+    /// right after resolving. Each gets `valid_until = ts + 4 * max(interval, resend_delay)`.
+    pub fn alerts_to_send(&self, ts: i64, resend_delay_ms: i64, interval_ms: i64) -> Vec<Alert> {
+        let mut g = self.lock();
+        let mut out = Vec::new();
+        for a in g.active.values_mut() {
+            if a.needs_sending(ts, resend_delay_ms) {
+                a.last_sent_at = Some(ts);
+                a.valid_until = Some(ts + 4 * interval_ms.max(resend_delay_ms));
+                out.push(a.clone());
+            }
         }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
     }
 
     /// One evaluation at `ts` (ms) on the rule expression's result `vector`; returns the
@@ -260,6 +287,7 @@ impl AlertingRule {
                     resolved_at: None,
                     keep_firing_since: None,
                     last_sent_at: None,
+                    valid_until: None,
                 },
             );
         }

@@ -7,6 +7,7 @@
 pub mod alerting;
 pub mod file;
 pub mod group;
+pub mod notify;
 
 #[allow(unused_imports)]
 pub use file::{
