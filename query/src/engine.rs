@@ -52,6 +52,9 @@ pub struct QueryOptions {
     pub lookback_delta: Option<i64>,
     /// Where start timestamps come from, if the storage keeps them.
     pub start_timestamps: Option<Arc<dyn StartTimestampSource>>,
+    /// Set to `true` (e.g. when the client goes away) to stop the query with a `canceled`
+    /// error at the next check.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for QueryOptions {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for QueryOptions {
         f.debug_struct("QueryOptions")
             .field("lookback_delta", &self.lookback_delta)
             .field("start_timestamps", &self.start_timestamps.is_some())
+            .field("cancel", &self.cancel.is_some())
             .finish()
     }
 }
@@ -199,6 +203,7 @@ impl Engine {
             query_end: end,
             query_step: step,
             start_timestamps: o.start_timestamps.as_deref(),
+            cancel: o.cancel.as_deref(),
             lookback,
             max_samples: self.opts.max_samples,
             cur_samples: 0,

@@ -218,3 +218,26 @@ fn annotations_for_non_counters() {
         vec!["PromQL warning: sort is ineffective for range queries since results are always ordered by labels"]
     );
 }
+
+#[test]
+fn cancellation() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let e = Engine::new(EngineOptions::default());
+    let q = store();
+    let flag = Arc::new(AtomicBool::new(true));
+    let o = QueryOptions {
+        cancel: Some(flag.clone()),
+        ..Default::default()
+    };
+    let expr = query::engine::parse("sum(http_requests_total)").unwrap();
+    let err = e
+        .range_query_expr(&q, &expr, 0, 3_600_000, 60_000, &o)
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Canceled);
+    assert_eq!(err.kind.as_str(), "canceled");
+    flag.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(e
+        .range_query_expr(&q, &expr, 0, 3_600_000, 60_000, &o)
+        .is_ok());
+}

@@ -31,14 +31,14 @@ use crate::block::Block;
 use crate::compact::{exponential_block_ranges, merge_chunk_series_sets, BlockWriter, Compactor};
 use crate::head::disk_chunks::DiskChunkStore;
 use crate::head::head_chunks::ChunkDiskMapper;
-use crate::head::wal::{replay_wal, ReplayStats, WalWriter};
+use crate::head::wal::{replay_wal_with_metrics, ReplayStats, WalWriter};
 use crate::head::{Appender, ChunkStore, Head, HeadOptions, HeadStats, MemChunkStore, WalLog};
 use crate::labels::Matcher;
 use crate::merge::MergeQuerier;
 use crate::querier::{ChunkQuerier, ChunkSeriesSet, Querier, Queryable};
 use crate::tombstones::{read_tombstones, write_tombstones, Interval};
 use crate::wal::record::RefTombstone;
-use crate::wal::{Wal, WalOptions};
+use crate::wal::{Wal, WalMetrics, WalOptions};
 use crate::{Error, Result};
 
 /// Name of the WAL directory.
@@ -121,7 +121,9 @@ pub struct Db {
     chunks: HeadChunks,
     read_only: bool,
     replay: ReplayStats,
+    wal_metrics: Arc<WalMetrics>,
     compact_lock: Mutex<()>,
+    readers: Arc<Readers>,
     closed: AtomicBool,
     _lock: Option<DirLock>,
 }
@@ -262,7 +264,9 @@ impl Db {
         // Read-only opens skip `chunks_head/`: the WAL (checkpoint + segments) holds every
         // sample of the head, the chunk files are only a shortcut.
         let wal_dir = dir.join(WAL_DIRNAME);
-        let replay = replay_wal(&head, &wal_dir, !read_only)?;
+        let wal_metrics = Arc::new(WalMetrics::default());
+        let replay =
+            replay_wal_with_metrics(&head, &wal_dir, !read_only, Some(wal_metrics.clone()))?;
         let dropped = head.drop_unclaimed_chunks();
         if dropped > 0 {
             tracing::info!(
@@ -273,12 +277,13 @@ impl Db {
         let wal = if read_only {
             None
         } else {
-            let w = Wal::open(
+            let w = Wal::open_with_metrics(
                 &wal_dir,
                 WalOptions {
                     segment_size: opts.wal_segment_size,
                     compress: opts.wal_compression,
                 },
+                wal_metrics.clone(),
             )?;
             let w = Arc::new(WalWriter::new(w));
             head.set_wal(Some(w.clone() as Arc<dyn WalLog>));
@@ -293,7 +298,9 @@ impl Db {
             chunks,
             read_only,
             replay,
+            wal_metrics,
             compact_lock: Mutex::new(()),
+            readers: Arc::new(Readers::default()),
             closed: AtomicBool::new(false),
             _lock: lock,
         })
@@ -332,6 +339,11 @@ impl Db {
     /// What the WAL replay at open read and did (a corruption found is in `corruption`).
     pub fn replay_stats(&self) -> &ReplayStats {
         &self.replay
+    }
+
+    /// Counters of the WAL (`prometheus_tsdb_wal_*`), corruptions found at replay included.
+    pub fn wal_metrics(&self) -> &Arc<WalMetrics> {
+        &self.wal_metrics
     }
 
     /// Counters of the head (series count, time range), for `/api/v1/status/tsdb`.
@@ -376,6 +388,12 @@ impl Db {
                 written.push(u);
             }
             self.reload_blocks()?;
+            if !self.readers.wait_below(maxt, Duration::from_secs(60)) {
+                tracing::warn!(
+                    maxt,
+                    "queriers still open after 60 s; truncating the head anyway"
+                );
+            }
             self.truncate_head(maxt)?;
         }
         written.extend(self.compact_blocks()?);
@@ -488,7 +506,7 @@ impl Db {
                 delete.extend(
                     blocks
                         .iter()
-                        .filter(|b| newest - b.max_time() >= ret)
+                        .filter(|b| newest - b.max_time() > ret)
                         .cloned(),
                 );
             }
@@ -621,7 +639,7 @@ impl Db {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.head.set_wal(None);
+        self.head.close();
         if let Some(w) = &self.wal {
             w.with_wal(|wal| wal.close())?;
         }
@@ -694,8 +712,88 @@ impl Db {
     }
 }
 
+/// Queriers in use, by id, with the start of their range: head truncation waits for those
+/// that may still read the range being dropped (their block list predates the new block).
+#[derive(Default)]
+struct Readers {
+    next: std::sync::atomic::AtomicU64,
+    active: Mutex<std::collections::HashMap<u64, i64>>,
+}
+
+impl Readers {
+    fn register(self: &Arc<Self>, mint: i64) -> ReaderGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.active.lock().insert(id, mint);
+        ReaderGuard {
+            readers: self.clone(),
+            id,
+        }
+    }
+
+    /// Waits (up to `timeout`) until no querier that started before now reads below `mint`.
+    fn wait_below(&self, mint: i64, timeout: Duration) -> bool {
+        let waiting: Vec<u64> = self
+            .active
+            .lock()
+            .iter()
+            .filter(|(_, &m)| m < mint)
+            .map(|(&id, _)| id)
+            .collect();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let still = {
+                let a = self.active.lock();
+                waiting.iter().any(|id| a.contains_key(id))
+            };
+            if !still {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+struct ReaderGuard {
+    readers: Arc<Readers>,
+    id: u64,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.readers.active.lock().remove(&self.id);
+    }
+}
+
+/// The database's querier: blocks and head merged, registered as a reader while alive.
+struct DbQuerier {
+    inner: MergeQuerier,
+    _guard: ReaderGuard,
+}
+
+impl Querier for DbQuerier {
+    fn select(
+        &self,
+        sorted: bool,
+        hints: Option<&crate::querier::SelectHints>,
+        matchers: &[Matcher],
+    ) -> crate::querier::SeriesSet {
+        self.inner.select(sorted, hints, matchers)
+    }
+    fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        self.inner.label_values(name, matchers, limit)
+    }
+    fn label_names(&self, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
+        self.inner.label_names(matchers, limit)
+    }
+}
+
 impl Queryable for Db {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>> {
+        // Register before reading the block list (see `Readers`).
+        let guard = self.readers.register(mint);
         let mut qs: Vec<Box<dyn Querier>> = Vec::new();
         for b in self.blocks.read().iter() {
             if b.overlaps(mint, maxt) {
@@ -703,6 +801,9 @@ impl Queryable for Db {
             }
         }
         qs.push(self.head.querier(mint, maxt)?);
-        Ok(Box::new(MergeQuerier::new(qs)))
+        Ok(Box::new(DbQuerier {
+            inner: MergeQuerier::new(qs),
+            _guard: guard,
+        }))
     }
 }

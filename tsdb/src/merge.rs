@@ -239,12 +239,16 @@ impl Querier for MergeQuerier {
             return self.queriers[0].select(sorted, hints, matchers);
         }
         // Merging needs sorted inputs; the result is then sorted too.
-        merge_series_sets(
+        let merged = merge_series_sets(
             self.queriers
                 .iter()
                 .map(|q| q.select(true, hints, matchers))
                 .collect(),
-        )
+        );
+        match hints.map_or(0, |h| h.limit) {
+            0 => merged,
+            limit => Box::new(merged.take(limit)),
+        }
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {

@@ -5,7 +5,12 @@
 
 mod api;
 mod cli;
+mod config;
+mod discovery;
 mod federate;
+mod relabel;
+mod rules;
+mod template;
 // Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
 #[allow(dead_code)]
 mod gofmt;

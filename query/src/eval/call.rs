@@ -416,82 +416,76 @@ impl Evaluator<'_> {
             pbuf.extend(params.iter().map(|p| p[k]));
             fnlib::range_check_params(name, &pbuf).map_err(QueryError::execution)?;
         }
-        for s in arg.series {
-            self.check_deadline()?;
-            let mut pts = Vec::new();
-            let sts = match self.start_timestamps {
-                Some(src)
-                    if !arg.from_subquery
-                        && matches!(name, "rate" | "increase" | "irate" | "resets") =>
-                {
-                    src.start_timestamps(&s.metric, &s.samples)
+        let job = SeriesJob {
+            name,
+            steps: &steps,
+            params: &params,
+            at: arg.at,
+            offset: arg.offset,
+            range: arg.range,
+            from_subquery: arg.from_subquery,
+            sts_src: self.start_timestamps,
+            drop,
+            deadline: self.deadline,
+            cancel: self.cancel,
+        };
+        let series = arg.series;
+        let threads = if series.len() >= PARALLEL_MIN_SERIES {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)
+        } else {
+            1
+        };
+        let results: Vec<QResult<SeriesOut>> = if threads > 1 {
+            let chunk = series.len().div_ceil(threads);
+            let mut parts: Vec<Vec<super::RawSeries>> = Vec::with_capacity(threads);
+            let mut it = series.into_iter();
+            loop {
+                let part: Vec<super::RawSeries> = it.by_ref().take(chunk).collect();
+                if part.is_empty() {
+                    break;
                 }
-                _ => None,
-            };
-            let (mut lo, mut hi) = (0usize, 0usize);
-            for (k, &ts) in steps.iter().enumerate() {
-                let rt = arg.at.unwrap_or(ts) - arg.offset;
-                if arg.at.is_some() && k > 0 {
-                    // same window at every step
-                } else {
-                    while hi < s.samples.len() && s.samples[hi].0 <= rt {
-                        hi += 1;
-                    }
-                    while lo < hi && s.samples[lo].0 <= rt - arg.range {
-                        lo += 1;
-                    }
-                }
-                if lo == hi {
-                    continue;
-                }
-                if !arg.from_subquery {
-                    self.total_samples += (hi - lo) as u64;
-                }
-                pbuf.clear();
-                pbuf.extend(params.iter().map(|p| p[k]));
-                // predict_linear predicts from the evaluation time, not the window end.
-                let end = if name == "predict_linear" { ts } else { rt };
-                let r = match &sts {
-                    Some(st) => fnlib::range_eval_st(
-                        name,
-                        &s.samples[lo..hi],
-                        &st[lo..hi],
-                        rt - arg.range,
-                        end,
-                        &pbuf,
-                        &mut fn_annos,
-                        s.metric.metric_name().unwrap_or(""),
-                    ),
-                    None => fnlib::range_eval(
-                        name,
-                        &s.samples[lo..hi],
-                        rt - arg.range,
-                        end,
-                        &pbuf,
-                        &mut fn_annos,
-                    ),
-                };
-                if let Some(v) = r {
-                    pts.push((ts, v));
-                }
+                parts.push(part);
             }
-            if (name == "rate" || name == "increase") && !pts.is_empty() {
-                if let Some(mn) = s.metric.metric_name() {
-                    if !has_counter_suffix(mn) {
-                        self.annos.info(format!(
-                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {:?}",
-                            mn
-                        ));
-                    }
-                }
+            let job = &job;
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| {
+                        sc.spawn(move || {
+                            part.into_iter()
+                                .map(|s| run_series(job, s))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err(QueryError::execution(
+                                "range function evaluation panicked",
+                            ))]
+                        })
+                    })
+                    .collect()
+            })
+        } else {
+            series.into_iter().map(|s| run_series(&job, s)).collect()
+        };
+        for r in results {
+            let r = r?;
+            self.total_samples += r.samples;
+            fn_annos.extend(r.annos);
+            if let Some(mn) = r.non_counter {
+                self.annos.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
+                ));
             }
-            if !pts.is_empty() {
-                self.add_samples(pts.len())?;
-                out.push(StepSeries {
-                    metric: s.metric,
-                    pts,
-                    drop_name: drop || s.drop_name,
-                });
+            if let Some(ss) = r.series {
+                self.add_samples(ss.pts.len())?;
+                out.push(ss);
             }
         }
         fnlib::add_annotations(&mut self.annos, fn_annos);
@@ -740,6 +734,118 @@ fn cmp_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
             }
         }
     }
+}
+
+/// Series count from which range functions run on several threads.
+const PARALLEL_MIN_SERIES: usize = 2000;
+/// Most threads one range-function evaluation uses.
+const MAX_THREADS: usize = 8;
+
+/// What every series of one range-function evaluation shares.
+struct SeriesJob<'a> {
+    name: &'a str,
+    steps: &'a [i64],
+    params: &'a [Vec<f64>],
+    at: Option<i64>,
+    offset: i64,
+    range: i64,
+    from_subquery: bool,
+    sts_src: Option<&'a dyn crate::engine::StartTimestampSource>,
+    drop: bool,
+    deadline: Option<std::time::Instant>,
+    cancel: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
+/// The result of one series.
+struct SeriesOut {
+    series: Option<StepSeries>,
+    annos: Vec<crate::functions::Annotation>,
+    samples: u64,
+    non_counter: Option<String>,
+}
+
+/// Slides the window of one series over all steps and applies the range function.
+fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
+    if job
+        .cancel
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        return Err(QueryError::canceled());
+    }
+    if job.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        return Err(QueryError::timeout());
+    }
+    let name = job.name;
+    let mut annos = Vec::new();
+    let mut samples = 0u64;
+    let mut pts = Vec::new();
+    let mut pbuf: Vec<f64> = Vec::with_capacity(job.params.len());
+    let sts = match job.sts_src {
+        Some(src)
+            if !job.from_subquery && matches!(name, "rate" | "increase" | "irate" | "resets") =>
+        {
+            src.start_timestamps(&s.metric, &s.samples)
+        }
+        _ => None,
+    };
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for (k, &ts) in job.steps.iter().enumerate() {
+        let rt = job.at.unwrap_or(ts) - job.offset;
+        if job.at.is_none() || k == 0 {
+            while hi < s.samples.len() && s.samples[hi].0 <= rt {
+                hi += 1;
+            }
+            while lo < hi && s.samples[lo].0 <= rt - job.range {
+                lo += 1;
+            }
+        }
+        if lo == hi {
+            continue;
+        }
+        if !job.from_subquery {
+            samples += (hi - lo) as u64;
+        }
+        pbuf.clear();
+        pbuf.extend(job.params.iter().map(|p| p[k]));
+        // predict_linear predicts from the evaluation time, not the window end.
+        let end = if name == "predict_linear" { ts } else { rt };
+        let w = &s.samples[lo..hi];
+        let r = match &sts {
+            Some(st) => fnlib::range_eval_st(
+                name,
+                w,
+                &st[lo..hi],
+                rt - job.range,
+                end,
+                &pbuf,
+                &mut annos,
+                s.metric.metric_name().unwrap_or(""),
+            ),
+            None => fnlib::range_eval(name, w, rt - job.range, end, &pbuf, &mut annos),
+        };
+        if let Some(v) = r {
+            pts.push((ts, v));
+        }
+    }
+    let mut non_counter = None;
+    if (name == "rate" || name == "increase") && !pts.is_empty() {
+        if let Some(mn) = s.metric.metric_name() {
+            if !has_counter_suffix(mn) {
+                non_counter = Some(mn.to_string());
+            }
+        }
+    }
+    let series = (!pts.is_empty()).then_some(StepSeries {
+        metric: s.metric,
+        pts,
+        drop_name: job.drop || s.drop_name,
+    });
+    Ok(SeriesOut {
+        series,
+        annos,
+        samples,
+        non_counter,
+    })
 }
 
 /// `extendedRate`: increase/rate/delta between the (picked or interpolated) values at the

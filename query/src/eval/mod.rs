@@ -165,6 +165,8 @@ pub(crate) struct Evaluator<'a> {
     pub query_step: i64,
     /// Start timestamps of stored samples, if the storage keeps them.
     pub start_timestamps: Option<&'a dyn crate::engine::StartTimestampSource>,
+    /// Cancellation flag of the query.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     pub lookback: i64,
     pub max_samples: usize,
     pub cur_samples: usize,
@@ -257,6 +259,12 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self) -> QResult<()> {
+        if self
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(QueryError::canceled());
+        }
         if let Some(d) = self.deadline {
             if Instant::now() >= d {
                 return Err(QueryError::timeout());
@@ -575,6 +583,7 @@ impl<'a> Evaluator<'a> {
             query_end: self.query_end,
             query_step: self.query_step,
             start_timestamps: self.start_timestamps,
+            cancel: self.cancel,
             lookback: self.lookback,
             max_samples: self.max_samples,
             cur_samples: self.cur_samples,

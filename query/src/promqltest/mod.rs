@@ -182,6 +182,7 @@ impl Storage {
         QueryOptions {
             lookback_delta: None,
             start_timestamps: self.st_source.clone(),
+            cancel: None,
         }
     }
 

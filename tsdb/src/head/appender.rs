@@ -96,6 +96,10 @@ impl Appender {
     /// Writes the batch to the WAL and makes it visible. On a WAL error nothing becomes visible
     /// and the batch is discarded.
     pub fn commit(&mut self) -> Result<()> {
+        if self.head.is_closed() {
+            self.release();
+            return Err(Error::Closed);
+        }
         if self.samples.is_empty() {
             return Ok(());
         }

@@ -149,6 +149,7 @@ pub(crate) struct HeadInner {
     max_time: AtomicI64,
     min_valid_time: AtomicI64,
     chunks: Arc<dyn ChunkStore>,
+    closed: AtomicBool,
     wal: RwLock<Option<Arc<dyn WalLog>>>,
     /// Full chunks read from disk before their series is known (WAL replay).
     pending_mmapped: Mutex<HashMap<u64, Vec<MmappedChunk>>>,
@@ -198,6 +199,7 @@ impl Head {
                 max_time: AtomicI64::new(i64::MIN),
                 min_valid_time: AtomicI64::new(i64::MIN),
                 chunks,
+                closed: AtomicBool::new(false),
                 wal: RwLock::new(None),
                 pending_mmapped: Mutex::new(HashMap::new()),
             }),
@@ -211,6 +213,17 @@ impl Head {
             Ok(h) => h,
             Err(e) => unreachable!("default head options rejected: {e}"),
         }
+    }
+
+    /// Refuses further commits ([`Error::Closed`]) and detaches the WAL.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.set_wal(None);
+    }
+
+    /// Whether [`Head::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     /// Sets the WAL that committing appenders write to.

@@ -127,26 +127,27 @@ impl HeadQuerier {
 }
 
 impl Querier for HeadQuerier {
-    fn select(
-        &self,
-        sorted: bool,
-        _hints: Option<&SelectHints>,
-        matchers: &[Matcher],
-    ) -> SeriesSet {
+    fn select(&self, sorted: bool, hints: Option<&SelectHints>, matchers: &[Matcher]) -> SeriesSet {
         let list = self.matching(sorted, matchers);
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
-        Box::new(list.into_iter().filter_map(move |(labels, s)| {
-            match snapshot_chunks(&head, &s, mint, maxt) {
-                Ok(chunks) if !has_samples_in(&chunks, mint, maxt) => None,
-                Ok(chunks) => Some(Ok(Arc::new(ChunkedSeries {
-                    labels,
-                    chunks,
-                    mint,
-                    maxt,
-                }) as Arc<dyn Series>)),
-                Err(e) => Some(Err(e)),
-            }
-        }))
+        let limit = hints.map_or(0, |h| h.limit);
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        Box::new(
+            list.into_iter()
+                .filter_map(
+                    move |(labels, s)| match snapshot_chunks(&head, &s, mint, maxt) {
+                        Ok(chunks) if !has_samples_in(&chunks, mint, maxt) => None,
+                        Ok(chunks) => Some(Ok(Arc::new(ChunkedSeries {
+                            labels,
+                            chunks,
+                            mint,
+                            maxt,
+                        }) as Arc<dyn Series>)),
+                        Err(e) => Some(Err(e)),
+                    },
+                )
+                .take(limit),
+        )
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {

@@ -125,12 +125,25 @@ pub struct ReplayStats {
 /// Replays the WAL in `wal_dir` into `head` (see the module docs). With `repair`, a corruption
 /// is cut off with [`crate::wal::repair`] after replaying everything before it.
 pub fn replay_wal(head: &Head, wal_dir: &Path, repair: bool) -> Result<ReplayStats> {
+    replay_wal_with_metrics(head, wal_dir, repair, None)
+}
+
+/// As [`replay_wal`], counting corruptions into `metrics`.
+pub fn replay_wal_with_metrics(
+    head: &Head,
+    wal_dir: &Path,
+    repair: bool,
+    metrics: Option<std::sync::Arc<crate::wal::WalMetrics>>,
+) -> Result<ReplayStats> {
     let start = Instant::now();
     let mut stats = ReplayStats::default();
     if !wal_dir.exists() {
         return Ok(stats);
     }
     let mut reader = Reader::open(wal_dir)?;
+    if let Some(m) = metrics {
+        reader = reader.with_metrics(m);
+    }
     let mut remap: HashMap<u64, u64> = HashMap::new();
     let mut series: Vec<RefSeries> = Vec::new();
     let mut samples: Vec<RefSample> = Vec::new();
