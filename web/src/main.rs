@@ -9,15 +9,15 @@ mod config;
 mod discovery;
 mod federate;
 mod relabel;
+mod remote;
 mod rules;
+mod server;
 mod template;
 // Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
 #[allow(dead_code)]
 mod gofmt;
 // The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
 // API are not called by the binary yet.
-mod remote;
-mod server;
 #[allow(dead_code)]
 mod textparse;
 

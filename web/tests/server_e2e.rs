@@ -488,3 +488,42 @@ fn web_config_basic_auth() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls_server_config"));
 }
+
+#[test]
+fn help_lists_prometheus_flags_with_defaults() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (flag, default) in [
+        ("--web.listen-address", "[default: 0.0.0.0:9090]"),
+        ("--storage.tsdb.path", "[default: data/]"),
+        ("--query.timeout", "[default: 2m]"),
+        ("--query.lookback-delta", "[default: 5m]"),
+        ("--query.max-samples", "[default: 50000000]"),
+        ("--storage.tsdb.retention.time", "[default: 15d]"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(flag))
+            .unwrap_or_else(|| panic!("{flag} missing:\n{text}"));
+        let idx = text.find(line).unwrap();
+        assert!(text[idx..].contains(default), "{flag} {default}");
+    }
+    for flag in [
+        "--web.enable-remote-write-receiver",
+        "--web.enable-admin-api",
+        "--web.enable-lifecycle",
+        "--web.config.file",
+        "--enable-feature",
+        "--log.level",
+        "--log.format",
+        "--config.file",
+        "--query.max-concurrency",
+        "--storage.tsdb.retention.size",
+    ] {
+        assert!(text.contains(flag), "{flag} missing");
+    }
+}

@@ -163,9 +163,10 @@ impl Default for ServerArgs {
             #[command(flatten)]
             a: ServerArgs,
         }
-        let m = <Wrap as clap::CommandFactory>::command().get_matches_from(["ignis"]);
-        // The defaults above are all valid, so this cannot fail.
-        Wrap::from_arg_matches(&m)
+        // The defaults above are all valid (checked by a test), so this cannot fail.
+        <Wrap as clap::CommandFactory>::command()
+            .try_get_matches_from(["ignis"])
+            .and_then(|m| Wrap::from_arg_matches(&m))
             .map(|w| w.a)
             .unwrap_or_else(|e| panic!("bad flag defaults: {e}"))
     }

@@ -113,10 +113,18 @@ impl AppState {
     }
 }
 
-/// Reads the config file; a missing default `prometheus.yml` gives the embedded default.
+/// Reads the config file (which must be YAML); a missing default `prometheus.yml` gives the
+/// embedded default.
 fn load_config(path: &std::path::Path) -> Result<String, String> {
     match std::fs::read_to_string(path) {
-        Ok(s) => Ok(s),
+        Ok(s) => match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&s) {
+            Ok(_) => Ok(s),
+            Err(e) => Err(format!(
+                "couldn't load configuration (--config.file={:?}): parsing YAML file {}: {e}",
+                path.display().to_string(),
+                path.display()
+            )),
+        },
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
                 && path == std::path::Path::new("prometheus.yml") =>
@@ -127,5 +135,21 @@ fn load_config(path: &std::path::Path) -> Result<String, String> {
             "couldn't load configuration (--config.file={:?}): {e}",
             path.display().to_string()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_must_be_yaml_and_reload_reports_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prom.yml");
+        std::fs::write(&p, "global:\n  scrape_interval: 5s\n").unwrap();
+        assert!(load_config(&p).unwrap().contains("5s"));
+        std::fs::write(&p, "global: [unclosed\n").unwrap();
+        assert!(load_config(&p).unwrap_err().contains("parsing YAML"));
+        assert!(load_config(&dir.path().join("missing.yml")).is_err());
     }
 }
