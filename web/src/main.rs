@@ -15,6 +15,7 @@ mod remote;
 mod server;
 #[allow(dead_code)]
 mod textparse;
+mod ui;
 
 use clap::Parser as _;
 
