@@ -369,7 +369,8 @@
         ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + ph); ctx.stroke();
         var lbl = ts >= 86400 ? (dt.getUTCMonth() + 1) + "/" + dt.getUTCDate()
           : pad(dt.getUTCHours()) + ":" + pad(dt.getUTCMinutes()) + (ts < 60 ? ":" + pad(dt.getUTCSeconds()) : "");
-        ctx.fillText(lbl, x, top + ph + 5);
+        var half = ctx.measureText(lbl).width / 2;
+        ctx.fillText(lbl, Math.min(x, W - half - 1), top + ph + 5);
       }
       ctx.strokeStyle = "#999";
       ctx.beginPath(); ctx.moveTo(left + 0.5, top); ctx.lineTo(left + 0.5, top + ph + 0.5); ctx.lineTo(left + pw, top + ph + 0.5); ctx.stroke();
