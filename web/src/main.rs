@@ -20,6 +20,7 @@ mod gofmt;
 // API are not called by the binary yet.
 #[allow(dead_code)]
 mod textparse;
+mod ui;
 
 use clap::Parser as _;
 

@@ -24,7 +24,7 @@ pub fn build(state: SharedState) -> Router {
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", any(reload))
         .route("/-/quit", any(quit))
-        .route("/", get(root));
+        .merge(crate::ui::router());
     let routes = if prefix.is_empty() {
         routes
     } else {
@@ -78,13 +78,6 @@ fn text(code: StatusCode, body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn root() -> Response {
-    text(
-        StatusCode::OK,
-        "ignis: a Prometheus-compatible time-series database. See /api/v1/ and /metrics.\n",
-    )
 }
 
 async fn healthy() -> Response {
