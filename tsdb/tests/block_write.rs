@@ -1,12 +1,12 @@
 //! Writing blocks with `write_block` from the fixture's raw samples, checked against the
 //! blocks Prometheus wrote from the same samples and with `promtool`.
 
-mod block_common;
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use block_common::*;
+use common::*;
 use tsdb::block::Block;
 use tsdb::chunkenc::ValueType;
 use tsdb::compact::{chunks_from_samples, write_block, DEFAULT_BLOCK_DURATION};
@@ -21,24 +21,6 @@ fn promtool() -> Option<&'static str> {
     } else {
         println!("skipping promtool checks: {p} is not installed");
         None
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        let dst = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &dst);
-        } else {
-            std::fs::copy(&p, &dst).unwrap();
-            let mut perm = std::fs::metadata(&dst).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perm.set_readonly(false);
-            std::fs::set_permissions(&dst, perm).unwrap();
-        }
     }
 }
 
@@ -151,7 +133,7 @@ fn write_block_from_fixture_samples_matches_prometheus() {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(text.contains(&format!("Block ID: {ulid}")), "{text}");
             let fcopy = tempfile::tempdir().unwrap();
-            copy_dir(&fixture, &fcopy.path().join(fixture.file_name().unwrap()));
+            common::copy_dir(&fixture, &fcopy.path().join(fixture.file_name().unwrap()));
             let ours = dump(pt, tmp.path());
             let theirs = dump(pt, fcopy.path());
             assert_eq!(ours.len() as u64, fb.meta().stats.num_samples);

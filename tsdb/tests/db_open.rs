@@ -6,33 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod common;
+
 use tsdb::chunkenc::ValueType;
 use tsdb::db::{Db, Options};
 use tsdb::labels::{Labels, MatchType, Matcher};
 use tsdb::querier::Queryable;
-
-fn shared() -> PathBuf {
-    std::env::var("IGNIS_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let d = dst.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &d);
-        } else {
-            std::fs::copy(e.path(), &d).unwrap();
-            let mut p = std::fs::metadata(&d).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            p.set_readonly(false);
-            std::fs::set_permissions(&d, p).unwrap();
-        }
-    }
-}
 
 fn all() -> Vec<Matcher> {
     vec![Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()]
@@ -72,10 +51,10 @@ fn parse_value(s: &str) -> f64 {
 
 #[test]
 fn opens_prometheus_wal_datadir_with_exact_samples() {
-    let fixture = shared().join("fixtures/prometheus-2.42/wal-datadir");
+    let fixture = common::shared_dir().join("fixtures/prometheus-2.42/wal-datadir");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    copy_dir(&fixture.join("data"), &data);
+    common::copy_dir(&fixture.join("data"), &data);
 
     // expected multiset: (labels text, ts) → value bits
     let f = std::fs::File::open(fixture.join("dump.txt.gz")).unwrap();
@@ -434,9 +413,9 @@ fn promtool_reads_our_data_dir() {
 
 #[test]
 fn opens_prometheus_blocks_and_appends_after_them() {
-    let fixture = shared().join("fixtures/prometheus-2.42/blocks");
+    let fixture = common::shared_dir().join("fixtures/prometheus-2.42/blocks");
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, tmp.path());
+    common::copy_dir(&fixture, tmp.path());
     let db = Db::open(tmp.path(), opts()).unwrap();
     assert_eq!(db.blocks().len(), 4);
     assert_eq!(count(&db), 515_480);

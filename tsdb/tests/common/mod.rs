@@ -1,10 +1,10 @@
-//! Helpers shared by the block integration tests: locating the shared fixtures and a tiny
-//! OpenMetrics sample-line reader.
+//! Helpers shared by the integration tests: locating the shared fixtures, copying a fixture
+//! directory, opening a WAL, and a tiny OpenMetrics sample-line reader.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tsdb::labels::{Label, Labels};
 
@@ -13,6 +13,26 @@ pub fn shared_dir() -> PathBuf {
     std::env::var("IGNIS_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
+}
+
+/// Copies the directory tree `from` into `to` (created), making every copied file writable
+/// (the fixtures are read-only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let dst = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+            let mut perm = std::fs::metadata(&dst).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&dst, perm).unwrap();
+        }
+    }
 }
 
 /// The fixture blocks directory.
