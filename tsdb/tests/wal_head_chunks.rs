@@ -2,6 +2,8 @@
 //! deleted, never a panic; and a data dir written by ignis (WAL + chunks_head) is read by
 //! Prometheus's own `promtool tsdb dump` to exactly the samples written.
 
+mod common;
+
 use std::path::Path;
 
 use tsdb::chunkenc::{Encoding, XorAppender};
@@ -337,14 +339,7 @@ fn promtool_reads_an_ignis_checkpoint() {
     let data = tempfile::tempdir().unwrap();
     let wal_dir = data.path().join("wal");
     let base: i64 = 1_700_000_000_000;
-    let mut w = Wal::open(
-        &wal_dir,
-        WalOptions {
-            segment_size: 2 * tsdb::wal::PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(&wal_dir, 2, true);
     let series: Vec<RefSeries> = (1..=50u64)
         .map(|r| RefSeries {
             series_ref: r,

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use tsdb::labels::{Label, Labels};
+use tsdb::wal::{Wal, WalOptions, PAGE_SIZE};
 
 /// The shared folder (fixtures).
 pub fn shared_dir() -> PathBuf {
@@ -33,6 +34,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::set_permissions(&dst, perm).unwrap();
         }
     }
+}
+
+/// Opens (or creates) a WAL in `dir` with segments of `pages` pages.
+pub fn open_wal(dir: impl AsRef<Path>, pages: usize, compress: bool) -> Wal {
+    let opts = WalOptions {
+        segment_size: pages * PAGE_SIZE,
+        compress,
+    };
+    Wal::open(dir.as_ref(), opts).unwrap()
 }
 
 /// The fixture blocks directory.
