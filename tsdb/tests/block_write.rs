@@ -27,19 +27,7 @@ fn promtool() -> Option<&'static str> {
 fn dump(promtool: &str, dir: &Path) -> Vec<String> {
     // promtool opens the directory as a read-only database, which needs a WAL directory.
     std::fs::create_dir_all(dir.join("wal")).unwrap();
-    let out = Command::new(promtool)
-        .args(["tsdb", "dump"])
-        .arg(dir)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool tsdb dump {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
+    let mut lines: Vec<String> = common::promtool_dump(promtool, dir)
         .lines()
         .map(str::to_string)
         .collect();

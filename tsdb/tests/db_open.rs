@@ -372,17 +372,7 @@ fn promtool_reads_our_data_dir() {
     let ours = dump(&db, i64::MIN, i64::MAX, &all());
     db.close().unwrap();
     drop(db);
-    let out = std::process::Command::new(promtool)
-        .args(["tsdb", "dump"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = common::promtool_dump(promtool, tmp.path());
     let mut theirs: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     for line in text.lines() {
         let (rest, ts) = line.rsplit_once(' ').unwrap();

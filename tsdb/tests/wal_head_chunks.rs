@@ -140,6 +140,22 @@ fn bad_header_is_an_error_not_a_panic() {
 }
 
 /// ignis writes a data dir (WAL + chunks_head) and Prometheus's promtool reads it back.
+/// `promtool tsdb dump` of `dir` as (labels, t, v), sorted by labels then time.
+fn dumped_samples(promtool: &Path, dir: &Path) -> Vec<(String, i64, f64)> {
+    let mut got: Vec<(String, i64, f64)> = common::promtool_dump(promtool, dir)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut p = l.rsplitn(3, ' ');
+            let t = p.next().unwrap().parse().unwrap();
+            let v = p.next().unwrap().parse().unwrap();
+            (p.next().unwrap().to_string(), t, v)
+        })
+        .collect();
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    got
+}
+
 #[test]
 fn promtool_reads_what_ignis_writes() {
     let promtool = Path::new("/usr/bin/promtool");
@@ -195,29 +211,7 @@ fn promtool_reads_what_ignis_writes() {
         }
         w.close().unwrap();
     }
-    let out = std::process::Command::new(promtool)
-        .arg("tsdb")
-        .arg("dump")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut got: Vec<(String, i64, f64)> = text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut p = l.rsplitn(3, ' ');
-            let t = p.next().unwrap().parse().unwrap();
-            let v = p.next().unwrap().parse().unwrap();
-            (p.next().unwrap().to_string(), t, v)
-        })
-        .collect();
-    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let got = dumped_samples(promtool, data.path());
     let mut want: Vec<(String, i64, f64)> = Vec::new();
     for s in &series {
         for i in 0..n {
@@ -378,29 +372,7 @@ fn promtool_reads_an_ignis_checkpoint() {
     w.close().unwrap();
     drop(w);
 
-    let out = std::process::Command::new(promtool)
-        .arg("tsdb")
-        .arg("dump")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut got: Vec<(String, i64, f64)> = text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut p = l.rsplitn(3, ' ');
-            let t = p.next().unwrap().parse().unwrap();
-            let v = p.next().unwrap().parse().unwrap();
-            (p.next().unwrap().to_string(), t, v)
-        })
-        .collect();
-    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let got = dumped_samples(promtool, data.path());
     let mut want = Vec::new();
     for s in series.iter().filter(|s| s.series_ref % 2 == 1) {
         for i in 100..260i64 {

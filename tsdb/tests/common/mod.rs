@@ -45,6 +45,22 @@ pub fn open_wal(dir: impl AsRef<Path>, pages: usize, compress: bool) -> Wal {
     Wal::open(dir.as_ref(), opts).unwrap()
 }
 
+/// The text `promtool tsdb dump <dir>` prints (one sample a line), asserting it succeeded.
+pub fn promtool_dump(promtool: impl AsRef<std::ffi::OsStr>, dir: &Path) -> String {
+    let out = std::process::Command::new(promtool)
+        .args(["tsdb", "dump"])
+        .arg(dir)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool tsdb dump {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The fixture blocks directory.
 pub fn fixture_blocks_dir() -> PathBuf {
     shared_dir().join("fixtures/prometheus-2.42/blocks")
