@@ -14,16 +14,6 @@ use tsdb::labels::{MatchType, Matcher};
 use tsdb::querier::ChunkSeries;
 use tsdb::querier::Queryable;
 
-fn promtool() -> Option<&'static str> {
-    let p = "/usr/bin/promtool";
-    if Path::new(p).exists() {
-        Some(p)
-    } else {
-        println!("skipping promtool checks: {p} is not installed");
-        None
-    }
-}
-
 fn dump(promtool: &str, dir: &Path) -> Vec<String> {
     // promtool opens the directory as a read-only database, which needs a WAL directory.
     std::fs::create_dir_all(dir.join("wal")).unwrap();
@@ -106,7 +96,7 @@ fn write_block_from_fixture_samples_matches_prometheus() {
         }
         assert_eq!(n, fb.meta().stats.num_samples);
 
-        if let Some(pt) = promtool() {
+        if let Some(pt) = common::promtool() {
             let out = Command::new(pt)
                 .args(["tsdb", "analyze"])
                 .arg(tmp.path())
@@ -175,7 +165,7 @@ fn blocks_spanning_several_chunk_segments_read_back() {
     }
     assert_eq!(n, 50);
     assert_eq!(tsdb::block::block_dirs(tmp.path()).unwrap().len(), 1);
-    if let Some(pt) = promtool() {
+    if let Some(pt) = common::promtool() {
         std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
         let lines = dump(pt, tmp.path());
         assert_eq!(lines.len(), 50 * 600);
@@ -193,7 +183,7 @@ fn empty_block_opens_and_selects_nothing() {
     let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
     assert_eq!(q.select(true, None, &m).count(), 0);
     assert!(q.label_names(&[], 0).unwrap().is_empty());
-    if let Some(pt) = promtool() {
+    if let Some(pt) = common::promtool() {
         std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
         assert!(dump(pt, tmp.path()).is_empty());
     }

@@ -338,11 +338,9 @@ fn retention_deletes_oldest_blocks() {
 /// segments and head chunk files, and sees exactly our samples. Skipped without promtool.
 #[test]
 fn promtool_reads_our_data_dir() {
-    let promtool = Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path(), opts()).unwrap();
     let labels: Vec<Labels> = (0..3)

@@ -139,9 +139,8 @@ fn bad_header_is_an_error_not_a_panic() {
     assert!(e.to_string().contains("magic"), "{e}");
 }
 
-/// ignis writes a data dir (WAL + chunks_head) and Prometheus's promtool reads it back.
 /// `promtool tsdb dump` of `dir` as (labels, t, v), sorted by labels then time.
-fn dumped_samples(promtool: &Path, dir: &Path) -> Vec<(String, i64, f64)> {
+fn dumped_samples(promtool: &str, dir: &Path) -> Vec<(String, i64, f64)> {
     let mut got: Vec<(String, i64, f64)> = common::promtool_dump(promtool, dir)
         .lines()
         .filter(|l| !l.is_empty())
@@ -156,13 +155,12 @@ fn dumped_samples(promtool: &Path, dir: &Path) -> Vec<(String, i64, f64)> {
     got
 }
 
+/// ignis writes a data dir (WAL + chunks_head) and Prometheus's promtool reads it back.
 #[test]
 fn promtool_reads_what_ignis_writes() {
-    let promtool = Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let data = tempfile::tempdir().unwrap();
     let base: i64 = 1_700_000_000_000;
     let series: Vec<RefSeries> = (1..=3u64)
@@ -325,11 +323,9 @@ fn read_only_open_changes_nothing() {
 #[test]
 fn promtool_reads_an_ignis_checkpoint() {
     use tsdb::wal::checkpoint::checkpoint;
-    let promtool = Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let data = tempfile::tempdir().unwrap();
     let wal_dir = data.path().join("wal");
     let base: i64 = 1_700_000_000_000;

@@ -45,6 +45,17 @@ pub fn open_wal(dir: impl AsRef<Path>, pages: usize, compress: bool) -> Wal {
     Wal::open(dir.as_ref(), opts).unwrap()
 }
 
+/// The installed Prometheus 2.42 `promtool`, or `None` (printing that its checks are skipped).
+pub fn promtool() -> Option<&'static str> {
+    let p = "/usr/bin/promtool";
+    if Path::new(p).exists() {
+        Some(p)
+    } else {
+        println!("skipping promtool checks: {p} is not installed");
+        None
+    }
+}
+
 /// The text `promtool tsdb dump <dir>` prints (one sample a line), asserting it succeeded.
 pub fn promtool_dump(promtool: impl AsRef<std::ffi::OsStr>, dir: &Path) -> String {
     let out = std::process::Command::new(promtool)
