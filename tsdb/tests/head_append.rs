@@ -401,15 +401,18 @@ fn delete_removes_range_across_chunks() {
 fn series_created_by_appender_survives_concurrent_truncation() {
     let h = Head::in_memory();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Arc::new(std::sync::Barrier::new(2));
     let truncator = {
-        let (h, stop) = (h.clone(), stop.clone());
+        let (h, stop, started) = (h.clone(), stop.clone(), started.clone());
         std::thread::spawn(move || {
+            started.wait();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 h.truncate(0).unwrap();
             }
         })
     };
-    let n = 2000;
+    started.wait();
+    let n = 20_000;
     for i in 0..n {
         let mut app = h.appender();
         let l = ls(&[("__name__", "m"), ("i", &i.to_string())]);
