@@ -18,8 +18,7 @@
 //!
 //! Zero-valued stats and empty/false compaction fields are omitted, as Go's `omitempty` does.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -294,16 +293,8 @@ pub fn read_meta(dir: impl AsRef<Path>) -> Result<BlockMeta> {
 /// Writes `<dir>/meta.json` atomically (temporary file, fsync, rename). Returns its size.
 pub fn write_meta(dir: impl AsRef<Path>, meta: &BlockMeta) -> Result<u64> {
     let dir = dir.as_ref();
-    let path = dir.join(META_FILENAME);
-    let tmp = dir.join(format!("{META_FILENAME}.tmp"));
     let b = meta.to_json()?;
-    {
-        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(&b).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    crate::chunks::sync_dir(dir)?;
+    crate::fsutil::write_atomic(dir, META_FILENAME, &b)?;
     Ok(b.len() as u64)
 }
 

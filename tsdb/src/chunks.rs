@@ -189,13 +189,7 @@ impl ChunkWriter {
     }
 }
 
-/// Fsyncs a directory so that renames and new files in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    match File::open(dir) {
-        Ok(f) => f.sync_all().map_err(|e| Error::io(dir, e)),
-        Err(e) => Err(Error::io(dir, e)),
-    }
-}
+pub(crate) use crate::fsutil::sync_dir;
 
 struct Segment {
     path: PathBuf,

@@ -384,15 +384,28 @@ impl Db {
             let range = self.head.options().chunk_range;
             let mint = self.head.min_time().div_euclid(range) * range;
             let maxt = mint + range;
-            if let Some(u) = self.write_head_block(&self.dir, mint, maxt)? {
-                written.push(u);
+            // An earlier round may have written this range already and then skipped truncation.
+            let covered = self
+                .blocks
+                .read()
+                .iter()
+                .any(|b| b.min_time() <= mint && b.max_time() >= maxt);
+            if !covered {
+                if let Some(u) = self.write_head_block(&self.dir, mint, maxt)? {
+                    written.push(u);
+                }
+                self.reload_blocks()?;
             }
-            self.reload_blocks()?;
-            if !self.readers.wait_below(maxt, Duration::from_secs(60)) {
+            // Queriers opened before the new block may still read the head range; waiting for
+            // them could stall forever (e.g. held by this very thread), so skip the truncation
+            // and let a later compaction retry it.
+            if !self.readers.wait_below(maxt, TRUNCATE_WAIT) {
                 tracing::warn!(
                     maxt,
-                    "queriers still open after 60 s; truncating the head anyway"
+                    wait_ms = TRUNCATE_WAIT.as_millis() as u64,
+                    "queriers still read the head range; head truncation skipped until the next compaction"
                 );
+                break;
             }
             self.truncate_head(maxt)?;
         }
@@ -711,6 +724,10 @@ impl Db {
         Ok(Box::new(MergeChunkQuerier { queriers }))
     }
 }
+
+/// How long head truncation waits for queriers still reading the range being dropped before
+/// it is put off to the next compaction.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(200);
 
 /// Queriers in use, by id, with the start of their range: head truncation waits for those
 /// that may still read the range being dropped (their block list predates the new block).

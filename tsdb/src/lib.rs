@@ -13,6 +13,7 @@ pub mod compact;
 pub mod db;
 pub mod encoding;
 pub mod error;
+pub(crate) mod fsutil;
 pub mod head;
 pub mod index;
 pub mod labels;

@@ -16,8 +16,7 @@
 //! ends.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
 use crate::encoding::{crc32c, Decbuf, Encbuf};
@@ -222,16 +221,8 @@ pub fn read_tombstones(dir: impl AsRef<Path>) -> Result<(Tombstones, u64)> {
 /// Writes `<dir>/tombstones` atomically (temporary file, fsync, rename). Returns its size.
 pub fn write_tombstones(dir: impl AsRef<Path>, t: &Tombstones) -> Result<u64> {
     let dir = dir.as_ref();
-    let path = dir.join(TOMBSTONES_FILENAME);
-    let tmp = dir.join(format!("{TOMBSTONES_FILENAME}.tmp"));
     let b = encode_tombstones(t);
-    {
-        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(&b).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    crate::chunks::sync_dir(dir)?;
+    crate::fsutil::write_atomic(dir, TOMBSTONES_FILENAME, &b)?;
     Ok(b.len() as u64)
 }
 

@@ -1,11 +1,11 @@
 //! Compaction: merging overlapping and adjacent blocks, and the leveled planner.
 
-mod block_common;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use block_common::*;
+use common::*;
 use tsdb::block::{Block, BlockMeta};
 use tsdb::chunkenc::ValueType;
 use tsdb::compact::{chunk_series_from_samples, write_block, Compactor, DirMeta};

@@ -1,10 +1,10 @@
 //! Reading the blocks Prometheus 2.42 wrote (`shared/fixtures/prometheus-2.42/blocks`).
 
-mod block_common;
+mod common;
 
 use std::collections::BTreeMap;
 
-use block_common::*;
+use common::*;
 use tsdb::block::Block;
 use tsdb::chunkenc::{ValueType, XorAppender};
 use tsdb::chunks::ChunkWriter;

@@ -1,11 +1,11 @@
 //! Rough throughput figures for block reading and writing, printed, never asserted.
 //! Run with `cargo test --release -p tsdb --test block_perf -- --ignored --nocapture`.
 
-mod block_common;
+mod common;
 
 use std::time::Instant;
 
-use block_common::*;
+use common::*;
 use tsdb::block::Block;
 use tsdb::chunkenc::ValueType;
 use tsdb::compact::{write_block, DEFAULT_BLOCK_DURATION};

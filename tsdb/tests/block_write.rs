@@ -1,12 +1,12 @@
 //! Writing blocks with `write_block` from the fixture's raw samples, checked against the
 //! blocks Prometheus wrote from the same samples and with `promtool`.
 
-mod block_common;
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use block_common::*;
+use common::*;
 use tsdb::block::Block;
 use tsdb::chunkenc::ValueType;
 use tsdb::compact::{chunks_from_samples, write_block, DEFAULT_BLOCK_DURATION};
@@ -14,50 +14,10 @@ use tsdb::labels::{MatchType, Matcher};
 use tsdb::querier::ChunkSeries;
 use tsdb::querier::Queryable;
 
-fn promtool() -> Option<&'static str> {
-    let p = "/usr/bin/promtool";
-    if Path::new(p).exists() {
-        Some(p)
-    } else {
-        println!("skipping promtool checks: {p} is not installed");
-        None
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        let dst = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &dst);
-        } else {
-            std::fs::copy(&p, &dst).unwrap();
-            let mut perm = std::fs::metadata(&dst).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perm.set_readonly(false);
-            std::fs::set_permissions(&dst, perm).unwrap();
-        }
-    }
-}
-
 fn dump(promtool: &str, dir: &Path) -> Vec<String> {
     // promtool opens the directory as a read-only database, which needs a WAL directory.
     std::fs::create_dir_all(dir.join("wal")).unwrap();
-    let out = Command::new(promtool)
-        .args(["tsdb", "dump"])
-        .arg(dir)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool tsdb dump {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
+    let mut lines: Vec<String> = common::promtool_dump(promtool, dir)
         .lines()
         .map(str::to_string)
         .collect();
@@ -136,7 +96,7 @@ fn write_block_from_fixture_samples_matches_prometheus() {
         }
         assert_eq!(n, fb.meta().stats.num_samples);
 
-        if let Some(pt) = promtool() {
+        if let Some(pt) = common::promtool() {
             let out = Command::new(pt)
                 .args(["tsdb", "analyze"])
                 .arg(tmp.path())
@@ -151,7 +111,7 @@ fn write_block_from_fixture_samples_matches_prometheus() {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(text.contains(&format!("Block ID: {ulid}")), "{text}");
             let fcopy = tempfile::tempdir().unwrap();
-            copy_dir(&fixture, &fcopy.path().join(fixture.file_name().unwrap()));
+            common::copy_dir(&fixture, &fcopy.path().join(fixture.file_name().unwrap()));
             let ours = dump(pt, tmp.path());
             let theirs = dump(pt, fcopy.path());
             assert_eq!(ours.len() as u64, fb.meta().stats.num_samples);
@@ -205,7 +165,7 @@ fn blocks_spanning_several_chunk_segments_read_back() {
     }
     assert_eq!(n, 50);
     assert_eq!(tsdb::block::block_dirs(tmp.path()).unwrap().len(), 1);
-    if let Some(pt) = promtool() {
+    if let Some(pt) = common::promtool() {
         std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
         let lines = dump(pt, tmp.path());
         assert_eq!(lines.len(), 50 * 600);
@@ -223,7 +183,7 @@ fn empty_block_opens_and_selects_nothing() {
     let m = [Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()];
     assert_eq!(q.select(true, None, &m).count(), 0);
     assert!(q.label_names(&[], 0).unwrap().is_empty());
-    if let Some(pt) = promtool() {
+    if let Some(pt) = common::promtool() {
         std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
         assert!(dump(pt, tmp.path()).is_empty());
     }

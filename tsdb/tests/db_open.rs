@@ -6,33 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod common;
+
 use tsdb::chunkenc::ValueType;
 use tsdb::db::{Db, Options};
 use tsdb::labels::{Labels, MatchType, Matcher};
 use tsdb::querier::Queryable;
-
-fn shared() -> PathBuf {
-    std::env::var("IGNIS_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let d = dst.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &d);
-        } else {
-            std::fs::copy(e.path(), &d).unwrap();
-            let mut p = std::fs::metadata(&d).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            p.set_readonly(false);
-            std::fs::set_permissions(&d, p).unwrap();
-        }
-    }
-}
 
 fn all() -> Vec<Matcher> {
     vec![Matcher::new(MatchType::Regexp, "__name__", ".+").unwrap()]
@@ -72,10 +51,10 @@ fn parse_value(s: &str) -> f64 {
 
 #[test]
 fn opens_prometheus_wal_datadir_with_exact_samples() {
-    let fixture = shared().join("fixtures/prometheus-2.42/wal-datadir");
+    let fixture = common::shared_dir().join("fixtures/prometheus-2.42/wal-datadir");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    copy_dir(&fixture.join("data"), &data);
+    common::copy_dir(&fixture.join("data"), &data);
 
     // expected multiset: (labels text, ts) → value bits
     let f = std::fs::File::open(fixture.join("dump.txt.gz")).unwrap();
@@ -359,11 +338,9 @@ fn retention_deletes_oldest_blocks() {
 /// segments and head chunk files, and sees exactly our samples. Skipped without promtool.
 #[test]
 fn promtool_reads_our_data_dir() {
-    let promtool = Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path(), opts()).unwrap();
     let labels: Vec<Labels> = (0..3)
@@ -393,17 +370,7 @@ fn promtool_reads_our_data_dir() {
     let ours = dump(&db, i64::MIN, i64::MAX, &all());
     db.close().unwrap();
     drop(db);
-    let out = std::process::Command::new(promtool)
-        .args(["tsdb", "dump"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = common::promtool_dump(promtool, tmp.path());
     let mut theirs: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     for line in text.lines() {
         let (rest, ts) = line.rsplit_once(' ').unwrap();
@@ -434,9 +401,9 @@ fn promtool_reads_our_data_dir() {
 
 #[test]
 fn opens_prometheus_blocks_and_appends_after_them() {
-    let fixture = shared().join("fixtures/prometheus-2.42/blocks");
+    let fixture = common::shared_dir().join("fixtures/prometheus-2.42/blocks");
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, tmp.path());
+    common::copy_dir(&fixture, tmp.path());
     let db = Db::open(tmp.path(), opts()).unwrap();
     assert_eq!(db.blocks().len(), 4);
     assert_eq!(count(&db), 515_480);
@@ -581,4 +548,33 @@ fn blocks_are_compacted_to_larger_ranges() {
         .iter()
         .enumerate()
         .all(|(k, s)| *s == (k as i64 * step, k as f64)));
+}
+
+#[test]
+fn compact_with_querier_held_on_same_thread_puts_off_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    let ls = Labels::from_pairs(&[("__name__", "m")]);
+    let mut r = None;
+    let step = 60_000;
+    for k in 0..=(7 * H2 / 4 / step) {
+        let mut app = db.appender();
+        r = Some(app.append(r, &ls, k * step, k as f64).unwrap());
+        app.commit().unwrap();
+    }
+    let before = dump(&db, i64::MIN, i64::MAX, &all());
+    let held = db.querier(0, i64::MAX).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(db.compact().unwrap().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // the block is written but the head keeps its range while the querier is open
+    assert_eq!(db.blocks().len(), 1);
+    assert!(db.head().min_time() < H2);
+    assert_eq!(dump(&db, i64::MIN, i64::MAX, &all()), before);
+    drop(held);
+    // the next round truncates without writing the block again
+    assert!(db.compact().unwrap().is_empty());
+    assert_eq!(db.blocks().len(), 1);
+    assert!(db.head().min_time() >= H2);
+    assert_eq!(dump(&db, i64::MIN, i64::MAX, &all()), before);
 }

@@ -396,3 +396,40 @@ fn delete_removes_range_across_chunks() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn series_created_by_appender_survives_concurrent_truncation() {
+    let h = Head::in_memory();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let truncator = {
+        let (h, stop, started) = (h.clone(), stop.clone(), started.clone());
+        std::thread::spawn(move || {
+            started.wait();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                h.truncate(0).unwrap();
+            }
+        })
+    };
+    started.wait();
+    let n = 20_000;
+    for i in 0..n {
+        let mut app = h.appender();
+        let l = ls(&[("__name__", "m"), ("i", &i.to_string())]);
+        app.append(None, &l, 1000 + i, i as f64).unwrap();
+        app.commit().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    truncator.join().unwrap();
+    let got = collect(
+        &h,
+        i64::MIN,
+        i64::MAX,
+        &[m(MatchType::Equal, "__name__", "m")],
+    );
+    assert_eq!(got.len(), n as usize);
+    assert_eq!(h.num_series(), n as u64);
+    for (_, samples) in &got {
+        assert_eq!(samples.len(), 1);
+    }
+}

@@ -1,12 +1,14 @@
 //! Checkpoint round trip: what is kept and dropped, atomic naming, replay = checkpoint + later
 //! segments, and a second checkpoint built on the first.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
 use tsdb::wal::checkpoint::{checkpoint, checkpoint_dir, delete_checkpoints, last_checkpoint};
 use tsdb::wal::record::*;
-use tsdb::wal::{self, Reader, Wal, WalOptions, PAGE_SIZE};
+use tsdb::wal::{self, Reader, Wal};
 use tsdb::Labels;
 
 fn hist(schema: i32, count: u64) -> Histogram {
@@ -171,14 +173,7 @@ fn no_tmp_dirs(dir: &Path) {
 #[test]
 fn checkpoint_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 2 * PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 2, true);
     write_data(&mut w, 0..10);
     w.next_segment().unwrap();
     let to = w.current_segment() - 1;
@@ -285,14 +280,7 @@ fn checkpoint_round_trip() {
 #[test]
 fn checkpoint_rejects_gap_after_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 2 * PAGE_SIZE,
-            compress: false,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 2, false);
     write_data(&mut w, 0..3);
     for _ in 0..4 {
         w.next_segment().unwrap();
@@ -308,14 +296,7 @@ fn checkpoint_rejects_gap_after_last_checkpoint() {
 #[test]
 fn corrupt_checkpoint_is_repaired_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 2 * PAGE_SIZE,
-            compress: false,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 2, false);
     write_data(&mut w, 0..10);
     let to = w.next_segment().unwrap() - 1;
     write_data(&mut w, 10..12);

@@ -3,11 +3,13 @@
 //! mid-write. Every record the child reported as logged must be readable afterwards (after a
 //! repair of the torn tail, if there is one), and a new writer continues cleanly.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use tsdb::wal::{repair, Reader, Wal, WalOptions, PAGE_SIZE};
+use tsdb::wal::{repair, Reader};
 use tsdb::Error;
 
 const CHILD_ENV: &str = "IGNIS_WAL_CRASH_CHILD_DIR";
@@ -26,14 +28,7 @@ fn crash_child_writer() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut w = Wal::open(
-        &dir,
-        WalOptions {
-            segment_size: 4 * PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(&dir, 4, true);
     let mut i = 0u64;
     loop {
         let recs: Vec<Vec<u8>> = (i..i + 3).map(record).collect();
@@ -112,14 +107,7 @@ fn sigkill_during_writes_loses_nothing_logged() {
         if let Some(e) = err {
             repair(dir.path(), &e).unwrap();
         }
-        let mut w = Wal::open(
-            dir.path(),
-            WalOptions {
-                segment_size: 4 * PAGE_SIZE,
-                compress: true,
-            },
-        )
-        .unwrap();
+        let mut w = common::open_wal(dir.path(), 4, true);
         w.log(&[b"after crash"]).unwrap();
         w.close().unwrap();
         let (again, err) = read_all(dir.path());

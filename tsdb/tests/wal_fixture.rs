@@ -5,20 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
 
+mod common;
+
 use tsdb::chunkenc::{ValueType, XorIterator};
 use tsdb::head::head_chunks::ChunkDiskMapper;
 use tsdb::wal::record::{self, Record};
 use tsdb::wal::Reader;
 use tsdb::Labels;
 
-fn shared() -> PathBuf {
-    std::env::var("IGNIS_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
-
 fn datadir() -> PathBuf {
-    shared().join("fixtures/prometheus-2.42/wal-datadir")
+    common::shared_dir().join("fixtures/prometheus-2.42/wal-datadir")
 }
 
 /// All NaNs compare equal, everything else by bits.

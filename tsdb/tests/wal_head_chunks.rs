@@ -2,6 +2,8 @@
 //! deleted, never a panic; and a data dir written by ignis (WAL + chunks_head) is read by
 //! Prometheus's own `promtool tsdb dump` to exactly the samples written.
 
+mod common;
+
 use std::path::Path;
 
 use tsdb::chunkenc::{Encoding, XorAppender};
@@ -137,14 +139,28 @@ fn bad_header_is_an_error_not_a_panic() {
     assert!(e.to_string().contains("magic"), "{e}");
 }
 
+/// `promtool tsdb dump` of `dir` as (labels, t, v), sorted by labels then time.
+fn dumped_samples(promtool: &str, dir: &Path) -> Vec<(String, i64, f64)> {
+    let mut got: Vec<(String, i64, f64)> = common::promtool_dump(promtool, dir)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut p = l.rsplitn(3, ' ');
+            let t = p.next().unwrap().parse().unwrap();
+            let v = p.next().unwrap().parse().unwrap();
+            (p.next().unwrap().to_string(), t, v)
+        })
+        .collect();
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    got
+}
+
 /// ignis writes a data dir (WAL + chunks_head) and Prometheus's promtool reads it back.
 #[test]
 fn promtool_reads_what_ignis_writes() {
-    let promtool = Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let data = tempfile::tempdir().unwrap();
     let base: i64 = 1_700_000_000_000;
     let series: Vec<RefSeries> = (1..=3u64)
@@ -193,29 +209,7 @@ fn promtool_reads_what_ignis_writes() {
         }
         w.close().unwrap();
     }
-    let out = std::process::Command::new(promtool)
-        .arg("tsdb")
-        .arg("dump")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut got: Vec<(String, i64, f64)> = text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut p = l.rsplitn(3, ' ');
-            let t = p.next().unwrap().parse().unwrap();
-            let v = p.next().unwrap().parse().unwrap();
-            (p.next().unwrap().to_string(), t, v)
-        })
-        .collect();
-    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let got = dumped_samples(promtool, data.path());
     let mut want: Vec<(String, i64, f64)> = Vec::new();
     for s in &series {
         for i in 0..n {
@@ -329,22 +323,13 @@ fn read_only_open_changes_nothing() {
 #[test]
 fn promtool_reads_an_ignis_checkpoint() {
     use tsdb::wal::checkpoint::checkpoint;
-    let promtool = Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let data = tempfile::tempdir().unwrap();
     let wal_dir = data.path().join("wal");
     let base: i64 = 1_700_000_000_000;
-    let mut w = Wal::open(
-        &wal_dir,
-        WalOptions {
-            segment_size: 2 * tsdb::wal::PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(&wal_dir, 2, true);
     let series: Vec<RefSeries> = (1..=50u64)
         .map(|r| RefSeries {
             series_ref: r,
@@ -383,29 +368,7 @@ fn promtool_reads_an_ignis_checkpoint() {
     w.close().unwrap();
     drop(w);
 
-    let out = std::process::Command::new(promtool)
-        .arg("tsdb")
-        .arg("dump")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut got: Vec<(String, i64, f64)> = text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut p = l.rsplitn(3, ' ');
-            let t = p.next().unwrap().parse().unwrap();
-            let v = p.next().unwrap().parse().unwrap();
-            (p.next().unwrap().to_string(), t, v)
-        })
-        .collect();
-    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let got = dumped_samples(promtool, data.path());
     let mut want = Vec::new();
     for s in series.iter().filter(|s| s.series_ref % 2 == 1) {
         for i in 100..260i64 {

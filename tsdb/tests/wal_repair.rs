@@ -2,6 +2,8 @@
 //! with a CorruptionError; `repair` cuts the log there, a new writer continues, and the
 //! repaired log reads clean.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,14 +22,7 @@ struct Written {
 
 fn write_log(dir: &Path, seed: u64, n: usize, compress: bool) -> Vec<Written> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut w = Wal::open(
-        dir,
-        WalOptions {
-            segment_size: 3 * PAGE_SIZE,
-            compress,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir, 3, compress);
     let mut out: Vec<Written> = Vec::new();
     for i in 0..n {
         let len = match i % 5 {
@@ -119,14 +114,7 @@ fn continue_after_repair(dir: &Path, kept: &[Vec<u8>]) {
     let (got, err) = read_until_error(dir);
     assert!(err.is_none(), "repaired log must read clean: {err:?}");
     assert_eq!(got, kept);
-    let mut w = Wal::open(
-        dir,
-        WalOptions {
-            segment_size: 3 * PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir, 3, true);
     w.log(&[b"after repair 1", b"after repair 2"]).unwrap();
     w.close().unwrap();
     let (got, err) = read_until_error(dir);
@@ -215,14 +203,7 @@ fn flipped_bytes_anywhere() {
 #[test]
 fn torn_multi_page_record_and_garbage_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 8 * PAGE_SIZE,
-            compress: false,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 8, false);
     let big = vec![7u8; 3 * PAGE_SIZE];
     w.log(&[b"small", &big]).unwrap();
     w.close().unwrap();

@@ -1,5 +1,7 @@
 //! WAL writer/reader round trips across page and segment boundaries, and the on-disk bytes.
 
+mod common;
+
 use rand::{Rng, RngCore, SeedableRng};
 use tsdb::wal::{self, Reader, Wal, WalOptions, PAGE_SIZE};
 
@@ -83,14 +85,7 @@ fn round_trip_across_pages_and_segments() {
 #[test]
 fn fragment_bytes_match_the_format() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 2 * PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 2, true);
     // Incompressible small record: stored raw as one full fragment.
     w.log(&[b"abc"]).unwrap();
     let seg = wal::segment_name(dir.path(), 0);
@@ -140,14 +135,7 @@ fn fragment_bytes_match_the_format() {
 #[test]
 fn no_fragment_starts_in_the_last_bytes_of_a_page() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 4 * PAGE_SIZE,
-            compress: false,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 4, false);
     // Fill the page so that exactly 5 bytes remain: the next record goes to the next page.
     let first = vec![1u8; PAGE_SIZE - 7 - 5];
     w.log(&[&first, b"z"]).unwrap();
@@ -204,14 +192,7 @@ fn reopen_continues_in_a_new_segment_and_truncate_deletes() {
 #[test]
 fn record_larger_than_a_segment_gets_its_own_oversized_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: PAGE_SIZE,
-            compress: false,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 1, false);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let mut big = vec![0u8; 3 * PAGE_SIZE];
     rng.fill_bytes(&mut big);
@@ -229,14 +210,7 @@ fn records_survive_without_close() {
     // (simulated by copying the files while the writer is still open).
     let dir = tempfile::tempdir().unwrap();
     let copy = tempfile::tempdir().unwrap();
-    let mut w = Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_size: 2 * PAGE_SIZE,
-            compress: true,
-        },
-    )
-    .unwrap();
+    let mut w = common::open_wal(dir.path(), 2, true);
     let recs: Vec<Vec<u8>> = (0..500u32)
         .map(|i| format!("record {i} {}", "y".repeat(i as usize % 50)).into_bytes())
         .collect();

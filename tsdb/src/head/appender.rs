@@ -59,28 +59,32 @@ impl Appender {
         if t < self.min_valid {
             return Err(Error::OutOfBounds);
         }
-        let s = match series_ref.and_then(|r| self.head.series(r)) {
-            Some(s) => s,
-            None => self.head.get_or_create(labels, None)?.0,
-        };
-        {
-            let d = s.data.lock();
-            if let Some(maxt) = d.max_time() {
-                if t < maxt {
-                    return Err(Error::OutOfOrderSample);
-                }
-                if t == maxt {
-                    let last = d.last_value().map(f64::to_bits);
-                    if last.is_some_and(|b| b != v.to_bits()) {
-                        return Err(Error::DuplicateSampleForTimestamp);
-                    }
-                }
-            }
+        let s = self.head.pin_series(series_ref, labels)?;
+        if let Err(e) = Self::check_order(&s, t, v) {
+            s.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
         }
-        s.pending.fetch_add(1, Ordering::AcqRel);
         let r = s.sref;
         self.samples.push(Pending { series: s, t, v });
         Ok(r)
+    }
+
+    /// Rejects `(t, v)` if it is older than the series' newest sample, or at the same time
+    /// with a different value.
+    fn check_order(s: &MemSeries, t: i64, v: f64) -> Result<()> {
+        let d = s.data.lock();
+        if let Some(maxt) = d.max_time() {
+            if t < maxt {
+                return Err(Error::OutOfOrderSample);
+            }
+            if t == maxt {
+                let last = d.last_value().map(f64::to_bits);
+                if last.is_some_and(|b| b != v.to_bits()) {
+                    return Err(Error::DuplicateSampleForTimestamp);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Number of samples in the batch.

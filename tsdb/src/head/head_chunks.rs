@@ -42,6 +42,7 @@ use memmap2::{Mmap, MmapOptions};
 
 use crate::chunkenc::Encoding;
 use crate::encoding::{crc32c, uvarint};
+use crate::fsutil::{numbered_files, sync_dir};
 use crate::{Error, Result};
 
 /// Magic number at the start of every head chunk file.
@@ -154,30 +155,6 @@ pub fn chunk_file_name(dir: &Path, seq: u32) -> PathBuf {
     dir.join(format!("{seq:06}"))
 }
 
-fn list_files(dir: &Path) -> Result<Vec<u32>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut out = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| Error::io(dir, e))?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(i) = name.parse::<u32>() {
-            out.push(i);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
 /// One parsed chunk header.
 struct ChunkHeader {
     series_ref: u64,
@@ -288,7 +265,7 @@ impl ChunkDiskMapper {
         if !read_only {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        let mut seqs = list_files(&dir)?;
+        let mut seqs = numbered_files(&dir)?;
         let mut cdm = empty(dir);
         // A last file without even a magic number was cut but never written (crash): drop it.
         if let Some(&last) = seqs.last() {

@@ -321,6 +321,39 @@ impl Head {
         self.inner.by_ref[Self::stripe(r)].read().get(&r).cloned()
     }
 
+    /// The series `series_ref` (when still in the head) or the one with labels `ls` (created
+    /// if new), pinned for an appender: its `pending` count is raised, so [`Head::truncate`]
+    /// keeps it until the caller lowers the count again.
+    ///
+    /// Truncation removes a series only while holding its `by_ref` stripe lock and seeing
+    /// `pending == 0`; so after raising the count, seeing the series still in that stripe
+    /// means truncation will keep it. A series removed in between is unpinned and looked up
+    /// (or created) again.
+    pub(crate) fn pin_series(
+        &self,
+        series_ref: Option<SeriesRef>,
+        ls: &Labels,
+    ) -> Result<Arc<MemSeries>> {
+        let mut by_ref = series_ref.and_then(|r| self.series(r));
+        loop {
+            let s = match by_ref.take() {
+                Some(s) => s,
+                None => self.get_or_create(ls, None)?.0,
+            };
+            s.pending.fetch_add(1, Ordering::AcqRel);
+            let live = self.inner.by_ref[Self::stripe(s.sref)]
+                .read()
+                .get(&s.sref)
+                .is_some_and(|cur| Arc::ptr_eq(cur, &s));
+            if live {
+                return Ok(s);
+            }
+            s.pending.fetch_sub(1, Ordering::AcqRel);
+            // Truncation is still unlinking it from the label index; let it finish.
+            std::thread::yield_now();
+        }
+    }
+
     /// The labels of a series.
     pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
         let r = self.inner.syms.reader();

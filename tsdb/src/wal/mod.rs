@@ -91,20 +91,7 @@ pub fn segment_name(dir: &Path, index: u32) -> PathBuf {
 /// Indices of the segment files in `dir` (files whose whole name is a number), ascending.
 /// Fails when they are not consecutive.
 pub fn list_segments(dir: &Path) -> Result<Vec<u32>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut out = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| Error::io(dir, e))?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(i) = name.parse::<u32>() {
-            out.push(i);
-        }
-    }
-    out.sort_unstable();
+    let out = crate::fsutil::numbered_files(dir)?;
     for w in out.windows(2) {
         if w[0] + 1 != w[1] {
             return Err(Error::Other(format!(
@@ -124,8 +111,4 @@ pub fn segment_range(dir: &Path) -> Result<Option<(u32, u32)>> {
     Ok(segs.first().map(|&f| (f, *segs.last().unwrap_or(&f))))
 }
 
-/// fsyncs a directory so that created, renamed or deleted entries survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-    f.sync_all().map_err(|e| Error::io(dir, e))
-}
+pub(crate) use crate::fsutil::sync_dir;

@@ -1,18 +1,75 @@
-//! Helpers shared by the block integration tests: locating the shared fixtures and a tiny
-//! OpenMetrics sample-line reader.
+//! Helpers shared by the integration tests: locating the shared fixtures, copying a fixture
+//! directory, opening a WAL, and a tiny OpenMetrics sample-line reader.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tsdb::labels::{Label, Labels};
+use tsdb::wal::{Wal, WalOptions, PAGE_SIZE};
 
 /// The shared folder (fixtures).
 pub fn shared_dir() -> PathBuf {
     std::env::var("IGNIS_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
+}
+
+/// Copies the directory tree `from` into `to` (created), making every copied file writable
+/// (the fixtures are read-only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let dst = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+            let mut perm = std::fs::metadata(&dst).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&dst, perm).unwrap();
+        }
+    }
+}
+
+/// Opens (or creates) a WAL in `dir` with segments of `pages` pages.
+pub fn open_wal(dir: impl AsRef<Path>, pages: usize, compress: bool) -> Wal {
+    let opts = WalOptions {
+        segment_size: pages * PAGE_SIZE,
+        compress,
+    };
+    Wal::open(dir.as_ref(), opts).unwrap()
+}
+
+/// The installed Prometheus 2.42 `promtool`, or `None` (printing that its checks are skipped).
+pub fn promtool() -> Option<&'static str> {
+    let p = "/usr/bin/promtool";
+    if Path::new(p).exists() {
+        Some(p)
+    } else {
+        println!("skipping promtool checks: {p} is not installed");
+        None
+    }
+}
+
+/// The text `promtool tsdb dump <dir>` prints (one sample a line), asserting it succeeded.
+pub fn promtool_dump(promtool: impl AsRef<std::ffi::OsStr>, dir: &Path) -> String {
+    let out = std::process::Command::new(promtool)
+        .args(["tsdb", "dump"])
+        .arg(dir)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool tsdb dump {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The fixture blocks directory.
