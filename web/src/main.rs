@@ -6,6 +6,11 @@
 mod api;
 mod cli;
 mod federate;
+mod config;
+mod discovery;
+mod relabel;
+mod rules;
+mod template;
 // Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
 #[allow(dead_code)]
 mod gofmt;

@@ -119,6 +119,10 @@ pub fn bucket_bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
             custom[i as usize]
         };
     }
+    if !(-4..=8).contains(&schema) {
+        // Not a valid exponential schema: the plain formula, without table precision.
+        return (idx as f64 / (schema as f64).exp2()).exp2();
+    }
     if schema < 0 {
         let exp = (idx as i64) << (-schema);
         if exp == 1024 {
@@ -483,6 +487,51 @@ impl FloatHistogram {
     }
 }
 
+impl std::fmt::Display for NativeBucket {
+    /// `(0.5,1]:3` — interval notation with Go `%g` numbers, as Prometheus prints buckets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::functions::gofmt::format_g;
+        write!(
+            f,
+            "{}{},{}{}:{}",
+            if self.lower_inclusive { '[' } else { '(' },
+            format_g(self.lower),
+            format_g(self.upper),
+            if self.upper_inclusive { ']' } else { ')' },
+            format_g(self.count)
+        )
+    }
+}
+
+impl std::fmt::Display for FloatHistogram {
+    /// Prometheus's text form of a histogram, used e.g. as the label value `count_values`
+    /// gives a histogram sample: `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (0.5,1]:1}`
+    /// (populated buckets only, lowest first).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::functions::gofmt::format_g;
+        write!(
+            f,
+            "{{count:{}, sum:{}",
+            format_g(self.count),
+            format_g(self.sum)
+        )?;
+        for (idx, c) in self.side(false).into_iter().rev() {
+            if c != 0.0 {
+                write!(f, ", {}", self.bucket_at(idx, c, false))?;
+            }
+        }
+        if self.zero_count != 0.0 {
+            write!(f, ", {}", self.zero_bucket())?;
+        }
+        for (idx, c) in self.side(true) {
+            if c != 0.0 {
+                write!(f, ", {}", self.bucket_at(idx, c, true))?;
+            }
+        }
+        f.write_str("}")
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::approx_constant)] // values exactly as the conformance scripts print them
 mod tests {
@@ -544,6 +593,18 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-9
+    }
+
+    #[test]
+    fn text_form_like_count_values_labels() {
+        let x = h("{{schema:0 sum:10 count:20 z_bucket_w:0.001 z_bucket:2 buckets:[1 2] n_buckets:[1 2]}}");
+        assert_eq!(
+            x.to_string(),
+            "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}"
+        );
+        let c = h("{{schema:-53 sum:1 count:1 custom_values:[5 10] buckets:[0 1]}}");
+        assert_eq!(c.to_string(), "{count:1, sum:1, (5,10]:1}");
+        assert_eq!(h("{{}}").to_string(), "{count:0, sum:0}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn spans_of(side: &Side) -> Vec<Span> {
 
 /// Maps an index of `origin` schema to the bucket containing it in the coarser `target`.
 fn target_idx(idx: i32, origin: i32, target: i32) -> i32 {
-    ((idx - 1) >> (origin - target)) + 1
+    ((idx - 1) >> (origin - target).clamp(0, 31)) + 1
 }
 
 fn reduce(side: &Side, origin: i32, target: i32) -> Side {
