@@ -5,9 +5,9 @@
 
 mod api;
 mod cli;
-mod federate;
 mod config;
 mod discovery;
+mod federate;
 mod relabel;
 mod rules;
 mod template;

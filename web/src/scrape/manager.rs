@@ -55,8 +55,8 @@ impl LoopHandle {
 #[derive(Default)]
 struct Pool {
     job: Option<Arc<ScrapeJob>>,
-    /// Target label sets as last given to `set_targets`.
-    targets: Vec<Labels>,
+    /// Target label sets (relabeled, discovered) as last given to `set_targets`.
+    targets: Vec<(Labels, Labels)>,
     /// Running loops keyed by URL and target labels.
     loops: BTreeMap<(String, Labels), LoopHandle>,
     /// Why some target label sets were dropped (for logs/tests).
@@ -69,6 +69,8 @@ pub struct ScrapeManager {
     pools: Mutex<BTreeMap<String, Pool>>,
     /// Tasks of loops told to stop, until [`ScrapeManager::wait_stopped`] collects them.
     stopping: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Service-discovery tasks of the applied `prometheus.yml` (see `apply_prometheus_config`).
+    pub(super) discovery: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -88,6 +90,7 @@ impl ScrapeManager {
             storage,
             pools: Mutex::new(BTreeMap::new()),
             stopping: Mutex::new(Vec::new()),
+            discovery: Mutex::new(Vec::new()),
         })
     }
 
@@ -128,19 +131,27 @@ impl ScrapeManager {
     /// `__address__`, …): new targets start, vanished ones stop with staleness markers.
     /// Label sets that do not make a target are dropped with a warning.
     pub fn set_targets(&self, job_name: &str, targets: Vec<Labels>) {
+        let targets = targets.into_iter().map(|l| (l.clone(), l)).collect();
+        self.set_targets_discovered(job_name, targets);
+    }
+
+    /// As [`set_targets`](ScrapeManager::set_targets), each target with its labels before
+    /// relabeling (shown as `discoveredLabels`).
+    pub fn set_targets_discovered(&self, job_name: &str, targets: Vec<(Labels, Labels)>) {
         let mut pools = self.pools.lock();
         let pool = pools.entry(job_name.to_string()).or_default();
         self.sync_pool(pool, targets);
     }
 
-    fn sync_pool(&self, pool: &mut Pool, targets: Vec<Labels>) {
+    fn sync_pool(&self, pool: &mut Pool, targets: Vec<(Labels, Labels)>) {
         pool.targets = targets;
         let Some(job) = pool.job.clone() else { return };
         pool.dropped.clear();
         let mut want: BTreeMap<(String, Labels), Target> = BTreeMap::new();
-        for ls in &pool.targets {
+        for (ls, discovered) in &pool.targets {
             match Target::from_labels(ls, &job.job_name) {
-                Ok(t) => {
+                Ok(mut t) => {
+                    t.discovered = discovered.clone();
                     want.insert((t.url.clone(), t.labels.clone()), t);
                 }
                 Err(e) => {
@@ -180,13 +191,13 @@ impl ScrapeManager {
                 scrape_pool: job.job_name.clone(),
                 scrape_url: target.url.clone(),
                 labels: target.labels.clone(),
-                discovered_labels: target.full_labels.clone(),
+                discovered_labels: target.discovered.clone(),
                 health: Health::Unknown,
                 last_error: String::new(),
                 last_scrape: None,
                 last_scrape_duration: Duration::ZERO,
-                scrape_interval: job.interval,
-                scrape_timeout: job.timeout,
+                scrape_interval: target.interval.unwrap_or(job.interval),
+                scrape_timeout: target.timeout.unwrap_or(job.timeout),
             }),
             metadata: RwLock::new(Arc::new(TargetMetadata::new())),
         });
@@ -232,8 +243,12 @@ impl ScrapeManager {
             .collect()
     }
 
-    /// Stops every loop without staleness markers (shutdown) and waits for them to end.
+    /// Stops discovery and every loop without staleness markers (shutdown) and waits for the
+    /// loops to end.
     pub async fn stop(&self) {
+        for t in std::mem::take(&mut *self.discovery.lock()) {
+            t.abort();
+        }
         let handles: Vec<LoopHandle> = {
             let mut pools = self.pools.lock();
             pools
@@ -267,12 +282,15 @@ async fn run_loop(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let interval = job.interval.max(Duration::from_millis(1));
+    let interval = target
+        .interval
+        .unwrap_or(job.interval)
+        .max(Duration::from_millis(1));
     let offset = target.offset(interval, now_nanos);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut state = ScrapeState::new(target.labels.clone());
-    let timeout = job.timeout.min(interval);
+    let timeout = target.timeout.unwrap_or(job.timeout).min(interval);
     let req = http::Request {
         url: &target.url,
         timeout,

@@ -7,8 +7,10 @@
 //! - [`append`]: body to samples (series cache, target labels, metric relabeling, limits,
 //!   staleness, synthetic series, metadata).
 //! - [`manager`]: the loops ([`ScrapeManager`]).
+//! - [`config`]: `prometheus.yml` scrape configs and service discovery to jobs and targets.
 
 pub mod append;
+pub mod config;
 pub mod http;
 pub mod manager;
 pub mod target;

@@ -43,6 +43,9 @@ pub struct ScrapeJob {
     pub headers: Vec<(String, String)>,
     /// `metric_relabel_configs`, if any.
     pub metric_relabel: Option<MetricRelabel>,
+    /// Identifies the relabeling rules behind `metric_relabel` (two jobs with equal non-empty
+    /// keys relabel alike); when empty, functions are compared by identity.
+    pub metric_relabel_key: String,
 }
 
 impl fmt::Debug for ScrapeJob {
@@ -75,6 +78,7 @@ impl ScrapeJob {
             body_size_limit: 0,
             headers: Vec::new(),
             metric_relabel: None,
+            metric_relabel_key: String::new(),
         }
     }
 
@@ -93,7 +97,11 @@ impl ScrapeJob {
             && self.headers == o.headers
             && match (&self.metric_relabel, &o.metric_relabel) {
                 (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (Some(a), Some(b)) => {
+                    Arc::ptr_eq(a, b)
+                        || (!self.metric_relabel_key.is_empty()
+                            && self.metric_relabel_key == o.metric_relabel_key)
+                }
                 _ => false,
             }
     }
@@ -106,9 +114,12 @@ pub struct Target {
     pub url: String,
     /// Labels added to every scraped series (`job`, `instance`, …; no `__` labels).
     pub labels: Labels,
-    /// Every label before the `__` ones were dropped (`discoveredLabels` is before relabeling;
-    /// these are the relabeled ones, as `/api/v1/targets` shows under `labels` plus internals).
-    pub full_labels: Labels,
+    /// The labels before relabeling (`discoveredLabels`); the relabeled ones when unknown.
+    pub discovered: Labels,
+    /// `__scrape_interval__` after relabeling, when set and valid.
+    pub interval: Option<Duration>,
+    /// `__scrape_timeout__` after relabeling, when set and valid.
+    pub timeout: Option<Duration>,
 }
 
 impl Target {
@@ -151,7 +162,17 @@ impl Target {
         Ok(Target {
             url,
             labels: Labels::new(out),
-            full_labels: labels.clone(),
+            discovered: labels.clone(),
+            interval: labels
+                .get("__scrape_interval__")
+                .and_then(|d| crate::config::parse_duration(d).ok())
+                .filter(|d| !d.is_zero())
+                .map(|d| d.as_std()),
+            timeout: labels
+                .get("__scrape_timeout__")
+                .and_then(|d| crate::config::parse_duration(d).ok())
+                .filter(|d| !d.is_zero())
+                .map(|d| d.as_std()),
         })
     }
 
@@ -221,7 +242,7 @@ pub struct TargetStatus {
     pub scrape_url: String,
     /// Labels of its series (`labels`).
     pub labels: Labels,
-    /// Labels after relabeling including `__` ones (`discoveredLabels` approximated).
+    /// Labels before relabeling (`discoveredLabels`).
     pub discovered_labels: Labels,
     /// `health`.
     pub health: Health,

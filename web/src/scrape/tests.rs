@@ -449,3 +449,51 @@ async fn target_going_away_gets_up_zero_and_staleness_markers() {
     }
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_yml_static_targets_with_relabeling() {
+    let mem = Arc::new(MemStorage::new());
+    let storage: SharedStorage = mem.clone();
+    let serve = Arc::new(Mutex::new(Serve {
+        status: 200,
+        ct: TEXT_CT,
+        body: "keep_me 1\ngo_drop_me 2\n".to_string(),
+        gzip: false,
+    }));
+    let (addr, _srv) = start_target(serve).await;
+    let yml = format!(
+        "scrape_configs:\n- job_name: node\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\n  static_configs:\n  - targets: ['{addr}']\n    labels: {{env: test}}\n  relabel_configs:\n  - {{target_label: team, replacement: infra}}\n  metric_relabel_configs:\n  - {{source_labels: [__name__], regex: 'go_.*', action: drop}}\n"
+    );
+    let cfg = crate::config::Config::parse(&yml, "prometheus.yml").unwrap();
+    let m = ScrapeManager::new(storage);
+    m.apply_prometheus_config(&cfg, std::path::Path::new("."));
+    wait_for(|| m.targets().iter().any(|t| t.health == Health::Up)).await;
+    let t = &m.targets()[0];
+    assert_eq!(
+        t.labels,
+        Labels::from_pairs(&[
+            ("env", "test"),
+            ("instance", &addr),
+            ("job", "node"),
+            ("team", "infra")
+        ])
+    );
+    assert_eq!(t.discovered_labels.get("team"), None);
+    assert_eq!(t.discovered_labels.get("__address__"), Some(addr.as_str()));
+    assert_eq!(t.scrape_interval, Duration::from_millis(100));
+    let d = dump(&*mem);
+    let key = format!(r#"keep_me{{env="test", instance="{addr}", job="node", team="infra"}}"#);
+    assert!(d.contains_key(&key), "{:?}", d.keys());
+    assert!(!d.keys().any(|k| k.starts_with("go_drop_me")));
+    // Reloading the same file keeps the loop; removing the job stops it with markers.
+    m.apply_prometheus_config(&cfg, std::path::Path::new("."));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(m.targets().len(), 1);
+    let empty = crate::config::Config::parse("scrape_configs: []\n", "p.yml").unwrap();
+    m.apply_prometheus_config(&empty, std::path::Path::new("."));
+    m.wait_stopped().await;
+    assert!(m.targets().is_empty());
+    let d = dump(&*mem);
+    assert!(is_stale_nan(d[&key].last().unwrap().1));
+    m.stop().await;
+}
