@@ -497,3 +497,141 @@ async fn prometheus_yml_static_targets_with_relabeling() {
     assert!(is_stale_nan(d[&key].last().unwrap().1));
     m.stop().await;
 }
+
+/// A storage that accepts and drops everything, to time the scrape path alone.
+struct NullStorage(tsdb::querier::MemQueryable);
+
+struct NullAppender;
+
+impl crate::server::storage::StorageAppender for NullAppender {
+    fn append(&mut self, labels: &Labels, _t: i64, v: f64) -> tsdb::Result<()> {
+        std::hint::black_box((labels, v));
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> tsdb::Result<()> {
+        Ok(())
+    }
+    fn rollback(self: Box<Self>) -> tsdb::Result<()> {
+        Ok(())
+    }
+}
+
+impl Storage for NullStorage {
+    fn queryable(&self) -> &dyn tsdb::querier::Queryable {
+        &self.0
+    }
+    fn appender(&self) -> Box<dyn crate::server::storage::StorageAppender + '_> {
+        Box::new(NullAppender)
+    }
+    fn snapshot(&self, _: &std::path::Path, _: bool) -> tsdb::Result<()> {
+        Ok(())
+    }
+    fn delete(&self, _: i64, _: i64, _: &[Matcher]) -> tsdb::Result<()> {
+        Ok(())
+    }
+    fn clean_tombstones(&self) -> tsdb::Result<()> {
+        Ok(())
+    }
+    fn head_stats(&self) -> crate::server::storage::HeadStats {
+        Default::default()
+    }
+}
+
+/// A node_exporter-like body: `families` families of 10 series with 2 labels each.
+fn bench_body(families: usize, om: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for f in 0..families {
+        let _ = writeln!(
+            s,
+            "# HELP fam{f}_seconds_total Seconds spent in family {f}."
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE fam{f}_seconds{} counter",
+            if om { "" } else { "_total" }
+        );
+        for i in 0..10 {
+            let _ = writeln!(
+                s,
+                "fam{f}_seconds_total{{cpu=\"{i}\",mode=\"idle\"}} {}.{}",
+                1000 + f * 7 + i,
+                i * 13
+            );
+        }
+    }
+    if om {
+        s.push_str("# EOF\n");
+    }
+    s
+}
+
+/// Parse and full-scrape rates on one core: `cargo test -p web --release --bin ignis --
+/// --ignored --nocapture scrape_parse_rate`.
+#[test]
+#[ignore = "measurement, not a check"]
+fn scrape_parse_rate() {
+    use crate::textparse::{Entry, OpenMetricsParser, PromTextParser};
+    let storage = NullStorage(Default::default());
+    for (name, om, ct) in [
+        ("text 0.0.4", false, TEXT_CT),
+        ("OpenMetrics 1.0", true, OM_CT),
+    ] {
+        let body = bench_body(1000, om);
+        let samples = 10_000u64;
+        let rounds = 50u32;
+        // Parse only (labels iterated, as on a cache miss).
+        let t0 = std::time::Instant::now();
+        for _ in 0..rounds {
+            let mut n = 0u64;
+            if om {
+                let mut p = OpenMetricsParser::new(&body);
+                while let Some(e) = p.next_entry().unwrap() {
+                    if let Entry::Series(s) = e {
+                        n += p.labels().count() as u64 + s.value as u64 % 2;
+                    }
+                }
+            } else {
+                let mut p = PromTextParser::new(&body);
+                while let Some(e) = p.next_entry().unwrap() {
+                    if let Entry::Series(s) = e {
+                        n += p.labels().count() as u64 + s.value as u64 % 2;
+                    }
+                }
+            }
+            std::hint::black_box(n);
+        }
+        let parse = (samples * u64::from(rounds)) as f64 / t0.elapsed().as_secs_f64();
+        // Steady-state scrape: parse, cache hit, append, staleness check, report.
+        let mut st = ScrapeState::new(target_labels());
+        let j = job();
+        st.scrape(&storage, &j, Ok((ct, body.as_bytes())), 0, 0.0)
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        for r in 1..=rounds {
+            st.scrape(
+                &storage,
+                &j,
+                Ok((ct, body.as_bytes())),
+                i64::from(r) * 15_000,
+                0.0,
+            )
+            .unwrap();
+        }
+        let scrape = (samples * u64::from(rounds)) as f64 / t0.elapsed().as_secs_f64();
+        // First scrape of a new target: every series a cache miss.
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            let mut st = ScrapeState::new(target_labels());
+            st.scrape(&storage, &j, Ok((ct, body.as_bytes())), 0, 0.0)
+                .unwrap();
+        }
+        let cold = (samples * 5) as f64 / t0.elapsed().as_secs_f64();
+        println!(
+            "{name}: parse {:.2} M samples/s, scrape (cached) {:.2} M samples/s, first scrape (uncached) {:.2} M samples/s",
+            parse / 1e6,
+            scrape / 1e6,
+            cold / 1e6
+        );
+    }
+}
