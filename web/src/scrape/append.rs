@@ -34,6 +34,39 @@ pub const REPORT_NAMES: [&str; 5] = [
     "scrape_series_added",
 ];
 
+/// A fast non-cryptographic hasher for the series cache (keys are series texts of the
+/// scraped target, a few dozen bytes; SipHash would cost more than the parse).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
 struct CacheEntry {
     /// Final labels; `None` when metric relabeling drops the series.
     labels: Option<Labels>,
@@ -69,7 +102,7 @@ pub struct ScrapeFailure {
 
 /// The per-target state kept between scrapes.
 pub struct ScrapeState {
-    cache: HashMap<Box<str>, CacheEntry>,
+    cache: HashMap<Box<str>, CacheEntry, FxBuild>,
     /// Current iteration (incremented per scrape).
     iter: u64,
     /// Iteration of the last successful scrape whose series are still "live".
@@ -212,7 +245,7 @@ impl ScrapeState {
     pub fn new(target_labels: Labels) -> Self {
         let report_labels = REPORT_NAMES.map(|n| target_labels.with(METRIC_NAME, n));
         ScrapeState {
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             iter: 0,
             prev_ok: None,
             report_labels,
