@@ -12,6 +12,7 @@ use tsdb::{Label, Labels};
 use super::{Evaluator, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 use crate::functions::aggregate::{quantile, KahanSum, Mean, Variance};
+use crate::functions::gofmt;
 
 /// The simple (per-group fold) aggregation operators.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -175,25 +176,6 @@ fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
     } else {
         m.keep(grouping)
     }
-}
-
-/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
-fn format_float_f(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v}");
-    if s == "-0" {
-        return "-0".into();
-    }
-    s
 }
 
 impl Evaluator<'_> {
@@ -515,7 +497,7 @@ impl Evaluator<'_> {
             for &(si, f) in &vals {
                 let mut v: Vec<Label> = input[si].metric.as_slice().to_vec();
                 v.retain(|l| l.name != label);
-                v.push(Label::new(label.clone(), format_float_f(f)));
+                v.push(Label::new(label.clone(), gofmt::format_f(f)));
                 let m = Labels::new(v);
                 let gl = group_labels(&m, without, &grouping);
                 match idx.get(&gl) {

@@ -653,7 +653,12 @@ impl Evaluator<'_> {
                         Some(l) => qmetrics
                             .entry((qi, g))
                             .or_insert_with(|| {
-                                Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k])))
+                                Arc::new(group_metric[g].with(
+                                    l,
+                                    &crate::functions::gofmt::format_openmetrics_float(
+                                        params[qi][k],
+                                    ),
+                                ))
                             })
                             .clone(),
                     };
@@ -662,26 +667,6 @@ impl Evaluator<'_> {
             }
         }
         Ok(Val::Vector(out.finish()))
-    }
-}
-
-/// Formats a float as OpenMetrics does (`1.0`, `0.25`, `+Inf`, `NaN`).
-fn openmetrics_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = crate::functions::gofmt::format_g(v);
-    if s.contains(['.', 'e', 'E']) {
-        s
-    } else {
-        format!("{s}.0")
     }
 }
 
