@@ -13,7 +13,7 @@ use super::fnlib;
 use super::{unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 use crate::functions::extended;
-use crate::functions::range::RangeCtx;
+use crate::functions::range::{RangeCtx, RangeFn};
 
 /// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -760,6 +760,8 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
         }
         _ => None,
     };
+    // Resolved once per series rather than by name at every step.
+    let range_fn = RangeFn::from_name(name);
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
         let rt = job.at.unwrap_or(ts) - job.offset;
@@ -793,7 +795,15 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
                 &mut annos,
                 s.metric.metric_name().unwrap_or(""),
             ),
-            None => fnlib::range_eval(name, w, rt - job.range, end, &pbuf, &mut annos),
+            None => range_fn.and_then(|f| {
+                f.eval(&mut RangeCtx {
+                    samples: w,
+                    range_start: rt - job.range,
+                    range_end: end,
+                    params: &pbuf,
+                    annotations: &mut annos,
+                })
+            }),
         };
         if let Some(v) = r {
             pts.push((ts, v));
