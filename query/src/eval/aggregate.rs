@@ -11,7 +11,9 @@ use tsdb::{Label, Labels};
 
 use super::{Evaluator, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
-use crate::functions::aggregate::{quantile, KahanSum, Mean, Variance};
+use crate::functions::aggregate::{
+    quantile, ratio_keep, ratio_sample_offset, KahanSum, Mean, Variance,
+};
 use crate::functions::gofmt;
 
 /// The simple (per-group fold) aggregation operators.
@@ -448,7 +450,7 @@ impl Evaluator<'_> {
                     }
                 }
                 _ => {
-                    if ratio_sample(ratio, &input[si].metric) {
+                    if ratio_keep(ratio, ratio_sample_offset(input[si].metric.hash())) {
                         h.items.push((si, f));
                     }
                 }
@@ -552,16 +554,5 @@ pub(crate) fn go_g(v: f64) -> String {
         s
     } else {
         format!("{v}")
-    }
-}
-
-/// Deterministic sampling of series for `limit_ratio`: a series is kept when the fraction
-/// derived from its label hash falls on the kept side of `ratio`.
-fn ratio_sample(ratio: f64, l: &Labels) -> bool {
-    let h = l.hash() as f64 / u64::MAX as f64;
-    if ratio >= 0.0 {
-        h < ratio
-    } else {
-        h >= 1.0 + ratio
     }
 }
