@@ -1,6 +1,8 @@
 //! Runs every `.test` file of `$IGNIS_PROMQL_TESTS` (default: the shared conformance folder)
 //! through the PromQL engine and fails when any eval fails.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -10,10 +12,7 @@ fn tests_dir() -> PathBuf {
     if let Ok(d) = std::env::var("IGNIS_PROMQL_TESTS") {
         return PathBuf::from(d);
     }
-    let shared = std::env::var("IGNIS_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    shared.join("conformance/promql")
+    common::shared().join("conformance/promql")
 }
 
 #[test]

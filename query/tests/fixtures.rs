@@ -2,16 +2,14 @@
 //! over the same blocks opened through `tsdb` (query times are off the sample grid, so 2.x and
 //! 3.x semantics agree).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::shared;
 
 use query::{Engine, EngineOptions, Value};
 use serde_json::Value as J;
-
-fn shared() -> PathBuf {
-    std::env::var("IGNIS_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

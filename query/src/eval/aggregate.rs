@@ -11,53 +11,55 @@ use tsdb::{Label, Labels};
 
 use super::{Evaluator, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
+use crate::functions::aggregate::{
+    quantile, ratio_keep, ratio_sample_offset, KahanSum, Mean, Variance,
+};
+use crate::functions::gofmt;
 
-/// Kahan-Neumaier compensated increment, as Prometheus's `kahansum.Inc`.
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    if t.is_infinite() {
-        (t, 0.0)
-    } else if sum.abs() >= inc.abs() {
-        (t, c + ((sum - t) + inc))
-    } else {
-        (t, c + ((inc - t) + sum))
+/// The simple (per-group fold) aggregation operators.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FoldOp {
+    Sum,
+    Avg,
+    Max,
+    Min,
+    Count,
+    Group,
+    Stddev,
+    Stdvar,
+    Quantile,
+}
+
+impl FoldOp {
+    fn parse(op: &str) -> Option<FoldOp> {
+        Some(match op {
+            "sum" => FoldOp::Sum,
+            "avg" => FoldOp::Avg,
+            "max" => FoldOp::Max,
+            "min" => FoldOp::Min,
+            "count" => FoldOp::Count,
+            "group" => FoldOp::Group,
+            "stddev" => FoldOp::Stddev,
+            "stdvar" => FoldOp::Stdvar,
+            "quantile" => FoldOp::Quantile,
+            _ => return None,
+        })
     }
 }
 
-/// Prometheus's `quantile` over a set of values (sorts them, NaN first).
-pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let w = rank - rank.floor();
-    values[lower as usize] * (1.0 - w) + values[upper as usize] * w
-}
-
+/// One group's running state at one step; only the fields of the operator in use matter.
 #[derive(Clone, Default)]
 struct Acc {
     seen: bool,
-    value: f64,
-    mean: f64,
-    c: f64,
-    count: f64,
-    incremental_mean: bool,
     drop_name: bool,
+    /// `min`, `max`, `group`.
+    value: f64,
+    /// `count`.
+    count: f64,
+    sum: KahanSum,
+    mean: Mean,
+    var: Variance,
+    /// `quantile`.
     values: Vec<f64>,
 }
 
@@ -178,25 +180,6 @@ fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
     }
 }
 
-/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
-fn format_float_f(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v}");
-    if s == "-0" {
-        return "-0".into();
-    }
-    s
-}
-
 impl Evaluator<'_> {
     pub(crate) fn eval_aggregate(&mut self, a: &AggregateExpr) -> QResult<Val> {
         let op_s = a.op.to_string();
@@ -232,6 +215,11 @@ impl Evaluator<'_> {
         }
         let ngroups = group_metric.len();
         let is_k = matches!(op, "topk" | "bottomk" | "limitk" | "limit_ratio");
+        let fold = match FoldOp::parse(op) {
+            Some(f) => f,
+            None if is_k => FoldOp::Group, // unused: the k operators take their own path
+            None => return Err(QueryError::bad_data(format!("unknown aggregation {op}"))),
+        };
         if let Some(p) = &params {
             let has_nan = p.iter().any(|x| x.is_nan());
             let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -332,102 +320,62 @@ impl Evaluator<'_> {
             for &(si, f) in &vals {
                 let g = &mut accs[series_group[si]];
                 if !g.seen {
-                    *g = Acc {
-                        seen: true,
-                        value: f,
-                        mean: f,
-                        c: 0.0,
-                        count: 1.0,
-                        incremental_mean: false,
-                        drop_name: input[si].drop_name,
-                        values: std::mem::take(&mut g.values),
-                    };
-                    match op {
-                        "stddev" | "stdvar" => {
-                            g.value = if f.is_nan() || f.is_infinite() {
-                                f64::NAN
-                            } else {
-                                0.0
-                            }
+                    g.seen = true;
+                    g.drop_name = input[si].drop_name;
+                    match fold {
+                        FoldOp::Sum => g.sum = KahanSum::starting_at(f),
+                        FoldOp::Avg => {
+                            g.mean = Mean::new();
+                            g.mean.add(f);
                         }
-                        "quantile" => {
+                        FoldOp::Max | FoldOp::Min => g.value = f,
+                        FoldOp::Count => g.count = 1.0,
+                        FoldOp::Group => g.value = 1.0,
+                        FoldOp::Stddev | FoldOp::Stdvar => {
+                            g.var = Variance::new();
+                            g.var.add(f);
+                        }
+                        FoldOp::Quantile => {
                             g.values.clear();
                             g.values.push(f);
                         }
-                        "group" => g.value = 1.0,
-                        _ => {}
                     }
                     continue;
                 }
                 if input[si].drop_name {
                     g.drop_name = true;
                 }
-                match op {
-                    "sum" => {
-                        let (v, c) = kahan_inc(f, g.value, g.c);
-                        g.value = v;
-                        g.c = c;
-                    }
-                    "avg" => {
-                        g.count += 1.0;
-                        if !g.incremental_mean {
-                            let (nv, nc) = kahan_inc(f, g.value, g.c);
-                            if !nv.is_infinite() {
-                                g.value = nv;
-                                g.c = nc;
-                                continue;
-                            }
-                            g.incremental_mean = true;
-                            g.mean = g.value / (g.count - 1.0);
-                            g.c /= g.count - 1.0;
-                        }
-                        let q = (g.count - 1.0) / g.count;
-                        let (m, c) = kahan_inc(f / g.count, q * g.mean, q * g.c);
-                        g.mean = m;
-                        g.c = c;
-                    }
-                    "max" => {
+                match fold {
+                    FoldOp::Sum => g.sum.add(f),
+                    FoldOp::Avg => g.mean.add(f),
+                    FoldOp::Max => {
                         if g.value < f || g.value.is_nan() {
                             g.value = f;
                         }
                     }
-                    "min" => {
+                    FoldOp::Min => {
                         if g.value > f || g.value.is_nan() {
                             g.value = f;
                         }
                     }
-                    "count" => g.count += 1.0,
-                    "group" => {}
-                    "stddev" | "stdvar" => {
-                        g.count += 1.0;
-                        let delta = f - g.mean;
-                        g.mean += delta / g.count;
-                        g.value += delta * (f - g.mean);
-                    }
-                    "quantile" => g.values.push(f),
-                    other => {
-                        return Err(QueryError::bad_data(format!("unknown aggregation {other}")))
-                    }
+                    FoldOp::Count => g.count += 1.0,
+                    FoldOp::Group => {}
+                    FoldOp::Stddev | FoldOp::Stdvar => g.var.add(f),
+                    FoldOp::Quantile => g.values.push(f),
                 }
             }
             for (gi, g) in accs.iter_mut().enumerate() {
                 if !g.seen {
                     continue;
                 }
-                let v = match op {
-                    "avg" => {
-                        if g.incremental_mean {
-                            g.mean + g.c
-                        } else {
-                            g.value / g.count + g.c / g.count
-                        }
-                    }
-                    "count" => g.count,
-                    "stdvar" => g.value / g.count,
-                    "stddev" => (g.value / g.count).sqrt(),
-                    "quantile" => quantile(param, &mut g.values),
-                    "sum" => g.value + g.c,
-                    _ => g.value,
+                let v = match fold {
+                    FoldOp::Sum => g.sum.value(),
+                    FoldOp::Avg => g.mean.value(),
+                    FoldOp::Count => g.count,
+                    FoldOp::Stdvar => g.var.stdvar(),
+                    FoldOp::Stddev => g.var.stddev(),
+                    FoldOp::Quantile => quantile(param, &mut g.values),
+                    FoldOp::Max | FoldOp::Min | FoldOp::Group => g.value,
                 };
                 if gslot[gi] == usize::MAX || instant {
                     gslot[gi] = out.slot(&group_metric[gi], g.drop_name, instant);
@@ -502,7 +450,7 @@ impl Evaluator<'_> {
                     }
                 }
                 _ => {
-                    if ratio_sample(ratio, &input[si].metric) {
+                    if ratio_keep(ratio, ratio_sample_offset(input[si].metric.hash())) {
                         h.items.push((si, f));
                     }
                 }
@@ -551,7 +499,7 @@ impl Evaluator<'_> {
             for &(si, f) in &vals {
                 let mut v: Vec<Label> = input[si].metric.as_slice().to_vec();
                 v.retain(|l| l.name != label);
-                v.push(Label::new(label.clone(), format_float_f(f)));
+                v.push(Label::new(label.clone(), gofmt::format_f(f)));
                 let m = Labels::new(v);
                 let gl = group_labels(&m, without, &grouping);
                 match idx.get(&gl) {
@@ -606,16 +554,5 @@ pub(crate) fn go_g(v: f64) -> String {
         s
     } else {
         format!("{v}")
-    }
-}
-
-/// Deterministic sampling of series for `limit_ratio`: a series is kept when the fraction
-/// derived from its label hash falls on the kept side of `ratio`.
-fn ratio_sample(ratio: f64, l: &Labels) -> bool {
-    let h = l.hash() as f64 / u64::MAX as f64;
-    if ratio >= 0.0 {
-        h < ratio
-    } else {
-        h >= 1.0 + ratio
     }
 }

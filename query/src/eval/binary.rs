@@ -334,8 +334,11 @@ impl Evaluator<'_> {
             lc.gather(lhs, ts, &mut lv);
             rc.gather(rhs, ts, &mut rv);
             match op {
-                Op::And => {
-                    if lv.is_empty() || rv.is_empty() {
+                Op::And | Op::Unless => {
+                    // `and` keeps the left samples with a match on the right, `unless` those
+                    // without one.
+                    let keep_matched = matches!(op, Op::And);
+                    if keep_matched && (lv.is_empty() || rv.is_empty()) {
                         continue;
                     }
                     present.iter_mut().for_each(|x| *x = false);
@@ -343,11 +346,9 @@ impl Evaluator<'_> {
                         present[rsig[j]] = true;
                     }
                     for &(i, v) in &lv {
-                        if present[lsig[i]] {
-                            {
-                                let sl = slot_of(&mut out, &mut lslot, lhs, i);
-                                out.push_slot(sl, ts, v)?;
-                            }
+                        if present[lsig[i]] == keep_matched {
+                            let sl = slot_of(&mut out, &mut lslot, lhs, i);
+                            out.push_slot(sl, ts, v)?;
                         }
                     }
                 }
@@ -355,31 +356,13 @@ impl Evaluator<'_> {
                     present.iter_mut().for_each(|x| *x = false);
                     for &(i, v) in &lv {
                         present[lsig[i]] = true;
-                        {
-                            let sl = slot_of(&mut out, &mut lslot, lhs, i);
-                            out.push_slot(sl, ts, v)?;
-                        }
+                        let sl = slot_of(&mut out, &mut lslot, lhs, i);
+                        out.push_slot(sl, ts, v)?;
                     }
                     for &(j, v) in &rv {
                         if !present[rsig[j]] {
-                            {
-                                let sl = slot_of(&mut out, &mut rslot, rhs, j);
-                                out.push_slot(sl, ts, v)?;
-                            }
-                        }
-                    }
-                }
-                Op::Unless => {
-                    present.iter_mut().for_each(|x| *x = false);
-                    for &(j, _) in &rv {
-                        present[rsig[j]] = true;
-                    }
-                    for &(i, v) in &lv {
-                        if !present[lsig[i]] {
-                            {
-                                let sl = slot_of(&mut out, &mut lslot, lhs, i);
-                                out.push_slot(sl, ts, v)?;
-                            }
+                            let sl = slot_of(&mut out, &mut rslot, rhs, j);
+                            out.push_slot(sl, ts, v)?;
                         }
                     }
                 }

@@ -10,10 +10,10 @@ use tsdb::Labels;
 
 use super::aggregate::go_g;
 use super::fnlib;
-use super::{
-    go_search, interpolate, unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val,
-};
+use super::{unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
+use crate::functions::extended;
+use crate::functions::range::{RangeCtx, RangeFn};
 
 /// Natural-order comparison (digit runs compared as numbers), as Go's `natsort.Compare`.
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -74,6 +74,14 @@ fn absent_labels(e: &Expr) -> Labels {
             .filter_map(|(n, v)| v.map(|v| (n, v)))
             .collect::<Vec<_>>(),
     )
+}
+
+/// The `functions::extended` mode of a range-selector modifier.
+fn ext_mode(ext: Ext) -> extended::Mode {
+    match ext {
+        Ext::Anchored => extended::Mode::Anchored,
+        Ext::Smoothed => extended::Mode::Smoothed,
+    }
 }
 
 fn has_counter_suffix(n: &str) -> bool {
@@ -343,20 +351,13 @@ impl Evaluator<'_> {
 
     fn eval_range_fn(&mut self, name: &str, args: &[&Expr], mi: usize) -> QResult<Val> {
         if let Expr::MatrixSelector(ms) = unparen(args[mi]) {
-            match super::ext_modifier(&ms.vs) {
-                Some(Ext::Anchored)
-                    if !matches!(name, "changes" | "delta" | "increase" | "rate" | "resets") =>
-                {
-                    return Err(QueryError::execution(format!(
-                        "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with {name}"
+            if let Some(ext) = super::ext_modifier(&ms.vs) {
+                let mode = ext_mode(ext);
+                if !extended::allowed(name, mode) {
+                    return Err(QueryError::execution(extended::not_allowed_error(
+                        name, mode,
                     )));
                 }
-                Some(Ext::Smoothed) if !matches!(name, "delta" | "increase" | "rate") => {
-                    return Err(QueryError::execution(format!(
-                        "smoothed modifier can only be used with: delta, increase, rate - not with {name}"
-                    )));
-                }
-                _ => {}
             }
         }
         let arg = self.range_arg(args[mi])?;
@@ -502,7 +503,7 @@ impl Evaluator<'_> {
     ) -> QResult<Val> {
         let steps: Vec<i64> = self.steps().collect();
         let lb = self.lookback;
-        let smoothed = ext == Ext::Smoothed;
+        let mode = ext_mode(ext);
         let mut out = Vec::new();
         let mut fn_annos: Vec<crate::functions::Annotation> = Vec::new();
         for s in arg.series {
@@ -512,32 +513,18 @@ impl Evaluator<'_> {
                 let rt = arg.at.unwrap_or(ts) - arg.offset;
                 let (rs, re) = (rt - arg.range, rt);
                 let a = f.partition_point(|x| x.0 <= rs - lb);
-                let b = if smoothed {
-                    f.partition_point(|x| x.0 <= re + lb)
-                } else {
-                    f.partition_point(|x| x.0 <= re)
+                let b = match mode {
+                    extended::Mode::Smoothed => f.partition_point(|x| x.0 <= re + lb),
+                    extended::Mode::Anchored => f.partition_point(|x| x.0 <= re),
                 };
-                let w = &f[a..b];
-                if w.is_empty() {
-                    continue;
-                }
-                let v = match name {
-                    "rate" | "increase" | "delta" => {
-                        extended_rate(w, rs, re, smoothed, name != "delta", name == "rate")
-                    }
-                    _ => {
-                        // anchored changes/resets: the last sample at or before the window
-                        // start is the baseline for the samples after it.
-                        let k = w.partition_point(|x| x.0 <= rs);
-                        if k == w.len() {
-                            None
-                        } else {
-                            let from = k.saturating_sub(1);
-                            fnlib::range_eval(name, &w[from..], rs, re, &[], &mut fn_annos)
-                        }
-                    }
+                let mut ctx = RangeCtx {
+                    samples: &f[a..b],
+                    range_start: rs,
+                    range_end: re,
+                    params: &[],
+                    annotations: &mut fn_annos,
                 };
-                if let Some(v) = v {
+                if let Some(v) = extended::eval(name, &mut ctx, mode) {
                     pts.push((ts, v));
                 }
             }
@@ -666,7 +653,12 @@ impl Evaluator<'_> {
                         Some(l) => qmetrics
                             .entry((qi, g))
                             .or_insert_with(|| {
-                                Arc::new(group_metric[g].with(l, &openmetrics_float(params[qi][k])))
+                                Arc::new(group_metric[g].with(
+                                    l,
+                                    &crate::functions::gofmt::format_openmetrics_float(
+                                        params[qi][k],
+                                    ),
+                                ))
                             })
                             .clone(),
                     };
@@ -675,26 +667,6 @@ impl Evaluator<'_> {
             }
         }
         Ok(Val::Vector(out.finish()))
-    }
-}
-
-/// Formats a float as OpenMetrics does (`1.0`, `0.25`, `+Inf`, `NaN`).
-fn openmetrics_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = crate::functions::gofmt::format_g(v);
-    if s.contains(['.', 'e', 'E']) {
-        s
-    } else {
-        format!("{s}.0")
     }
 }
 
@@ -788,6 +760,8 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
         }
         _ => None,
     };
+    // Resolved once per series rather than by name at every step.
+    let range_fn = RangeFn::from_name(name);
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
         let rt = job.at.unwrap_or(ts) - job.offset;
@@ -821,7 +795,15 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
                 &mut annos,
                 s.metric.metric_name().unwrap_or(""),
             ),
-            None => fnlib::range_eval(name, w, rt - job.range, end, &pbuf, &mut annos),
+            None => range_fn.and_then(|f| {
+                f.eval(&mut RangeCtx {
+                    samples: w,
+                    range_start: rt - job.range,
+                    range_end: end,
+                    params: &pbuf,
+                    annotations: &mut annos,
+                })
+            }),
         };
         if let Some(v) = r {
             pts.push((ts, v));
@@ -846,67 +828,6 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
         samples,
         non_counter,
     })
-}
-
-/// `extendedRate`: increase/rate/delta between the (picked or interpolated) values at the
-/// window edges, corrected for counter resets in between.
-fn extended_rate(
-    f: &[(i64, f64)],
-    rs: i64,
-    re: i64,
-    smoothed: bool,
-    is_counter: bool,
-    is_rate: bool,
-) -> Option<f64> {
-    let mut last = f.len() - 1;
-    let mut first = go_search(last, |i| f[i].0 > rs).saturating_sub(1);
-    if smoothed {
-        last = go_search(last, |i| f[i].0 >= re);
-    }
-    if f[last].0 <= rs {
-        return None;
-    }
-    if smoothed && f[first].0 > re {
-        return None;
-    }
-    let left = if smoothed && f[first].0 < rs {
-        interpolate(f[first], f[first + 1], rs, is_counter)
-    } else {
-        f[first].1
-    };
-    let right = if smoothed && last > 0 && f[last].0 > re {
-        interpolate(f[last - 1], f[last], re, is_counter)
-    } else {
-        f[last].1
-    };
-    let mut result = right - left;
-    if is_counter {
-        if f[first].0 <= rs {
-            first += 1;
-        }
-        let mut end = last as i64;
-        if f[last].0 >= re {
-            end -= 1;
-        }
-        let mut correction = 0.0;
-        let mut prev = left;
-        if end >= first as i64 {
-            for p in &f[first..=end as usize] {
-                if p.1 < prev {
-                    correction += prev;
-                }
-                prev = p.1;
-            }
-        }
-        if right < prev {
-            correction += prev;
-        }
-        result += correction;
-    }
-    if is_rate {
-        result /= (re - rs) as f64 / 1000.0;
-    }
-    Some(result)
 }
 
 /// Merges series that ended up with the same labels; overlapping points are an error.

@@ -12,27 +12,8 @@ pub(crate) fn add_annotations(annos: &mut Annotations, list: Vec<Annotation>) {
     }
 }
 
-/// A range function (`rate`, `*_over_time`, …) over the samples in `(range_start, range_end]`;
-/// `None` means "no output for this step".
-pub(crate) fn range_eval(
-    name: &str,
-    samples: &[(i64, f64)],
-    range_start: i64,
-    range_end: i64,
-    params: &[f64],
-    annos: &mut Vec<Annotation>,
-) -> Option<f64> {
-    let mut ctx = functions::range::RangeCtx {
-        samples,
-        range_start,
-        range_end,
-        params,
-        annotations: annos,
-    };
-    functions::range::eval(name, &mut ctx)
-}
-
-/// [`range_eval`] for a series with start timestamps `sts` (parallel to `samples`, 0 where
+/// A range function (`rate`, `*_over_time`, …) over the samples in `(range_start, range_end]`
+/// of a series with start timestamps `sts` (parallel to `samples`, 0 where
 /// unknown).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn range_eval_st(

@@ -84,7 +84,7 @@ pub(crate) fn ext_modifier(vs: &VectorSelector) -> Option<Ext> {
 }
 
 /// Linear interpolation between two points at `t`; a counter reset counts from 0.
-pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, is_counter: bool) -> f64 {
+fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, is_counter: bool) -> f64 {
     let (mut y1, y2) = (p1.1, p2.1);
     if is_counter && y2 < y1 {
         y1 = 0.0;
@@ -94,7 +94,7 @@ pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, is_counter: bo
 
 /// Index of the first element in `0..n` for which `f` holds (`n` if none), as Go's
 /// `sort.Search`.
-pub(crate) fn go_search(n: usize, f: impl Fn(usize) -> bool) -> usize {
+fn go_search(n: usize, f: impl Fn(usize) -> bool) -> usize {
     (0..n).find(|&i| f(i)).unwrap_or(n)
 }
 
@@ -466,17 +466,8 @@ impl<'a> Evaluator<'a> {
                 let d = at.unwrap_or(ts) - offset;
                 let a = f.partition_point(|x| x.0 <= d - lb);
                 let b = f.partition_point(|x| x.0 <= d + lb);
-                let w = &f[a..b];
-                if w.is_empty() {
-                    continue;
-                }
-                let i = w.partition_point(|x| x.0 < d);
-                if i < w.len() && w[i].0 == d {
-                    pts.push((ts, w[i].1));
-                } else if i > 0 && i < w.len() {
-                    pts.push((ts, interpolate(w[i - 1], w[i], d, false)));
-                } else if i > 0 {
-                    pts.push((ts, w[i - 1].1));
+                if let Some(v) = crate::functions::extended::smoothed_value(&f[a..b], d) {
+                    pts.push((ts, v));
                 }
             }
             if !pts.is_empty() {

@@ -425,7 +425,14 @@ fn extrapolated_rate_st(
     let (last_t, last_v) = s[s.len() - 1];
     let mut result = last_v - first_v;
     let sts = if is_counter { sts } else { &[] };
-    if is_counter {
+    if is_counter && sts.is_empty() {
+        // Fast path without start timestamps: only value drops are resets.
+        for w in s.windows(2) {
+            if w[1].1 < w[0].1 {
+                result += w[0].1;
+            }
+        }
+    } else if is_counter {
         let mut overlap_reported = false;
         for i in 0..s.len() - 1 {
             let (prev_t, prev_v) = s[i];
