@@ -25,38 +25,7 @@ use crate::api::params::Params;
 use crate::api::query::now_ms;
 use crate::server::state::SharedState;
 
-/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` with the text format's `+Inf`/`-Inf`/`NaN`.
-pub fn format_g(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    // `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`.
-    let e = format!("{v:e}");
-    let (mant, exp) = match e.split_once('e') {
-        Some((m, x)) => (m, x.parse::<i32>().unwrap_or(0)),
-        None => return e,
-    };
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mant}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{v}")
-    }
-}
+use crate::gofmt::format_g;
 
 fn escape_value(out: &mut String, s: &str) {
     for c in s.chars() {

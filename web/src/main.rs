@@ -13,8 +13,8 @@ mod remote;
 mod rules;
 mod server;
 mod template;
-// Go float formatting: `%g` for the tools now, `'f'` for the HTTP API later.
-#[allow(dead_code)]
+// Go float formatting (re-exported from the query crate).
+#[allow(unused_imports)]
 mod gofmt;
 // The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
 // API are not called by the binary yet.
