@@ -1,7 +1,6 @@
 //! Status and metadata endpoints: `status/{config,flags,runtimeinfo,buildinfo,tsdb,walreplay}`,
-//! `metadata`, `features`, and the scrape/rule endpoints that ignis answers empty but in
-//! Prometheus's exact shapes (`targets`, `targets/metadata`, `scrape_pools`, `rules`, `alerts`,
-//! `alertmanagers`). Also the JSON syntax tree of `parse_query`.
+//! `features`, and the rule endpoints that ignis answers empty but in Prometheus's exact shapes
+//! (`rules`, `alerts`, `alertmanagers`). Also the JSON syntax tree of `parse_query`.
 
 use std::collections::HashMap;
 
@@ -152,27 +151,6 @@ fn tsdb_stats(st: &SharedState, limit: usize) -> Result<Value, ApiError> {
         "memoryInBytesByLabelName": top(mem_by_name),
         "seriesCountByLabelValuePair": top(by_pair),
     }))
-}
-
-/// `GET /api/v1/metadata`: ignis keeps no metric metadata yet, so an empty map.
-pub async fn metadata(p: Params) -> Result<Response, ApiError> {
-    p.limit()?;
-    Ok(success("{}"))
-}
-
-/// `GET /api/v1/targets`
-pub async fn targets() -> Response {
-    success(r#"{"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{}}"#)
-}
-
-/// `GET /api/v1/targets/metadata`
-pub async fn targets_metadata() -> Response {
-    success("[]")
-}
-
-/// `GET /api/v1/scrape_pools`
-pub async fn scrape_pools() -> Response {
-    success(r#"{"scrapePools":[]}"#)
 }
 
 /// `GET /api/v1/rules`
