@@ -173,3 +173,28 @@ fn scrapes_itself_reports_targets_and_reloads() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn evaluates_recording_and_alerting_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - record: job:up:sum\n    expr: sum by (job) (up)\n  - alert: TargetDown\n    expr: up == 0\n    labels:\n      severity: page\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let dead = dead_addr();
+    let _srv = start_with_config(&data, &[], |a| {
+        format!("{}rule_files: ['rules.yml']\n", config(a, &dead))
+    });
+    let addr = _srv.addr.clone();
+    wait_until("job:up:sum{job=\"self\"} == 1", || {
+        query_value(&addr, "job:up:sum%7Bjob%3D%22self%22%7D") == Some(1.0)
+    });
+    wait_until("ALERTS for the dead target", || {
+        query_value(
+            &addr,
+            "ALERTS%7Balertname%3D%22TargetDown%22%2Cjob%3D%22dead%22%2Cseverity%3D%22page%22%7D",
+        ) == Some(1.0)
+    });
+}

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod mem_storage;
 pub mod metrics;
 pub mod router;
+pub mod rules;
 pub mod state;
 pub mod storage;
 #[cfg(test)]
@@ -74,8 +75,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let manager = crate::scrape::ScrapeManager::new(state.storage.clone());
     state.start_scraping(manager.clone());
+    state.start_rules();
     let res = serve(state.clone()).await;
     manager.stop().await;
+    state.rules.stop();
     if let Err(e) = state.storage.close() {
         tracing::error!(err = %e, "Closing storage failed");
     }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub config: RwLock<Arc<Config>>,
     /// The scrape manager, once the server has started it.
     pub scrape: OnceLock<Arc<ScrapeManager>>,
+    /// The rule groups being evaluated.
+    pub rules: super::rules::RuleRunner,
     /// When the config was last loaded.
     pub config_time: RwLock<SystemTime>,
     /// Bounds concurrent queries (`--query.max-concurrency`).
@@ -86,6 +88,7 @@ impl AppState {
             config_yaml: RwLock::new(config),
             config: RwLock::new(parsed),
             scrape: OnceLock::new(),
+            rules: Default::default(),
             config_time: RwLock::new(SystemTime::now()),
             shutdown,
             auth,
@@ -93,7 +96,7 @@ impl AppState {
     }
 
     /// Re-reads the configuration file (`/-/reload`, SIGHUP).
-    pub fn reload_config(&self) -> Result<(), String> {
+    pub fn reload_config(self: &Arc<Self>) -> Result<(), String> {
         use std::sync::atomic::Ordering;
         match load_config(&self.args.config_file) {
             Ok((text, cfg)) => {
@@ -125,9 +128,16 @@ impl AppState {
         manager.apply_prometheus_config(&cfg, &self.config_dir());
     }
 
-    fn apply_scrape_config(&self, cfg: &Config) {
+    /// Starts evaluating the loaded configuration's rule groups.
+    pub fn start_rules(self: &Arc<Self>) {
+        let cfg = self.config.read().clone();
+        self.rules.apply(self, &cfg);
+    }
+
+    fn apply_scrape_config(self: &Arc<Self>, cfg: &Config) {
         if let Some(m) = self.scrape.get() {
             m.apply_prometheus_config(cfg, &self.config_dir());
+            self.rules.apply(self, cfg);
         }
     }
 
