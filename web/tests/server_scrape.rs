@@ -197,4 +197,10 @@ fn evaluates_recording_and_alerting_rules() {
             "ALERTS%7Balertname%3D%22TargetDown%22%2Cjob%3D%22dead%22%2Cseverity%3D%22page%22%7D",
         ) == Some(1.0)
     });
+    let a = get(&addr, "/api/v1/alerts").json();
+    let alerts = a["data"]["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{a}");
+    assert_eq!(alerts[0]["state"], "firing");
+    assert_eq!(alerts[0]["labels"]["alertname"], "TargetDown");
+    assert_eq!(alerts[0]["value"], "0e+00");
 }

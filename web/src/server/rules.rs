@@ -16,10 +16,16 @@ use crate::rules::group::RuleGroup;
 /// The running rule groups and their evaluation tasks.
 #[derive(Default)]
 pub struct RuleRunner {
+    groups: Mutex<Vec<Arc<RuleGroup>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RuleRunner {
+    /// The loaded groups.
+    pub fn groups(&self) -> Vec<Arc<RuleGroup>> {
+        self.groups.lock().clone()
+    }
+
     /// Stops every evaluation task.
     pub fn stop(&self) {
         for t in std::mem::take(&mut *self.tasks.lock()) {
@@ -58,6 +64,7 @@ impl RuleRunner {
         for g in &groups {
             tasks.push(tokio::spawn(run_group(state.clone(), g.clone())));
         }
+        *self.groups.lock() = groups;
     }
 }
 
