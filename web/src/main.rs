@@ -19,7 +19,7 @@ mod gofmt;
 // The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
 // API are not called by the binary yet.
 // The scraper's API is wired into the server by the server module.
-#[allow(dead_code)]
+#[allow(dead_code)] // `ScrapeState::cache_len` is used only by tests
 mod scrape;
 #[allow(dead_code)]
 mod textparse;

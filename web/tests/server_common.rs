@@ -97,6 +97,33 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
     start_with_headers(data_dir, extra, &[])
 }
 
+/// Starts ignis with a configuration file: `config` gets the server's own `127.0.0.1:<port>`
+/// address and returns the file's text, written to `<data_dir>.yml`.
+pub fn start_with_config(
+    data_dir: &Path,
+    extra: &[&str],
+    config: impl FnOnce(&str) -> String,
+) -> Server {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = data_dir.with_extension("yml");
+    std::fs::write(&cfg, config(&addr)).expect("write config");
+    let log = data_dir.with_extension("log");
+    let logf = std::fs::File::create(&log).expect("create log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg(format!("--config.file={}", cfg.display()))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(logf)
+        .spawn()
+        .expect("start ignis");
+    let srv = Server { child, addr, log };
+    wait_ready(&srv);
+    srv
+}
+
 /// Like [`start`], sending `headers` (e.g. credentials) with the readiness probe.
 pub fn start_with_headers(data_dir: &Path, extra: &[&str], headers: &[(&str, &str)]) -> Server {
     let port = free_port();

@@ -4,6 +4,7 @@
 //! - [`query`] — `query`, `query_range`, `query_exemplars`, `format_query`, `parse_query`
 //! - [`series`] — `series`, `labels`, `label/<name>/values`
 //! - [`status`] — `status/*`, `metadata`, `targets`, `rules`, `alerts`, … (static or empty)
+//! - [`targets`] — `targets`, `targets/metadata`, `scrape_pools`, `metadata` (from the scrape manager)
 //! - [`admin`] — `admin/tsdb/{snapshot,delete_series,clean_tombstones}`
 //!
 //! Blocking work (storage reads, query evaluation) runs on tokio's blocking pool.
@@ -16,6 +17,7 @@ pub mod params;
 pub mod query;
 pub mod series;
 pub mod status;
+pub mod targets;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -53,10 +55,10 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/api/v1/labels", get(series::labels).post(series::labels))
         .route("/api/v1/label/{name}/values", get(series::label_values))
-        .route("/api/v1/metadata", get(status::metadata))
-        .route("/api/v1/targets", get(status::targets))
-        .route("/api/v1/targets/metadata", get(status::targets_metadata))
-        .route("/api/v1/scrape_pools", get(status::scrape_pools))
+        .route("/api/v1/metadata", get(targets::metadata))
+        .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/metadata", get(targets::targets_metadata))
+        .route("/api/v1/scrape_pools", get(targets::scrape_pools))
         .route("/api/v1/rules", get(status::rules))
         .route("/api/v1/alerts", get(status::alerts))
         .route("/api/v1/alertmanagers", get(status::alertmanagers))

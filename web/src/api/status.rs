@@ -1,7 +1,6 @@
 //! Status and metadata endpoints: `status/{config,flags,runtimeinfo,buildinfo,tsdb,walreplay}`,
-//! `metadata`, `features`, and the scrape/rule endpoints that ignis answers empty but in
-//! Prometheus's exact shapes (`targets`, `targets/metadata`, `scrape_pools`, `rules`, `alerts`,
-//! `alertmanagers`). Also the JSON syntax tree of `parse_query`.
+//! `features`, `alerts` (from the running rule groups), and `rules`, `alertmanagers`, answered
+//! empty but in Prometheus's exact shapes. Also the JSON syntax tree of `parse_query`.
 
 use std::collections::HashMap;
 
@@ -154,27 +153,6 @@ fn tsdb_stats(st: &SharedState, limit: usize) -> Result<Value, ApiError> {
     }))
 }
 
-/// `GET /api/v1/metadata`: ignis keeps no metric metadata yet, so an empty map.
-pub async fn metadata(p: Params) -> Result<Response, ApiError> {
-    p.limit()?;
-    Ok(success("{}"))
-}
-
-/// `GET /api/v1/targets`
-pub async fn targets() -> Response {
-    success(r#"{"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{}}"#)
-}
-
-/// `GET /api/v1/targets/metadata`
-pub async fn targets_metadata() -> Response {
-    success("[]")
-}
-
-/// `GET /api/v1/scrape_pools`
-pub async fn scrape_pools() -> Response {
-    success(r#"{"scrapePools":[]}"#)
-}
-
 /// `GET /api/v1/rules`
 pub async fn rules(p: Params) -> Result<Response, ApiError> {
     if let Some(t) = p.get("type") {
@@ -188,9 +166,47 @@ pub async fn rules(p: Params) -> Result<Response, ApiError> {
     Ok(success(r#"{"groups":[]}"#))
 }
 
-/// `GET /api/v1/alerts`
-pub async fn alerts() -> Response {
-    success(r#"{"alerts":[]}"#)
+/// `GET /api/v1/alerts`: the active alerts of every alerting rule.
+pub async fn alerts(State(st): State<SharedState>) -> Response {
+    let mut out = Vec::new();
+    for g in st.rules.groups() {
+        for rule in g.alerting_rules() {
+            for a in rule.active_alerts() {
+                let at: chrono::DateTime<chrono::Utc> =
+                    chrono::DateTime::from_timestamp_millis(a.active_at).unwrap_or_default();
+                let obj = |ls: &tsdb::Labels| -> Value {
+                    Value::Object(
+                        ls.iter()
+                            .map(|l| (l.name.to_string(), Value::String(l.value.to_string())))
+                            .collect(),
+                    )
+                };
+                out.push(json!({
+                    "labels": obj(&a.labels),
+                    "annotations": obj(&a.annotations),
+                    "state": a.state.to_string(),
+                    "activeAt": at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    "value": go_exp(a.value),
+                }));
+            }
+        }
+    }
+    success(&json!({ "alerts": out }).to_string())
+}
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e+00`, `2.5e-03`.
+fn go_exp(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let s = format!("{v:e}");
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = e.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{m}e{sign}{:02}", exp.abs())
 }
 
 /// `GET /api/v1/alertmanagers`
@@ -326,5 +342,16 @@ pub fn ast_json(e: &Expr) -> Value {
                    "matchers": matchers_json(vs), "timestamp": ts, "startOrEnd": soe})
         }
         Expr::Extension(_) => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod go_exp_tests {
+    #[test]
+    fn go_exp_matches_go() {
+        assert_eq!(super::go_exp(1.0), "1e+00");
+        assert_eq!(super::go_exp(0.0025), "2.5e-03");
+        assert_eq!(super::go_exp(-123456.0), "-1.23456e+05");
+        assert_eq!(super::go_exp(f64::INFINITY), "+Inf");
     }
 }

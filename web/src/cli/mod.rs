@@ -8,6 +8,9 @@
 //! * `list [<dir>]` — one row per block ([`list`]);
 //! * `analyze [<dir>] [<block id>]` — cardinality report ([`analyze`]).
 //!
+//! `ignis check config <files>` and `ignis check rules <files>` mirror `promtool check …`
+//! ([`crate::config::check_config`], [`crate::rules::check_rule_files`]).
+//!
 //! Errors are printed to stderr and the process exits with status 1.
 
 pub mod analyze;
@@ -48,6 +51,37 @@ pub enum Command {
     /// Tools for TSDB data directories and blocks (as `promtool tsdb`).
     #[command(subcommand)]
     Tsdb(TsdbCommand),
+    /// Check configuration and rule files (as `promtool check`).
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+/// `ignis check …`
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Check that configuration files are valid (and the rule files they list).
+    Config {
+        /// The configuration files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check that rule files are valid.
+    Rules {
+        /// The rule files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Prints a check report and returns its exit status.
+fn print_check(r: crate::config::CheckReport) -> i32 {
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    if r.ok {
+        0
+    } else {
+        1
+    }
 }
 
 /// `ignis tsdb …`
@@ -140,6 +174,12 @@ pub fn run(cli: Cli) -> i32 {
         Command::Server(args) => return crate::server::main_entry(*args),
         Command::Tsdb(TsdbCommand::CreateBlocksFrom(CreateBlocksFrom::Openmetrics(a))) => {
             backfill::run(&a)
+        }
+        Command::Check(CheckCommand::Config { files }) => {
+            return print_check(crate::config::check_config(&files))
+        }
+        Command::Check(CheckCommand::Rules { files }) => {
+            return print_check(crate::rules::check_rule_files(&files))
         }
         Command::Tsdb(TsdbCommand::Dump(a)) => dump::run(&a),
         Command::Tsdb(TsdbCommand::List(a)) => list::run(&a),

@@ -1,7 +1,8 @@
 //! The `ignis server` subcommand: flags ([`flags`]), logging ([`logging`]), the storage seam
 //! ([`storage`]), shared state ([`state`]), own metrics ([`metrics`]) and routes ([`router`]).
 //! [`run`] opens the storage, builds the router and serves until SIGINT/SIGTERM or `/-/quit`;
-//! SIGHUP reloads the configuration.
+//! SIGHUP reloads the configuration. It also starts the scrape manager on the loaded
+//! configuration, re-applies it on every successful reload and stops it on shutdown.
 
 pub mod db_storage;
 pub mod flags;
@@ -10,6 +11,7 @@ pub mod logging;
 pub mod mem_storage;
 pub mod metrics;
 pub mod router;
+pub mod rules;
 pub mod state;
 pub mod storage;
 #[cfg(test)]
@@ -71,7 +73,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         *f2.lock() = Some(e);
         st.request_shutdown();
     });
+    let manager = crate::scrape::ScrapeManager::new(state.storage.clone());
+    state.start_scraping(manager.clone());
+    state.start_rules();
     let res = serve(state.clone()).await;
+    manager.stop().await;
+    state.rules.stop();
     if let Err(e) = state.storage.close() {
         tracing::error!(err = %e, "Closing storage failed");
     }
