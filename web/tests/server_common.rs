@@ -130,10 +130,14 @@ pub fn start_with_headers(data_dir: &Path, extra: &[&str], headers: &[(&str, &st
     let addr = format!("127.0.0.1:{port}");
     let log = data_dir.with_extension("log");
     let logf = std::fs::File::create(&log).expect("create log file");
+    // No scrape jobs: the embedded default would scrape localhost:9090, which is not this
+    // server and may be something else entirely.
+    let cfg = data_dir.with_extension("empty.yml");
+    std::fs::write(&cfg, "scrape_configs: []\n").expect("write config");
     let child = Command::new(env!("CARGO_BIN_EXE_ignis"))
         .arg(format!("--storage.tsdb.path={}", data_dir.display()))
         .arg(format!("--web.listen-address={addr}"))
-        .arg("--config.file=/nonexistent/ignis-test.yml")
+        .arg(format!("--config.file={}", cfg.display()))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(logf)
