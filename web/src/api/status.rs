@@ -153,61 +153,30 @@ fn tsdb_stats(st: &SharedState, limit: usize) -> Result<Value, ApiError> {
     }))
 }
 
-/// `GET /api/v1/rules`
-pub async fn rules(p: Params) -> Result<Response, ApiError> {
-    if let Some(t) = p.get("type") {
-        if t != "alert" && t != "record" {
-            return Err(ApiError::invalid_param(
-                "type",
-                format!("not supported value {t:?}"),
-            ));
-        }
-    }
-    Ok(success(r#"{"groups":[]}"#))
+/// `GET /api/v1/rules`: the loaded rule groups with their rules' state, filtered by `type`,
+/// `rule_name[]`, `rule_group[]` and `file[]`.
+pub async fn rules(State(st): State<SharedState>, p: Params) -> Result<Response, ApiError> {
+    let owned = |n: &str| p.get_all(n).into_iter().map(str::to_string).collect();
+    let filter = crate::rules::api::RuleFilter {
+        kind: p.get("type").map(str::to_string),
+        rule_names: owned("rule_name[]"),
+        rule_groups: owned("rule_group[]"),
+        files: owned("file[]"),
+    };
+    filter
+        .validate()
+        .map_err(|e| ApiError::invalid_param("type", e))?;
+    let v = crate::rules::api::rules_json(&st.rules.groups(), &filter);
+    Ok(success(&v.to_string()))
 }
 
-/// `GET /api/v1/alerts`: the active alerts of every alerting rule.
+/// `GET /api/v1/alerts`: the pending and firing alerts of every alerting rule.
 pub async fn alerts(State(st): State<SharedState>) -> Response {
-    let mut out = Vec::new();
-    for g in st.rules.groups() {
-        for rule in g.alerting_rules() {
-            for a in rule.active_alerts() {
-                let at: chrono::DateTime<chrono::Utc> =
-                    chrono::DateTime::from_timestamp_millis(a.active_at).unwrap_or_default();
-                let obj = |ls: &tsdb::Labels| -> Value {
-                    Value::Object(
-                        ls.iter()
-                            .map(|l| (l.name.to_string(), Value::String(l.value.to_string())))
-                            .collect(),
-                    )
-                };
-                out.push(json!({
-                    "labels": obj(&a.labels),
-                    "annotations": obj(&a.annotations),
-                    "state": a.state.to_string(),
-                    "activeAt": at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                    "value": go_exp(a.value),
-                }));
-            }
-        }
-    }
-    success(&json!({ "alerts": out }).to_string())
+    success(&crate::rules::api::alerts_json(&st.rules.groups()).to_string())
 }
 
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e+00`, `2.5e-03`.
-fn go_exp(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let s = format!("{v:e}");
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = e.parse().unwrap_or(0);
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{m}e{sign}{:02}", exp.abs())
-}
+#[cfg(test)]
+use crate::rules::api::go_exp;
 
 /// `GET /api/v1/alertmanagers`
 pub async fn alertmanagers() -> Response {

@@ -176,6 +176,16 @@ impl AlertingRule {
         self.lock().health_err.clone()
     }
 
+    /// Records the outcome of an evaluation that failed before the state machine ran.
+    pub fn set_last_error(&self, e: Option<String>) {
+        self.lock().health_err = e;
+    }
+
+    /// Whether the rule writes `ALERTS` series (its `for` state was restored or needs none).
+    pub fn is_restored(&self) -> bool {
+        self.lock().restored
+    }
+
     /// The alerts that are pending or firing (and resolved ones still retained), sorted by
     /// labels.
     pub fn active_alerts(&self) -> Vec<Alert> {

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
 
 use query::Sample;
 use tsdb::{Label, Labels};
@@ -115,6 +116,13 @@ impl Rule {
             Rule::Alerting(a) => a.expr(),
         }
     }
+    /// The last evaluation error, if the last evaluation failed.
+    pub fn last_error(&self) -> Option<String> {
+        match self {
+            Rule::Recording(r) => r.last_error(),
+            Rule::Alerting(a) => a.last_error(),
+        }
+    }
 }
 
 /// The result of evaluating a group once.
@@ -124,6 +132,15 @@ pub struct GroupEval {
     pub samples: Vec<Sample>,
     /// Rules that failed: `(index, name, error)`.
     pub errors: Vec<(usize, String, String)>,
+}
+
+/// When something (a group or one rule) was last evaluated and how long that took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EvalStats {
+    /// Wall-clock start of the last evaluation (`None`: never evaluated).
+    pub last_evaluation: Option<SystemTime>,
+    /// Its duration in seconds.
+    pub evaluation_seconds: f64,
 }
 
 /// A group of rules evaluated together at one interval.
@@ -140,6 +157,8 @@ pub struct RuleGroup {
     /// The rules, in order.
     pub rules: Vec<Rule>,
     prev_series: Mutex<Vec<HashSet<Labels>>>,
+    /// The group's stats, then one per rule.
+    stats: Mutex<Vec<EvalStats>>,
 }
 
 impl RuleGroup {
@@ -159,6 +178,7 @@ impl RuleGroup {
             limit,
             rules,
             prev_series: Mutex::new(vec![HashSet::new(); n]),
+            stats: Mutex::new(vec![EvalStats::default(); n + 1]),
         }
     }
 
@@ -258,6 +278,8 @@ impl RuleGroup {
         sink: &mut dyn FnMut(&[Sample]),
     ) -> GroupEval {
         let mut res = GroupEval::default();
+        let (group_wall, group_t0) = (SystemTime::now(), Instant::now());
+        let mut stats = vec![EvalStats::default(); self.rules.len() + 1];
         let mut prev = self.prev_series.lock().unwrap_or_else(|p| p.into_inner());
         if prev.len() != self.rules.len() {
             *prev = vec![HashSet::new(); self.rules.len()];
@@ -277,6 +299,7 @@ impl RuleGroup {
         };
         let tq: QueryFn<'_> = &tq;
         for (i, rule) in self.rules.iter().enumerate() {
+            let (wall, t0) = (SystemTime::now(), Instant::now());
             let out = query(rule.expr(), ts).and_then(|vector| match rule {
                 Rule::Recording(r) => {
                     let o = r.apply(ts, vector, self.limit);
@@ -289,8 +312,12 @@ impl RuleGroup {
             let mut samples = match out {
                 Ok(s) => s,
                 Err(e) => {
-                    if let Rule::Recording(r) = rule {
-                        *r.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                    match rule {
+                        Rule::Recording(r) => {
+                            *r.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(e.clone())
+                        }
+                        Rule::Alerting(a) => a.set_last_error(Some(e.clone())),
                     }
                     res.errors.push((i, rule.name().to_string(), e));
                     Vec::new()
@@ -309,8 +336,37 @@ impl RuleGroup {
             prev[i] = now;
             sink(&samples);
             res.samples.extend(samples);
+            stats[i + 1] = EvalStats {
+                last_evaluation: Some(wall),
+                evaluation_seconds: t0.elapsed().as_secs_f64(),
+            };
         }
+        stats[0] = EvalStats {
+            last_evaluation: Some(group_wall),
+            evaluation_seconds: group_t0.elapsed().as_secs_f64(),
+        };
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
         res
+    }
+
+    /// When the group was last evaluated and how long it took.
+    pub fn stats(&self) -> EvalStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// When rule `i` was last evaluated and how long it took.
+    pub fn rule_stats(&self, i: usize) -> EvalStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(i + 1)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Evaluates all rules in order at `ts` (ms) and returns what they write.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod alerting;
+pub mod api;
 pub mod file;
 pub mod group;
 pub mod notify;
