@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod discovery;
 mod federate;
+mod notifier;
 mod relabel;
 mod remote;
 mod rules;

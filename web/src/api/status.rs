@@ -1,6 +1,6 @@
 //! Status and metadata endpoints: `status/{config,flags,runtimeinfo,buildinfo,tsdb,walreplay}`,
-//! `features`, `alerts` (from the running rule groups), and `rules`, `alertmanagers`, answered
-//! empty but in Prometheus's exact shapes. Also the JSON syntax tree of `parse_query`.
+//! `features`, `alerts` and `rules` (from the running rule groups, see [`crate::rules::api`]),
+//! `alertmanagers` (from the notifier), in Prometheus's exact shapes. Also the JSON syntax tree of `parse_query`.
 
 use std::collections::HashMap;
 
@@ -178,9 +178,18 @@ pub async fn alerts(State(st): State<SharedState>) -> Response {
 #[cfg(test)]
 use crate::rules::api::go_exp;
 
-/// `GET /api/v1/alertmanagers`
-pub async fn alertmanagers() -> Response {
-    success(r#"{"activeAlertmanagers":[],"droppedAlertmanagers":[]}"#)
+/// `GET /api/v1/alertmanagers`: the discovered Alertmanagers' URLs.
+pub async fn alertmanagers(State(st): State<SharedState>) -> Response {
+    let (active, dropped) = st.rules.notifier().alertmanagers();
+    let urls =
+        |v: Vec<String>| -> Vec<Value> { v.into_iter().map(|u| json!({ "url": u })).collect() };
+    success(
+        &json!({
+            "activeAlertmanagers": urls(active),
+            "droppedAlertmanagers": urls(dropped),
+        })
+        .to_string(),
+    )
 }
 
 /// `GET /api/v1/features`: what this server supports, by area.

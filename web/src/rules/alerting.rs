@@ -379,19 +379,21 @@ impl AlertingRule {
         Ok(out)
     }
 
-    /// Restores `for` state after a restart, at `ts` (ms), as Prometheus: for each active alert,
-    /// `last_for_state(labels of ALERTS_FOR_STATE series)` gives the newest stored
-    /// `ALERTS_FOR_STATE` sample `(t ms, activeAt s)` within the outage tolerance; the alert's
-    /// `activeAt` is moved so that it does not fire before the grace period has passed. Marks
-    /// the rule restored.
+    /// Restores `for` state after a restart, at `ts` (ms), as Prometheus: rules whose `for` is
+    /// shorter than `grace_ms` are only marked restored. Otherwise, for each active alert,
+    /// `last_for_state(labels of its ALERTS_FOR_STATE series)` gives the newest stored
+    /// `ALERTS_FOR_STATE` sample `(t ms, activeAt s)` (the caller looks back `outage_tolerance`
+    /// and skips stale markers); the alert's `activeAt` is restored, then moved so that a pending
+    /// alert does not fire before `grace_ms` has passed. Marks the rule restored.
     pub fn restore_for_state(
         &self,
         ts: i64,
+        grace_ms: i64,
         last_for_state: &dyn Fn(&Labels) -> Option<(i64, f64)>,
     ) {
         let mut g = self.lock();
         g.restored = true;
-        if self.hold_ms < FOR_GRACE_PERIOD_MS {
+        if self.hold_ms < grace_ms {
             return;
         }
         for a in g.active.values_mut() {
@@ -401,22 +403,29 @@ impl AlertingRule {
             let Some((t, v)) = last_for_state(&key) else {
                 continue;
             };
-            if ts - t > OUTAGE_TOLERANCE_MS {
-                continue;
-            }
             let mut restored_active = (v as i64) * 1000;
             let down_at = t.div_euclid(1000) * 1000;
             let spent = down_at - restored_active;
             let remaining = self.hold_ms - spent;
             if remaining <= 0 {
                 // It was firing when the server stopped; the next evaluation decides.
-            } else if remaining < FOR_GRACE_PERIOD_MS {
-                restored_active = ts + FOR_GRACE_PERIOD_MS - self.hold_ms;
+            } else if remaining < grace_ms {
+                restored_active = ts + grace_ms - self.hold_ms;
             } else {
                 restored_active += ts - down_at;
             }
             a.active_at = restored_active;
         }
+    }
+
+    /// Takes over the alerts and restore flag of `old` (the same rule before a reload).
+    pub fn copy_state_from(&self, old: &AlertingRule) {
+        let o = old.lock();
+        let (active, restored) = (o.active.clone(), o.restored);
+        drop(o);
+        let mut g = self.lock();
+        g.active = active;
+        g.restored = restored;
     }
 }
 
@@ -558,7 +567,7 @@ mod tests {
         // it had been pending for 5 minutes when the server went down 2 minutes ago
         let down = now - 2 * 60_000;
         let active = down - 5 * 60_000;
-        r.restore_for_state(now, &|ls: &Labels| {
+        r.restore_for_state(now, FOR_GRACE_PERIOD_MS, &|ls: &Labels| {
             assert_eq!(ls.get("__name__"), Some(ALERTS_FOR_STATE_METRIC));
             Some((down, (active / 1000) as f64))
         });

@@ -88,6 +88,26 @@ pub struct ServerArgs {
     )]
     pub remote_read_max_bytes_in_frame: usize,
 
+    /// Max time to tolerate prometheus outage for restoring "for" state of alert.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = parse_duration)]
+    pub rules_alert_for_outage_tolerance: Duration,
+
+    /// Minimum duration between alert and restored "for" state. This is maintained only for
+    /// alerts with configured "for" time greater than grace period.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m", value_parser = parse_duration)]
+    pub rules_alert_for_grace_period: Duration,
+
+    /// Minimum amount of time to wait before resending an alert to Alertmanager.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = parse_duration)]
+    pub rules_alert_resend_delay: Duration,
+
+    /// The capacity of the queue for pending Alertmanager notifications.
+    #[arg(
+        long = "alertmanager.notification-queue-capacity",
+        default_value_t = 10_000
+    )]
+    pub alertmanager_notification_queue_capacity: usize,
+
     /// Comma separated feature names to enable.
     #[arg(long = "enable-feature", value_delimiter = ',')]
     pub enable_feature: Vec<String>,
@@ -147,6 +167,22 @@ impl ServerArgs {
             (
                 "storage.remote.read-max-bytes-in-frame",
                 self.remote_read_max_bytes_in_frame.to_string(),
+            ),
+            (
+                "rules.alert.for-outage-tolerance",
+                format_duration(self.rules_alert_for_outage_tolerance),
+            ),
+            (
+                "rules.alert.for-grace-period",
+                format_duration(self.rules_alert_for_grace_period),
+            ),
+            (
+                "rules.alert.resend-delay",
+                format_duration(self.rules_alert_resend_delay),
+            ),
+            (
+                "alertmanager.notification-queue-capacity",
+                self.alertmanager_notification_queue_capacity.to_string(),
             ),
             ("enable-feature", self.enable_feature.join(",")),
             ("log.level", self.log_level.clone()),
@@ -310,5 +346,12 @@ mod tests {
         assert_eq!(a.query_lookback_delta, Duration::from_secs(300));
         assert_eq!(a.query_max_samples, 50_000_000);
         assert!(!a.enable_admin_api);
+        assert_eq!(
+            a.rules_alert_for_outage_tolerance,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(a.rules_alert_for_grace_period, Duration::from_secs(600));
+        assert_eq!(a.rules_alert_resend_delay, Duration::from_secs(60));
+        assert_eq!(a.alertmanager_notification_queue_capacity, 10_000);
     }
 }

@@ -97,7 +97,8 @@ async fn metrics(State(st): State<SharedState>) -> Response {
     let head = tokio::task::spawn_blocking(move || st2.storage.head_stats())
         .await
         .unwrap_or_default();
-    let body = st.metrics.render(&head, st.storage.is_ready());
+    let mut body = st.metrics.render(&head, st.storage.is_ready());
+    body.push_str(&st.rules.notifier().render_metrics());
     (
         [(
             header::CONTENT_TYPE,
