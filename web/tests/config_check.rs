@@ -232,6 +232,14 @@ fn bad_configs_fail_like_promtool() {
             "storage:\n  tsdb:\n    out_of_order_time_window: soon\n",
             "not a valid duration string",
         ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config:\n      min_version: SSL3\n",
+            "unknown TLS version: SSL3",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config:\n      insecure: true\n",
+            "insecure",
+        ),
         ("bogus_top: 1\n", "bogus_top"),
     ];
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! Scrape endpoints answered from the running [`ScrapeManager`](crate::scrape::ScrapeManager):
-//! `targets` (with the `state=` filter and optional `scrapePool=`), `scrape_pools`,
+//! `targets` (active targets and those dropped by relabeling, with the `state=` filter and
+//! optional `scrapePool=`), `scrape_pools`,
 //! `targets/metadata` and `metadata`, in Prometheus's JSON shapes.
 
 use std::collections::BTreeMap;
@@ -75,16 +76,31 @@ pub async fn targets(State(st): State<SharedState>, p: Params) -> Result<Respons
         }
     }
     let mut counts = Map::new();
+    let mut dropped = Vec::new();
     if show_dropped {
         for sc in &st.config.read().scrape_configs {
             if pool.is_none_or(|p| p == sc.job_name) {
                 counts.insert(sc.job_name.clone(), json!(0));
             }
         }
+        let by_job = st
+            .scrape
+            .get()
+            .map(|m| m.dropped_targets())
+            .unwrap_or_default();
+        for (job, ts) in by_job {
+            if pool.is_some_and(|p| p != job) || !counts.contains_key(&job) {
+                continue;
+            }
+            counts.insert(job, json!(ts.len()));
+            for ls in ts {
+                dropped.push(json!({ "discoveredLabels": labels_json(&ls) }));
+            }
+        }
     }
     let v = json!({
         "activeTargets": active,
-        "droppedTargets": [],
+        "droppedTargets": dropped,
         "droppedTargetCounts": counts,
     });
     Ok(success(&v.to_string()))

@@ -12,7 +12,9 @@
 #![allow(dead_code)]
 
 mod duration;
+pub mod http_client;
 mod reload;
+pub mod tls;
 
 pub use duration::{parse_duration, PromDuration};
 #[allow(unused_imports)]
@@ -49,14 +51,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The default `prometheus.yml` ignis runs with when none is given: it scrapes itself.
+/// The default `prometheus.yml` ignis runs with when none is given: it scrapes itself under
+/// the job name `prometheus`, as Prometheus's own default file does, so dashboards and alerts
+/// written for `job="prometheus"` work unchanged.
 pub const DEFAULT_CONFIG: &str = r#"# ignis default configuration: scrape ignis itself.
 global:
   scrape_interval: 15s
   evaluation_interval: 15s
 
 scrape_configs:
-  - job_name: ignis
+  - job_name: prometheus
     static_configs:
       - targets: ["localhost:9090"]
 "#;
@@ -225,6 +229,7 @@ pub struct HttpClientConfig {
 
 impl HttpClientConfig {
     fn validate(&self) -> Result<(), String> {
+        tls::validate(&self.tls_config)?;
         if let Some(a) = &self.authorization {
             if a.credentials.is_some() && a.credentials_file.is_some() {
                 return Err(
@@ -1107,6 +1112,7 @@ mod tests {
     fn default_config_scrapes_self() {
         let c = Config::default_config();
         assert_eq!(c.scrape_configs.len(), 1);
+        assert_eq!(c.scrape_configs[0].job_name, "prometheus");
         assert_eq!(c.scrape_configs[0].interval(), PromDuration::from_secs(15));
         assert_eq!(
             c.scrape_configs[0].static_configs[0].targets,

@@ -1,16 +1,18 @@
 //! `http_sd_configs`: target groups fetched with an HTTP GET every `refresh_interval`. The
 //! response must be `200` with `Content-Type: application/json` and a JSON list of groups; the
 //! request carries `X-Prometheus-Refresh-Interval-Seconds`. A failed refresh keeps the previous
-//! groups. Each group carries `__meta_url`. The built-in client speaks plain HTTP/1.1 (hyper);
-//! `https` URLs are reported as unsupported.
+//! groups. Each group carries `__meta_url`. The request is [`http_client::get`], as for scrapes:
+//! HTTP/1.1, TLS for `https` URLs, with the section's `basic_auth`/`authorization`/`tls_config`.
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use tokio::sync::mpsc;
 
 use super::{parse_groups_json, BoxFuture, Discoverer, TargetGroup};
+use crate::config::http_client::{self, ClientSettings};
+use crate::config::tls::TlsClient;
 
 /// Label holding the URL a group came from.
 pub const META_URL: &str = "__meta_url";
@@ -23,65 +25,22 @@ pub struct HttpDiscoverer {
     url: String,
     refresh: Duration,
     timeout: Duration,
+    /// Authorization headers and TLS, or why they could not be set up (reported per refresh).
+    client: Result<ClientSettings, String>,
     groups: Vec<TargetGroup>,
     last_error: Option<String>,
 }
 
-/// `(host:port, path?query)` of an `http://` URL.
-fn split_url(url: &str) -> Result<(String, String), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "{url}: https is not supported by the built-in HTTP SD client"
-        ));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: URL must start with http://"))?;
-    let (auth, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let path = path.split('#').next().unwrap_or("/");
-    if auth.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    let has_port = if auth.starts_with('[') {
-        auth.contains("]:")
-    } else {
-        auth.contains(':')
-    };
-    let auth = if has_port {
-        auth.to_string()
-    } else {
-        format!("{auth}:80")
-    };
-    Ok((auth, path.to_string()))
-}
-
-/// Fetches `url` with a GET; returns status, content type and body.
+/// Fetches `url` with a GET (TLS for `https` with `tls`, else system CAs); returns status,
+/// content type and body (at most 64 MiB).
 pub async fn http_get(
     url: &str,
-    headers: &[(&str, String)],
+    headers: &[(&str, &str)],
+    tls: Option<&TlsClient>,
     timeout: Duration,
 ) -> Result<(u16, String, Bytes), String> {
-    let (auth, path) = split_url(url)?;
     let fut = async {
-        let stream = tokio::net::TcpStream::connect(&auth)
-            .await
-            .map_err(|e| format!("connecting to {auth}: {e}"))?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = hyper::Request::get(path).header(hyper::header::HOST, auth.as_str());
-        for (k, v) in headers {
-            req = req.header(*k, v.as_str());
-        }
-        let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (resp, _guard) = http_client::get(url, headers, tls).await?;
         let status = resp.status().as_u16();
         let ct = resp
             .headers()
@@ -102,15 +61,26 @@ pub async fn http_get(
 }
 
 impl HttpDiscoverer {
-    /// Polls `url` every `refresh`.
+    /// Polls `url` every `refresh`, with no credentials and default TLS.
     pub fn new(url: &str, refresh: Duration) -> Self {
         HttpDiscoverer {
             url: url.to_string(),
             refresh,
             timeout: refresh.max(Duration::from_secs(1)),
+            client: Ok(ClientSettings {
+                headers: Vec::new(),
+                tls: TlsClient::default_client(),
+            }),
             groups: Vec::new(),
             last_error: None,
         }
+    }
+
+    /// Uses the resolved `basic_auth`/`authorization`/`tls_config` of the `http_sd_config`, or
+    /// reports `Err`'s message on every refresh.
+    pub fn with_client(mut self, client: Result<ClientSettings, String>) -> Self {
+        self.client = client;
+        self
     }
 
     /// The error of the last refresh, if it failed.
@@ -125,22 +95,26 @@ impl HttpDiscoverer {
 
     /// Fetches once; returns whether the groups changed. Failures keep the old groups.
     pub async fn refresh(&mut self) -> bool {
-        let hdr = [(
-            "X-Prometheus-Refresh-Interval-Seconds",
-            self.refresh.as_secs().to_string(),
-        )];
-        let r = http_get(&self.url, &hdr, self.timeout)
-            .await
-            .and_then(|(status, ct, body)| {
-                if status != 200 {
-                    return Err(format!("server returned HTTP status {status}"));
-                }
-                let mt = ct.split(';').next().unwrap_or("").trim();
-                if mt != "application/json" {
-                    return Err(format!("unsupported content type {ct:?}"));
-                }
-                parse_groups_json(&body, &self.url, &[(META_URL, self.url.as_str())])
-            });
+        let r = match &self.client {
+            Ok(c) => {
+                let secs = self.refresh.as_secs().to_string();
+                let mut hdr: Vec<(&str, &str)> =
+                    vec![("X-Prometheus-Refresh-Interval-Seconds", secs.as_str())];
+                hdr.extend(c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                http_get(&self.url, &hdr, Some(&c.tls), self.timeout).await
+            }
+            Err(e) => Err(format!("{}: {e}", self.url)),
+        };
+        let r = r.and_then(|(status, ct, body)| {
+            if status != 200 {
+                return Err(format!("server returned HTTP status {status}"));
+            }
+            let mt = ct.split(';').next().unwrap_or("").trim();
+            if mt != "application/json" {
+                return Err(format!("unsupported content type {ct:?}"));
+            }
+            parse_groups_json(&body, &self.url, &[(META_URL, self.url.as_str())])
+        });
         match r {
             Ok(g) => {
                 self.last_error = None;
@@ -242,18 +216,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unreachable_and_https() {
+    async fn unreachable_bad_scheme_and_bad_client() {
         let mut d = HttpDiscoverer::new("http://127.0.0.1:1/x", Duration::from_secs(1));
         assert!(!d.refresh().await);
         assert!(d.last_error().is_some());
-        assert!(split_url("https://x/").is_err());
-        assert_eq!(
-            split_url("http://h/p").unwrap(),
-            ("h:80".to_string(), "/p".to_string())
-        );
-        assert_eq!(
-            split_url("http://h:9/").unwrap(),
-            ("h:9".to_string(), "/".to_string())
-        );
+        let mut d = HttpDiscoverer::new("ftp://127.0.0.1:1/x", Duration::from_secs(1));
+        assert!(!d.refresh().await);
+        assert!(d.last_error().unwrap().contains("scheme"));
+        let mut d = HttpDiscoverer::new("http://127.0.0.1:1/x", Duration::from_secs(1))
+            .with_client(Err("reading ca.pem: not found".into()));
+        assert!(!d.refresh().await);
+        assert!(d.last_error().unwrap().contains("ca.pem"));
     }
 }

@@ -169,10 +169,10 @@ pub fn discoverers_for(sc: &ScrapeConfig, config_dir: &Path) -> Vec<Box<dyn Disc
         )));
     }
     for h in &sc.http_sd_configs {
-        v.push(Box::new(http::HttpDiscoverer::new(
-            &h.url,
-            h.refresh_interval.as_std(),
-        )));
+        let client = crate::config::http_client::client_settings(&h.http_client(), config_dir);
+        v.push(Box::new(
+            http::HttpDiscoverer::new(&h.url, h.refresh_interval.as_std()).with_client(client),
+        ));
     }
     v
 }

@@ -12,34 +12,9 @@ use tsdb::labels::Labels;
 
 use super::manager::ScrapeManager;
 use super::target::ScrapeJob;
+use crate::config::http_client::client_settings;
 use crate::config::{Config, ScrapeConfig};
 use crate::discovery::{discoverers_for, targets_for, TargetGroup};
-
-/// Standard base64 (with padding), for `basic_auth`.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn read_secret(path: &str, base: &Path) -> Result<String, String> {
-    let p = base.join(path);
-    std::fs::read_to_string(&p)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("reading {}: {e}", p.display()))
-}
 
 /// The scraper's settings for one `scrape_config`, with credential files read relative to
 /// `config_dir`.
@@ -54,26 +29,9 @@ pub fn job_from_config(sc: &ScrapeConfig, config_dir: &Path) -> Result<ScrapeJob
     job.label_name_length_limit = sc.label_name_length_limit as usize;
     job.label_value_length_limit = sc.label_value_length_limit as usize;
     job.body_size_limit = sc.body_size_limit_bytes() as usize;
-    if let Some(b) = &sc.basic_auth {
-        let pw = match (&b.password, &b.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => read_secret(f, config_dir)?,
-            (None, None) => String::new(),
-        };
-        let token = base64(format!("{}:{pw}", b.username).as_bytes());
-        job.headers
-            .push(("Authorization".into(), format!("Basic {token}")));
-    }
-    if let Some(a) = &sc.authorization {
-        let cred = match (&a.credentials, &a.credentials_file) {
-            (Some(c), _) => c.clone(),
-            (None, Some(f)) => read_secret(f, config_dir)?,
-            (None, None) => String::new(),
-        };
-        let kind = a.kind.as_deref().unwrap_or("Bearer");
-        job.headers
-            .push(("Authorization".into(), format!("{kind} {cred}")));
-    }
+    let client = client_settings(&sc.http_client(), config_dir)?;
+    job.headers = client.headers;
+    job.tls = Some(client.tls);
     if !sc.metric_relabel_configs.is_empty() {
         let cfgs = sc.metric_relabel_configs.clone();
         job.metric_relabel_key = format!("{cfgs:?}");
@@ -127,19 +85,19 @@ impl ScrapeManager {
                     match targets_for(&sc, &all, false) {
                         Ok(ts) => {
                             let mut keep = Vec::new();
+                            let mut dropped = Vec::new();
                             for t in ts {
                                 match t {
-                                    Ok(p) => {
-                                        if let Some(l) = p.labels {
-                                            keep.push((l, p.discovered));
-                                        }
-                                    }
+                                    Ok(p) => match p.labels {
+                                        Some(l) => keep.push((l, p.discovered)),
+                                        None => dropped.push(p.discovered),
+                                    },
                                     Err(e) => {
                                         tracing::warn!(job = %sc.job_name, err = %e, "dropping target")
                                     }
                                 }
                             }
-                            me.set_targets_discovered(&sc.job_name, keep);
+                            me.set_targets_and_dropped(&sc.job_name, keep, dropped);
                         }
                         Err(e) => {
                             tracing::error!(job = %sc.job_name, err = %e, "creating targets failed");
@@ -159,21 +117,6 @@ impl ScrapeManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-    }
 
     #[test]
     fn job_from_yaml() {

@@ -4,15 +4,17 @@
 //! The client is hyper's own connection-level HTTP/1.1 client over a tokio `TcpStream`: hyper is
 //! already in the build through axum, so scraping adds no HTTP stack of its own. One connection
 //! per scrape (as cheap as Prometheus's keep-alive on loopback at 15 s intervals, and it never
-//! holds sockets of targets that went away). `https` targets are not supported yet.
+//! holds sockets of targets that went away). The connection itself (TLS for `https`) is
+//! [`crate::config::http_client::get`], shared with HTTP service discovery.
 
 use std::io::Read as _;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+
+use crate::config::http_client::get;
+use crate::config::tls::TlsClient;
 
 /// The `Accept` header Prometheus 2.42 sends: OpenMetrics 1.0 first, then the text format.
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -28,6 +30,8 @@ pub struct Request<'a> {
     pub body_size_limit: usize,
     /// Extra headers (`Authorization`, …).
     pub headers: &'a [(String, String)],
+    /// TLS settings for `https` URLs (None: system CAs, TLS 1.2+).
+    pub tls: Option<&'a TlsClient>,
 }
 
 /// A successful response.
@@ -42,9 +46,6 @@ pub struct Response {
 /// Why a scrape's HTTP request failed; the message is what `/api/v1/targets` shows.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The URL cannot be scraped.
-    #[error("invalid target URL {0:?}: {1}")]
-    Url(String, String),
     /// Connecting or talking to the target failed.
     #[error("{0}")]
     Io(String),
@@ -62,39 +63,6 @@ pub enum FetchError {
     Gzip(String),
 }
 
-/// Host, port and path-and-query of an `http://` URL.
-fn split_url(url: &str) -> Result<(&str, u16, &str), FetchError> {
-    let bad = |m: &str| FetchError::Url(url.to_string(), m.to_string());
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(bad("https targets are not supported yet"));
-    } else {
-        return Err(bad("scheme must be http"));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => {
-            let p = authority[i + 1..]
-                .parse::<u16>()
-                .map_err(|_| bad("invalid port"))?;
-            (&authority[..i], p)
-        }
-        _ => (authority, 80),
-    };
-    if host.is_empty() {
-        return Err(bad("empty host"));
-    }
-    Ok((
-        host.trim_start_matches('[').trim_end_matches(']'),
-        port,
-        path,
-    ))
-}
-
 /// Performs the scrape request.
 pub async fn fetch(req: &Request<'_>) -> Result<Response, FetchError> {
     match tokio::time::timeout(req.timeout, fetch_inner(req)).await {
@@ -104,50 +72,18 @@ pub async fn fetch(req: &Request<'_>) -> Result<Response, FetchError> {
 }
 
 async fn fetch_inner(req: &Request<'_>) -> Result<Response, FetchError> {
-    let (host, port, path) = split_url(req.url)?;
-    let stream = tokio::net::TcpStream::connect((host, port))
+    let timeout = format!("{}", req.timeout.as_secs_f64());
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("Accept", ACCEPT_HEADER),
+        ("Accept-Encoding", "gzip"),
+        ("User-Agent", concat!("ignis/", env!("CARGO_PKG_VERSION"))),
+        ("X-Prometheus-Scrape-Timeout-Seconds", timeout.as_str()),
+    ];
+    headers.extend(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (resp, _guard) = get(req.url, &headers, req.tls)
         .await
-        .map_err(|e| FetchError::Io(format!("dial tcp {host}:{port}: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| FetchError::Io(format!("HTTP handshake with {host}:{port}: {e}")))?;
-    let conn_task = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let host_header = if port == 80 {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut builder = hyper::Request::get(path)
-        .header(hyper::header::HOST, host_header)
-        .header(hyper::header::ACCEPT, ACCEPT_HEADER)
-        .header(hyper::header::ACCEPT_ENCODING, "gzip")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("ignis/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(
-            "X-Prometheus-Scrape-Timeout-Seconds",
-            format!("{}", req.timeout.as_secs_f64()),
-        );
-    for (k, v) in req.headers {
-        builder = builder.header(k.as_str(), v.as_str());
-    }
-    let request = builder
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| FetchError::Url(req.url.to_string(), e.to_string()))?;
-    let result = async {
-        let resp = sender
-            .send_request(request)
-            .await
-            .map_err(|e| FetchError::Io(format!("GET {}: {e}", req.url)))?;
-        read_response(resp, req.body_size_limit).await
-    }
-    .await;
-    conn_task.abort();
-    result
+        .map_err(FetchError::Io)?;
+    read_response(resp, req.body_size_limit).await
 }
 
 async fn read_response(
@@ -204,22 +140,6 @@ fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_split_into_host_port_path() {
-        assert_eq!(
-            split_url("http://127.0.0.1:9100/metrics?a=b").unwrap(),
-            ("127.0.0.1", 9100, "/metrics?a=b")
-        );
-        assert_eq!(
-            split_url("http://example.org").unwrap(),
-            ("example.org", 80, "/")
-        );
-        assert_eq!(split_url("http://[::1]:80/m").unwrap(), ("::1", 80, "/m"));
-        assert!(split_url("https://x/").is_err());
-        assert!(split_url("ftp://x/").is_err());
-        assert!(split_url("http://x:99999/").is_err());
-    }
 
     #[test]
     fn gunzip_respects_the_limit() {

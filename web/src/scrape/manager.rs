@@ -61,6 +61,8 @@ struct Pool {
     loops: BTreeMap<(String, Labels), LoopHandle>,
     /// Why some target label sets were dropped (for logs/tests).
     dropped: Vec<String>,
+    /// Discovered label sets of the targets `relabel_configs` dropped (`droppedTargets`).
+    relabel_dropped: Vec<Labels>,
 }
 
 /// Runs the scrape loops of every job and target.
@@ -138,9 +140,32 @@ impl ScrapeManager {
     /// As [`set_targets`](ScrapeManager::set_targets), each target with its labels before
     /// relabeling (shown as `discoveredLabels`).
     pub fn set_targets_discovered(&self, job_name: &str, targets: Vec<(Labels, Labels)>) {
+        self.set_targets_and_dropped(job_name, targets, Vec::new());
+    }
+
+    /// As [`set_targets_discovered`](ScrapeManager::set_targets_discovered), plus the
+    /// discovered labels of the targets that `relabel_configs` dropped (`droppedTargets`).
+    pub fn set_targets_and_dropped(
+        &self,
+        job_name: &str,
+        targets: Vec<(Labels, Labels)>,
+        dropped: Vec<Labels>,
+    ) {
         let mut pools = self.pools.lock();
         let pool = pools.entry(job_name.to_string()).or_default();
+        pool.relabel_dropped = dropped;
         self.sync_pool(pool, targets);
+    }
+
+    /// The targets dropped by relabeling, by job: `(job, discovered labels)`, for
+    /// `/api/v1/targets` (`droppedTargets`, `droppedTargetCounts`).
+    pub fn dropped_targets(&self) -> Vec<(String, Vec<Labels>)> {
+        let pools = self.pools.lock();
+        pools
+            .iter()
+            .filter(|(_, p)| p.job.is_some())
+            .map(|(name, p)| (name.clone(), p.relabel_dropped.clone()))
+            .collect()
     }
 
     fn sync_pool(&self, pool: &mut Pool, targets: Vec<(Labels, Labels)>) {
@@ -296,6 +321,7 @@ async fn run_loop(
         timeout,
         body_size_limit: job.body_size_limit,
         headers: &job.headers,
+        tls: job.tls.as_deref(),
     };
     'run: loop {
         tokio::select! {

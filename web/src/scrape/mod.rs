@@ -16,6 +16,8 @@ pub mod manager;
 pub mod target;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 #[allow(unused_imports)] // the API the server wires in
 pub use manager::ScrapeManager;

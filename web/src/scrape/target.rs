@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use tsdb::labels::{Label, Labels};
 
+use crate::config::tls::TlsClient;
+
 /// Applies `metric_relabel_configs` to a scraped series: `None` drops it.
 pub type MetricRelabel = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
 
@@ -41,6 +43,8 @@ pub struct ScrapeJob {
     pub body_size_limit: usize,
     /// Extra request headers (`Authorization`, …).
     pub headers: Vec<(String, String)>,
+    /// `tls_config` for `https` targets (None: system CAs, TLS 1.2+).
+    pub tls: Option<Arc<TlsClient>>,
     /// `metric_relabel_configs`, if any.
     pub metric_relabel: Option<MetricRelabel>,
     /// Identifies the relabeling rules behind `metric_relabel` (two jobs with equal non-empty
@@ -77,6 +81,7 @@ impl ScrapeJob {
             label_value_length_limit: 0,
             body_size_limit: 0,
             headers: Vec::new(),
+            tls: None,
             metric_relabel: None,
             metric_relabel_key: String::new(),
         }
@@ -95,6 +100,11 @@ impl ScrapeJob {
             && self.label_value_length_limit == o.label_value_length_limit
             && self.body_size_limit == o.body_size_limit
             && self.headers == o.headers
+            && match (&self.tls, &o.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.same(b),
+                _ => false,
+            }
             && match (&self.metric_relabel, &o.metric_relabel) {
                 (None, None) => true,
                 (Some(a), Some(b)) => {

@@ -116,6 +116,36 @@ fn openmetrics_scrape_by_content_type_with_unit_metadata() {
 }
 
 #[test]
+fn openmetrics_exemplars_are_parsed_but_not_stored() {
+    let s = MemStorage::new();
+    let mut st = ScrapeState::new(target_labels());
+    let body = "# TYPE rpc counter\nrpc_total{code=\"ok\"} 17 # {trace_id=\"abc123\"} 0.5 1700000000.5\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 3 # {trace_id=\"def\"} 0.07\nlat_bucket{le=\"+Inf\"} 4\nlat_count 4\nlat_sum 0.9\n# EOF\n";
+    let c = st
+        .scrape(&s, &job(), Ok((OM_CT, body.as_bytes())), 7000, 0.0)
+        .unwrap();
+    assert_eq!(c.total, 5);
+    let d = dump(&s);
+    assert_eq!(
+        d[r#"rpc_total{code="ok", instance="t:1", job="j"}"#],
+        vec![(7000, 17.0)],
+        "the sample keeps its own value and the scrape time, not the exemplar's"
+    );
+    assert_eq!(
+        d[r#"lat_bucket{instance="t:1", job="j", le="0.1"}"#],
+        vec![(7000, 3.0)]
+    );
+    assert!(
+        !d.keys().any(|k| k.contains("trace_id")),
+        "exemplars are not stored as series: {d:?}"
+    );
+    // A malformed exemplar still fails the scrape (it is parsed, not skipped).
+    let bad = "# TYPE rpc counter\nrpc_total 1 # {trace_id=\"x\" 0.5\n# EOF\n";
+    assert!(st
+        .scrape(&s, &job(), Ok((OM_CT, bad.as_bytes())), 8000, 0.0)
+        .is_err());
+}
+
+#[test]
 fn malformed_body_fails_the_scrape_and_stores_nothing() {
     let s = MemStorage::new();
     let mut st = ScrapeState::new(target_labels());

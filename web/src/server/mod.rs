@@ -6,6 +6,7 @@
 
 pub mod db_storage;
 pub mod flags;
+pub mod listener;
 pub mod logging;
 #[cfg(test)]
 pub mod mem_storage;
@@ -91,11 +92,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 /// Serves `state` on its listen address until shutdown.
 pub async fn serve(state: SharedState) -> anyhow::Result<()> {
     let addr = state.args.listen_address.clone();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("listen on {addr}"))?;
-    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), "Listening on");
-    let app = router::build(state.clone());
+    let web_config = match state.args.web_config_file.as_str() {
+        "" => None,
+        path => Some((
+            std::path::PathBuf::from(path),
+            webconfig::WebConfig::load(std::path::Path::new(path)).map_err(anyhow::Error::msg)?,
+        )),
+    };
+    let listener = listener::ServerListener::bind(
+        &addr,
+        state.args.max_connections,
+        web_config.as_ref().map(|(p, c)| (p.clone(), c)),
+    )
+    .await
+    .with_context(|| format!("listen on {addr}"))?;
+    tracing::info!(address = %axum::serve::Listener::local_addr(&listener).map(|a| a.to_string()).unwrap_or(addr), "Listening on");
+    let mut app = router::build(state.clone());
+    if let Some((_, cfg)) = &web_config {
+        let headers = webconfig::header_pairs(cfg);
+        if !headers.is_empty() {
+            app = app.layer(axum::middleware::from_fn_with_state(
+                Arc::new(headers),
+                webconfig::add_headers,
+            ));
+        }
+    }
     spawn_signal_handlers(state.clone());
     let mut rx = state.shutdown.subscribe();
     tracing::info!("Server is ready to receive web requests.");

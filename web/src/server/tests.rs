@@ -274,7 +274,7 @@ async fn status_and_empty_endpoints_are_shaped() {
         (
             "/api/v1/targets",
             // The default config's job, with no scrape manager running.
-            serde_json::json!({"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{"ignis":0}}),
+            serde_json::json!({"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{"prometheus":0}}),
         ),
         ("/api/v1/rules", serde_json::json!({"groups":[]})),
         ("/api/v1/alerts", serde_json::json!({"alerts":[]})),
@@ -284,7 +284,7 @@ async fn status_and_empty_endpoints_are_shaped() {
         ),
         (
             "/api/v1/scrape_pools",
-            serde_json::json!({"scrapePools":["ignis"]}),
+            serde_json::json!({"scrapePools":["prometheus"]}),
         ),
         ("/api/v1/metadata", serde_json::json!({})),
         ("/api/v1/query_exemplars?query=test", serde_json::json!([])),
