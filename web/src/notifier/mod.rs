@@ -538,6 +538,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reload_replaces_alertmanagers() {
+        let n = Notifier::new(10);
+        let one: Config = serde_yaml_ng::from_str(
+            "alerting:\n  alertmanagers:\n  - static_configs: [{targets: ['a:1']}]\n",
+        )
+        .unwrap();
+        n.apply(&one, Path::new("."));
+        assert_eq!(n.alertmanagers().0, vec!["http://a:1/api/v2/alerts"]);
+        let two: Config = serde_yaml_ng::from_str(
+            "alerting:\n  alertmanagers:\n  - scheme: http\n    path_prefix: /x\n    static_configs: [{targets: ['b:2', 'c:3']}]\n",
+        )
+        .unwrap();
+        n.apply(&two, Path::new("."));
+        assert_eq!(
+            n.alertmanagers().0,
+            vec!["http://b:2/x/api/v2/alerts", "http://c:3/x/api/v2/alerts"]
+        );
+        assert!(n
+            .render_metrics()
+            .contains("prometheus_notifications_alertmanagers_discovered 2\n"));
+        n.apply(&Config::default(), Path::new("."));
+        assert!(n.alertmanagers().0.is_empty());
+        n.stop();
+    }
+
+    #[tokio::test]
     async fn posts_batches_to_a_local_alertmanager() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
