@@ -213,6 +213,12 @@ fn dead_removed_and_unconfigured_targets_go_stale() {
     let took = wait_until("the removed file_sd target's series to vanish", 15, || {
         query(&addr, "tm_filed").is_empty() && active_by_pool(&addr, "filed").is_empty()
     });
+    eprintln!("file_sd target's series gone {took:?} after the file edit");
+    // Noticing the edit takes up to refresh_interval (1s); then as for a dead target.
+    assert!(
+        took <= VANISH_LIMIT + Duration::from_secs(1),
+        "took {took:?}"
+    );
     assert!(
         query(&addr, "up{job=\"filed\"}").is_empty(),
         "up goes stale too"
