@@ -804,18 +804,23 @@ impl SampleIter for BlockSampleIter<'_> {
                 }
             };
             let mut it = XorIterator::new(data);
-            let deleted = s.deleted.as_ref();
-            while it.next() != ValueType::None {
-                let (t, v) = it.at();
-                if t > hi {
-                    break;
+            let from = out.len();
+            let past_hi = it.collect_into(lo, hi, out);
+            if let Some(d) = s.deleted.as_ref() {
+                let mut w = from;
+                for r in from..out.len() {
+                    if !d.contains(out[r].0) {
+                        out[w] = out[r];
+                        w += 1;
+                    }
                 }
-                if t >= lo && !deleted.is_some_and(|d| d.contains(t)) {
-                    out.push((t, v));
-                }
+                out.truncate(w);
             }
             if let Some(e) = it.err() {
                 self.fail(s.block.chunk_err(c, e));
+                return;
+            }
+            if past_hi {
                 return;
             }
         }

@@ -353,6 +353,28 @@ impl<'a> XorIterator<'a> {
     #[inline]
     #[allow(clippy::should_implement_trait)] // mirrors `SampleIter::next`, returns a ValueType
     pub fn next(&mut self) -> ValueType {
+        self.step()
+    }
+
+    /// Appends the remaining samples with `lo <= t <= hi` to `out`, stopping at the first one
+    /// after `hi`; says whether it stopped there (rather than at the end of the chunk or at a
+    /// decoding error, see [`XorIterator::err`]). One tight loop, no call per sample.
+    pub fn collect_into(&mut self, lo: i64, hi: i64, out: &mut Vec<(i64, f64)>) -> bool {
+        out.reserve(usize::from(self.num_total.saturating_sub(self.num_read)));
+        while self.step() != ValueType::None {
+            let t = self.t;
+            if t > hi {
+                return true;
+            }
+            if t >= lo {
+                out.push((t, self.v));
+            }
+        }
+        false
+    }
+
+    #[inline(always)]
+    fn step(&mut self) -> ValueType {
         if self.num_read >= self.num_total {
             return ValueType::None;
         }

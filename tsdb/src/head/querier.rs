@@ -327,14 +327,8 @@ impl SampleIter for ChunksIter<'_> {
                 break;
             }
             let mut it = XorIterator::new(&c.data);
-            while it.next() != ValueType::None {
-                let (t, v) = it.at();
-                if t > hi {
-                    break;
-                }
-                if t >= lo {
-                    out.push((t, v));
-                }
+            if it.collect_into(lo, hi, out) {
+                break;
             }
             if let Some(e) = it.err() {
                 self.err = Some(e);
