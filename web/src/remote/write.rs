@@ -418,7 +418,10 @@ mod tests {
         (dir, st)
     }
 
-    fn body(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Vec<u8> {
+    /// A series for [`body`]: label pairs and samples.
+    type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+    fn body(series: &[TestSeries<'_>]) -> Vec<u8> {
         let req = WriteRequest {
             timeseries: series
                 .iter()
