@@ -219,9 +219,9 @@ fn alert_fires_reaches_alertmanager_survives_restart_and_resolves() {
         Duration::from_secs(30),
         "alertmanager to show the alert",
         || {
-            am_alerts(&am)
-                .into_iter()
-                .find(|x| x["labels"]["alertname"] == "CondHigh")
+            am_alerts(&am).into_iter().find(|x| {
+                x["labels"]["alertname"] == "CondHigh" && x["status"]["state"] == "active"
+            })
         },
     );
     assert_eq!(got["labels"]["cluster"], "test");
