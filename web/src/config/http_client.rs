@@ -117,6 +117,15 @@ fn split_url(url: &str) -> Result<(bool, &str, u16, &str), String> {
     ))
 }
 
+/// A connect error in Go's words where they differ (`connect: connection refused`).
+fn dial_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// Aborts the task driving a client connection when dropped (the response has been read).
 pub struct ConnGuard(tokio::task::JoinHandle<()>);
 
@@ -138,7 +147,7 @@ pub async fn get(
     let (https, host, port, path) = split_url(url)?;
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("Get {url:?}: dial tcp {host}:{port}: {e}"))?;
+        .map_err(|e| format!("Get {url:?}: dial tcp {host}:{port}: {}", dial_error(&e)))?;
     let _ = stream.set_nodelay(true);
     let default_port = if https { 443 } else { 80 };
     let bracketed = if host.contains(':') {
@@ -238,6 +247,19 @@ mod tests {
         assert!(split_url("ftp://x/").unwrap_err().contains("scheme"));
         assert!(split_url("http://x:99999/").is_err());
         assert!(split_url("http:///m").is_err());
+    }
+
+    #[tokio::test]
+    async fn refused_connections_read_like_go() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let url = format!("http://{addr}/metrics");
+        let e = get(&url, &[], None).await.err().unwrap();
+        assert_eq!(
+            e,
+            format!("Get \"{url}\": dial tcp {addr}: connect: connection refused")
+        );
     }
 
     #[test]
