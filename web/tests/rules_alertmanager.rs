@@ -219,9 +219,9 @@ fn alert_fires_reaches_alertmanager_survives_restart_and_resolves() {
         Duration::from_secs(30),
         "alertmanager to show the alert",
         || {
-            am_alerts(&am)
-                .into_iter()
-                .find(|x| x["labels"]["alertname"] == "CondHigh")
+            am_alerts(&am).into_iter().find(|x| {
+                x["labels"]["alertname"] == "CondHigh" && x["status"]["state"] == "active"
+            })
         },
     );
     assert_eq!(got["labels"]["cluster"], "test");
@@ -280,6 +280,22 @@ fn alert_fires_reaches_alertmanager_survives_restart_and_resolves() {
             (!open).then_some(())
         },
     );
+
+    // a reload with the alerting section removed drops the Alertmanager; rules stay
+    std::fs::write(
+        data.with_extension("yml"),
+        format!(
+            "global:\n  evaluation_interval: 1s\nscrape_configs: []\nrule_files: ['{}']\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let r = common::request(&srv.addr, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ams = common::get(&srv.addr, "/api/v1/alertmanagers").json();
+    assert_eq!(ams["data"]["activeAlertmanagers"], serde_json::json!([]));
+    let rules_v = common::get(&srv.addr, "/api/v1/rules").json();
+    assert_eq!(rules_v["data"]["groups"][0]["rules"][1]["name"], "CondHigh");
     stop(srv);
 }
 

@@ -340,6 +340,9 @@ impl Notifier {
 
     /// Sends one batch to every active Alertmanager; true when at least one accepted it.
     async fn send_all(&self, batch: &[ApiAlert]) -> bool {
+        if self.sets.read().iter().all(|s| s.active.read().is_empty()) {
+            return false;
+        }
         let body = match serde_json::to_vec(batch) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
