@@ -5,13 +5,13 @@
 # scraping and RSS (mean and max over the measured window), plus scrape health at the end.
 #
 #   cargo build --release -p web                          # target/release/ignis
-#   cargo build --release -p web --example scrape_targets # the targets program
+#   cargo build --release -p web --example scrape_bench_targets # the targets program
 #   bench/scrape_targets.sh
 #
 # Env:
 #   IGNIS_BIN    ignis binary (default <checkout>/target/release/ignis)
 #   PROM_BIN     Prometheus (default /usr/bin/prometheus, Debian's 2.42)
-#   TARGETS_BIN  the targets program (default target/release/examples/scrape_targets, else the
+#   TARGETS_BIN  the targets program (default target/release/examples/scrape_bench_targets, else the
 #                debug build)
 #   TARGETS (1000) SERIES (1000) INTERVAL (15s) TIMEOUT (10s)
 #   WARMUP (60)  seconds after start before measuring (first scrapes create the series)
@@ -25,8 +25,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 IGNIS_BIN=${IGNIS_BIN:-$ROOT/target/release/ignis}
 PROM_BIN=${PROM_BIN:-/usr/bin/prometheus}
 if [[ -z "${TARGETS_BIN:-}" ]]; then
-  TARGETS_BIN=$ROOT/target/release/examples/scrape_targets
-  [[ -x $TARGETS_BIN ]] || TARGETS_BIN=$ROOT/target/debug/examples/scrape_targets
+  TARGETS_BIN=$ROOT/target/release/examples/scrape_bench_targets
+  [[ -x $TARGETS_BIN ]] || TARGETS_BIN=$ROOT/target/debug/examples/scrape_bench_targets
 fi
 TARGETS=${TARGETS:-1000}
 SERIES=${SERIES:-1000}

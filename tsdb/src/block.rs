@@ -775,6 +775,52 @@ impl BlockSampleIter<'_> {
 }
 
 impl SampleIter for BlockSampleIter<'_> {
+    fn collect_range(&mut self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        if self.done || self.started || self.it.is_some() || self.ci != 0 {
+            return crate::querier::collect_range_stepwise(self, mint, maxt, out);
+        }
+        self.started = true;
+        self.done = true;
+        let s = self.series;
+        let (lo, hi) = (mint.max(s.mint), maxt.min(s.maxt));
+        for c in &s.chunks {
+            if c.max_time < lo {
+                continue;
+            }
+            if c.min_time > hi {
+                break;
+            }
+            let data = match s.block.inner.chunks.chunk(c.chunk_ref) {
+                Ok((Encoding::Xor, data)) => data,
+                Ok((enc, _)) => {
+                    self.fail(Error::Other(format!(
+                        "chunk encoding {enc:?} is not supported"
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    self.fail(e);
+                    return;
+                }
+            };
+            let mut it = XorIterator::new(data);
+            let deleted = s.deleted.as_ref();
+            while it.next() != ValueType::None {
+                let (t, v) = it.at();
+                if t > hi {
+                    break;
+                }
+                if t >= lo && !deleted.is_some_and(|d| d.contains(t)) {
+                    out.push((t, v));
+                }
+            }
+            if let Some(e) = it.err() {
+                self.fail(s.block.chunk_err(c, e));
+                return;
+            }
+        }
+    }
+
     fn next(&mut self) -> ValueType {
         if self.done {
             return ValueType::None;

@@ -16,6 +16,38 @@ use std::fmt;
 /// Name of the label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// The stable hash of a label set ([`Labels::hash`]) from borrowed `(name, value)` pairs sorted
+/// by name: xxHash64 (seed 0) over `name 0xff value 0xff` for every pair. Sets up to 1 KiB are
+/// hashed in one pass over a stack buffer, larger ones streamed; both give the same value.
+pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> u64 {
+    const CAP: usize = 1024;
+    let mut buf = [0u8; CAP];
+    let mut n = 0;
+    for (name, value) in pairs.clone() {
+        let (a, b) = (name.as_bytes(), value.as_bytes());
+        let end = n + a.len() + b.len() + 2;
+        if end > CAP {
+            let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+            for (name, value) in pairs {
+                h.update(name.as_bytes());
+                h.update(&[0xff]);
+                h.update(value.as_bytes());
+                h.update(&[0xff]);
+            }
+            return h.digest();
+        }
+        buf[n..n + a.len()].copy_from_slice(a);
+        n += a.len();
+        buf[n] = 0xff;
+        n += 1;
+        buf[n..n + b.len()].copy_from_slice(b);
+        n += b.len();
+        buf[n] = 0xff;
+        n += 1;
+    }
+    xxhash_rust::xxh64::xxh64(&buf[..n], 0)
+}
+
 /// One label: a name and its value.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Label {
@@ -126,14 +158,31 @@ impl Labels {
 
     /// Stable 64-bit hash of the whole set (see the module docs).
     pub fn hash(&self) -> u64 {
-        let mut h = xxhash_rust::xxh64::Xxh64::new(0);
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
+        hash_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// Replaces the labels with `pairs` (sorted by name, unique names, non-empty values: the
+    /// caller checks), reusing the allocations of the current labels' strings. Lets a hot
+    /// loop fill one `Labels` per series without allocating once its strings are long enough.
+    pub fn assign_sorted<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut n = 0;
+        for (name, value) in pairs {
+            match self.0.get_mut(n) {
+                Some(l) => {
+                    l.name.clear();
+                    l.name.push_str(name);
+                    l.value.clear();
+                    l.value.push_str(value);
+                }
+                None => self.0.push(Label::new(name, value)),
+            }
+            n += 1;
         }
-        h.digest()
+        self.0.truncate(n);
+        debug_assert!(
+            self.0.windows(2).all(|w| w[0].name < w[1].name),
+            "labels not sorted"
+        );
     }
 
     /// Hash over only the labels whose names are in `names` (`by` grouping). `names` need not
@@ -488,6 +537,52 @@ mod tests {
 
     fn m(kind: MatchType, v: &str) -> Matcher {
         Matcher::new(kind, "foo", v).unwrap()
+    }
+
+    fn streamed_hash(ls: &Labels) -> u64 {
+        let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+        for l in ls.iter() {
+            h.update(l.name.as_bytes());
+            h.update(&[0xff]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xff]);
+        }
+        h.digest()
+    }
+
+    #[test]
+    fn hash_one_pass_equals_streamed_for_small_and_large_sets() {
+        let small = Labels::from_pairs(&[("__name__", "up"), ("job", "node")]);
+        assert_eq!(small.hash(), streamed_hash(&small));
+        let long = "x".repeat(700);
+        let large = Labels::from_pairs(&[("a", long.as_str()), ("b", long.as_str())]);
+        assert_eq!(large.hash(), streamed_hash(&large));
+        assert_ne!(small.hash(), large.hash());
+        // Exactly at the buffer size and one past it.
+        for extra in [0usize, 1] {
+            let v = "v".repeat(1024 - 4 - 2 + extra);
+            let ls = Labels::from_pairs(&[("ab", v.as_str())]);
+            assert_eq!(ls.hash(), streamed_hash(&ls));
+        }
+        assert_eq!(
+            hash_pairs([("__name__", "up"), ("job", "node")].into_iter()),
+            small.hash()
+        );
+    }
+
+    #[test]
+    fn assign_sorted_replaces_and_reuses() {
+        let mut ls = Labels::from_pairs(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        ls.assign_sorted([("__name__", "up"), ("job", "node")]);
+        assert_eq!(
+            ls,
+            Labels::from_pairs(&[("__name__", "up"), ("job", "node")])
+        );
+        ls.assign_sorted([("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
+        assert_eq!(ls.len(), 4);
+        assert_eq!(ls.get("d"), Some("4"));
+        ls.assign_sorted(std::iter::empty());
+        assert!(ls.is_empty());
     }
 
     #[test]

@@ -94,6 +94,31 @@ pub trait SampleIter {
     fn err(&self) -> Option<crate::Error> {
         None
     }
+    /// Appends every sample in `[mint, maxt]` to `out`, from `seek(mint)` on, leaving the
+    /// iterator somewhere past them; check [`SampleIter::err`] afterwards. Implementations
+    /// override it to decode without a virtual call per sample.
+    fn collect_range(&mut self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        collect_range_stepwise(self, mint, maxt, out)
+    }
+}
+
+/// [`SampleIter::collect_range`] done sample by sample through `seek`/`next`/`at`, for
+/// implementations that override it but sometimes need the plain walk.
+pub fn collect_range_stepwise<I: SampleIter + ?Sized>(
+    it: &mut I,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, f64)>,
+) {
+    let mut vt = it.seek(mint);
+    while vt != ValueType::None {
+        let (t, v) = it.at();
+        if t > maxt {
+            break;
+        }
+        out.push((t, v));
+        vt = it.next();
+    }
 }
 
 /// An encoded chunk with its time range, as it is stored.
@@ -195,6 +220,14 @@ impl SampleIter for SliceIter<'_> {
         } else {
             ValueType::None
         }
+    }
+    fn collect_range(&mut self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        let from = if self.i == usize::MAX { 0 } else { self.i };
+        let rest = self.s.get(from..).unwrap_or(&[]);
+        let a = rest.partition_point(|&(t, _)| t < mint);
+        let b = rest.partition_point(|&(t, _)| t <= maxt).max(a);
+        out.extend_from_slice(&rest[a..b]);
+        self.i = (from + b).min(self.s.len());
     }
     fn at(&self) -> (i64, f64) {
         self.s[self.i]

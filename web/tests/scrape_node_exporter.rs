@@ -5,8 +5,9 @@
 //! It keeps, per exposition format, a sequence of bodies fetched from node_exporter: the k-th
 //! scrape of each server gets the k-th body, fetched once when the first server asks for it. So
 //! both servers parse identical bodies in the same order, whatever their scrape offsets. Two
-//! jobs scrape it: `node_text` (text format 0.0.4) and `node_om` (OpenMetrics 1.0, when
-//! node_exporter offers it), every 1 s for `IGNIS_NODE_EXPORTER_SECS` seconds (default 20; the
+//! jobs scrape it: `node_text` (text format 0.0.4) and `node_om` (the proxy asks node_exporter
+//! for OpenMetrics 1.0 and passes on what it gets: Debian's node_exporter 1.5 has no OpenMetrics
+//! and answers in the text format), every 1 s for `IGNIS_NODE_EXPORTER_SECS` seconds (default 20; the
 //! issue's 10-minute run is `IGNIS_NODE_EXPORTER_SECS=600`).
 //!
 //! After that time the proxy freezes: it stops fetching, lets each server catch up to the last

@@ -47,6 +47,10 @@ impl FoldOp {
     }
 }
 
+/// Most group × step accumulators the series-major fold allocates; above it the
+/// step-by-step fold runs.
+const SERIES_MAJOR_MAX_CELLS: usize = 1 << 20;
+
 /// One group's running state at one step; only the fields of the operator in use matter.
 #[derive(Clone, Default)]
 struct Acc {
@@ -287,12 +291,31 @@ impl Evaluator<'_> {
             }
         }
         let instant = self.is_instant();
+        let steps: Vec<i64> = self.steps().collect();
+        if !instant
+            && !is_k
+            && matches!(
+                fold,
+                FoldOp::Sum
+                    | FoldOp::Avg
+                    | FoldOp::Count
+                    | FoldOp::Min
+                    | FoldOp::Max
+                    | FoldOp::Group
+            )
+            && ngroups.saturating_mul(steps.len()) <= SERIES_MAJOR_MAX_CELLS
+        {
+            let out = self.fold_series_major(fold, &input, &series_group, &group_metric, &steps)?;
+            self.release(&Val::Vector(input));
+            let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
+            self.add_samples(n)?;
+            return Ok(Val::Vector(out.finish()));
+        }
         let mut cur = StepCursor::new(input.len());
         let mut vals: Vec<(usize, f64)> = Vec::new();
         let mut out = OutCollector::new();
         let mut accs: Vec<Acc> = vec![Acc::default(); ngroups];
         let mut gslot: Vec<usize> = vec![usize::MAX; ngroups];
-        let steps: Vec<i64> = self.steps().collect();
         for (k, &ts) in steps.iter().enumerate() {
             self.check_deadline()?;
             cur.gather(&input, ts, &mut vals);
@@ -387,6 +410,101 @@ impl Evaluator<'_> {
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
         self.add_samples(n)?;
         Ok(Val::Vector(out.finish()))
+    }
+
+    /// `sum`/`avg`/`count`/`min`/`max`/`group` of a range query, walking each input series
+    /// once (in input order) into a per-group, per-step accumulator instead of gathering all
+    /// series at every step. Each accumulator sees its values in the same order as the
+    /// step-by-step fold, so the results are the same to the bit; the output series and
+    /// their points come out in the same order too.
+    fn fold_series_major(
+        &mut self,
+        fold: FoldOp,
+        input: &[StepSeries],
+        series_group: &[usize],
+        group_metric: &[Arc<Labels>],
+        steps: &[i64],
+    ) -> QResult<OutCollector> {
+        const SEEN: u8 = 1;
+        const DROP: u8 = 2;
+        let (nsteps, ngroups) = (steps.len(), group_metric.len());
+        let cells = nsteps * ngroups;
+        let (start, interval) = (self.start, self.interval);
+        let mut flags = vec![0u8; cells];
+        let mut sums = if fold == FoldOp::Sum {
+            vec![KahanSum::new(); cells]
+        } else {
+            Vec::new()
+        };
+        let mut means = if fold == FoldOp::Avg {
+            vec![Mean::new(); cells]
+        } else {
+            Vec::new()
+        };
+        let mut vals = if matches!(fold, FoldOp::Sum | FoldOp::Avg) {
+            Vec::new()
+        } else {
+            vec![0.0f64; cells]
+        };
+        for (si, s) in input.iter().enumerate() {
+            if si % 1024 == 0 {
+                self.check_deadline()?;
+            }
+            let base = series_group[si] * nsteps;
+            let dn = if s.drop_name { DROP } else { 0 };
+            let mut next_k = 0usize;
+            for &(ts, f) in &s.pts {
+                let d = ts - start;
+                if d < 0 || d % interval != 0 {
+                    continue;
+                }
+                let k = (d / interval) as usize;
+                if k >= nsteps || k < next_k {
+                    continue;
+                }
+                next_k = k + 1;
+                let c = base + k;
+                if flags[c] & SEEN == 0 {
+                    flags[c] = SEEN | dn;
+                    match fold {
+                        FoldOp::Sum => sums[c] = KahanSum::starting_at(f),
+                        FoldOp::Avg => means[c].add(f),
+                        FoldOp::Count | FoldOp::Group => vals[c] = 1.0,
+                        _ => vals[c] = f,
+                    }
+                    continue;
+                }
+                flags[c] |= dn;
+                match fold {
+                    FoldOp::Sum => sums[c].add(f),
+                    FoldOp::Avg => means[c].add(f),
+                    FoldOp::Count => vals[c] += 1.0,
+                    FoldOp::Max if vals[c] < f || vals[c].is_nan() => vals[c] = f,
+                    FoldOp::Min if vals[c] > f || vals[c].is_nan() => vals[c] = f,
+                    _ => {}
+                }
+            }
+        }
+        let mut out = OutCollector::new();
+        let mut gslot: Vec<usize> = vec![usize::MAX; ngroups];
+        for (k, &ts) in steps.iter().enumerate() {
+            for g in 0..ngroups {
+                let c = g * nsteps + k;
+                if flags[c] & SEEN == 0 {
+                    continue;
+                }
+                let v = match fold {
+                    FoldOp::Sum => sums[c].value(),
+                    FoldOp::Avg => means[c].value(),
+                    _ => vals[c],
+                };
+                if gslot[g] == usize::MAX {
+                    gslot[g] = out.slot(&group_metric[g], flags[c] & DROP != 0, false);
+                }
+                out.push_slot(gslot[g], ts, v)?;
+            }
+        }
+        Ok(out)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -360,7 +360,14 @@ impl Evaluator<'_> {
                 }
             }
         }
-        let arg = self.range_arg(args[mi])?;
+        let arg = match unparen(args[mi]) {
+            Expr::MatrixSelector(ms)
+                if name != "absent_over_time" && super::ext_modifier(&ms.vs).is_none() =>
+            {
+                self.range_arg_lazy(ms)?
+            }
+            _ => self.range_arg(args[mi])?,
+        };
         if let Some(ext) = arg.ext {
             return self.eval_extended_range_fn(name, arg, ext);
         }
@@ -431,49 +438,26 @@ impl Evaluator<'_> {
             cancel: self.cancel,
         };
         let series = arg.series;
-        let threads = if series.len() >= PARALLEL_MIN_SERIES {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(MAX_THREADS)
-        } else {
-            1
-        };
-        let results: Vec<QResult<SeriesOut>> = if threads > 1 {
-            let chunk = series.len().div_ceil(threads);
-            let mut parts: Vec<Vec<super::RawSeries>> = Vec::with_capacity(threads);
-            let mut it = series.into_iter();
-            loop {
-                let part: Vec<super::RawSeries> = it.by_ref().take(chunk).collect();
-                if part.is_empty() {
-                    break;
-                }
-                parts.push(part);
-            }
+        let results: Vec<QResult<SeriesOut>> = if let Some(lz) = arg.lazy {
+            // Decode each series right where its window slides, on all cores, reusing one
+            // buffer per thread.
+            let threads =
+                super::par::threads_for(lz.series.len(), super::PARALLEL_DECODE_MIN_SERIES);
+            let per = lz.series.len().div_ceil(threads.max(1)).max(1);
+            let parts: Vec<&[Arc<dyn tsdb::Series>]> = lz.series.chunks(per).collect();
             let job = &job;
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = parts
-                    .into_iter()
-                    .map(|part| {
-                        sc.spawn(move || {
-                            part.into_iter()
-                                .map(|s| run_series(job, s))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![Err(QueryError::execution(
-                                "range function evaluation panicked",
-                            ))]
-                        })
-                    })
-                    .collect()
-            })
+            let outs = super::par::par_map(parts, threads, |part| {
+                decode_and_run(job, part, lz.mint, lz.maxt)
+            })?;
+            let mut all = Vec::with_capacity(lz.series.len());
+            for o in outs {
+                let (rs, decoded) = o?;
+                self.total_samples += decoded;
+                all.extend(rs.into_iter().map(Ok));
+            }
+            all
         } else {
-            series.into_iter().map(|s| run_series(&job, s)).collect()
+            run_series_all(&job, series)
         };
         for r in results {
             let r = r?;
@@ -737,7 +721,12 @@ struct SeriesOut {
 }
 
 /// Slides the window of one series over all steps and applies the range function.
-fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
+fn run_series(
+    job: &SeriesJob,
+    metric: Arc<Labels>,
+    data: &[(i64, f64)],
+    drop_name: bool,
+) -> QResult<SeriesOut> {
     if job
         .cancel
         .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
@@ -756,20 +745,37 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
         Some(src)
             if !job.from_subquery && matches!(name, "rate" | "increase" | "irate" | "resets") =>
         {
-            src.start_timestamps(&s.metric, &s.samples)
+            src.start_timestamps(&metric, data)
         }
         _ => None,
     };
     // Resolved once per series rather than by name at every step.
     let range_fn = RangeFn::from_name(name);
+    // rate/increase slide over the series: where the counter resets is found once, so each
+    // step looks only at the resets inside its window instead of rescanning it.
+    let counter = match range_fn {
+        Some(RangeFn::Rate) if sts.is_none() => Some(true),
+        Some(RangeFn::Increase) if sts.is_none() => Some(false),
+        _ => None,
+    };
+    let resets: Vec<usize> = if counter.is_some() {
+        data.windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1].1 < w[0].1)
+            .map(|(i, _)| i)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut rlo = 0usize;
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
         let rt = job.at.unwrap_or(ts) - job.offset;
         if job.at.is_none() || k == 0 {
-            while hi < s.samples.len() && s.samples[hi].0 <= rt {
+            while hi < data.len() && data[hi].0 <= rt {
                 hi += 1;
             }
-            while lo < hi && s.samples[lo].0 <= rt - job.range {
+            while lo < hi && data[lo].0 <= rt - job.range {
                 lo += 1;
             }
         }
@@ -783,9 +789,29 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
         pbuf.extend(job.params.iter().map(|p| p[k]));
         // predict_linear predicts from the evaluation time, not the window end.
         let end = if name == "predict_linear" { ts } else { rt };
-        let w = &s.samples[lo..hi];
-        let r = match &sts {
-            Some(st) => fnlib::range_eval_st(
+        let w = &data[lo..hi];
+        let r = match (&sts, counter) {
+            (None, Some(is_rate)) => {
+                while rlo < resets.len() && resets[rlo] < lo {
+                    rlo += 1;
+                }
+                let inside = resets[rlo..]
+                    .iter()
+                    .take_while(|&&i| i + 1 < hi)
+                    .map(|&i| data[i].1);
+                crate::functions::range::counter_rate_with_resets(
+                    &RangeCtx {
+                        samples: w,
+                        range_start: rt - job.range,
+                        range_end: end,
+                        params: &pbuf,
+                        annotations: &mut annos,
+                    },
+                    inside,
+                    is_rate,
+                )
+            }
+            (Some(st), _) => fnlib::range_eval_st(
                 name,
                 w,
                 &st[lo..hi],
@@ -793,9 +819,9 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
                 end,
                 &pbuf,
                 &mut annos,
-                s.metric.metric_name().unwrap_or(""),
+                metric.metric_name().unwrap_or(""),
             ),
-            None => range_fn.and_then(|f| {
+            (None, None) => range_fn.and_then(|f| {
                 f.eval(&mut RangeCtx {
                     samples: w,
                     range_start: rt - job.range,
@@ -811,16 +837,16 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
     }
     let mut non_counter = None;
     if (name == "rate" || name == "increase") && !pts.is_empty() {
-        if let Some(mn) = s.metric.metric_name() {
+        if let Some(mn) = metric.metric_name() {
             if !has_counter_suffix(mn) {
                 non_counter = Some(mn.to_string());
             }
         }
     }
     let series = (!pts.is_empty()).then_some(StepSeries {
-        metric: s.metric,
+        metric,
         pts,
-        drop_name: job.drop || s.drop_name,
+        drop_name: job.drop || drop_name,
     });
     Ok(SeriesOut {
         series,
@@ -828,6 +854,85 @@ fn run_series(job: &SeriesJob, s: super::RawSeries) -> QResult<SeriesOut> {
         samples,
         non_counter,
     })
+}
+
+/// Runs the range function over already decoded series, on several threads when many.
+fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult<SeriesOut>> {
+    let threads = if series.len() >= PARALLEL_MIN_SERIES {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS)
+    } else {
+        1
+    };
+    if threads > 1 {
+        let chunk = series.len().div_ceil(threads);
+        let mut parts: Vec<Vec<super::RawSeries>> = Vec::with_capacity(threads);
+        let mut it = series.into_iter();
+        loop {
+            let part: Vec<super::RawSeries> = it.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            parts.push(part);
+        }
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    sc.spawn(move || {
+                        part.into_iter()
+                            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(QueryError::execution(
+                            "range function evaluation panicked",
+                        ))]
+                    })
+                })
+                .collect()
+        })
+    } else {
+        series
+            .into_iter()
+            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name))
+            .collect()
+    }
+}
+
+/// Decodes each series of `part` over `[mint, maxt]` (staleness markers dropped) into one
+/// reused buffer and slides the range function over it; returns the results in order and
+/// the count of samples decoded.
+fn decode_and_run(
+    job: &SeriesJob,
+    part: &[Arc<dyn tsdb::Series>],
+    mint: i64,
+    maxt: i64,
+) -> QResult<(Vec<SeriesOut>, u64)> {
+    let mut buf: Vec<(i64, f64)> = Vec::new();
+    let mut out = Vec::with_capacity(part.len());
+    let mut decoded = 0u64;
+    for s in part {
+        buf.clear();
+        let mut it = s.iter();
+        it.collect_range(mint, maxt, &mut buf);
+        if let Some(e) = it.err() {
+            return Err(QueryError::storage(e));
+        }
+        drop(it);
+        decoded += buf.len() as u64;
+        if buf.iter().any(|x| tsdb::chunkenc::is_stale_nan(x.1)) {
+            buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
+        }
+        out.push(run_series(job, Arc::new(s.labels().clone()), &buf, false)?);
+    }
+    Ok((out, decoded))
 }
 
 /// Merges series that ended up with the same labels; overlapping points are an error.

@@ -17,6 +17,7 @@ mod binary;
 mod call;
 pub(crate) mod fnlib;
 mod info;
+pub(crate) mod par;
 
 pub(crate) use call::merge_same_labelset;
 
@@ -26,7 +27,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
-use tsdb::chunkenc::{is_stale_nan, ValueType as VT};
+use tsdb::chunkenc::is_stale_nan;
 use tsdb::{Labels, MatchType, Matcher, Queryable, SelectHints};
 
 use crate::annotations::Annotations;
@@ -150,7 +151,20 @@ pub(crate) struct RangeArg {
     pub at: Option<i64>,
     pub from_subquery: bool,
     pub ext: Option<Ext>,
+    /// Series selected but not decoded yet (then `series` is empty): the caller decodes
+    /// each one where it uses it, in parallel, instead of holding them all decoded at once.
+    pub lazy: Option<LazySeries>,
 }
+
+/// Selected, not yet decoded series of a matrix selector and the time range to decode.
+pub(crate) struct LazySeries {
+    pub series: Vec<Arc<dyn tsdb::Series>>,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
+/// Series count from which selected series are decoded on several threads.
+pub(crate) const PARALLEL_DECODE_MIN_SERIES: usize = 256;
 
 /// Per-query state of an evaluation.
 pub(crate) struct Evaluator<'a> {
@@ -249,6 +263,62 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> QResult<Vec<Vec<Matcher>
     Ok(groups)
 }
 
+/// Decodes the samples in `[mint, maxt]` of each series.
+fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResult<Vec<RawSeries>> {
+    let mut out = Vec::with_capacity(part.len());
+    // Series of one selection tend to hold about as many samples as each other.
+    let mut hint = 0usize;
+    for s in part {
+        let mut it = s.iter();
+        let mut samples = Vec::with_capacity(hint);
+        it.collect_range(mint, maxt, &mut samples);
+        if let Some(e) = it.err() {
+            return Err(QueryError::storage(e));
+        }
+        hint = samples.len();
+        out.push(RawSeries {
+            metric: Arc::new(s.labels().clone()),
+            samples,
+            drop_name: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The value of an instant selector at each step from one series' samples: the latest
+/// sample at or before the step's reference time, if within the lookback and not a
+/// staleness marker. With `keep_ts`, also the chosen samples' own timestamps.
+fn place_on_steps(
+    samples: &[(i64, f64)],
+    steps: &[i64],
+    at: Option<i64>,
+    offset: i64,
+    lookback: i64,
+    keep_ts: bool,
+) -> (Vec<(i64, f64)>, Vec<i64>) {
+    let mut pts = Vec::new();
+    let mut ts_orig = Vec::new();
+    let mut idx = 0usize; // first sample with t > rt
+    for &ts in steps {
+        let rt = at.unwrap_or(ts) - offset;
+        while idx < samples.len() && samples[idx].0 <= rt {
+            idx += 1;
+        }
+        if idx == 0 {
+            continue;
+        }
+        let (t, v) = samples[idx - 1];
+        if t <= rt - lookback || is_stale_nan(v) {
+            continue;
+        }
+        pts.push((ts, v));
+        if keep_ts {
+            ts_orig.push(t);
+        }
+    }
+    (pts, ts_orig)
+}
+
 impl<'a> Evaluator<'a> {
     pub fn num_steps(&self) -> usize {
         ((self.end - self.start) / self.interval) as usize + 1
@@ -322,14 +392,15 @@ impl<'a> Evaluator<'a> {
         self.select_groups(&groups, mint, maxt, range)
     }
 
-    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`.
-    pub fn select_groups(
+    /// Selects (without decoding) the series matching any of the matcher groups over
+    /// `[mint, maxt]`, each once, sorted by labels within each group.
+    pub fn select_series(
         &mut self,
         groups: &[Vec<Matcher>],
         mint: i64,
         maxt: i64,
         range: i64,
-    ) -> QResult<Vec<RawSeries>> {
+    ) -> QResult<Vec<Arc<dyn tsdb::Series>>> {
         self.check_deadline()?;
         let querier = self.q.querier(mint, maxt).map_err(QueryError::storage)?;
         let hints = SelectHints {
@@ -339,7 +410,7 @@ impl<'a> Evaluator<'a> {
             range,
             ..Default::default()
         };
-        let mut out: Vec<RawSeries> = Vec::new();
+        let mut picked: Vec<Arc<dyn tsdb::Series>> = Vec::new();
         let mut seen: HashMap<Labels, ()> = HashMap::new();
         let multi = groups.len() > 1;
         for ms in groups {
@@ -351,28 +422,40 @@ impl<'a> Evaluator<'a> {
                     }
                     seen.insert(s.labels().clone(), ());
                 }
-                let mut it = s.iter();
-                let mut samples = Vec::new();
-                let mut vt = it.seek(mint);
-                while vt != VT::None {
-                    let (t, v) = it.at();
-                    if t > maxt {
-                        break;
-                    }
-                    samples.push((t, v));
-                    vt = it.next();
-                }
-                if let Some(e) = it.err() {
-                    return Err(QueryError::storage(e));
-                }
-                self.total_samples += samples.len() as u64;
-                out.push(RawSeries {
-                    metric: Arc::new(s.labels().clone()),
-                    samples,
-                    drop_name: false,
-                });
+                picked.push(s);
             }
         }
+        Ok(picked)
+    }
+
+    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`.
+    pub fn select_groups(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<RawSeries>> {
+        let picked = self.select_series(groups, mint, maxt, range)?;
+        let multi = groups.len() > 1;
+        // Decoding is independent per series: spread it over the cores.
+        let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
+        let per = picked.len().div_ceil(threads.max(1)).max(1);
+        let parts: Vec<Vec<Arc<dyn tsdb::Series>>> =
+            picked.chunks(per).map(|c| c.to_vec()).collect();
+        drop(picked);
+        let decoded = par::par_map(parts, threads, |part| decode_series(&part, mint, maxt))?;
+        let mut out: Vec<RawSeries> = Vec::new();
+        for part in decoded {
+            let part = part?;
+            if out.is_empty() {
+                out = part;
+            } else {
+                out.extend(part);
+            }
+        }
+        self.total_samples += out.iter().map(|s| s.samples.len() as u64).sum::<u64>();
+        self.check_deadline()?;
         if multi {
             out.sort_by(|a, b| a.metric.cmp(&b.metric));
         }
@@ -400,35 +483,48 @@ impl<'a> Evaluator<'a> {
         if ext_modifier(vs) == Some(Ext::Smoothed) {
             return self.eval_smoothed_selector(vs, at, offset, lo, hi);
         }
-        let raw = self.select(vs, lo - self.lookback + 1, hi, 0)?;
-        let mut out = Vec::with_capacity(raw.len());
-        let mut tss = Vec::new();
+        let (mint, maxt) = (lo - self.lookback + 1, hi);
+        let groups = selector_matchers(vs)?;
+        let mut picked = self.select_series(&groups, mint, maxt, 0)?;
+        if groups.len() > 1 {
+            picked.sort_by(|a, b| a.labels().cmp(b.labels()));
+        }
         let steps: Vec<i64> = self.steps().collect();
-        for s in raw {
-            let mut pts = Vec::new();
-            let mut ts_orig = Vec::new();
-            let mut idx = 0usize; // first sample with t > rt
-            for &ts in &steps {
-                let rt = at.unwrap_or(ts) - offset;
-                while idx < s.samples.len() && s.samples[idx].0 <= rt {
-                    idx += 1;
+        let lookback = self.lookback;
+        // Decode and place each series on the steps on all cores; one buffer per thread.
+        let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
+        let per = picked.len().div_ceil(threads.max(1)).max(1);
+        let parts: Vec<&[Arc<dyn tsdb::Series>]> = picked.chunks(per).collect();
+        let steps_ref = &steps;
+        let placed = par::par_map(parts, threads, |part| {
+            let mut buf: Vec<(i64, f64)> = Vec::new();
+            let mut res = Vec::with_capacity(part.len());
+            let mut decoded = 0u64;
+            for s in part {
+                buf.clear();
+                let mut it = s.iter();
+                it.collect_range(mint, maxt, &mut buf);
+                if let Some(e) = it.err() {
+                    return Err(QueryError::storage(e));
                 }
-                if idx == 0 {
-                    continue;
-                }
-                let (t, v) = s.samples[idx - 1];
-                if t <= rt - self.lookback || is_stale_nan(v) {
-                    continue;
-                }
-                pts.push((ts, v));
-                if keep_ts {
-                    ts_orig.push(t);
+                drop(it);
+                decoded += buf.len() as u64;
+                let (pts, ts_orig) = place_on_steps(&buf, steps_ref, at, offset, lookback, keep_ts);
+                if !pts.is_empty() {
+                    res.push((s, pts, ts_orig));
                 }
             }
-            if !pts.is_empty() {
+            Ok((res, decoded))
+        })?;
+        let mut out = Vec::with_capacity(picked.len());
+        let mut tss = Vec::new();
+        for part in placed {
+            let (res, decoded) = part?;
+            self.total_samples += decoded;
+            for (s, pts, ts_orig) in res {
                 self.add_samples(pts.len())?;
                 out.push(StepSeries {
-                    metric: s.metric,
+                    metric: Arc::new(s.labels().clone()),
                     pts,
                     drop_name: false,
                 });
@@ -437,6 +533,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
+        self.check_deadline()?;
         Ok((out, tss))
     }
 
@@ -510,6 +607,7 @@ impl<'a> Evaluator<'a> {
                     at,
                     from_subquery: false,
                     ext,
+                    lazy: None,
                 })
             }
             Expr::Subquery(sq) => {
@@ -532,12 +630,41 @@ impl<'a> Evaluator<'a> {
                     at,
                     from_subquery: true,
                     ext: None,
+                    lazy: None,
                 })
             }
             other => Err(QueryError::bad_data(format!(
                 "expected range vector, got {other}"
             ))),
         }
+    }
+
+    /// Like [`Evaluator::range_arg`] for a plain matrix selector (no `anchored`/`smoothed`),
+    /// leaving the selected series undecoded in [`RangeArg::lazy`].
+    pub fn range_arg_lazy(
+        &mut self,
+        ms: &promql_parser::parser::MatrixSelector,
+    ) -> QResult<RangeArg> {
+        let vs = &ms.vs;
+        let range = ms.range.as_millis() as i64;
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_time(&vs.at);
+        let (lo, hi) = self.ref_bounds(at, offset);
+        let (mint, maxt) = (lo - range + 1, hi);
+        let groups = selector_matchers(vs)?;
+        let mut series = self.select_series(&groups, mint, maxt, range)?;
+        if groups.len() > 1 {
+            series.sort_by(|a, b| a.labels().cmp(b.labels()));
+        }
+        Ok(RangeArg {
+            series: Vec::new(),
+            range,
+            offset,
+            at,
+            from_subquery: false,
+            ext: None,
+            lazy: Some(LazySeries { series, mint, maxt }),
+        })
     }
 
     /// Runs a subquery as a range query over its own aligned steps.

@@ -421,8 +421,8 @@ fn extrapolated_rate_st(
     if s.is_empty() {
         return None;
     }
-    let (first_t, first_v) = s[0];
-    let (last_t, last_v) = s[s.len() - 1];
+    let first_v = s[0].1;
+    let last_v = s[s.len() - 1].1;
     let mut result = last_v - first_v;
     let sts = if is_counter { sts } else { &[] };
     if is_counter && sts.is_empty() {
@@ -455,6 +455,39 @@ fn extrapolated_rate_st(
             }
         }
     }
+    extrapolate_rate(ctx, sts, result, is_counter, is_rate)
+}
+
+/// `rate`/`increase` of a counter over `ctx.samples` without start timestamps, given the
+/// values just before each counter reset inside the window (in time order), so that a caller
+/// sliding the window over many steps need not rescan it for resets. Same result, bit for bit,
+/// as [`RangeFn::eval`].
+pub fn counter_rate_with_resets(
+    ctx: &RangeCtx,
+    reset_values: impl Iterator<Item = f64>,
+    is_rate: bool,
+) -> Option<f64> {
+    let s = ctx.samples;
+    let (&(_, first_v), &(_, last_v)) = (s.first()?, s.last()?);
+    let mut result = last_v - first_v;
+    for v in reset_values {
+        result += v;
+    }
+    extrapolate_rate(ctx, &[], result, true, is_rate)
+}
+
+/// The extrapolation of `extrapolated_rate_st` once the raw difference `result` (counter
+/// resets corrected) is known.
+fn extrapolate_rate(
+    ctx: &RangeCtx,
+    sts: &[i64],
+    mut result: f64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    let s = ctx.samples;
+    let (first_t, first_v) = s[0];
+    let last_t = s[s.len() - 1].0;
     let num_minus_one = (s.len() - 1) as f64;
     let mut duration_to_start = (first_t - ctx.range_start) as f64 / 1000.0;
     let mut duration_to_end = (ctx.range_end - last_t) as f64 / 1000.0;
@@ -641,6 +674,52 @@ fn double_exponential_smoothing(s: &[(i64, f64)], sf: f64, tf: f64) -> Option<f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sliding form (resets found once per series) gives the same bits as the
+    /// per-window scan, counter resets inside and at the edges of the window included.
+    #[test]
+    fn counter_rate_with_resets_matches_rate_bit_for_bit() {
+        let s: Vec<(i64, f64)> = (0..40)
+            .map(|i| {
+                (
+                    i * 15_000 + 7,
+                    ((i * 37) % 11) as f64 * 1.1 + (i % 5) as f64 * 0.3,
+                )
+            })
+            .collect();
+        for lo in 0..s.len() {
+            for hi in lo + 1..=s.len() {
+                let w = &s[lo..hi];
+                let resets = (lo..hi.saturating_sub(1))
+                    .filter(|&i| s[i + 1].1 < s[i].1)
+                    .map(|i| s[i].1);
+                let (rs, re) = (w[0].0 - 9_000, w[w.len() - 1].0 + 4_000);
+                for (f, is_rate) in [(RangeFn::Rate, true), (RangeFn::Increase, false)] {
+                    let mut annos = Vec::new();
+                    let want = f.eval(&mut RangeCtx {
+                        samples: w,
+                        range_start: rs,
+                        range_end: re,
+                        params: &[],
+                        annotations: &mut annos,
+                    });
+                    let ctx = RangeCtx {
+                        samples: w,
+                        range_start: rs,
+                        range_end: re,
+                        params: &[],
+                        annotations: &mut annos,
+                    };
+                    let got = counter_rate_with_resets(&ctx, resets.clone(), is_rate);
+                    assert_eq!(
+                        got.map(f64::to_bits),
+                        want.map(f64::to_bits),
+                        "[{lo}, {hi})"
+                    );
+                }
+            }
+        }
+    }
 
     /// Samples `start, start+step, …` every `interval_s` seconds from time 0.
     fn series(interval_s: i64, values: &[f64]) -> Vec<(i64, f64)> {

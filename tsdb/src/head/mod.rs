@@ -325,10 +325,10 @@ impl Head {
     /// if new), pinned for an appender: its `pending` count is raised, so [`Head::truncate`]
     /// keeps it until the caller lowers the count again.
     ///
-    /// Truncation removes a series only while holding its `by_ref` stripe lock and seeing
-    /// `pending == 0`; so after raising the count, seeing the series still in that stripe
-    /// means truncation will keep it. A series removed in between is unpinned and looked up
-    /// (or created) again.
+    /// Truncation removes a series only after swapping its `pending` count from 0 to
+    /// [`series::REMOVED`] in one atomic step; so a pin that raised the count first keeps the
+    /// series, and a pin that finds the `REMOVED` bit in the count it raised knows the series
+    /// is gone: it is unpinned and looked up (or created) again. No lock is taken to pin.
     pub(crate) fn pin_series(
         &self,
         series_ref: Option<SeriesRef>,
@@ -340,12 +340,7 @@ impl Head {
                 Some(s) => s,
                 None => self.get_or_create(ls, None)?.0,
             };
-            s.pending.fetch_add(1, Ordering::AcqRel);
-            let live = self.inner.by_ref[Self::stripe(s.sref)]
-                .read()
-                .get(&s.sref)
-                .is_some_and(|cur| Arc::ptr_eq(cur, &s));
-            if live {
+            if s.pending.fetch_add(1, Ordering::AcqRel) & series::REMOVED == 0 {
                 return Ok(s);
             }
             s.pending.fetch_sub(1, Ordering::AcqRel);
@@ -649,7 +644,11 @@ impl Head {
             st.retain(|_, s| {
                 let mut d = s.data.lock();
                 let empty = d.truncate_before(mint);
-                if empty && s.pending.load(Ordering::Acquire) == 0 {
+                if empty
+                    && s.pending
+                        .compare_exchange(0, series::REMOVED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
                     removed.push(s.clone());
                     false
                 } else {
@@ -728,6 +727,26 @@ mod tests {
         assert_eq!(h.labels_of(&h.series(s1.sref).unwrap()), a);
         assert_eq!(h.num_series(), 1);
         assert!(h.get_or_create(&Labels::empty(), None).is_err());
+    }
+
+    #[test]
+    fn pinned_series_survive_truncation_and_removed_ones_are_not_pinned() {
+        let h = Head::in_memory();
+        let a = Labels::from_pairs(&[("a", "1")]);
+        let s = h.pin_series(None, &a).unwrap();
+        // Empty but pinned: kept.
+        assert_eq!(h.truncate(0).unwrap(), 0);
+        assert_eq!(s.pending.load(Ordering::Acquire), 1);
+        s.pending.fetch_sub(1, Ordering::AcqRel);
+        // Unpinned: removed, and marked so.
+        assert_eq!(h.truncate(0).unwrap(), 1);
+        assert_eq!(s.pending.load(Ordering::Acquire), series::REMOVED);
+        assert!(!h.series_exists(s.sref));
+        // Pinning by the stale reference gets a new live series with the same labels.
+        let s2 = h.pin_series(Some(s.sref), &a).unwrap();
+        assert_ne!(s2.sref, s.sref);
+        assert_eq!(s2.pending.load(Ordering::Acquire), 1);
+        assert_eq!(h.series_ref(&a), Some(s2.sref));
     }
 
     #[test]

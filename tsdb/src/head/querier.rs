@@ -85,12 +85,13 @@ fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<V
     Ok(out)
 }
 
-/// Whether chunks that overlap `[mint, maxt]` hold a sample inside it (checked by decoding only
-/// when no chunk lies wholly inside).
+/// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
+/// last sample times are exact, so only a chunk reaching past both ends is decoded.
 pub fn has_samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> bool {
+    let inside = |t: i64| t >= mint && t <= maxt;
     if chunks
         .iter()
-        .any(|c| c.min_time >= mint && c.max_time <= maxt)
+        .any(|c| inside(c.min_time) || inside(c.max_time))
     {
         return true;
     }
@@ -306,6 +307,44 @@ impl<'a> ChunksIter<'a> {
 }
 
 impl SampleIter for ChunksIter<'_> {
+    fn collect_range(&mut self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        if self.done || self.idx != 0 || self.cur.is_some() {
+            return crate::querier::collect_range_stepwise(self, mint, maxt, out);
+        }
+        let (lo, hi) = (mint.max(self.mint), maxt.min(self.maxt));
+        for c in self.chunks {
+            if c.max_time < lo {
+                continue;
+            }
+            if c.min_time > hi {
+                break;
+            }
+            if c.encoding != Encoding::Xor {
+                self.err = Some(crate::Error::Other(format!(
+                    "unsupported chunk encoding {:?}",
+                    c.encoding
+                )));
+                break;
+            }
+            let mut it = XorIterator::new(&c.data);
+            while it.next() != ValueType::None {
+                let (t, v) = it.at();
+                if t > hi {
+                    break;
+                }
+                if t >= lo {
+                    out.push((t, v));
+                }
+            }
+            if let Some(e) = it.err() {
+                self.err = Some(e);
+                break;
+            }
+        }
+        self.idx = self.chunks.len();
+        self.finish();
+    }
+
     fn next(&mut self) -> ValueType {
         if self.done {
             return ValueType::None;
@@ -375,5 +414,56 @@ impl SampleIter for ChunksIter<'_> {
         self.err
             .as_ref()
             .map(|e| crate::Error::Other(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunkenc::XorChunk;
+
+    fn chunk(samples: &[(i64, f64)]) -> ChunkMeta {
+        let mut app = XorChunk::new().appender().expect("empty chunk");
+        for &(t, v) in samples {
+            app.append(t, v);
+        }
+        ChunkMeta {
+            min_time: samples[0].0,
+            max_time: samples[samples.len() - 1].0,
+            encoding: Encoding::Xor,
+            data: Arc::from(app.bytes()),
+        }
+    }
+
+    #[test]
+    fn has_samples_in_checks_edges_and_gaps() {
+        let c = [chunk(&[(10, 1.0), (20, 2.0), (30, 3.0)])];
+        assert!(has_samples_in(&c, 0, 10));
+        assert!(has_samples_in(&c, 30, 40));
+        assert!(has_samples_in(&c, 15, 25), "a sample inside, edges outside");
+        assert!(!has_samples_in(&c, 21, 29), "a gap between samples");
+        assert!(!has_samples_in(&c, 31, 40));
+    }
+
+    #[test]
+    fn collect_range_matches_stepwise() {
+        let cs = vec![
+            chunk(&[(10, 1.0), (20, 2.0), (30, 3.0)]),
+            chunk(&[(40, 4.0), (50, 5.0)]),
+        ];
+        for (mint, maxt) in [(0, 100), (20, 40), (25, 35), (31, 39), (50, 50)] {
+            for (qmin, qmax) in [(0, 100), (15, 45)] {
+                let mut want = Vec::new();
+                crate::querier::collect_range_stepwise(
+                    &mut ChunksIter::new(&cs, qmin, qmax),
+                    mint,
+                    maxt,
+                    &mut want,
+                );
+                let mut got = Vec::new();
+                ChunksIter::new(&cs, qmin, qmax).collect_range(mint, maxt, &mut got);
+                assert_eq!(got, want, "[{mint}, {maxt}] in [{qmin}, {qmax}]");
+            }
+        }
     }
 }

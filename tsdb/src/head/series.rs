@@ -17,6 +17,9 @@ use crate::Result;
 
 use super::chunk_store::ChunkStore;
 
+/// Bit of [`MemSeries::pending`] set (from 0, atomically) when truncation removes the series.
+pub const REMOVED: u32 = 1 << 31;
+
 /// A full chunk of a series, stored in the chunk store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MmappedChunk {
@@ -57,7 +60,8 @@ pub struct MemSeries {
     pub lset: Box<[u32]>,
     /// Whether the series record has been written to the WAL.
     pub logged: std::sync::atomic::AtomicBool,
-    /// Number of appenders holding uncommitted samples for it (kept from garbage collection).
+    /// Number of appenders holding uncommitted samples for it (kept from garbage collection),
+    /// plus [`REMOVED`] once truncation has removed it from the head.
     pub pending: std::sync::atomic::AtomicU32,
     /// Chunks and cutting state.
     pub data: Mutex<SeriesData>,

@@ -5,6 +5,9 @@
 //! `<scheme>://<address><path_prefix>/api/v2/alerts`, concurrently, each request bounded by the
 //! entry's `timeout`. A batch no Alertmanager accepted is counted as dropped.
 //!
+//! Requests carry the entry's `basic_auth` / `authorization` header and use its `tls_config`
+//! for `https` (see [`crate::config::http_client`]).
+//!
 //! Alertmanagers are discovered per entry (static, file and HTTP SD) and pass Prometheus's
 //! labels `__address__`, `__scheme__` and `__alerts_path__` through the entry's
 //! `relabel_configs`; an address without a port gets 80 (http) or 443 (https).
@@ -30,6 +33,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tsdb::{Label, Labels};
 
+use crate::config::http_client::client_settings;
+use crate::config::tls::TlsClient;
 use crate::config::{AlertmanagerConfig, Config};
 use crate::discovery::{self, Discoverer, TargetGroup};
 use crate::relabel::process;
@@ -46,6 +51,7 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 struct AmSet {
     timeout: Duration,
     headers: Vec<(String, String)>,
+    tls: Arc<TlsClient>,
     active: RwLock<Vec<String>>,
     dropped: RwLock<Vec<String>>,
 }
@@ -85,56 +91,6 @@ impl Default for Notifier {
             sender: Mutex::new(None),
         }
     }
-}
-
-/// Standard base64 with padding.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn read_secret(path: &str, base: &Path) -> Result<String, String> {
-    let p = base.join(path);
-    std::fs::read_to_string(&p)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("reading {}: {e}", p.display()))
-}
-
-/// The `Authorization` header of an entry, if any.
-fn auth_headers(am: &AlertmanagerConfig, dir: &Path) -> Result<Vec<(String, String)>, String> {
-    let mut h = Vec::new();
-    if let Some(b) = &am.basic_auth {
-        let pw = match (&b.password, &b.password_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => read_secret(f, dir)?,
-            (None, None) => String::new(),
-        };
-        let token = base64(format!("{}:{pw}", b.username).as_bytes());
-        h.push(("Authorization".to_string(), format!("Basic {token}")));
-    }
-    if let Some(a) = &am.authorization {
-        let cred = match (&a.credentials, &a.credentials_file) {
-            (Some(c), _) => c.clone(),
-            (None, Some(f)) => read_secret(f, dir)?,
-            (None, None) => String::new(),
-        };
-        let kind = a.kind.as_deref().unwrap_or("Bearer");
-        h.push(("Authorization".to_string(), format!("{kind} {cred}")));
-    }
-    Ok(h)
 }
 
 /// `path.Join("/", prefix, "/api/v2/alerts")`.
@@ -259,16 +215,17 @@ impl Notifier {
         let mut sets = Vec::new();
         let mut tasks = Vec::new();
         for am in &cfg.alerting.alertmanagers {
-            let headers = match auth_headers(am, config_dir) {
-                Ok(h) => h,
+            let client = match client_settings(&am.http_client(), config_dir) {
+                Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(err = %e, "Skipping Alertmanager config: credentials");
+                    tracing::error!(err = %e, "Skipping Alertmanager config: HTTP client settings");
                     continue;
                 }
             };
             let set = Arc::new(AmSet {
                 timeout: am.timeout.as_std(),
-                headers,
+                headers: client.headers,
+                tls: client.tls,
                 active: RwLock::new(Vec::new()),
                 dropped: RwLock::new(Vec::new()),
             });
@@ -397,7 +354,7 @@ impl Notifier {
                 let (url, body, set) = (url.clone(), body.clone(), set.clone());
                 reqs.push(async move {
                     let t0 = Instant::now();
-                    let r = http::post_json(&url, &set.headers, body, set.timeout).await;
+                    let r = http::post_json(&url, &set.headers, &set.tls, body, set.timeout).await;
                     (url, r, t0.elapsed())
                 });
             }
@@ -533,8 +490,45 @@ mod tests {
             "alerting:\n  alertmanagers:\n  - basic_auth: {username: u, password: p}\n    static_configs: [{targets: ['a:1']}]\n",
         )
         .unwrap();
-        let h = auth_headers(&cfg.alerting.alertmanagers[0], Path::new(".")).unwrap();
-        assert_eq!(h, vec![("Authorization".into(), "Basic dTpw".into())]);
+        let n = Notifier::new(10);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { n.apply(&cfg, Path::new(".")) });
+        let sets = n.sets.read();
+        assert_eq!(
+            sets[0].headers,
+            vec![("Authorization".to_string(), "Basic dTpw".to_string())]
+        );
+        drop(sets);
+        n.stop();
+    }
+
+    #[tokio::test]
+    async fn reload_replaces_alertmanagers() {
+        let n = Notifier::new(10);
+        let one: Config = serde_yaml_ng::from_str(
+            "alerting:\n  alertmanagers:\n  - static_configs: [{targets: ['a:1']}]\n",
+        )
+        .unwrap();
+        n.apply(&one, Path::new("."));
+        assert_eq!(n.alertmanagers().0, vec!["http://a:1/api/v2/alerts"]);
+        let two: Config = serde_yaml_ng::from_str(
+            "alerting:\n  alertmanagers:\n  - scheme: http\n    path_prefix: /x\n    static_configs: [{targets: ['b:2', 'c:3']}]\n",
+        )
+        .unwrap();
+        n.apply(&two, Path::new("."));
+        assert_eq!(
+            n.alertmanagers().0,
+            vec!["http://b:2/x/api/v2/alerts", "http://c:3/x/api/v2/alerts"]
+        );
+        assert!(n
+            .render_metrics()
+            .contains("prometheus_notifications_alertmanagers_discovered 2\n"));
+        n.apply(&Config::default(), Path::new("."));
+        assert!(n.alertmanagers().0.is_empty());
+        n.stop();
     }
 
     #[tokio::test]

@@ -68,6 +68,7 @@ pub struct TimeSeries {
 }
 
 /// `prometheus.MetricMetadata`.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, PartialEq, Message)]
 pub struct MetricMetadata {
     /// Metric type (enum `MetricType`).
@@ -84,7 +85,10 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
-/// `prometheus.WriteRequest`: the remote write 1.0 body (snappy block-compressed).
+/// `prometheus.WriteRequest`: the remote write 1.0 body (snappy block-compressed). The
+/// receiver decodes it with [`zerocopy::WriteRequestRef`]; this owned form is the reference
+/// the tests compare with.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
     /// Series with their samples.
@@ -265,5 +269,435 @@ pub mod v2 {
         /// Series.
         #[prost(message, repeated, tag = "5")]
         pub timeseries: Vec<TimeSeries>,
+    }
+}
+
+/// Zero-copy decoding of a remote write 1.0 `WriteRequest`.
+///
+/// [`WriteRequestRef::decode`] walks the protobuf wire format of a decompressed body once and
+/// keeps label names and values as `&str` slices of it (checked to be UTF-8), so decoding a
+/// request allocates three vectors whatever its size instead of two strings per label and
+/// vectors per series. Only what the receiver uses is kept: labels and float samples.
+/// Exemplars, native histograms (counted), metadata and unknown fields are skipped by wire
+/// type. Wire format (protobuf):
+///
+/// ```text
+/// WriteRequest: 1 timeseries (LEN, TimeSeries, repeated) | 3 metadata (LEN, skipped)
+/// TimeSeries:   1 labels (LEN, Label, repeated) | 2 samples (LEN, Sample, repeated)
+///               | 3 exemplars (LEN, skipped) | 4 histograms (LEN, counted and skipped)
+/// Label:        1 name (LEN, UTF-8) | 2 value (LEN, UTF-8)
+/// Sample:       1 value (I64, f64 bits) | 2 timestamp (VARINT, int64)
+/// ```
+///
+/// A field's key is a varint `tag << 3 | wire type`; wire types are 0 VARINT, 1 I64, 2 LEN
+/// (varint length, then the bytes), 5 I32. A known field with another wire type, a truncated
+/// varint or field, a length past the end of its message, a varint over 10 bytes, tag 0, a
+/// group (wire types 3/4) or invalid UTF-8 in a string is an error naming the byte offset.
+/// As in proto3, a scalar field given twice keeps its last value.
+pub mod zerocopy {
+    use std::ops::Range;
+
+    /// One series of a request: ranges into [`WriteRequestRef::labels`] and
+    /// [`WriteRequestRef::samples`].
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SeriesRef {
+        /// Its labels, in wire order.
+        pub labels: Range<usize>,
+        /// Its float samples, in wire order.
+        pub samples: Range<usize>,
+    }
+
+    /// A decoded `WriteRequest` borrowing its strings from the decompressed body.
+    #[derive(Debug, Default, PartialEq)]
+    pub struct WriteRequestRef<'a> {
+        /// Every series' labels (name, value), series after series.
+        pub labels: Vec<(&'a str, &'a str)>,
+        /// Every series' samples (timestamp ms, value), series after series.
+        pub samples: Vec<(i64, f64)>,
+        /// The series.
+        pub series: Vec<SeriesRef>,
+        /// Native histogram samples seen (not stored by ignis).
+        pub histograms: usize,
+    }
+
+    const VARINT: u8 = 0;
+    const I64: u8 = 1;
+    const LEN: u8 = 2;
+    const I32: u8 = 5;
+
+    /// A cursor over one message's bytes; `base` is the message's offset in the body, for
+    /// error messages.
+    struct Cursor<'a> {
+        buf: &'a [u8],
+        pos: usize,
+        base: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn new(buf: &'a [u8], base: usize) -> Self {
+            Cursor { buf, pos: 0, base }
+        }
+
+        fn at_end(&self) -> bool {
+            self.pos >= self.buf.len()
+        }
+
+        fn offset(&self) -> usize {
+            self.base + self.pos
+        }
+
+        fn varint(&mut self) -> Result<u64, String> {
+            let start = self.offset();
+            let mut v = 0u64;
+            for i in 0..10 {
+                let Some(&b) = self.buf.get(self.pos) else {
+                    return Err(format!("truncated varint at byte {start}"));
+                };
+                self.pos += 1;
+                if i == 9 && b > 1 {
+                    return Err(format!("varint overflows 64 bits at byte {start}"));
+                }
+                v |= u64::from(b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    return Ok(v);
+                }
+            }
+            Err(format!("varint longer than 10 bytes at byte {start}"))
+        }
+
+        /// The next field's tag and wire type, `None` at the end.
+        fn key(&mut self) -> Result<Option<(u32, u8)>, String> {
+            if self.at_end() {
+                return Ok(None);
+            }
+            let at = self.offset();
+            let k = self.varint()?;
+            let tag = k >> 3;
+            if tag == 0 || tag > u64::from(u32::MAX >> 3) {
+                return Err(format!("invalid field tag {tag} at byte {at}"));
+            }
+            Ok(Some((tag as u32, (k & 7) as u8)))
+        }
+
+        fn fixed64(&mut self) -> Result<u64, String> {
+            let at = self.offset();
+            let b = self
+                .buf
+                .get(self.pos..self.pos + 8)
+                .ok_or_else(|| format!("truncated 64-bit field at byte {at}"))?;
+            self.pos += 8;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(u64::from_le_bytes(a))
+        }
+
+        /// A length-delimited field's bytes and their offset in the body.
+        fn bytes(&mut self) -> Result<(&'a [u8], usize), String> {
+            let at = self.offset();
+            let n = self.varint()?;
+            let left = self.buf.len() - self.pos;
+            if n > left as u64 {
+                return Err(format!(
+                    "length {n} at byte {at} exceeds the {left} bytes left in the message"
+                ));
+            }
+            let start = self.pos;
+            self.pos += n as usize;
+            Ok((&self.buf[start..self.pos], self.base + start))
+        }
+
+        fn string(&mut self, what: &str) -> Result<&'a str, String> {
+            let (b, at) = self.bytes()?;
+            std::str::from_utf8(b)
+                .map_err(|e| format!("invalid UTF-8 in {what} at byte {}", at + e.valid_up_to()))
+        }
+
+        /// Skips a field of wire type `wt` (unknown or unused field `tag`).
+        fn skip(&mut self, tag: u32, wt: u8) -> Result<(), String> {
+            let at = self.offset();
+            match wt {
+                VARINT => self.varint().map(drop),
+                I64 => self.fixed64().map(drop),
+                LEN => self.bytes().map(drop),
+                I32 => {
+                    if self.buf.len() - self.pos < 4 {
+                        return Err(format!("truncated 32-bit field at byte {at}"));
+                    }
+                    self.pos += 4;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "unsupported wire type {wt} for field {tag} at byte {at}"
+                )),
+            }
+        }
+    }
+
+    fn expect(msg: &str, tag: u32, wt: u8, want: u8, at: usize) -> Result<(), String> {
+        if wt == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid wire type {wt} for {msg} field {tag} at byte {at} (expected {want})"
+            ))
+        }
+    }
+
+    impl<'a> WriteRequestRef<'a> {
+        /// Decodes a decompressed `WriteRequest`; see the module docs.
+        #[cfg(test)]
+        pub fn decode(body: &'a [u8]) -> Result<Self, String> {
+            let mut r = WriteRequestRef::default();
+            r.decode_into(body)?;
+            Ok(r)
+        }
+
+        /// As [`WriteRequestRef::decode`], into `self` (cleared first) to reuse its vectors.
+        pub fn decode_into(&mut self, body: &'a [u8]) -> Result<(), String> {
+            self.labels.clear();
+            self.samples.clear();
+            self.series.clear();
+            self.histograms = 0;
+            let mut c = Cursor::new(body, 0);
+            while let Some((tag, wt)) = c.key()? {
+                if tag == 1 {
+                    expect("WriteRequest", tag, wt, LEN, c.offset())?;
+                    let (b, at) = c.bytes()?;
+                    self.series_msg(b, at)?;
+                } else {
+                    c.skip(tag, wt)?;
+                }
+            }
+            Ok(())
+        }
+
+        fn series_msg(&mut self, buf: &'a [u8], base: usize) -> Result<(), String> {
+            let (l0, s0) = (self.labels.len(), self.samples.len());
+            let mut c = Cursor::new(buf, base);
+            while let Some((tag, wt)) = c.key()? {
+                match tag {
+                    1 => {
+                        expect("TimeSeries", tag, wt, LEN, c.offset())?;
+                        let (b, at) = c.bytes()?;
+                        self.labels.push(label_msg(b, at)?);
+                    }
+                    2 => {
+                        expect("TimeSeries", tag, wt, LEN, c.offset())?;
+                        let (b, at) = c.bytes()?;
+                        self.samples.push(sample_msg(b, at)?);
+                    }
+                    4 => {
+                        expect("TimeSeries", tag, wt, LEN, c.offset())?;
+                        c.bytes()?;
+                        self.histograms += 1;
+                    }
+                    _ => c.skip(tag, wt)?,
+                }
+            }
+            self.series.push(SeriesRef {
+                labels: l0..self.labels.len(),
+                samples: s0..self.samples.len(),
+            });
+            Ok(())
+        }
+    }
+
+    fn label_msg(buf: &[u8], base: usize) -> Result<(&str, &str), String> {
+        let (mut name, mut value) = ("", "");
+        let mut c = Cursor::new(buf, base);
+        while let Some((tag, wt)) = c.key()? {
+            match tag {
+                1 => {
+                    expect("Label", tag, wt, LEN, c.offset())?;
+                    name = c.string("label name")?;
+                }
+                2 => {
+                    expect("Label", tag, wt, LEN, c.offset())?;
+                    value = c.string("label value")?;
+                }
+                _ => c.skip(tag, wt)?,
+            }
+        }
+        Ok((name, value))
+    }
+
+    fn sample_msg(buf: &[u8], base: usize) -> Result<(i64, f64), String> {
+        let (mut t, mut v) = (0i64, 0f64);
+        let mut c = Cursor::new(buf, base);
+        while let Some((tag, wt)) = c.key()? {
+            match tag {
+                1 => {
+                    expect("Sample", tag, wt, I64, c.offset())?;
+                    v = f64::from_bits(c.fixed64()?);
+                }
+                2 => {
+                    expect("Sample", tag, wt, VARINT, c.offset())?;
+                    t = c.varint()? as i64;
+                }
+                _ => c.skip(tag, wt)?,
+            }
+        }
+        Ok((t, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zerocopy::{SeriesRef, WriteRequestRef};
+    use super::*;
+
+    fn label(n: &str, v: &str) -> Label {
+        Label {
+            name: n.into(),
+            value: v.into(),
+        }
+    }
+
+    fn rich_request() -> WriteRequest {
+        WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![label("__name__", "up"), label("job", "ñode")],
+                    samples: vec![
+                        Sample {
+                            value: 1.5,
+                            timestamp: 1000,
+                        },
+                        Sample {
+                            value: f64::NAN,
+                            timestamp: -5,
+                        },
+                    ],
+                    exemplars: vec![Exemplar {
+                        labels: vec![label("trace_id", "abc")],
+                        value: 2.0,
+                        timestamp: 3,
+                    }],
+                    histograms: vec![Histogram { timestamp: 7 }],
+                },
+                // Defaults: an empty label value and a sample with zero value and time.
+                TimeSeries {
+                    labels: vec![label("z", ""), label("a", "1")],
+                    samples: vec![Sample {
+                        value: 0.0,
+                        timestamp: 0,
+                    }],
+                    exemplars: vec![],
+                    histograms: vec![],
+                },
+                TimeSeries::default(),
+            ],
+            metadata: vec![MetricMetadata {
+                r#type: 1,
+                metric_family_name: "up".into(),
+                help: "h".into(),
+                unit: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn zero_copy_decode_matches_prost() {
+        let req = rich_request();
+        let mut body = req.encode_to_vec();
+        // An unknown field of every wire type at the top level is skipped.
+        body.extend_from_slice(&[0x10, 0x96, 0x01]); // 2: varint
+        body.extend_from_slice(&[0x21, 1, 2, 3, 4, 5, 6, 7, 8]); // 4: i64
+        body.extend_from_slice(&[0x2a, 2, b'h', b'i']); // 5: len
+        body.extend_from_slice(&[0x35, 1, 2, 3, 4]); // 6: i32
+        let got = WriteRequestRef::decode(&body).unwrap();
+        assert_eq!(got.series.len(), req.timeseries.len());
+        assert_eq!(got.histograms, 1);
+        for (s, want) in got.series.iter().zip(&req.timeseries) {
+            let labels: Vec<_> = got.labels[s.labels.clone()]
+                .iter()
+                .map(|&(n, v)| label(n, v))
+                .collect();
+            assert_eq!(labels, want.labels);
+            let samples = &got.samples[s.samples.clone()];
+            assert_eq!(samples.len(), want.samples.len());
+            for (&(t, v), w) in samples.iter().zip(&want.samples) {
+                assert_eq!((t, v.to_bits()), (w.timestamp, w.value.to_bits()));
+            }
+        }
+        assert_eq!(
+            got.series[2],
+            SeriesRef {
+                labels: 4..4,
+                samples: 3..3
+            }
+        );
+        assert_eq!(WriteRequestRef::decode(&[]).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn repeated_scalar_keeps_the_last_value() {
+        // Label with name given twice, sample with timestamp given twice.
+        let label = [0x0a, 1, b'a', 0x0a, 1, b'b', 0x12, 1, b'v'];
+        let sample = [0x10, 5, 0x10, 6];
+        let mut ts = vec![0x0a, label.len() as u8];
+        ts.extend_from_slice(&label);
+        ts.extend_from_slice(&[0x12, sample.len() as u8]);
+        ts.extend_from_slice(&sample);
+        let mut body = vec![0x0a, ts.len() as u8];
+        body.extend_from_slice(&ts);
+        let got = WriteRequestRef::decode(&body).unwrap();
+        assert_eq!(got.labels, vec![("b", "v")]);
+        assert_eq!(got.samples, vec![(6, 0.0)]);
+    }
+
+    fn err(body: &[u8]) -> String {
+        WriteRequestRef::decode(body).unwrap_err()
+    }
+
+    #[test]
+    fn malformed_protobuf_is_refused_with_the_offset() {
+        // Truncated varint (key continues past the end).
+        assert!(err(&[0x0a, 0x80]).contains("truncated varint at byte 1"));
+        assert!(err(&[0x80]).contains("truncated varint at byte 0"));
+        // Varint over 10 bytes / overflowing 64 bits.
+        assert!(
+            err(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])
+                .contains("overflows 64 bits")
+        );
+        // Wrong wire type for a known field: timeseries as varint.
+        let e = err(&[0x08, 0x01]);
+        assert!(
+            e.contains("invalid wire type 0 for WriteRequest field 1"),
+            "{e}"
+        );
+        // Sample value as varint instead of 64-bit.
+        let e = err(&[0x0a, 0x04, 0x12, 0x02, 0x08, 0x01]);
+        assert!(e.contains("invalid wire type 0 for Sample field 1"), "{e}");
+        // Length past the end, at the top and inside a series.
+        let e = err(&[0x0a, 0x05, 0x0a]);
+        assert!(
+            e.contains("length 5 at byte 1 exceeds the 1 bytes left"),
+            "{e}"
+        );
+        let e = err(&[0x0a, 0x02, 0x0a, 0x09]);
+        assert!(
+            e.contains("length 9 at byte 3 exceeds the 0 bytes left"),
+            "{e}"
+        );
+        // Truncated fixed64 sample value.
+        let e = err(&[0x0a, 0x05, 0x12, 0x03, 0x09, 0x00, 0x00]);
+        assert!(e.contains("truncated 64-bit field at byte 5"), "{e}");
+        // Invalid UTF-8 in a label value.
+        let e = err(&[0x0a, 0x08, 0x0a, 0x06, 0x0a, 0x01, b'a', 0x12, 0x01, 0xff]);
+        assert!(e.contains("invalid UTF-8 in label value at byte 9"), "{e}");
+        // Field tag 0 and groups.
+        assert!(err(&[0x00]).contains("invalid field tag 0"));
+        assert!(err(&[0x13]).contains("unsupported wire type 3 for field 2"));
+        assert!(err(&[0x0b]).contains("invalid wire type 3 for WriteRequest field 1"));
+        // Every strict prefix of the series part of a valid request fails or decodes less.
+        let mut req = rich_request();
+        req.metadata.clear();
+        let full = req.encode_to_vec();
+        for n in 0..full.len() {
+            if let Ok(r) = WriteRequestRef::decode(&full[..n]) {
+                assert!(r.samples.len() < 3 || r.series.len() < 3, "prefix {n}");
+            }
+        }
     }
 }

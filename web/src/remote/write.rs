@@ -22,7 +22,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
-use super::proto::{v2, WriteRequest};
+use super::proto::zerocopy::WriteRequestRef;
+#[cfg(test)]
+use super::proto::WriteRequest;
+use super::proto::{v2, Label};
 use super::{snappy_decode, to_labels};
 use crate::server::state::SharedState;
 
@@ -38,12 +41,6 @@ fn plain(code: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-/// Decodes a remote write 1.0 body.
-pub fn decode_write_request(body: &[u8]) -> Result<WriteRequest, String> {
-    let raw = snappy_decode(body)?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("decode protobuf WriteRequest: {e}"))
-}
-
 /// What went wrong applying a request.
 enum ApplyError {
     /// The sender's fault (400).
@@ -52,44 +49,144 @@ enum ApplyError {
     Internal(String),
 }
 
-/// Appends every sample of `req` in one transaction; returns the number of samples written.
-fn apply(st: &SharedState, req: WriteRequest) -> Result<u64, ApplyError> {
+/// Checks one series' label pairs and writes them, sorted by name and without empty values,
+/// into `out` (reusing its strings). Pairs already sorted with unique non-empty names and
+/// non-empty values (what well-behaved senders send) are copied as they are; anything else
+/// goes through [`to_labels`], so the rules stay Prometheus's: unsorted pairs are sorted, a
+/// repeated or empty name is an error, pairs with an empty value are dropped, no label left
+/// is an error.
+fn series_labels(pairs: &[(&str, &str)], out: &mut tsdb::Labels) -> Result<(), String> {
+    let sorted = pairs.windows(2).all(|w| w[0].0 < w[1].0);
+    let first_ok = pairs.first().is_some_and(|p| !p.0.is_empty());
+    if sorted && first_ok && pairs.iter().all(|p| !p.1.is_empty()) {
+        out.assign_sorted(pairs.iter().copied());
+        return Ok(());
+    }
+    let owned = pairs
+        .iter()
+        .map(|&(name, value)| Label {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+        .collect();
+    *out = to_labels(owned)?;
+    Ok(())
+}
+
+/// Counts and logs a sample the storage refused, and turns the error into the answer.
+fn refused(st: &SharedState, e: tsdb::Error, labels: &tsdb::Labels, t: i64) -> ApplyError {
+    match e {
+        tsdb::Error::OutOfOrderSample
+        | tsdb::Error::OutOfBounds
+        | tsdb::Error::DuplicateSampleForTimestamp
+        | tsdb::Error::TooOldSample => {
+            st.metrics
+                .out_of_order_samples
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(err = %e, series = %labels, timestamp = t, "Out of order sample from remote write");
+            ApplyError::Bad(e.to_string())
+        }
+        tsdb::Error::InvalidLabels(m) => ApplyError::Bad(format!("invalid labels for series: {m}")),
+        e => ApplyError::Internal(e.to_string()),
+    }
+}
+
+/// Appends every sample of `req` in one transaction (one WAL write at commit); returns the
+/// number of samples written. Any refused sample or invalid label set rolls back the whole
+/// request.
+fn apply(st: &SharedState, req: &WriteRequestRef<'_>) -> Result<u64, ApplyError> {
     let mut app = st.storage.appender();
-    let mut n = 0u64;
-    for ts in req.timeseries {
-        let labels = match to_labels(ts.labels) {
-            Ok(l) => l,
-            Err(e) => {
+    let mut labels = tsdb::Labels::empty();
+    for ts in &req.series {
+        if let Err(e) = series_labels(&req.labels[ts.labels.clone()], &mut labels) {
+            let _ = app.rollback();
+            return Err(ApplyError::Bad(format!("invalid labels for series: {e}")));
+        }
+        for &(t, v) in &req.samples[ts.samples.clone()] {
+            if let Err(e) = app.append(&labels, t, v) {
                 let _ = app.rollback();
-                return Err(ApplyError::Bad(format!("invalid labels for series: {e}")));
+                return Err(refused(st, e, &labels, t));
             }
-        };
-        for s in &ts.samples {
-            if let Err(e) = app.append(&labels, s.timestamp, s.value) {
-                let _ = app.rollback();
-                return Err(match e {
-                    tsdb::Error::OutOfOrderSample
-                    | tsdb::Error::OutOfBounds
-                    | tsdb::Error::DuplicateSampleForTimestamp
-                    | tsdb::Error::TooOldSample => {
-                        st.metrics
-                            .out_of_order_samples
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(err = %e, series = %labels, timestamp = s.timestamp, "Out of order sample from remote write");
-                        ApplyError::Bad(e.to_string())
-                    }
-                    tsdb::Error::InvalidLabels(m) => {
-                        ApplyError::Bad(format!("invalid labels for series: {m}"))
-                    }
-                    e => ApplyError::Internal(e.to_string()),
-                });
-            }
-            n += 1;
         }
     }
     app.commit()
         .map_err(|e| ApplyError::Internal(e.to_string()))?;
-    Ok(n)
+    Ok(req.samples.len() as u64)
+}
+
+/// Buffers a blocking thread keeps between requests: the decompressed body and the decoded
+/// label pairs' vector (its allocation only; see [`recycle`]).
+#[derive(Default)]
+struct Scratch {
+    raw: Vec<u8>,
+    labels: Vec<(&'static str, &'static str)>,
+}
+
+/// Buffers larger than this are not kept after a request.
+const KEEP_SCRATCH: usize = 8 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// An empty vector reusing `v`'s allocation for another element type of the same size and
+/// alignment (std collects a mapped `IntoIter` in place), so borrowed pairs of one request can
+/// live in the buffer of the previous one without `unsafe`.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("vector was cleared"))
+        .collect()
+}
+
+/// Decompresses and decodes a 1.0 body, then applies it.
+fn decode_and_apply(st: &SharedState, body: &[u8]) -> Result<u64, ApplyError> {
+    let mut scratch = SCRATCH.with(|s| s.take());
+    let res = decode_and_apply_with(st, body, &mut scratch);
+    if scratch.raw.capacity() <= KEEP_SCRATCH
+        && scratch.labels.capacity() * std::mem::size_of::<(&str, &str)>() <= KEEP_SCRATCH
+    {
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    }
+    res
+}
+
+fn decode_and_apply_with(
+    st: &SharedState,
+    body: &[u8],
+    scratch: &mut Scratch,
+) -> Result<u64, ApplyError> {
+    let n = snap::raw::decompress_len(body).map_err(|e| ApplyError::Bad(format!("snappy: {e}")))?;
+    if n > super::MAX_DECODED {
+        return Err(ApplyError::Bad(format!(
+            "snappy: decoded length {n} exceeds the limit of {} bytes",
+            super::MAX_DECODED
+        )));
+    }
+    let raw = &mut scratch.raw;
+    raw.resize(n, 0);
+    let got = snap::raw::Decoder::new()
+        .decompress(body, raw)
+        .map_err(|e| ApplyError::Bad(format!("snappy: {e}")))?;
+    raw.truncate(got);
+    let mut labels = recycle(std::mem::take(&mut scratch.labels));
+    // About 24 wire bytes per label and 200 per series for typical senders: sized up front so
+    // the vectors rarely grow (and copy) while decoding.
+    labels.reserve(raw.len() / 24 + 16);
+    let mut req = WriteRequestRef {
+        labels,
+        samples: Vec::with_capacity(raw.len() / 200 + 16),
+        series: Vec::with_capacity(raw.len() / 200 + 16),
+        histograms: 0,
+    };
+    let res = match req.decode_into(raw) {
+        Ok(()) => apply(st, &req),
+        Err(e) => Err(ApplyError::Bad(format!(
+            "decode protobuf WriteRequest: {e}"
+        ))),
+    };
+    scratch.labels = recycle(req.labels);
+    res
 }
 
 /// Which protobuf message a request carries, from its content type.
@@ -115,27 +212,29 @@ pub fn decode_v2_request(body: &[u8]) -> Result<v2::Request, String> {
     v2::Request::decode(raw.as_slice()).map_err(|e| format!("decode protobuf v2 Request: {e}"))
 }
 
-/// Labels of a 2.0 series from the symbol table.
-fn v2_labels(symbols: &[String], refs: &[u32]) -> Result<tsdb::Labels, String> {
+/// Labels of a 2.0 series from the symbol table, into `out` (checked as 1.0 labels are).
+fn v2_labels<'a>(
+    symbols: &'a [String],
+    refs: &[u32],
+    pairs: &mut Vec<(&'a str, &'a str)>,
+    out: &mut tsdb::Labels,
+) -> Result<(), String> {
     if refs.len() & 1 == 1 {
         return Err(format!("odd number of label references ({})", refs.len()));
     }
-    let mut pairs = Vec::with_capacity(refs.len() / 2);
-    for p in refs.chunks(2) {
-        let get = |i: u32| {
-            symbols.get(i as usize).ok_or_else(|| {
-                format!(
-                    "label reference {i} out of range ({} symbols)",
-                    symbols.len()
-                )
-            })
-        };
-        pairs.push(super::proto::Label {
-            name: get(p[0])?.clone(),
-            value: get(p[1])?.clone(),
-        });
+    let get = |i: u32| {
+        symbols.get(i as usize).map(String::as_str).ok_or_else(|| {
+            format!(
+                "label reference {i} out of range ({} symbols)",
+                symbols.len()
+            )
+        })
+    };
+    pairs.clear();
+    for p in refs.chunks_exact(2) {
+        pairs.push((get(p[0])?, get(p[1])?));
     }
-    to_labels(pairs)
+    series_labels(pairs, out)
 }
 
 /// Appends a 2.0 request: refused samples are skipped and reported; returns the samples
@@ -143,14 +242,12 @@ fn v2_labels(symbols: &[String], refs: &[u32]) -> Result<tsdb::Labels, String> {
 fn apply_v2(st: &SharedState, req: &v2::Request) -> Result<(u64, Vec<String>), ApplyError> {
     let mut app = st.storage.appender();
     let (mut n, mut bad) = (0u64, Vec::new());
+    let (mut labels, mut pairs) = (tsdb::Labels::empty(), Vec::new());
     for ts in &req.timeseries {
-        let labels = match v2_labels(&req.symbols, &ts.labels_refs) {
-            Ok(l) => l,
-            Err(e) => {
-                bad.push(format!("invalid labels for series: {e}"));
-                continue;
-            }
-        };
+        if let Err(e) = v2_labels(&req.symbols, &ts.labels_refs, &mut pairs, &mut labels) {
+            bad.push(format!("invalid labels for series: {e}"));
+            continue;
+        }
         for s in &ts.samples {
             match app.append(&labels, s.timestamp, s.value) {
                 Ok(()) => n += 1,
@@ -229,11 +326,7 @@ pub async fn write(State(st): State<SharedState>, headers: HeaderMap, body: Byte
         Ok(false) => {}
     }
     let st2 = st.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        let req = decode_write_request(&body).map_err(ApplyError::Bad)?;
-        apply(&st2, req)
-    })
-    .await;
+    let res = tokio::task::spawn_blocking(move || decode_and_apply(&st2, &body)).await;
     match res {
         Ok(Ok(n)) => {
             st.metrics
@@ -253,5 +346,177 @@ pub async fn write(State(st): State<SharedState>, headers: HeaderMap, body: Byte
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("remote write handler failed: {e}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message;
+    use tsdb::labels::Matcher;
+    use tsdb::Labels;
+
+    use super::super::proto::{Sample, TimeSeries};
+    use super::*;
+    use crate::server::db_storage::DbStorage;
+    use crate::server::state::AppState;
+
+    fn labels_of(pairs: &[(&str, &str)]) -> Result<Labels, String> {
+        let mut out = Labels::from_pairs(&[("stale", "value"), ("x", "y"), ("zz", "zz")]);
+        series_labels(pairs, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn recycled_vectors_keep_their_allocation() {
+        let v: Vec<(&str, &str)> = Vec::with_capacity(1000);
+        let u: Vec<(&'static str, &'static str)> = recycle(v);
+        assert!(u.capacity() >= 1000);
+        assert!(u.is_empty());
+    }
+
+    #[test]
+    fn series_labels_follow_prometheus_rules() {
+        let want = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
+        assert_eq!(
+            labels_of(&[("__name__", "up"), ("job", "a")]),
+            Ok(want.clone())
+        );
+        // Unsorted: sorted.
+        assert_eq!(
+            labels_of(&[("job", "a"), ("__name__", "up")]),
+            Ok(want.clone())
+        );
+        // Empty values are dropped.
+        assert_eq!(
+            labels_of(&[("__name__", "up"), ("e", ""), ("job", "a")]),
+            Ok(want)
+        );
+        // Duplicate names, sorted or not, and empty names are errors.
+        assert!(labels_of(&[("a", "1"), ("a", "2")])
+            .unwrap_err()
+            .contains("duplicate label name \"a\""));
+        assert!(labels_of(&[("a", "1"), ("b", "1"), ("a", "1")])
+            .unwrap_err()
+            .contains("duplicate"));
+        assert!(labels_of(&[("", "v"), ("a", "1")])
+            .unwrap_err()
+            .contains("empty label name"));
+        // No labels, or only empty values.
+        assert_eq!(labels_of(&[]).unwrap_err(), "series has no labels");
+        assert_eq!(labels_of(&[("a", "")]).unwrap_err(), "series has no labels");
+    }
+
+    fn state() -> (tempfile::TempDir, SharedState) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb::db::Db::open(dir.path(), tsdb::db::Options::default()).unwrap();
+        let st = AppState::new(
+            DbStorage::new(db),
+            Arc::new(crate::api::engine::PromqlEngine::default()),
+            Default::default(),
+        );
+        (dir, st)
+    }
+
+    fn body(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Vec<u8> {
+        let req = WriteRequest {
+            timeseries: series
+                .iter()
+                .map(|(ls, ss)| TimeSeries {
+                    labels: ls
+                        .iter()
+                        .map(|&(n, v)| Label {
+                            name: n.into(),
+                            value: v.into(),
+                        })
+                        .collect(),
+                    samples: ss
+                        .iter()
+                        .map(|&(timestamp, value)| Sample { value, timestamp })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        req.encode_to_vec()
+    }
+
+    fn samples(st: &SharedState, name: &str) -> Vec<(Labels, usize)> {
+        let q = st.storage.queryable().querier(i64::MIN, i64::MAX).unwrap();
+        q.select(true, None, &[Matcher::equal("__name__", name)])
+            .map(|s| {
+                let s = s.unwrap();
+                let mut it = s.iter();
+                let mut n = 0;
+                while it.next() != tsdb::chunkenc::ValueType::None {
+                    n += 1;
+                }
+                (s.labels().clone(), n)
+            })
+            .collect()
+    }
+
+    fn run(st: &SharedState, raw: &[u8]) -> Result<u64, String> {
+        match decode_and_apply(st, &crate::remote::snappy_encode(raw)) {
+            Ok(n) => Ok(n),
+            Err(ApplyError::Bad(m)) => Err(format!("400 {m}")),
+            Err(ApplyError::Internal(m)) => Err(format!("500 {m}")),
+        }
+    }
+
+    #[test]
+    fn requests_apply_all_or_nothing() {
+        let (_dir, st) = state();
+        let ok = body(&[
+            (
+                &[("job", "a"), ("__name__", "m")],
+                &[(1000, 1.0), (2000, 2.0)],
+            ),
+            (&[("__name__", "m"), ("job", "b")], &[(1000, 3.0)]),
+        ]);
+        assert_eq!(run(&st, &ok), Ok(3));
+        let m = Labels::from_pairs(&[("__name__", "m"), ("job", "a")]);
+        assert_eq!(samples(&st, "m").len(), 2);
+        assert!(samples(&st, "m").contains(&(m.clone(), 2)));
+
+        // An out-of-order sample after good ones: nothing of the request is applied.
+        let bad = body(&[
+            (&[("__name__", "m"), ("job", "b")], &[(5000, 1.0)]),
+            (&[("__name__", "other")], &[(5000, 1.0)]),
+            (
+                &[("__name__", "m"), ("job", "a")],
+                &[(3000, 1.0), (1500, 1.0)],
+            ),
+        ]);
+        assert_eq!(run(&st, &bad), Err("400 out of order sample".into()));
+        // Invalid labels after good series: nothing applied either.
+        let bad = body(&[
+            (&[("__name__", "m"), ("job", "b")], &[(5000, 1.0)]),
+            (&[("__name__", "m"), ("__name__", "n")], &[(5000, 1.0)]),
+        ]);
+        assert!(run(&st, &bad).unwrap_err().contains("duplicate label name"));
+        // A valid request cut short: refused before anything is appended.
+        let good = body(&[
+            (&[("__name__", "m"), ("job", "b")], &[(5000, 1.0)]),
+            (&[("__name__", "m"), ("job", "c")], &[(5000, 1.0)]),
+        ]);
+        let e = run(&st, &good[..good.len() - 3]).unwrap_err();
+        assert!(e.starts_with("400 decode protobuf WriteRequest:"), "{e}");
+        assert!(run(&st, b"\xff").unwrap_err().contains("truncated varint"));
+        let mut got = samples(&st, "m");
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (m, 2),
+                (Labels::from_pairs(&[("__name__", "m"), ("job", "b")]), 1)
+            ]
+        );
+        assert!(samples(&st, "other").is_empty());
+        // The same good request then applies.
+        assert_eq!(run(&st, &good), Ok(2));
+        assert_eq!(samples(&st, "m").len(), 3);
+        st.storage.close().unwrap();
     }
 }

@@ -576,4 +576,71 @@ mod tests {
         let out = r.eval(now + 15_000, v(1.0), 0, None).unwrap();
         assert_eq!(alerts_state(&out).as_deref(), Some("pending"));
     }
+
+    #[test]
+    fn restore_keeps_firing_active_at_applies_grace_and_skips_short_for() {
+        let hold = 20 * 60_000;
+        let now = 10 * 3_600_000;
+        // was firing when the server went down: activeAt kept
+        let r = AlertingRule::new("A", "x", hold, 0, vec![], vec![], vec![], "", false);
+        r.eval(now, v(1.0), 0, None).unwrap();
+        let down = now - 60_000;
+        let active = down - 30 * 60_000;
+        r.restore_for_state(now, FOR_GRACE_PERIOD_MS, &|_: &Labels| {
+            Some((down, (active / 1000) as f64))
+        });
+        assert!(r.is_restored());
+        assert_eq!(r.active_alerts()[0].active_at, active);
+        let out = r.eval(now + 15_000, v(1.0), 0, None).unwrap();
+        assert_eq!(alerts_state(&out).as_deref(), Some("firing"));
+
+        // 5 minutes left (< 10m grace): fires no earlier than the grace period from now
+        let r = AlertingRule::new("A", "x", hold, 0, vec![], vec![], vec![], "", false);
+        r.eval(now, v(1.0), 0, None).unwrap();
+        let active = down - 15 * 60_000;
+        r.restore_for_state(now, FOR_GRACE_PERIOD_MS, &|_: &Labels| {
+            Some((down, (active / 1000) as f64))
+        });
+        assert_eq!(
+            r.active_alerts()[0].active_at,
+            now + FOR_GRACE_PERIOD_MS - hold
+        );
+
+        // no stored state: the alert keeps the activeAt of its first evaluation
+        let r = AlertingRule::new("A", "x", hold, 0, vec![], vec![], vec![], "", false);
+        r.eval(now, v(1.0), 0, None).unwrap();
+        r.restore_for_state(now + 1000, FOR_GRACE_PERIOD_MS, &|_: &Labels| None);
+        assert_eq!(r.active_alerts()[0].active_at, now);
+
+        // `for` shorter than the grace period: nothing restored, only marked restored
+        let r = AlertingRule::new("A", "x", 60_000, 0, vec![], vec![], vec![], "", false);
+        r.eval(now, v(1.0), 0, None).unwrap();
+        r.restore_for_state(now, FOR_GRACE_PERIOD_MS, &|_: &Labels| {
+            panic!("must not look up state")
+        });
+        assert!(r.is_restored());
+        assert_eq!(r.active_alerts()[0].active_at, now);
+    }
+
+    #[test]
+    fn reload_carries_alerts_over() {
+        let old = rule(60_000, 0);
+        old.eval(0, v(2.0), 0, None).unwrap();
+        let new = AlertingRule::new(
+            "HighLoad",
+            "load > 1",
+            60_000,
+            0,
+            vec![("severity".into(), "page".into())],
+            vec![],
+            vec![],
+            "",
+            false,
+        );
+        new.copy_state_from(&old);
+        assert!(new.is_restored());
+        let out = new.eval(60_000, v(2.0), 0, None).unwrap();
+        assert_eq!(alerts_state(&out).as_deref(), Some("firing"));
+        assert_eq!(new.active_alerts()[0].active_at, 0);
+    }
 }

@@ -102,20 +102,24 @@ impl DbStorage {
     }
 }
 
+/// An append transaction on the database. It remembers the last series appended to (labels
+/// and reference), so consecutive samples of one series skip the lookup by labels; the copy of
+/// the labels reuses its strings' allocations ([`Labels::assign_sorted`]), so switching series does not
+/// allocate once they are long enough.
 struct DbAppender {
     app: Appender,
-    last: Option<(Labels, SeriesRef)>,
+    last: Labels,
+    last_ref: Option<SeriesRef>,
 }
 
 impl StorageAppender for DbAppender {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<()> {
-        let known = match &self.last {
-            Some((l, r)) if l == labels => Some(*r),
-            _ => None,
-        };
+        let known = self.last_ref.filter(|_| self.last == *labels);
         let r = self.app.append(known, labels, t, v)?;
         if known.is_none() {
-            self.last = Some((labels.clone(), r));
+            self.last
+                .assign_sorted(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            self.last_ref = Some(r);
         }
         Ok(())
     }
@@ -161,7 +165,8 @@ impl Storage for DbStorage {
         match self.db.get() {
             Some(db) => Box::new(DbAppender {
                 app: db.appender(),
-                last: None,
+                last: Labels::empty(),
+                last_ref: None,
             }),
             None => Box::new(NotReady),
         }

@@ -4,7 +4,7 @@
 //! `application/openmetrics-text`, else in the text format 0.0.4.
 //!
 //! ```sh
-//! cargo run --release -p web --example scrape_targets -- <base_port> <targets> <series>
+//! cargo run --release -p web --example scrape_bench_targets -- <base_port> <targets> <series>
 //! ```
 //!
 //! The series are 10 metric families (counters and gauges alternately) of `series / 10` series

@@ -1,0 +1,87 @@
+//! Running independent per-series work on several threads.
+//!
+//! The work of one query step over many series (decoding selected series, sliding a range
+//! function's window) is split into as many contiguous parts as there are cores, each run on
+//! a scoped thread; results come back in input order. Below a size threshold everything runs
+//! on the calling thread, where spawning would cost more than it saves.
+
+use crate::error::{QResult, QueryError};
+
+/// Most threads one evaluation uses.
+const MAX_THREADS: usize = 8;
+
+/// Threads worth using for `n` items when parallelism starts at `min` items.
+pub(crate) fn threads_for(n: usize, min: usize) -> usize {
+    if n < min {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(MAX_THREADS)
+        .min(n)
+}
+
+/// Maps `f` over `items` in order, on up to `threads` threads (contiguous parts). A panic in
+/// a worker becomes an `execution` error.
+pub(crate) fn par_map<T, R, F>(items: Vec<T>, threads: usize, f: F) -> QResult<Vec<R>>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> R + Sync,
+{
+    if threads <= 1 || items.len() < 2 {
+        return Ok(items.into_iter().map(f).collect());
+    }
+    let n = items.len();
+    let chunk = n.div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut it = items.into_iter();
+    loop {
+        let part: Vec<T> = it.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let f = &f;
+    let mut first = parts.remove(0);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| sc.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        // The calling thread takes the first part itself.
+        let mut out: Vec<R> = Vec::with_capacity(n);
+        out.extend(first.drain(..).map(f));
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(_) => return Err(QueryError::execution("query evaluation thread panicked")),
+            }
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_map_keeps_order_on_any_thread_count() {
+        let items: Vec<u64> = (0..1001).collect();
+        for threads in [1, 2, 3, 8] {
+            let got = par_map(items.clone(), threads, |x| x * 3).unwrap();
+            let want: Vec<u64> = items.iter().map(|x| x * 3).collect();
+            assert_eq!(got, want, "threads {threads}");
+        }
+        assert!(par_map(Vec::<u8>::new(), 4, |x| x).unwrap().is_empty());
+    }
+
+    #[test]
+    fn threads_for_respects_threshold() {
+        assert_eq!(threads_for(10, 100), 1);
+        assert!(threads_for(1000, 100) >= 1);
+        assert!(threads_for(2, 1) <= 2);
+    }
+}
