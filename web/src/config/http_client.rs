@@ -1,7 +1,8 @@
 //! The HTTP client sections of `prometheus.yml` (`basic_auth`, `authorization`, `tls_config`)
 //! made usable: [`client_settings`] resolves them, files read, into request headers and a
-//! [`TlsClient`]; [`get`] sends one `GET` over HTTP/1.1, in TLS for `https` URLs. Scrapes and
-//! HTTP service discovery use both; anything else that talks HTTP to a configured endpoint can.
+//! [`TlsClient`]; [`get`] sends one `GET` ([`send`]: any method, with a body) over HTTP/1.1, in
+//! TLS for `https` URLs. Scrapes and HTTP service discovery use both; anything else that talks
+//! HTTP to a configured endpoint (Alertmanagers, remote write) can.
 //!
 //! The client is hyper's own connection-level HTTP/1.1 client over a tokio `TcpStream`: hyper is
 //! already in the build through axum. One connection per request.
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -117,6 +118,14 @@ fn split_url(url: &str) -> Result<(bool, &str, u16, &str), String> {
     ))
 }
 
+/// The method as Go's client errors spell it (`Get`, `Post`, …).
+fn go_verb(m: &hyper::Method) -> String {
+    let s = m.as_str();
+    let mut out = s[..1].to_string();
+    out.push_str(&s[1..].to_ascii_lowercase());
+    out
+}
+
 /// A connect error in Go's words where they differ (`connect: connection refused`).
 fn dial_error(e: &std::io::Error) -> String {
     match e.kind() {
@@ -144,10 +153,23 @@ pub async fn get(
     headers: &[(&str, &str)],
     tls: Option<&TlsClient>,
 ) -> Result<(hyper::Response<Incoming>, ConnGuard), String> {
+    send(hyper::Method::GET, url, headers, Bytes::new(), tls).await
+}
+
+/// As [`get`] with any method and a request body (e.g. a `POST` of JSON to an Alertmanager;
+/// set `Content-Type` in `headers`).
+pub async fn send(
+    method: hyper::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    tls: Option<&TlsClient>,
+) -> Result<(hyper::Response<Incoming>, ConnGuard), String> {
+    let verb = go_verb(&method);
     let (https, host, port, path) = split_url(url)?;
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("Get {url:?}: dial tcp {host}:{port}: {}", dial_error(&e)))?;
+        .map_err(|e| format!("{verb} {url:?}: dial tcp {host}:{port}: {}", dial_error(&e)))?;
     let _ = stream.set_nodelay(true);
     let default_port = if https { 443 } else { 80 };
     let bracketed = if host.contains(':') {
@@ -160,13 +182,16 @@ pub async fn get(
     } else {
         format!("{bracketed}:{port}")
     };
-    let mut builder = hyper::Request::get(path).header(hyper::header::HOST, host_header);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, host_header);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
     let request = builder
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("Get {url:?}: {e}"))?;
+        .body(Full::new(body))
+        .map_err(|e| format!("{verb} {url:?}: {e}"))?;
     if https {
         let default;
         let tls = match tls {
@@ -179,16 +204,17 @@ pub async fn get(
         let stream = tls
             .connect(host, port, stream)
             .await
-            .map_err(|e| format!("Get {url:?}: {e}"))?;
-        exchange(TokioIo::new(stream), request, url).await
+            .map_err(|e| format!("{verb} {url:?}: {e}"))?;
+        exchange(TokioIo::new(stream), request, &verb, url).await
     } else {
-        exchange(TokioIo::new(stream), request, url).await
+        exchange(TokioIo::new(stream), request, &verb, url).await
     }
 }
 
 async fn exchange<S>(
     io: S,
-    request: hyper::Request<Empty<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+    verb: &str,
     url: &str,
 ) -> Result<(hyper::Response<Incoming>, ConnGuard), String>
 where
@@ -196,14 +222,14 @@ where
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| format!("Get {url:?}: HTTP handshake: {e}"))?;
+        .map_err(|e| format!("{verb} {url:?}: HTTP handshake: {e}"))?;
     let guard = ConnGuard(tokio::spawn(async move {
         let _ = conn.await;
     }));
     let resp = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("Get {url:?}: {e}"))?;
+        .map_err(|e| format!("{verb} {url:?}: {e}"))?;
     Ok((resp, guard))
 }
 
@@ -247,6 +273,44 @@ mod tests {
         assert!(split_url("ftp://x/").unwrap_err().contains("scheme"));
         assert!(split_url("http://x:99999/").is_err());
         assert!(split_url("http:///m").is_err());
+    }
+
+    #[tokio::test]
+    async fn posts_a_body() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&req).ends_with("[1]") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let url = format!("http://{addr}/api/v2/alerts");
+        let (resp, _g) = send(
+            hyper::Method::POST,
+            &url,
+            &[("Content-Type", "application/json")],
+            Bytes::from_static(b"[1]"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 204);
+        let req = server.await.unwrap();
+        assert!(req.starts_with("POST /api/v2/alerts HTTP/1.1\r\n"), "{req}");
+        assert!(req
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"));
+        assert_eq!(go_verb(&hyper::Method::POST), "Post");
     }
 
     #[tokio::test]

@@ -7,6 +7,9 @@
 //! `global` into each scrape config and the cross-field rules Prometheus checks are applied
 //! (timeouts not above intervals, unique job names, valid label names, valid URLs).
 //! [`check_config`] reproduces `promtool check config`.
+//!
+//! The HTTP client sections (`basic_auth`, `authorization`, `tls_config`) become usable
+//! clients in [`http_client`] (headers, one GET over HTTP/1.1 or HTTPS) and [`tls`] (rustls).
 
 // The server drives these building blocks; until it does, parts are used only by tests.
 #![allow(dead_code)]
