@@ -112,7 +112,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 q() { # port, query -> first value
   curl -sf "http://127.0.0.1:$1/api/v1/query" --data-urlencode "query=$2" |
-    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")'
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; v = r[0]["value"][1] if r else "-"; print(v if v == "-" else f"{float(v):.6g}")'
 }
 
 {

@@ -63,9 +63,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let auth = if args.web_config_file.is_empty() {
         webconfig::BasicAuth::default()
     } else {
-        let cfg = webconfig::WebConfig::load(std::path::Path::new(&args.web_config_file))
-            .map_err(anyhow::Error::msg)?;
-        webconfig::BasicAuth::new(cfg.basic_auth_users)
+        let path = std::path::Path::new(&args.web_config_file);
+        let cfg = webconfig::WebConfig::load(path).map_err(anyhow::Error::msg)?;
+        webconfig::BasicAuth::from_file(path, cfg.basic_auth_users)
     };
     let state = AppState::with_auth(storage, engine, args, auth);
     let failed = Arc::new(parking_lot::Mutex::new(None::<String>));

@@ -30,6 +30,8 @@
 //! password, else 401 with `WWW-Authenticate: Basic`. Without the flag nothing changes.
 //! Verified credentials are cached (by a hash of user and password) so bcrypt's deliberate
 //! slowness is paid once per credential, not per request.
+//! Like Prometheus, which re-reads the file per request, edits of the file are followed: users
+//! on the next request after its modification time changes, TLS settings on the next connection.
 //!
 //! TLS maps onto rustls with the `ring` provider (pure Rust + a C compiler: no cmake or nasm,
 //! unlike aws-lc-rs). Go's client auth types map onto rustls client verifiers: the Verify…
@@ -615,25 +617,67 @@ pub fn header_pairs(cfg: &WebConfig) -> Vec<(HeaderName, HeaderValue)> {
         .collect()
 }
 
-/// Checks Basic credentials against the configured users.
+/// Checks Basic credentials against the configured users. Built with [`BasicAuth::from_file`],
+/// it re-reads the web config file when its modification time changes (Prometheus re-reads it
+/// for every request), so users can be added or rotated without a restart; a broken edit is
+/// logged and the previous users stay in force.
 #[derive(Default)]
 pub struct BasicAuth {
-    users: BTreeMap<String, String>,
+    users: parking_lot::RwLock<Arc<BTreeMap<String, String>>>,
+    file: Option<PathBuf>,
+    stamp: Mutex<Option<std::time::SystemTime>>,
     verified: Mutex<HashSet<u64>>,
+}
+
+fn mtime(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 impl BasicAuth {
     /// An authenticator for `users` (name to bcrypt hash); empty means no authentication.
+    #[cfg(test)]
     pub fn new(users: BTreeMap<String, String>) -> Self {
         BasicAuth {
-            users,
+            users: parking_lot::RwLock::new(Arc::new(users)),
+            ..Default::default()
+        }
+    }
+
+    /// An authenticator for `users`, loaded from `path`, that follows later edits of the file.
+    pub fn from_file(path: &Path, users: BTreeMap<String, String>) -> Self {
+        BasicAuth {
+            users: parking_lot::RwLock::new(Arc::new(users)),
+            file: Some(path.to_path_buf()),
+            stamp: Mutex::new(mtime(path)),
             verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Reloads the users if the file changed.
+    fn refresh(&self) {
+        let Some(path) = &self.file else { return };
+        let now = mtime(path);
+        let mut stamp = self.stamp.lock();
+        if *stamp == now {
+            return;
+        }
+        *stamp = now;
+        match WebConfig::load(path) {
+            Ok(cfg) => {
+                *self.users.write() = Arc::new(cfg.basic_auth_users);
+                self.verified.lock().clear();
+                tracing::info!(file = %path.display(), "Web config file changed: users reloaded");
+            }
+            Err(e) => {
+                tracing::error!(err = %e, "Reloading the web config file failed; keeping the previous users")
+            }
         }
     }
 
     /// Whether authentication is on.
     pub fn enabled(&self) -> bool {
-        !self.users.is_empty()
+        self.refresh();
+        !self.users.read().is_empty()
     }
 
     /// Whether an `Authorization` header value carries valid credentials.
@@ -650,7 +694,8 @@ impl BasicAuth {
         let Some((user, pass)) = text.split_once(':') else {
             return false;
         };
-        let Some(hash) = self.users.get(user) else {
+        let users = self.users.read().clone();
+        let Some(hash) = users.get(user) else {
             return false;
         };
         let key = {
@@ -847,5 +892,36 @@ mod tests {
             };
             assert!(load_tls(dir.path(), &extra).is_ok(), "{t}");
         }
+    }
+
+    #[test]
+    fn basic_auth_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("web.yml");
+        let write = |user: &str, pass: &str| {
+            let hash = bcrypt::hash(pass, 4).unwrap();
+            std::fs::write(&p, format!("basic_auth_users:\n  {user}: {hash}\n")).unwrap();
+        };
+        write("alice", "secret");
+        let auth = BasicAuth::from_file(&p, WebConfig::load(&p).unwrap().basic_auth_users);
+        assert!(auth.enabled());
+        assert!(auth.check(Some("Basic YWxpY2U6c2VjcmV0")));
+        // Rotate the password; keep trying until the mtime differs from the first write's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            write("alice", "wrong");
+            assert!(auth.enabled());
+            if !auth.check(Some("Basic YWxpY2U6c2VjcmV0")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "edit not picked up");
+        }
+        assert!(auth.check(Some("Basic YWxpY2U6d3Jvbmc=")), "alice:wrong");
+        // A broken edit keeps the previous users.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, "basic_auth_users: [").unwrap();
+        assert!(auth.enabled());
+        assert!(auth.check(Some("Basic YWxpY2U6d3Jvbmc=")));
     }
 }
