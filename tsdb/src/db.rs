@@ -424,7 +424,15 @@ impl Db {
             crate::labels::METRIC_NAME,
             ".*",
         )?];
+        // Reading every chunk faults the mapped head chunk files into this process's RSS;
+        // their bytes are copied out, so give the pages back every few thousand series.
+        let store = self.head.chunk_store();
+        let mut n = 0usize;
         let series = cq.select_chunks(true, None, &all).map(|r| {
+            n += 1;
+            if n.is_multiple_of(RELEASE_PAGES_EVERY) {
+                store.release_pages();
+            }
             r.map(|mut cs| {
                 // Chunks never cross a range boundary, but keep the block exact anyway.
                 cs.chunks
@@ -432,7 +440,9 @@ impl Db {
                 cs
             })
         });
-        let meta = BlockWriter::new(parent, mint, maxt).write(series)?;
+        let meta = BlockWriter::new(parent, mint, maxt).write(series);
+        store.release_pages();
+        let meta = meta?;
         if meta.stats.num_samples == 0 {
             let d = parent.join(meta.ulid.to_string());
             fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
@@ -728,6 +738,10 @@ impl Db {
 /// How long head truncation waits for queriers still reading the range being dropped before
 /// it is put off to the next compaction.
 const TRUNCATE_WAIT: Duration = Duration::from_millis(200);
+
+/// While writing a head block, the mapped head chunk pages are given back after this many
+/// series (see [`crate::head::ChunkStore::release_pages`]).
+const RELEASE_PAGES_EVERY: usize = 4096;
 
 /// Queriers in use, by id, with the start of their range: head truncation waits for those
 /// that may still read the range being dropped (their block list predates the new block).

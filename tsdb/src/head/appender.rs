@@ -59,7 +59,15 @@ impl Appender {
         if t < self.min_valid {
             return Err(Error::OutOfBounds);
         }
-        let s = self.head.pin_series(series_ref, labels)?;
+        // Consecutive samples of one series (several samples per series in a request) reuse
+        // the series of the previous sample, already pinned by this batch, without a lookup.
+        let s = match self.samples.last() {
+            Some(p) if series_ref.is_none() && self.head.same_labels(&p.series, labels) => {
+                p.series.pending.fetch_add(1, Ordering::AcqRel);
+                p.series.clone()
+            }
+            _ => self.head.pin_series(series_ref, labels)?,
+        };
         if let Err(e) = Self::check_order(&s, t, v) {
             s.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(e);

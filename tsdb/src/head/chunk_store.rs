@@ -28,6 +28,9 @@ pub trait ChunkStore: Send + Sync {
     fn read(&self, chunk_ref: u64) -> Result<Arc<[u8]>>;
     /// Drops stored chunks that end before `mint`, where the store can (whole files for disk).
     fn truncate(&self, mint: i64) -> Result<()>;
+    /// Gives back memory used only to read chunks (for disk: the mapped pages of the files),
+    /// after reading many of them. Nothing by default.
+    fn release_pages(&self) {}
 }
 
 /// Keeps full head chunks in memory.

@@ -77,4 +77,8 @@ impl ChunkStore for DiskChunkStore {
     fn truncate(&self, mint: i64) -> Result<()> {
         self.mapper.lock().truncate(mint).map(|_| ())
     }
+
+    fn release_pages(&self) {
+        self.mapper.lock().release_pages()
+    }
 }

@@ -360,7 +360,7 @@ impl Head {
         )
     }
 
-    fn same_labels(&self, s: &MemSeries, ls: &Labels) -> bool {
+    pub(crate) fn same_labels(&self, s: &MemSeries, ls: &Labels) -> bool {
         if s.lset.len() != ls.len() * 2 {
             return false;
         }

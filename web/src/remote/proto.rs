@@ -406,8 +406,15 @@ pub mod zerocopy {
             Ok((&self.buf[start..self.pos], self.base + start))
         }
 
-        fn string(&mut self, what: &str) -> Result<&'a str, String> {
+        /// A string field. `whole` is the enclosing message as text when all of it is valid
+        /// UTF-8: then the field is a slice of it and needs no check of its own (it starts
+        /// after an ASCII length byte and ends before an ASCII key byte or the end, so it is
+        /// valid UTF-8 too; `str::get` still checks the boundaries).
+        fn string(&mut self, what: &str, whole: Option<&'a str>) -> Result<&'a str, String> {
             let (b, at) = self.bytes()?;
+            if let Some(s) = whole.and_then(|w| w.get(self.pos - b.len()..self.pos)) {
+                return Ok(s);
+            }
             std::str::from_utf8(b)
                 .map_err(|e| format!("invalid UTF-8 in {what} at byte {}", at + e.valid_up_to()))
         }
@@ -504,16 +511,18 @@ pub mod zerocopy {
 
     fn label_msg(buf: &[u8], base: usize) -> Result<(&str, &str), String> {
         let (mut name, mut value) = ("", "");
+        // One UTF-8 check for the whole label instead of one per string.
+        let whole = std::str::from_utf8(buf).ok();
         let mut c = Cursor::new(buf, base);
         while let Some((tag, wt)) = c.key()? {
             match tag {
                 1 => {
                     expect("Label", tag, wt, LEN, c.offset())?;
-                    name = c.string("label name")?;
+                    name = c.string("label name", whole)?;
                 }
                 2 => {
                     expect("Label", tag, wt, LEN, c.offset())?;
-                    value = c.string("label value")?;
+                    value = c.string("label value", whole)?;
                 }
                 _ => c.skip(tag, wt)?,
             }
@@ -628,6 +637,21 @@ mod tests {
             }
         );
         assert_eq!(WriteRequestRef::decode(&[]).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn long_and_multibyte_strings_decode() {
+        let long = "é".repeat(200) + "x";
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![label("ä", &long), label("b", "日本")],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        let body = req.encode_to_vec();
+        let got = WriteRequestRef::decode(&body).unwrap();
+        assert_eq!(got.labels, vec![("ä", long.as_str()), ("b", "日本")]);
     }
 
     #[test]

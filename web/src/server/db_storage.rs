@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tsdb::db::{Db, Options};
-use tsdb::head::{Appender, SeriesRef};
+use tsdb::head::Appender;
 use tsdb::labels::{Labels, Matcher};
 use tsdb::querier::{MemQueryable, Queryable};
 use tsdb::{Error, Result};
@@ -102,26 +102,16 @@ impl DbStorage {
     }
 }
 
-/// An append transaction on the database. It remembers the last series appended to (labels
-/// and reference), so consecutive samples of one series skip the lookup by labels; the copy of
-/// the labels reuses its strings' allocations ([`Labels::assign_sorted`]), so switching series does not
-/// allocate once they are long enough.
+/// An append transaction on the database. Consecutive samples of one series skip the lookup
+/// by labels inside the head's appender, so nothing is remembered here (a copy of every
+/// series' labels would cost more than it saves when series have one sample each).
 struct DbAppender {
     app: Appender,
-    last: Labels,
-    last_ref: Option<SeriesRef>,
 }
 
 impl StorageAppender for DbAppender {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<()> {
-        let known = self.last_ref.filter(|_| self.last == *labels);
-        let r = self.app.append(known, labels, t, v)?;
-        if known.is_none() {
-            self.last
-                .assign_sorted(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-            self.last_ref = Some(r);
-        }
-        Ok(())
+        self.app.append(None, labels, t, v).map(drop)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
@@ -163,11 +153,7 @@ impl Storage for DbStorage {
 
     fn appender(&self) -> Box<dyn StorageAppender + '_> {
         match self.db.get() {
-            Some(db) => Box::new(DbAppender {
-                app: db.appender(),
-                last: Labels::empty(),
-                last_ref: None,
-            }),
+            Some(db) => Box::new(DbAppender { app: db.appender() }),
             None => Box::new(NotReady),
         }
     }
