@@ -528,6 +528,9 @@ async fn prometheus_yml_static_targets_with_relabeling() {
     m.stop().await;
 }
 
+/// One logged append: reference passed in, labels, reference returned.
+type AppendLog = Mutex<Vec<(Option<u64>, Labels, Option<u64>)>>;
+
 /// A storage wrapper that logs every append (reference passed in, labels, reference returned)
 /// and, with `use_refs` false, hides references from the inner storage (every append goes by
 /// labels, the path before the scrape cache kept references).
@@ -535,13 +538,13 @@ struct RefSpy<S> {
     inner: Arc<S>,
     use_refs: bool,
     record: bool,
-    log: Mutex<Vec<(Option<u64>, Labels, Option<u64>)>>,
+    log: AppendLog,
 }
 
 struct SpyAppender<'a> {
     inner: Box<dyn crate::server::storage::StorageAppender + 'a>,
     use_refs: bool,
-    log: Option<&'a Mutex<Vec<(Option<u64>, Labels, Option<u64>)>>>,
+    log: Option<&'a AppendLog>,
 }
 
 impl crate::server::storage::StorageAppender for SpyAppender<'_> {
@@ -812,5 +815,40 @@ fn scrape_parse_rate() {
             scrape / 1e6,
             cold / 1e6
         );
+        // Steady-state scrape into the on-disk database (head + WAL), appending by cached
+        // series reference and, as before references were cached, by labels.
+        for use_refs in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = RefSpy {
+                inner: db_storage(dir.path()),
+                use_refs,
+                record: false,
+                log: Mutex::new(Vec::new()),
+            };
+            let mut st = ScrapeState::new(target_labels());
+            st.scrape(&db, &j, Ok((ct, body.as_bytes())), 0, 0.0)
+                .unwrap();
+            let t0 = std::time::Instant::now();
+            for r in 1..=rounds {
+                st.scrape(
+                    &db,
+                    &j,
+                    Ok((ct, body.as_bytes())),
+                    i64::from(r) * 15_000,
+                    0.0,
+                )
+                .unwrap();
+            }
+            let rate = (samples * u64::from(rounds)) as f64 / t0.elapsed().as_secs_f64();
+            println!(
+                "{name}: scrape (cached) into Db {}: {:.2} M samples/s",
+                if use_refs {
+                    "by series ref"
+                } else {
+                    "by labels"
+                },
+                rate / 1e6
+            );
+        }
     }
 }
