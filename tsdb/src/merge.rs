@@ -33,6 +33,13 @@ impl Series for MergedSeries {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+    fn shared_labels(&self) -> Arc<Labels> {
+        // Every part has these labels; one may share them.
+        match self.parts.first() {
+            Some(p) => p.shared_labels(),
+            None => Arc::new(self.labels.clone()),
+        }
+    }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(MergeIter::new(
             self.parts.iter().map(|p| p.iter()).collect(),

@@ -66,6 +66,11 @@ pub type SeriesSet = Box<dyn Iterator<Item = Result<Arc<dyn Series>>> + Send>;
 pub trait Series: Send + Sync {
     /// The series' labels.
     fn labels(&self) -> &Labels;
+    /// The series' labels, shared: series that keep them in an `Arc` hand it out without
+    /// copying them.
+    fn shared_labels(&self) -> Arc<Labels> {
+        Arc::new(self.labels().clone())
+    }
     /// A new iterator over the series' samples within the querier's range.
     fn iter(&self) -> Box<dyn SampleIter + '_>;
 }

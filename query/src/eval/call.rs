@@ -930,7 +930,7 @@ fn decode_and_run(
         if buf.iter().any(|x| tsdb::chunkenc::is_stale_nan(x.1)) {
             buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
         }
-        out.push(run_series(job, Arc::new(s.labels().clone()), &buf, false)?);
+        out.push(run_series(job, s.shared_labels(), &buf, false)?);
     }
     Ok((out, decoded))
 }

@@ -277,7 +277,7 @@ fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResul
         }
         hint = samples.len();
         out.push(RawSeries {
-            metric: Arc::new(s.labels().clone()),
+            metric: s.shared_labels(),
             samples,
             drop_name: false,
         });
@@ -524,7 +524,7 @@ impl<'a> Evaluator<'a> {
             for (s, pts, ts_orig) in res {
                 self.add_samples(pts.len())?;
                 out.push(StepSeries {
-                    metric: Arc::new(s.labels().clone()),
+                    metric: s.shared_labels(),
                     pts,
                     drop_name: false,
                 });

@@ -122,6 +122,22 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// The reader's position (next byte, bit window, valid bits), to resume with
+    /// [`BitReader::at_state`] over the same bytes.
+    pub fn state(&self) -> (usize, u64, u32) {
+        (self.pos, self.window, self.valid)
+    }
+
+    /// A reader over `bytes` at a position taken with [`BitReader::state`] over the same bytes.
+    pub fn at_state(bytes: &'a [u8], (pos, window, valid): (usize, u64, u32)) -> Self {
+        BitReader {
+            bytes,
+            pos: pos.min(bytes.len()),
+            window,
+            valid: valid.min(64),
+        }
+    }
+
     /// Bits consumed so far.
     pub fn bits_read(&self) -> usize {
         self.pos * 8 - self.valid as usize

@@ -285,6 +285,21 @@ pub struct XorIterator<'a> {
     err: Option<String>,
 }
 
+/// The decoding state of an [`XorIterator`] without its borrowed bytes: taken with
+/// [`XorIterator::cursor`], it resumes decoding over the same bytes with [`XorIterator::resume`]
+/// instead of decoding the chunk again from its start.
+#[derive(Clone, Copy, Debug)]
+pub struct XorCursor {
+    reader: (usize, u64, u32),
+    num_total: u16,
+    num_read: u16,
+    t: i64,
+    v: f64,
+    t_delta: i64,
+    leading: u8,
+    trailing: u8,
+}
+
 impl<'a> XorIterator<'a> {
     /// An iterator over encoded chunk bytes (header included).
     pub fn new(bytes: &'a [u8]) -> Self {
@@ -298,6 +313,41 @@ impl<'a> XorIterator<'a> {
             t_delta: 0,
             leading: 0,
             trailing: 0,
+            err: None,
+        }
+    }
+
+    /// The iterator's state (its current sample included), or `None` after a decoding error.
+    pub fn cursor(&self) -> Option<XorCursor> {
+        if self.err.is_some() {
+            return None;
+        }
+        Some(XorCursor {
+            reader: self.r.state(),
+            num_total: self.num_total,
+            num_read: self.num_read,
+            t: self.t,
+            v: self.v,
+            t_delta: self.t_delta,
+            leading: self.leading,
+            trailing: self.trailing,
+        })
+    }
+
+    /// An iterator over `bytes` (the same chunk bytes `c` was taken from, header included) in
+    /// the state of `c`: [`XorIterator::at`] is the sample it was at, and decoding goes on
+    /// from there.
+    pub fn resume(bytes: &'a [u8], c: &XorCursor) -> Self {
+        let body = bytes.get(2..).unwrap_or(&[]);
+        XorIterator {
+            r: BitReader::at_state(body, c.reader),
+            num_total: c.num_total,
+            num_read: c.num_read,
+            t: c.t,
+            v: c.v,
+            t_delta: c.t_delta,
+            leading: c.leading,
+            trailing: c.trailing,
             err: None,
         }
     }
@@ -553,6 +603,30 @@ mod tests {
             resumed.append(i * 1000 + (i % 3), i as f64 * 0.25);
         }
         assert_eq!(full.bytes(), resumed.bytes());
+    }
+
+    #[test]
+    fn cursor_resumes_where_it_was() {
+        let mut app = XorChunk::new().appender().expect("empty chunk");
+        let samples: Vec<(i64, f64)> = (0..150)
+            .map(|i| (1000 + i * 15_000 + i % 7, (i * i) as f64 / 3.0))
+            .collect();
+        for &(t, v) in &samples {
+            app.append(t, v);
+        }
+        let bytes = app.bytes().to_vec();
+        for k in [1usize, 2, 3, 64, 149, 150] {
+            let mut it = XorIterator::new(&bytes);
+            for _ in 0..k {
+                assert_eq!(it.next(), ValueType::Float);
+            }
+            let c = it.cursor().expect("no error");
+            let mut r = XorIterator::resume(&bytes, &c);
+            assert_eq!(r.at(), samples[k - 1]);
+            let mut rest = Vec::new();
+            r.collect_into(i64::MIN, i64::MAX, &mut rest);
+            assert_eq!(rest, samples[k..].to_vec(), "resumed after {k}");
+        }
     }
 
     #[test]

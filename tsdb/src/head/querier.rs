@@ -13,7 +13,7 @@ use roaring::RoaringBitmap;
 use super::index::postings_for_matchers;
 use super::series::MemSeries;
 use super::Head;
-use crate::chunkenc::{Encoding, ValueType, XorIterator};
+use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
     ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable, SampleIter,
@@ -88,14 +88,37 @@ fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<V
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
 /// last sample times are exact, so only a chunk reaching past both ends is decoded.
 pub fn has_samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> bool {
+    samples_in(chunks, mint, maxt).is_some()
+}
+
+/// Where the samples of time-ordered chunks overlapping `[mint, maxt]` start: `None` when
+/// there are none in the range, else `Some(resume)` where `resume` is, when the range lies
+/// strictly inside one chunk (which then had to be decoded up to it), that chunk's index and
+/// the decoder's state at the first sample in the range, so reading can go on from there.
+fn samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> Option<Option<(usize, XorCursor)>> {
     let inside = |t: i64| t >= mint && t <= maxt;
     if chunks
         .iter()
         .any(|c| inside(c.min_time) || inside(c.max_time))
     {
-        return true;
+        return Some(None);
     }
-    ChunksIter::new(chunks, mint, maxt).next() != ValueType::None
+    // Non-overlapping chunks, none with an edge in the range: at most one spans it.
+    let (idx, c) = chunks
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.min_time < mint && c.max_time > maxt)?;
+    if c.encoding != Encoding::Xor {
+        // Let the iterator report the encoding.
+        return Some(None);
+    }
+    let mut it = XorIterator::new(&c.data);
+    match it.seek(mint) {
+        ValueType::None if it.err().is_some() => Some(None),
+        ValueType::None => None,
+        _ if it.at_t() > maxt => None,
+        _ => Some(it.cursor().map(|cur| (idx, cur))),
+    }
 }
 
 impl HeadQuerier {
@@ -120,8 +143,9 @@ impl HeadQuerier {
             .filter_map(|id| self.head.series(u64::from(id)))
             .map(|s| (self.head.labels_of(&s), s))
             .collect();
-        if sorted {
-            v.sort_by(|a, b| a.0.cmp(&b.0));
+        // Series references follow creation order, often the labels' order already.
+        if sorted && !v.is_sorted_by(|a, b| a.0 <= b.0) {
+            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
         v
     }
@@ -137,13 +161,16 @@ impl Querier for HeadQuerier {
             list.into_iter()
                 .filter_map(
                     move |(labels, s)| match snapshot_chunks(&head, &s, mint, maxt) {
-                        Ok(chunks) if !has_samples_in(&chunks, mint, maxt) => None,
-                        Ok(chunks) => Some(Ok(Arc::new(ChunkedSeries {
-                            labels,
-                            chunks,
-                            mint,
-                            maxt,
-                        }) as Arc<dyn Series>)),
+                        Ok(chunks) => {
+                            let resume = samples_in(&chunks, mint, maxt)?;
+                            Some(Ok(Arc::new(ChunkedSeries {
+                                labels: Arc::new(labels),
+                                chunks,
+                                mint,
+                                maxt,
+                                resume,
+                            }) as Arc<dyn Series>))
+                        }
                         Err(e) => Some(Err(e)),
                     },
                 )
@@ -225,21 +252,29 @@ impl ChunkQuerier for HeadQuerier {
 /// A series made of XOR chunks, limited to `[mint, maxt]`.
 pub struct ChunkedSeries {
     /// The series' labels.
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     /// Its chunks in time order (non-overlapping).
     pub chunks: Vec<ChunkMeta>,
     /// First timestamp returned.
     pub mint: i64,
     /// Last timestamp returned.
     pub maxt: i64,
+    /// When `[mint, maxt]` lies inside one chunk: its index and the decoder's state at the
+    /// first sample in the range (found while selecting), where reading starts.
+    pub resume: Option<(usize, XorCursor)>,
 }
 
 impl Series for ChunkedSeries {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+    fn shared_labels(&self) -> Arc<Labels> {
+        self.labels.clone()
+    }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
-        Box::new(ChunksIter::new(&self.chunks, self.mint, self.maxt))
+        let mut it = ChunksIter::new(&self.chunks, self.mint, self.maxt);
+        it.resume = self.resume;
+        Box::new(it)
     }
 }
 
@@ -252,6 +287,8 @@ pub struct ChunksIter<'a> {
     maxt: i64,
     done: bool,
     err: Option<crate::Error>,
+    /// Where [`SampleIter::collect_range`] may start decoding (see [`ChunkedSeries::resume`]).
+    resume: Option<(usize, XorCursor)>,
 }
 
 impl<'a> ChunksIter<'a> {
@@ -265,6 +302,7 @@ impl<'a> ChunksIter<'a> {
             maxt,
             done: false,
             err: None,
+            resume: None,
         }
     }
 
@@ -312,6 +350,25 @@ impl SampleIter for ChunksIter<'_> {
             return crate::querier::collect_range_stepwise(self, mint, maxt, out);
         }
         let (lo, hi) = (mint.max(self.mint), maxt.min(self.maxt));
+        if let Some((idx, cur)) = self.resume {
+            // The range lies inside chunk `idx`, whose samples before `cur` are older than
+            // `self.mint` (so than `lo`).
+            if let Some(c) = self.chunks.get(idx) {
+                let mut it = XorIterator::resume(&c.data, &cur);
+                let (t, v) = it.at();
+                if t <= hi {
+                    if t >= lo {
+                        out.push((t, v));
+                    }
+                    if !it.collect_into(lo, hi, out) {
+                        self.err = it.err();
+                    }
+                }
+                self.idx = self.chunks.len();
+                self.finish();
+                return;
+            }
+        }
         for c in self.chunks {
             if c.max_time < lo {
                 continue;
@@ -437,6 +494,37 @@ mod tests {
         assert!(has_samples_in(&c, 15, 25), "a sample inside, edges outside");
         assert!(!has_samples_in(&c, 21, 29), "a gap between samples");
         assert!(!has_samples_in(&c, 31, 40));
+    }
+
+    #[test]
+    fn resumed_series_reads_the_same_samples() {
+        let samples: Vec<(i64, f64)> = (0..120).map(|i| (i * 10, i as f64)).collect();
+        let cs = vec![chunk(&samples)];
+        for (mint, maxt) in [(1, 1188), (5, 5), (15, 25), (500, 600), (401, 409)] {
+            let resume = samples_in(&cs, mint, maxt);
+            let want: Vec<(i64, f64)> = samples
+                .iter()
+                .copied()
+                .filter(|x| x.0 >= mint && x.0 <= maxt)
+                .collect();
+            assert_eq!(resume.is_some(), !want.is_empty(), "[{mint}, {maxt}]");
+            let Some(resume) = resume else { continue };
+            assert!(resume.is_some(), "the range lies inside the chunk");
+            let s = ChunkedSeries {
+                labels: Arc::new(Labels::empty()),
+                chunks: cs.clone(),
+                mint,
+                maxt,
+                resume,
+            };
+            let mut got = Vec::new();
+            s.iter().collect_range(i64::MIN, i64::MAX, &mut got);
+            assert_eq!(got, want, "[{mint}, {maxt}]");
+            got.clear();
+            s.iter().collect_range(mint + 10, maxt, &mut got);
+            let tail: Vec<_> = want.iter().copied().filter(|x| x.0 >= mint + 10).collect();
+            assert_eq!(got, tail, "[{mint}+10, {maxt}]");
+        }
     }
 
     #[test]

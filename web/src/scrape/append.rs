@@ -4,8 +4,10 @@
 //!
 //! The hot path is one hash lookup per sample: the cache maps the series text exactly as the
 //! target wrote it (`name{a="b"}`) to its final label set, so a series seen before is neither
-//! re-parsed into labels, relabeled, nor allocated. Each cache entry remembers the iteration
-//! it was last seen in; after a successful scrape every series seen in the previous successful
+//! re-parsed into labels, relabeled, nor allocated. Each entry also keeps the storage's
+//! reference of the series, which later appends pass so the storage skips its own lookup by
+//! labels (as Prometheus's `Append(ref, …)`; a reference no longer in the head falls back to
+//! the labels). Each cache entry remembers the iteration it was last seen in; after a successful scrape every series seen in the previous successful
 //! scrape and not in this one gets a staleness marker (`StaleNaN`), and after a failed scrape
 //! every series of the previous successful one does. Series with a timestamp in the body (with
 //! `honor_timestamps`) are not tracked for staleness, as in Prometheus.
@@ -13,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use tsdb::chunkenc::stale_nan;
+use tsdb::head::SeriesRef;
 use tsdb::labels::{Label, Labels, METRIC_NAME};
 use tsdb::Error;
 
@@ -70,6 +73,10 @@ type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 struct CacheEntry {
     /// Final labels; `None` when metric relabeling drops the series.
     labels: Option<Labels>,
+    /// The storage's reference of the series `labels`, once an append returned one: later
+    /// appends pass it and skip the lookup by labels. It is only ever used for this entry's
+    /// labels; the storage falls back to the labels if the series left the head.
+    sref: Option<SeriesRef>,
     /// Iteration the series was last seen in.
     seen: u64,
     /// The value of `seen` before the current iteration (to undo a failed scrape).
@@ -109,6 +116,8 @@ pub struct ScrapeState {
     prev_ok: Option<u64>,
     /// Labels of the synthetic series (target labels plus `__name__`).
     report_labels: [Labels; 5],
+    /// Storage references of the synthetic series.
+    report_refs: [Option<SeriesRef>; 5],
     target_labels: Labels,
     metadata: TargetMetadata,
     metadata_changed: bool,
@@ -249,6 +258,7 @@ impl ScrapeState {
             iter: 0,
             prev_ok: None,
             report_labels,
+            report_refs: [None; 5],
             target_labels,
             metadata: TargetMetadata::new(),
             metadata_changed: false,
@@ -328,11 +338,18 @@ impl ScrapeState {
             c.added as f64,
             c.series_added as f64,
         ];
-        for (ls, v) in self.report_labels.iter().zip(values) {
-            if let Err(e) = app.append(ls, t, v) {
-                if !sample_level(&e) {
+        for ((ls, sref), v) in self
+            .report_labels
+            .iter()
+            .zip(self.report_refs.iter_mut())
+            .zip(values)
+        {
+            match app.append_ref(*sref, ls, t, v) {
+                Ok(r) => *sref = r,
+                Err(e) if !sample_level(&e) => {
                     tracing::warn!(err = %e, series = %ls, "appending scrape report failed");
                 }
+                Err(_) => {}
             }
         }
         self.reported = true;
@@ -351,8 +368,8 @@ impl ScrapeState {
         self.mark_stale(app.as_mut(), t, true);
         self.prev_ok = None;
         if self.reported {
-            for ls in &self.report_labels {
-                let _ = app.append(ls, t, stale_nan());
+            for (ls, sref) in self.report_labels.iter().zip(self.report_refs) {
+                let _ = app.append_ref(sref, ls, t, stale_nan());
             }
         }
         if let Err(e) = app.commit() {
@@ -365,7 +382,7 @@ impl ScrapeState {
     fn mark_stale(&mut self, app: &mut dyn StorageAppender, t: i64, all: bool) {
         let Some(prev) = self.prev_ok else { return };
         let iter = self.iter;
-        for e in self.cache.values() {
+        for e in self.cache.values_mut() {
             let (Some(ls), true) = (&e.labels, e.track) else {
                 continue;
             };
@@ -376,10 +393,12 @@ impl ScrapeState {
                 e.seen != iter && e.seen == prev
             };
             if gone {
-                if let Err(err) = app.append(ls, t, stale_nan()) {
-                    if !sample_level(&err) {
+                match app.append_ref(e.sref, ls, t, stale_nan()) {
+                    Ok(r) => e.sref = r,
+                    Err(err) if !sample_level(&err) => {
                         tracing::debug!(err = %err, series = %ls, "staleness marker failed");
                     }
+                    Err(_) => {}
                 }
             }
         }
@@ -456,7 +475,7 @@ impl ScrapeState {
                     }
                     e.track = explicit_t.is_none();
                     if let Some(ls) = &e.labels {
-                        push_sample(app, job, ls, t, s.value, s.series, &mut counts)?;
+                        push_sample(app, job, ls, &mut e.sref, t, s.value, s.series, &mut counts)?;
                     }
                 }
                 None => {
@@ -466,15 +485,17 @@ impl ScrapeState {
                         Some(f) => f(&ls),
                         None => Some(ls),
                     };
+                    let mut sref = None;
                     if let Some(ls) = &ls {
                         check_label_limits(ls, job).map_err(|m| fail(m, counts))?;
                         counts.series_added += 1;
-                        push_sample(app, job, ls, t, s.value, s.series, &mut counts)?;
+                        push_sample(app, job, ls, &mut sref, t, s.value, s.series, &mut counts)?;
                     }
                     self.cache.insert(
                         s.series.into(),
                         CacheEntry {
                             labels: ls,
+                            sref,
                             seen: iter,
                             prev_seen: 0,
                             track: explicit_t.is_none(),
@@ -515,12 +536,14 @@ impl ScrapeState {
 }
 
 /// Counts and appends one sample, enforcing `sample_limit`; storage errors of one sample are
-/// counted and skipped.
+/// counted and skipped. `sref` is the cached storage reference of `ls`, updated from the append.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn push_sample(
     app: &mut dyn StorageAppender,
     job: &ScrapeJob,
     ls: &Labels,
+    sref: &mut Option<SeriesRef>,
     t: i64,
     v: f64,
     series: &str,
@@ -533,14 +556,14 @@ fn push_sample(
             counts: *counts,
         });
     }
-    if let Err(e) = app.append(ls, t, v) {
-        if sample_level(&e) {
-            counts.rejected += 1;
-        } else {
+    match app.append_ref(*sref, ls, t, v) {
+        Ok(r) => *sref = r,
+        Err(e) if sample_level(&e) => counts.rejected += 1,
+        Err(e) => {
             return Err(ScrapeFailure {
                 msg: format!("appending {series}: {e}"),
                 counts: *counts,
-            });
+            })
         }
     }
     Ok(())

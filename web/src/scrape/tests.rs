@@ -528,6 +528,158 @@ async fn prometheus_yml_static_targets_with_relabeling() {
     m.stop().await;
 }
 
+/// One logged append: reference passed in, labels, reference returned.
+type AppendLog = Mutex<Vec<(Option<u64>, Labels, Option<u64>)>>;
+
+/// A storage wrapper that logs every append (reference passed in, labels, reference returned)
+/// and, with `use_refs` false, hides references from the inner storage (every append goes by
+/// labels, the path before the scrape cache kept references).
+struct RefSpy<S> {
+    inner: Arc<S>,
+    use_refs: bool,
+    record: bool,
+    log: AppendLog,
+}
+
+struct SpyAppender<'a> {
+    inner: Box<dyn crate::server::storage::StorageAppender + 'a>,
+    use_refs: bool,
+    log: Option<&'a AppendLog>,
+}
+
+impl crate::server::storage::StorageAppender for SpyAppender<'_> {
+    fn append(&mut self, labels: &Labels, t: i64, v: f64) -> tsdb::Result<()> {
+        self.append_ref(None, labels, t, v).map(|_| ())
+    }
+    fn append_ref(
+        &mut self,
+        series_ref: Option<u64>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> tsdb::Result<Option<u64>> {
+        let got = if self.use_refs {
+            self.inner.append_ref(series_ref, labels, t, v)?
+        } else {
+            self.inner.append(labels, t, v)?;
+            None
+        };
+        if let Some(log) = self.log {
+            log.lock().push((series_ref, labels.clone(), got));
+        }
+        Ok(got)
+    }
+    fn commit(self: Box<Self>) -> tsdb::Result<()> {
+        self.inner.commit()
+    }
+    fn rollback(self: Box<Self>) -> tsdb::Result<()> {
+        self.inner.rollback()
+    }
+}
+
+impl<S: Storage> Storage for RefSpy<S> {
+    fn queryable(&self) -> &dyn tsdb::querier::Queryable {
+        self.inner.queryable()
+    }
+    fn appender(&self) -> Box<dyn crate::server::storage::StorageAppender + '_> {
+        Box::new(SpyAppender {
+            inner: self.inner.appender(),
+            use_refs: self.use_refs,
+            log: self.record.then_some(&self.log),
+        })
+    }
+    fn snapshot(&self, d: &std::path::Path, skip: bool) -> tsdb::Result<()> {
+        self.inner.snapshot(d, skip)
+    }
+    fn delete(&self, mint: i64, maxt: i64, m: &[Matcher]) -> tsdb::Result<()> {
+        self.inner.delete(mint, maxt, m)
+    }
+    fn clean_tombstones(&self) -> tsdb::Result<()> {
+        self.inner.clean_tombstones()
+    }
+    fn head_stats(&self) -> crate::server::storage::HeadStats {
+        self.inner.head_stats()
+    }
+}
+
+fn db_storage(dir: &std::path::Path) -> Arc<crate::server::db_storage::DbStorage> {
+    let db = tsdb::db::Db::open(dir, tsdb::db::Options::default()).unwrap();
+    crate::server::db_storage::DbStorage::new(db)
+}
+
+/// The scrape cache passes the storage's series reference on every later append (samples,
+/// staleness markers, report series), each only for the labels it was returned for; after
+/// the head truncated the series away the cached references fall back to the labels, so the
+/// samples land in the right series, and the new references are cached.
+#[test]
+fn cached_series_refs_are_reused_and_survive_head_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RefSpy {
+        inner: db_storage(dir.path()),
+        use_refs: true,
+        record: true,
+        log: Mutex::new(Vec::new()),
+    };
+    let mut st = ScrapeState::new(target_labels());
+    let scrape = |st: &mut ScrapeState, body: &str, t: i64| {
+        st.scrape(&s, &job(), Ok((TEXT_CT, body.as_bytes())), t, 0.5)
+            .unwrap();
+        std::mem::take(&mut *s.log.lock())
+    };
+    // Every append returns a reference; the first scrape has none to pass.
+    let first = scrape(&mut st, "a 1\nb 2\nc 3\n", 1000);
+    assert_eq!(first.len(), 8);
+    assert!(first
+        .iter()
+        .all(|(given, _, got)| given.is_none() && got.is_some()));
+    let refs: std::collections::HashMap<Labels, u64> = first
+        .iter()
+        .map(|(_, ls, got)| (ls.clone(), got.unwrap()))
+        .collect();
+    // The second scrape (c gone: a staleness marker) passes each series' own reference.
+    let second = scrape(&mut st, "b 20\na 10\n", 2000);
+    assert_eq!(second.len(), 8);
+    for (given, ls, got) in &second {
+        assert_eq!(*given, Some(refs[ls]), "{ls}");
+        assert_eq!(*got, Some(refs[ls]), "{ls}");
+    }
+    // The head drops every series (all samples are older than 3000): the cached references
+    // are gone from it.
+    let head = s.inner.db().unwrap().head();
+    head.truncate(3000).unwrap();
+    assert_eq!(head.num_series(), 0);
+    // Series created meanwhile take new references.
+    let mut app = s.inner.appender();
+    let other = Labels::from_pairs(&[("__name__", "other"), ("x", "y")]);
+    app.append(&other, 3000, 42.0).unwrap();
+    app.commit().unwrap();
+    let third = scrape(&mut st, "a 100\nb 200\n", 4000);
+    let mut new_refs = std::collections::HashMap::new();
+    for (given, ls, got) in &third {
+        assert_eq!(*given, Some(refs[ls]), "{ls}");
+        let got = got.unwrap();
+        assert_ne!(got, refs[ls], "{ls}: a new series after truncation");
+        new_refs.insert(ls.clone(), got);
+    }
+    // The new references are cached and used next time.
+    let fourth = scrape(&mut st, "a 1000\n", 5000);
+    for (given, ls, _) in &fourth {
+        assert_eq!(*given, Some(new_refs[ls]), "{ls}");
+    }
+    let d = dump(&s);
+    let a = &d[r#"a{instance="t:1", job="j"}"#];
+    assert_eq!(a, &vec![(4000, 100.0), (5000, 1000.0)]);
+    let b = &d[r#"b{instance="t:1", job="j"}"#];
+    assert_eq!(b[0], (4000, 200.0));
+    assert!(is_stale_nan(b[1].1) && b[1].0 == 5000);
+    assert_eq!(d[r#"other{x="y"}"#], vec![(3000, 42.0)]);
+    assert_eq!(
+        d[r#"scrape_samples_scraped{instance="t:1", job="j"}"#],
+        vec![(4000, 2.0), (5000, 1.0)]
+    );
+    assert!(!d.contains_key(r#"c{instance="t:1", job="j"}"#));
+}
+
 /// A storage that accepts and drops everything, to time the scrape path alone.
 struct NullStorage(tsdb::querier::MemQueryable);
 
@@ -663,5 +815,40 @@ fn scrape_parse_rate() {
             scrape / 1e6,
             cold / 1e6
         );
+        // Steady-state scrape into the on-disk database (head + WAL), appending by cached
+        // series reference and, as before references were cached, by labels.
+        for use_refs in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = RefSpy {
+                inner: db_storage(dir.path()),
+                use_refs,
+                record: false,
+                log: Mutex::new(Vec::new()),
+            };
+            let mut st = ScrapeState::new(target_labels());
+            st.scrape(&db, &j, Ok((ct, body.as_bytes())), 0, 0.0)
+                .unwrap();
+            let t0 = std::time::Instant::now();
+            for r in 1..=rounds {
+                st.scrape(
+                    &db,
+                    &j,
+                    Ok((ct, body.as_bytes())),
+                    i64::from(r) * 15_000,
+                    0.0,
+                )
+                .unwrap();
+            }
+            let rate = (samples * u64::from(rounds)) as f64 / t0.elapsed().as_secs_f64();
+            println!(
+                "{name}: scrape (cached) into Db {}: {:.2} M samples/s",
+                if use_refs {
+                    "by series ref"
+                } else {
+                    "by labels"
+                },
+                rate / 1e6
+            );
+        }
     }
 }

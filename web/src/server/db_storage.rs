@@ -114,6 +114,21 @@ impl StorageAppender for DbAppender {
         self.app.append(None, labels, t, v).map(drop)
     }
 
+    fn append_ref(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<Option<SeriesRef>> {
+        // The head checks the reference is still in it and otherwise finds (or creates) the
+        // series by `labels`; references are never reused for other series.
+        match series_ref {
+            Some(r) => self.app.append(Some(r), labels, t, v).map(Some),
+            None => self.append(labels, t, v).map(|()| self.last_ref),
+        }
+    }
+
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.app.commit()
     }

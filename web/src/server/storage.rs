@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tsdb::head::SeriesRef;
 use tsdb::labels::{Labels, Matcher};
 use tsdb::querier::Queryable;
 use tsdb::Result;
@@ -31,6 +32,22 @@ pub trait StorageAppender: Send {
     /// Adds one float sample. Errors of Prometheus's kinds (`OutOfOrderSample`, `OutOfBounds`,
     /// `DuplicateSampleForTimestamp`) reject the sample.
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<()>;
+    /// Adds one float sample like [`StorageAppender::append`], given the series reference an
+    /// earlier call returned for exactly these `labels` (or `None`), as Prometheus's
+    /// `Append(ref, labels, t, v)`. Returns the reference to pass next time (`None` if the
+    /// storage has none). A reference the storage no longer knows (the series was dropped
+    /// from the head) falls back to `labels`; callers must never pass a reference obtained
+    /// for other labels.
+    fn append_ref(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<Option<SeriesRef>> {
+        let _ = series_ref;
+        self.append(labels, t, v).map(|()| None)
+    }
     /// Makes every appended sample visible.
     fn commit(self: Box<Self>) -> Result<()>;
     /// Drops every appended sample.
