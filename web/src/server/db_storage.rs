@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tsdb::db::{Db, Options};
-use tsdb::head::Appender;
+use tsdb::head::{Appender, SeriesRef};
 use tsdb::labels::{Labels, Matcher};
 use tsdb::querier::{MemQueryable, Queryable};
 use tsdb::{Error, Result};
@@ -123,10 +123,7 @@ impl StorageAppender for DbAppender {
     ) -> Result<Option<SeriesRef>> {
         // The head checks the reference is still in it and otherwise finds (or creates) the
         // series by `labels`; references are never reused for other series.
-        match series_ref {
-            Some(r) => self.app.append(Some(r), labels, t, v).map(Some),
-            None => self.append(labels, t, v).map(|()| self.last_ref),
-        }
+        self.app.append(series_ref, labels, t, v).map(Some)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
