@@ -1110,16 +1110,9 @@ pub fn humanize_duration(mut v: f64) -> String {
     format!("{}{prefix}s", go_g_prec(v, 4))
 }
 
-/// Prometheus's `humanizeTimestamp`: Unix seconds as Go's `time.Time.String()` in UTC.
-pub fn humanize_timestamp(v: f64) -> String {
-    if v.is_nan() || v.is_infinite() {
-        return go_g_prec(v, 4);
-    }
-    let secs = v.floor() as i64;
-    let nanos = ((v - v.floor()) * 1e9).round() as i64;
-    let days = secs.div_euclid(86400);
-    let sod = secs.rem_euclid(86400);
-    // days since 1970-01-01 to civil date (Howard Hinnant's algorithm)
+/// Days since 1970-01-01 to the proleptic Gregorian `(year, month, day)` (Howard Hinnant's
+/// civil-from-days algorithm).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -1128,7 +1121,18 @@ pub fn humanize_timestamp(v: f64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Prometheus's `humanizeTimestamp`: Unix seconds as Go's `time.Time.String()` in UTC.
+pub fn humanize_timestamp(v: f64) -> String {
+    if v.is_nan() || v.is_infinite() {
+        return go_g_prec(v, 4);
+    }
+    let secs = v.floor() as i64;
+    let nanos = ((v - v.floor()) * 1e9).round() as i64;
+    let sod = secs.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let mut s = format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
         sod / 3600,

@@ -920,12 +920,7 @@ fn decode_and_run(
     let mut decoded = 0u64;
     for s in part {
         buf.clear();
-        let mut it = s.iter();
-        it.collect_range(mint, maxt, &mut buf);
-        if let Some(e) = it.err() {
-            return Err(QueryError::storage(e));
-        }
-        drop(it);
+        super::decode_into(s.as_ref(), mint, maxt, &mut buf)?;
         decoded += buf.len() as u64;
         if buf.iter().any(|x| tsdb::chunkenc::is_stale_nan(x.1)) {
             buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));

@@ -263,18 +263,29 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> QResult<Vec<Vec<Matcher>
     Ok(groups)
 }
 
+/// Appends the samples of `s` in `[mint, maxt]` to `buf`; a storage error fails the query.
+pub(crate) fn decode_into(
+    s: &dyn tsdb::Series,
+    mint: i64,
+    maxt: i64,
+    buf: &mut Vec<(i64, f64)>,
+) -> QResult<()> {
+    let mut it = s.iter();
+    it.collect_range(mint, maxt, buf);
+    match it.err() {
+        Some(e) => Err(QueryError::storage(e)),
+        None => Ok(()),
+    }
+}
+
 /// Decodes the samples in `[mint, maxt]` of each series.
 fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResult<Vec<RawSeries>> {
     let mut out = Vec::with_capacity(part.len());
     // Series of one selection tend to hold about as many samples as each other.
     let mut hint = 0usize;
     for s in part {
-        let mut it = s.iter();
         let mut samples = Vec::with_capacity(hint);
-        it.collect_range(mint, maxt, &mut samples);
-        if let Some(e) = it.err() {
-            return Err(QueryError::storage(e));
-        }
+        decode_into(s.as_ref(), mint, maxt, &mut samples)?;
         hint = samples.len();
         out.push(RawSeries {
             metric: s.shared_labels(),
@@ -502,12 +513,7 @@ impl<'a> Evaluator<'a> {
             let mut decoded = 0u64;
             for s in part {
                 buf.clear();
-                let mut it = s.iter();
-                it.collect_range(mint, maxt, &mut buf);
-                if let Some(e) = it.err() {
-                    return Err(QueryError::storage(e));
-                }
-                drop(it);
+                decode_into(s.as_ref(), mint, maxt, &mut buf)?;
                 decoded += buf.len() as u64;
                 let (pts, ts_orig) = place_on_steps(&buf, steps_ref, at, offset, lookback, keep_ts);
                 if !pts.is_empty() {
