@@ -251,7 +251,27 @@ impl BlockWriter {
 
     /// Writes the block and returns its meta. Series must be sorted by labels with unique
     /// label sets; series without chunks are skipped.
+    ///
+    /// The symbols are known only after the last series, so the index is written at the end:
+    /// until then each series is kept as its label strings' numbers in a string table (each
+    /// distinct string once) and its chunk references, about 8 bytes per label and 24 per
+    /// chunk. A source that knows its symbols up front streams with
+    /// [`BlockWriter::write_from`] instead.
     pub fn write(self, series: impl Iterator<Item = Result<ChunkSeries>>) -> Result<BlockMeta> {
+        self.write_with(|w, tmp| w.write_buffered(tmp, series))
+    }
+
+    /// Writes the block from a source listing its symbols first, then its series by symbol
+    /// numbers: each series goes to the chunk files and the index at once, so nothing is kept
+    /// per series but its postings entries. Series without chunks are skipped.
+    pub fn write_from(self, source: &mut dyn SymbolSeriesSource) -> Result<BlockMeta> {
+        self.write_with(|w, tmp| w.write_streamed(tmp, source))
+    }
+
+    fn write_with(
+        self,
+        f: impl FnOnce(&BlockWriter, &Path) -> Result<BlockMeta>,
+    ) -> Result<BlockMeta> {
         let dir = self.parent.join(self.meta.ulid.to_string());
         let tmp = self
             .parent
@@ -260,7 +280,7 @@ impl BlockWriter {
             fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
         fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        match self.write_into(&tmp, series) {
+        match f(&self, &tmp) {
             Ok(meta) => {
                 fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
                 sync_dir(&self.parent)?;
@@ -273,19 +293,26 @@ impl BlockWriter {
         }
     }
 
-    fn write_into(
+    fn write_buffered(
         &self,
         tmp: &Path,
         series: impl Iterator<Item = Result<ChunkSeries>>,
     ) -> Result<BlockMeta> {
         let mut meta = self.meta.clone();
         let mut cw = ChunkWriter::with_segment_size(tmp.join(CHUNKS_DIRNAME), self.segment_size)?;
-        let mut written: Vec<(Labels, Vec<ChunkRefMeta>)> = Vec::new();
         // Prometheus's symbol tables always hold the empty string (the all-postings key).
-        let mut symbols: BTreeSet<String> = BTreeSet::from([String::new()]);
+        let mut table = StringTable::default();
+        table.id("");
+        // Per series: label string numbers and chunk references, flattened.
+        let mut ids: Vec<u32> = Vec::new();
+        let mut ids_end: Vec<usize> = Vec::new();
+        let mut refs: Vec<ChunkRefMeta> = Vec::new();
+        let mut refs_end: Vec<usize> = Vec::new();
+        let mut scratch = ChunkScratch::default();
+        let mut last: Option<Labels> = None;
         for s in series {
             let s = s?;
-            if let Some((last, _)) = written.last() {
+            if let Some(last) = &last {
                 if &s.labels <= last {
                     return Err(Error::InvalidArgument(format!(
                         "series {} not in increasing label order (after {})",
@@ -293,53 +320,167 @@ impl BlockWriter {
                     )));
                 }
             }
-            let kept: Vec<&ChunkMeta> = s
-                .chunks
-                .iter()
-                .filter(|c| chunk_num_samples(&c.data) > 0)
-                .collect();
-            let data: Vec<(Encoding, &[u8])> =
-                kept.iter().map(|c| (c.encoding, &c.data[..])).collect();
-            let mut crefs = vec![0u64; kept.len()];
-            cw.write_chunks(&data, &mut crefs)?;
-            let mut refs = Vec::with_capacity(kept.len());
-            for (c, r) in kept.iter().zip(crefs) {
-                refs.push(ChunkRefMeta {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    chunk_ref: r,
-                });
-                meta.stats.num_samples += chunk_num_samples(&c.data);
-                meta.stats.num_chunks += 1;
-            }
-            if refs.is_empty() {
+            let before = refs.len();
+            scratch.write(&mut cw, &s.chunks, &mut refs, &mut meta)?;
+            if refs.len() == before {
                 continue;
             }
             for l in s.labels.iter() {
-                if !symbols.contains(&l.name) {
-                    symbols.insert(l.name.clone());
-                }
-                if !symbols.contains(&l.value) {
-                    symbols.insert(l.value.clone());
-                }
+                ids.push(table.id(&l.name));
+                ids.push(table.id(&l.value));
             }
+            ids_end.push(ids.len());
+            refs_end.push(refs.len());
             meta.stats.num_series += 1;
-            written.push((s.labels, refs));
+            last = Some(s.labels);
         }
         cw.close()?;
         let mut iw = IndexWriter::create(tmp.join(INDEX_FILENAME))?;
-        for s in &symbols {
-            iw.add_symbol(s)?;
-        }
-        drop(symbols);
-        for (ls, refs) in &written {
-            iw.add_series(ls, refs)?;
+        let rank = table.sorted(|s| iw.add_symbol(s))?;
+        let (mut i0, mut c0) = (0, 0);
+        let mut cur = Vec::new();
+        for (&ie, &ce) in ids_end.iter().zip(&refs_end) {
+            cur.clear();
+            cur.extend(ids[i0..ie].iter().map(|&i| rank[i as usize]));
+            iw.add_series_ids(&cur, &refs[c0..ce])?;
+            (i0, c0) = (ie, ce);
         }
         iw.close()?;
         write_tombstones(tmp, &Tombstones::new())?;
         write_meta(tmp, &meta)?;
         sync_dir(tmp)?;
         Ok(meta)
+    }
+
+    fn write_streamed(&self, tmp: &Path, source: &mut dyn SymbolSeriesSource) -> Result<BlockMeta> {
+        let mut meta = self.meta.clone();
+        let mut cw = ChunkWriter::with_segment_size(tmp.join(CHUNKS_DIRNAME), self.segment_size)?;
+        let mut iw = IndexWriter::create(tmp.join(INDEX_FILENAME))?;
+        source.symbols(&mut |s| {
+            if iw.num_symbols() == 0 && !s.is_empty() {
+                // Prometheus's symbol tables always start with the empty string.
+                iw.add_symbol("")?;
+            }
+            iw.add_symbol(s)
+        })?;
+        if iw.num_symbols() == 0 {
+            iw.add_symbol("")?;
+        }
+        let mut labels = Vec::new();
+        let mut chunks = Vec::new();
+        let mut refs = Vec::new();
+        let mut scratch = ChunkScratch::default();
+        loop {
+            labels.clear();
+            chunks.clear();
+            if !source.next_series(&mut labels, &mut chunks)? {
+                break;
+            }
+            refs.clear();
+            scratch.write(&mut cw, &chunks, &mut refs, &mut meta)?;
+            if refs.is_empty() {
+                continue;
+            }
+            iw.add_series_ids(&labels, &refs)?;
+            meta.stats.num_series += 1;
+        }
+        drop(chunks);
+        cw.close()?;
+        iw.close()?;
+        write_tombstones(tmp, &Tombstones::new())?;
+        write_meta(tmp, &meta)?;
+        sync_dir(tmp)?;
+        Ok(meta)
+    }
+}
+
+/// Series for [`BlockWriter::write_from`]: the sorted symbols first, then the series in label
+/// order with their labels as symbol numbers.
+pub trait SymbolSeriesSource {
+    /// Calls `f` with every string the series' labels use, sorted and unique (more strings do
+    /// no harm). The empty string is added first if it is not the first one given.
+    fn symbols(&mut self, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()>;
+
+    /// Fills `labels` (cleared by the caller) with the next series' label pairs as symbol
+    /// numbers — name, value, name, value… where a number is the position of the string among
+    /// the symbols, counting the empty string as 0 — and `chunks` with its chunks in time
+    /// order. Returns `false` after the last series.
+    fn next_series(&mut self, labels: &mut Vec<u32>, chunks: &mut Vec<ChunkMeta>) -> Result<bool>;
+}
+
+/// Distinct strings numbered in the order they come.
+#[derive(Default)]
+struct StringTable {
+    ids: std::collections::HashMap<Arc<str>, u32>,
+    strs: Vec<Arc<str>>,
+}
+
+impl StringTable {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.strs.len() as u32;
+        let a: Arc<str> = Arc::from(s);
+        self.strs.push(a.clone());
+        self.ids.insert(a, i);
+        i
+    }
+
+    /// Calls `add` with the strings in sorted order and returns, per string number, its
+    /// position in that order. The table is emptied.
+    fn sorted(&mut self, mut add: impl FnMut(&str) -> Result<()>) -> Result<Vec<u32>> {
+        self.ids = Default::default();
+        let strs = std::mem::take(&mut self.strs);
+        let mut order: Vec<u32> = (0..strs.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| strs[a as usize].cmp(&strs[b as usize]));
+        let mut rank = vec![0u32; strs.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            add(&strs[i as usize])?;
+            rank[i as usize] = pos as u32;
+        }
+        Ok(rank)
+    }
+}
+
+/// Buffers reused while writing the chunks of one series after another.
+#[derive(Default)]
+struct ChunkScratch {
+    crefs: Vec<u64>,
+}
+
+impl ChunkScratch {
+    /// Writes the chunks holding samples to `cw`, appends their references to `refs` and
+    /// counts them in `meta`'s stats.
+    fn write(
+        &mut self,
+        cw: &mut ChunkWriter,
+        chunks: &[ChunkMeta],
+        refs: &mut Vec<ChunkRefMeta>,
+        meta: &mut BlockMeta,
+    ) -> Result<()> {
+        let data: Vec<(Encoding, &[u8])> = chunks
+            .iter()
+            .filter(|c| chunk_num_samples(&c.data) > 0)
+            .map(|c| (c.encoding, &c.data[..]))
+            .collect();
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.crefs.clear();
+        self.crefs.resize(data.len(), 0);
+        cw.write_chunks(&data, &mut self.crefs)?;
+        let kept = chunks.iter().filter(|c| chunk_num_samples(&c.data) > 0);
+        for (c, &r) in kept.zip(&self.crefs) {
+            refs.push(ChunkRefMeta {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                chunk_ref: r,
+            });
+            meta.stats.num_samples += chunk_num_samples(&c.data);
+            meta.stats.num_chunks += 1;
+        }
+        Ok(())
     }
 }
 

@@ -418,30 +418,11 @@ impl Db {
     /// (and nothing written) when there are none.
     fn write_head_block(&self, parent: &Path, mint: i64, maxt: i64) -> Result<Option<Ulid>> {
         tracing::info!(mint, maxt, "writing head block");
-        let cq = self.head.chunk_querier(mint, maxt - 1);
-        let all = [Matcher::new(
-            crate::labels::MatchType::Regexp,
-            crate::labels::METRIC_NAME,
-            ".*",
-        )?];
-        // Reading every chunk faults the mapped head chunk files into this process's RSS;
-        // their bytes are copied out, so give the pages back every few thousand series.
-        let store = self.head.chunk_store();
-        let mut n = 0usize;
-        let series = cq.select_chunks(true, None, &all).map(|r| {
-            n += 1;
-            if n.is_multiple_of(RELEASE_PAGES_EVERY) {
-                store.release_pages();
-            }
-            r.map(|mut cs| {
-                // Chunks never cross a range boundary, but keep the block exact anyway.
-                cs.chunks
-                    .retain(|c| c.min_time >= mint && c.max_time < maxt);
-                cs
-            })
-        });
-        let meta = BlockWriter::new(parent, mint, maxt).write(series);
-        store.release_pages();
+        // Series stream from the head into the writer by symbol numbers; the source gives the
+        // mapped head chunk pages back as it goes.
+        let mut source = self.head.block_source(mint, maxt);
+        let meta = BlockWriter::new(parent, mint, maxt).write_from(&mut source);
+        drop(source);
         let meta = meta?;
         if meta.stats.num_samples == 0 {
             let d = parent.join(meta.ulid.to_string());
@@ -738,10 +719,6 @@ impl Db {
 /// How long head truncation waits for queriers still reading the range being dropped before
 /// it is put off to the next compaction.
 const TRUNCATE_WAIT: Duration = Duration::from_millis(200);
-
-/// While writing a head block, the mapped head chunk pages are given back after this many
-/// series (see [`crate::head::ChunkStore::release_pages`]).
-const RELEASE_PAGES_EVERY: usize = 4096;
 
 /// Queriers in use, by id, with the start of their range: head truncation waits for those
 /// that may still read the range being dropped (their block list predates the new block).

@@ -106,6 +106,11 @@ impl SymReader<'_> {
     pub fn get(&self, id: u32) -> &str {
         &self.0.strs[id as usize]
     }
+
+    /// The shared string of an id.
+    pub fn get_arc(&self, id: u32) -> Arc<str> {
+        self.0.strs[id as usize].clone()
+    }
 }
 
 /// Postings of the head: label name → label value → bitmap of series refs, and all refs.

@@ -13,6 +13,7 @@
 //! * After a block is cut, [`Head::truncate`] drops the chunks and series older than the block.
 
 pub mod appender;
+pub mod block_source;
 pub mod chunk_store;
 pub mod disk_chunks;
 pub mod head_chunks;

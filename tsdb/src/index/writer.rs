@@ -1,4 +1,10 @@
 //! Writer of index format v2 (layout in the [module docs](super)).
+//!
+//! Memory: the writer keeps the encoded symbol table (each symbol once, with its offset) and,
+//! per label pair, the list of series refs (4 bytes per series and label) until
+//! [`IndexWriter::close`] writes the postings; nothing else per series. Label strings are
+//! resolved to symbol numbers by binary search in the sorted symbol table, or given directly as
+//! symbol numbers with [`IndexWriter::add_series_ids`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,17 +25,25 @@ pub struct IndexWriter {
     pos: u64,
     toc: Toc,
     in_series: bool,
-    /// Encoded symbols (uvarint-prefixed strings), written when the first series comes.
+    /// Encoded symbols (uvarint-prefixed strings), written when the first series comes and kept
+    /// to resolve symbol numbers.
     symbuf: Vec<u8>,
     num_symbols: u32,
-    last_symbol: Option<String>,
-    symbols: HashMap<String, u32>,
-    last_series: Option<Labels>,
+    /// (start, length) of each symbol's bytes in `symbuf`, in symbol order.
+    sym_spans: Vec<(u32, u32)>,
+    /// Symbol numbers of the last series' label pairs (they sort like the strings).
+    last_series: Vec<u32>,
+    /// Whether a series was added.
+    any_series: bool,
+    /// Scratch: symbol numbers of the series being added.
+    cur: Vec<u32>,
     /// Series refs (offset/16) in write order.
     all: Vec<u32>,
     /// (name symbol, value symbol) → series refs.
     postings: HashMap<(u32, u32), Vec<u32>>,
     buf: Encbuf,
+    /// Scratch: the series entry being encoded.
+    body: Encbuf,
 }
 
 impl IndexWriter {
@@ -45,12 +59,14 @@ impl IndexWriter {
             in_series: false,
             symbuf: Vec::new(),
             num_symbols: 0,
-            last_symbol: None,
-            symbols: HashMap::new(),
-            last_series: None,
+            sym_spans: Vec::new(),
+            last_series: Vec::new(),
+            any_series: false,
+            cur: Vec::new(),
             all: Vec::new(),
             postings: HashMap::new(),
             buf: Encbuf::with_capacity(1024),
+            body: Encbuf::with_capacity(1024),
         };
         let mut hdr = MAGIC_INDEX.to_be_bytes().to_vec();
         hdr.push(FORMAT_V2);
@@ -92,19 +108,36 @@ impl IndexWriter {
                 "index symbol {sym:?} added after series"
             )));
         }
-        if let Some(last) = &self.last_symbol {
-            if sym <= last.as_str() {
-                return Err(Error::InvalidArgument(format!(
-                    "index symbol {sym:?} out of order"
-                )));
-            }
+        if self.num_symbols > 0 && sym <= self.sym_str(self.num_symbols - 1) {
+            return Err(Error::InvalidArgument(format!(
+                "index symbol {sym:?} out of order"
+            )));
         }
         crate::encoding::put_uvarint(&mut self.symbuf, sym.len() as u64);
+        let start = self.symbuf.len();
         self.symbuf.extend_from_slice(sym.as_bytes());
-        self.symbols.insert(sym.to_string(), self.num_symbols);
+        if self.symbuf.len() > u32::MAX as usize - 8 {
+            return Err(Error::InvalidArgument(format!(
+                "symbol table too large: {} bytes",
+                self.symbuf.len()
+            )));
+        }
+        self.sym_spans.push((start as u32, sym.len() as u32));
         self.num_symbols += 1;
-        self.last_symbol = Some(sym.to_string());
         Ok(())
+    }
+
+    /// Number of symbols added.
+    pub fn num_symbols(&self) -> u32 {
+        self.num_symbols
+    }
+
+    /// The string of symbol number `i` (which must be below [`IndexWriter::num_symbols`]).
+    fn sym_str(&self, i: u32) -> &str {
+        let (start, len) = self.sym_spans[i as usize];
+        let b = &self.symbuf[start as usize..(start + len) as usize];
+        // The bytes were copied from a `&str`, so they are valid UTF-8.
+        std::str::from_utf8(b).unwrap_or_default()
     }
 
     fn finish_symbols(&mut self) -> Result<()> {
@@ -124,29 +157,70 @@ impl IndexWriter {
         self.write(&(len as u32).to_be_bytes())?;
         self.write(&count)?;
         let sb = std::mem::take(&mut self.symbuf);
-        self.write(&sb)?;
+        let r = self.write(&sb);
+        self.symbuf = sb;
+        r?;
         self.write(&crc.to_be_bytes())?;
         self.toc.series = self.pos;
         Ok(())
     }
 
+    /// The number of symbol `s`, by binary search in the sorted symbol table.
     fn symbol(&self, s: &str) -> Result<u32> {
-        self.symbols
-            .get(s)
-            .copied()
-            .ok_or_else(|| Error::InvalidArgument(format!("index symbol {s:?} was not added")))
+        let (mut lo, mut hi) = (0u32, self.num_symbols);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.sym_str(mid).cmp(s) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "index symbol {s:?} was not added"
+        )))
     }
 
     /// Adds a series with its chunks (in time order); series must come in increasing label
     /// order. Returns the series reference (offset / 16).
     pub fn add_series(&mut self, labels: &Labels, chunks: &[ChunkRefMeta]) -> Result<u64> {
-        self.finish_symbols()?;
-        if let Some(last) = &self.last_series {
-            if labels <= last {
-                return Err(Error::InvalidArgument(format!(
-                    "out-of-order series added with label set {labels}"
-                )));
+        let mut cur = std::mem::take(&mut self.cur);
+        cur.clear();
+        for l in labels.iter() {
+            match (self.symbol(&l.name), self.symbol(&l.value)) {
+                (Ok(n), Ok(v)) => cur.extend([n, v]),
+                (Err(e), _) | (_, Err(e)) => {
+                    self.cur = cur;
+                    return Err(e);
+                }
             }
+        }
+        let r = self.add_series_ids(&cur, chunks);
+        self.cur = cur;
+        r
+    }
+
+    /// As [`IndexWriter::add_series`] with the labels given as symbol numbers (the position of
+    /// each string among the added symbols): name, value, name, value… in label name order.
+    pub fn add_series_ids(&mut self, lset: &[u32], chunks: &[ChunkRefMeta]) -> Result<u64> {
+        self.finish_symbols()?;
+        if !lset.len().is_multiple_of(2) {
+            return Err(Error::InvalidArgument(format!(
+                "index series labels given as an odd number ({}) of symbols",
+                lset.len()
+            )));
+        }
+        if let Some(&bad) = lset.iter().find(|&&i| i >= self.num_symbols) {
+            return Err(Error::InvalidArgument(format!(
+                "index symbol number {bad} out of range ({} symbols)",
+                self.num_symbols
+            )));
+        }
+        if self.any_series && lset <= self.last_series.as_slice() {
+            return Err(Error::InvalidArgument(format!(
+                "out-of-order series added with label set {}",
+                self.render(lset)
+            )));
         }
         self.pad(16)?;
         let sref = self.pos / 16;
@@ -156,14 +230,13 @@ impl IndexWriter {
             ));
         }
         let sref32 = sref as u32;
-        let mut body = Encbuf::with_capacity(64 + chunks.len() * 8);
-        body.put_uvarint(labels.len() as u64);
-        for l in labels.iter() {
-            let n = self.symbol(&l.name)?;
-            let v = self.symbol(&l.value)?;
-            body.put_uvarint(n as u64);
-            body.put_uvarint(v as u64);
-            self.postings.entry((n, v)).or_default().push(sref32);
+        let mut body = std::mem::take(&mut self.body);
+        body.reset();
+        body.put_uvarint((lset.len() / 2) as u64);
+        for p in lset.chunks_exact(2) {
+            body.put_uvarint(p[0] as u64);
+            body.put_uvarint(p[1] as u64);
+            self.postings.entry((p[0], p[1])).or_default().push(sref32);
         }
         body.put_uvarint(chunks.len() as u64);
         if let Some(c0) = chunks.first() {
@@ -182,12 +255,26 @@ impl IndexWriter {
         }
         self.buf.reset();
         self.buf.put_uvarint(body.len() as u64);
-        self.write_buf()?;
-        body.put_crc32c_of(0);
-        self.write(&body.b)?;
+        let r = self.write_buf().and_then(|()| {
+            body.put_crc32c_of(0);
+            self.write(&body.b)
+        });
+        self.body = body;
+        r?;
         self.all.push(sref32);
-        self.last_series = Some(labels.clone());
+        self.last_series.clear();
+        self.last_series.extend_from_slice(lset);
+        self.any_series = true;
         Ok(sref)
+    }
+
+    /// `{name="value", …}` of label pairs given as symbol numbers, for error messages.
+    fn render(&self, lset: &[u32]) -> String {
+        let pairs: Vec<String> = lset
+            .chunks_exact(2)
+            .map(|p| format!("{}={:?}", self.sym_str(p[0]), self.sym_str(p[1])))
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
     }
 
     /// Writes label indices, postings, the offset tables and the TOC, then fsyncs the file.
@@ -198,11 +285,6 @@ impl IndexWriter {
         // Postings keys in (name, value) order: symbol numbers sort like their strings.
         let mut keys: Vec<(u32, u32)> = self.postings.keys().copied().collect();
         keys.sort_unstable();
-        let mut sym_names: Vec<&str> = vec![""; self.num_symbols as usize];
-        for (s, &i) in &self.symbols {
-            sym_names[i as usize] = s.as_str();
-        }
-        let sym_names: Vec<String> = sym_names.into_iter().map(str::to_string).collect();
 
         // Label indices, one per name.
         let mut label_index_offsets: Vec<(u32, u64)> = Vec::new();
@@ -252,7 +334,7 @@ impl IndexWriter {
         e.put_be32(label_index_offsets.len() as u32);
         for (name, off) in &label_index_offsets {
             e.put_uvarint(1);
-            e.put_uvarint_str(&sym_names[*name as usize]);
+            e.put_uvarint_str(self.sym_str(*name));
             e.put_uvarint(*off);
         }
         self.write_table(e)?;
@@ -270,8 +352,8 @@ impl IndexWriter {
                     e.put_uvarint_str("");
                 }
                 Some((n, v)) => {
-                    e.put_uvarint_str(&sym_names[*n as usize]);
-                    e.put_uvarint_str(&sym_names[*v as usize]);
+                    e.put_uvarint_str(self.sym_str(*n));
+                    e.put_uvarint_str(self.sym_str(*v));
                 }
             }
             e.put_uvarint(*off);
@@ -323,5 +405,86 @@ impl IndexWriter {
         e.b[..4].copy_from_slice(&(l as u32).to_be_bytes());
         e.put_crc32c_of(4);
         self.write(&e.b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexReader;
+
+    fn chunk(t: i64) -> Vec<ChunkRefMeta> {
+        vec![ChunkRefMeta {
+            min_time: t,
+            max_time: t + 10,
+            chunk_ref: 8 + t as u64,
+        }]
+    }
+
+    #[test]
+    fn series_by_ids_write_the_same_bytes_as_by_labels() {
+        let tmp = tempfile::tempdir().unwrap();
+        let syms = ["", "a", "b", "job", "x", "y"];
+        let series = [
+            Labels::from_pairs(&[("a", "x"), ("job", "b")]),
+            Labels::from_pairs(&[("a", "y")]),
+            Labels::from_pairs(&[("a", "y"), ("b", "x")]),
+        ];
+        let by_labels = tmp.path().join("l");
+        let mut w = IndexWriter::create(&by_labels).unwrap();
+        for s in syms {
+            w.add_symbol(s).unwrap();
+        }
+        for (i, s) in series.iter().enumerate() {
+            w.add_series(s, &chunk(i as i64)).unwrap();
+        }
+        w.close().unwrap();
+
+        let by_ids = tmp.path().join("i");
+        let mut w = IndexWriter::create(&by_ids).unwrap();
+        for s in syms {
+            w.add_symbol(s).unwrap();
+        }
+        assert_eq!(w.num_symbols(), 6);
+        let ids: [&[u32]; 3] = [&[1, 4, 3, 2], &[1, 5], &[1, 5, 2, 4]];
+        for (i, s) in ids.iter().enumerate() {
+            w.add_series_ids(s, &chunk(i as i64)).unwrap();
+        }
+        // Out of order, out of range and odd-length label lists are refused.
+        assert!(w.add_series_ids(&[1, 4], &chunk(9)).is_err());
+        assert!(w.add_series_ids(&[6, 1], &chunk(9)).is_err());
+        assert!(w.add_series_ids(&[5], &chunk(9)).is_err());
+        w.close().unwrap();
+        assert_eq!(
+            std::fs::read(&by_labels).unwrap(),
+            std::fs::read(&by_ids).unwrap()
+        );
+        let r = IndexReader::open(&by_ids).unwrap();
+        let refs = crate::index::postings::collect(r.postings("a", "y").unwrap());
+        assert_eq!(refs.len(), 2);
+        let (ls, chks) = r.series_labels(refs[0]).unwrap();
+        assert_eq!(ls, series[1]);
+        assert_eq!(chks, chunk(1));
+    }
+
+    #[test]
+    fn unknown_and_unordered_symbols_are_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::create(tmp.path().join("x")).unwrap();
+        w.add_symbol("").unwrap();
+        w.add_symbol("b").unwrap();
+        assert!(w.add_symbol("a").is_err());
+        assert!(w.add_symbol("b").is_err());
+        let err = w
+            .add_series(&Labels::from_pairs(&[("b", "zz")]), &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("zz"), "{err}");
+        w.add_series(&Labels::from_pairs(&[("b", "b")]), &[])
+            .unwrap();
+        assert!(w.add_symbol("c").is_err());
+        let err = w
+            .add_series(&Labels::from_pairs(&[("b", "b")]), &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("out-of-order"), "{err}");
     }
 }
