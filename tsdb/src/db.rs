@@ -442,8 +442,13 @@ impl Db {
         Ok(())
     }
 
-    /// Drops head data before `mint`, checkpoints the WAL segments before the current one and
-    /// deletes them.
+    /// Drops head data before `mint`, checkpoints the older WAL segments and deletes them.
+    ///
+    /// As Prometheus does, only the lower two thirds of the closed segments are checkpointed
+    /// when there are three or more: those hold mostly samples older than `mint`, which the
+    /// checkpoint drops, while the newer ones hold mostly samples it would have to copy (with
+    /// 2h blocks cut from a 3h head, checkpointing every closed segment rewrote about half of
+    /// the WAL each time: 44M of 92M samples in the 100k-series replay).
     fn truncate_head(&self, mint: i64) -> Result<()> {
         let removed = self.head.truncate(mint)?;
         tracing::info!(mint, removed_series = removed, "head truncated");
@@ -457,6 +462,7 @@ impl Db {
         if last < first {
             return Ok(());
         }
+        let last = checkpoint_end(first, last);
         let head = self.head.clone();
         let stats = crate::wal::checkpoint(&wal_dir, first, last, |r| head.series_exists(r), mint)?;
         tracing::info!(first, last, ?stats, "WAL checkpoint written");
@@ -716,6 +722,17 @@ impl Db {
     }
 }
 
+/// The last WAL segment to checkpoint when segments `first..=last` are closed: the lower two
+/// thirds of them when there are three or more, else all.
+fn checkpoint_end(first: u32, last: u32) -> u32 {
+    let span = last.saturating_sub(first);
+    if span >= 2 {
+        first + span * 2 / 3
+    } else {
+        last
+    }
+}
+
 /// How long head truncation waits for queriers still reading the range being dropped before
 /// it is put off to the next compaction.
 const TRUNCATE_WAIT: Duration = Duration::from_millis(200);
@@ -813,5 +830,19 @@ impl Queryable for Db {
             inner: MergeQuerier::new(qs),
             _guard: guard,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_end;
+
+    #[test]
+    fn checkpoint_covers_the_lower_two_thirds_of_many_segments() {
+        assert_eq!(checkpoint_end(0, 0), 0);
+        assert_eq!(checkpoint_end(3, 4), 4);
+        assert_eq!(checkpoint_end(0, 2), 1);
+        assert_eq!(checkpoint_end(0, 7), 4);
+        assert_eq!(checkpoint_end(8, 11), 10);
     }
 }
