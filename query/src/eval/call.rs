@@ -698,18 +698,18 @@ const PARALLEL_MIN_SERIES: usize = 2000;
 const MAX_THREADS: usize = 8;
 
 /// What every series of one range-function evaluation shares.
-struct SeriesJob<'a> {
-    name: &'a str,
-    steps: &'a [i64],
-    params: &'a [Vec<f64>],
-    at: Option<i64>,
-    offset: i64,
-    range: i64,
-    from_subquery: bool,
-    sts_src: Option<&'a dyn crate::engine::StartTimestampSource>,
-    drop: bool,
-    deadline: Option<std::time::Instant>,
-    cancel: Option<&'a std::sync::atomic::AtomicBool>,
+pub(super) struct SeriesJob<'a> {
+    pub name: &'a str,
+    pub steps: &'a [i64],
+    pub params: &'a [Vec<f64>],
+    pub at: Option<i64>,
+    pub offset: i64,
+    pub range: i64,
+    pub from_subquery: bool,
+    pub sts_src: Option<&'a dyn crate::engine::StartTimestampSource>,
+    pub drop: bool,
+    pub deadline: Option<std::time::Instant>,
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// The result of one series.
@@ -720,6 +720,25 @@ struct SeriesOut {
     non_counter: Option<String>,
 }
 
+/// Reusable per-thread buffers of [`run_series_into`].
+#[derive(Default)]
+pub(super) struct SeriesScratch {
+    /// The output points of the last series.
+    pub pts: Vec<(i64, f64)>,
+    /// Annotations of the range function (appended to, never cleared here).
+    pub annos: Vec<crate::functions::Annotation>,
+    resets: Vec<usize>,
+    pbuf: Vec<f64>,
+}
+
+/// What [`run_series_into`] reports besides the points.
+pub(super) struct SeriesStats {
+    /// Samples in all windows (the query's `total_queryable_samples` share).
+    pub samples: u64,
+    /// The metric name when `rate`/`increase` ran over a series not named like a counter.
+    pub non_counter: Option<String>,
+}
+
 /// Slides the window of one series over all steps and applies the range function.
 fn run_series(
     job: &SeriesJob,
@@ -727,6 +746,29 @@ fn run_series(
     data: &[(i64, f64)],
     drop_name: bool,
 ) -> QResult<SeriesOut> {
+    let mut sc = SeriesScratch::default();
+    let st = run_series_into(job, &metric, data, &mut sc)?;
+    let series = (!sc.pts.is_empty()).then_some(StepSeries {
+        metric,
+        pts: sc.pts,
+        drop_name: job.drop || drop_name,
+    });
+    Ok(SeriesOut {
+        series,
+        annos: sc.annos,
+        samples: st.samples,
+        non_counter: st.non_counter,
+    })
+}
+
+/// Slides the window of one series over all steps and applies the range function, leaving
+/// the output points in `sc.pts` (cleared first) and appending annotations to `sc.annos`.
+pub(super) fn run_series_into(
+    job: &SeriesJob,
+    metric: &Labels,
+    data: &[(i64, f64)],
+    sc: &mut SeriesScratch,
+) -> QResult<SeriesStats> {
     if job
         .cancel
         .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
@@ -737,20 +779,23 @@ fn run_series(
         return Err(QueryError::timeout());
     }
     let name = job.name;
-    let mut annos = Vec::new();
+    let annos = &mut sc.annos;
     let mut samples = 0u64;
-    let mut pts = Vec::new();
-    let mut pbuf: Vec<f64> = Vec::with_capacity(job.params.len());
+    let pts = &mut sc.pts;
+    pts.clear();
+    let pbuf = &mut sc.pbuf;
     let sts = match job.sts_src {
         Some(src)
             if !job.from_subquery && matches!(name, "rate" | "increase" | "irate" | "resets") =>
         {
-            src.start_timestamps(&metric, data)
+            src.start_timestamps(metric, data)
         }
         _ => None,
     };
     // Resolved once per series rather than by name at every step.
     let range_fn = RangeFn::from_name(name);
+    // predict_linear predicts from the evaluation time, not the window end.
+    let predict = range_fn == Some(RangeFn::PredictLinear);
     // rate/increase slide over the series: where the counter resets is found once, so each
     // step looks only at the resets inside its window instead of rescanning it.
     let counter = match range_fn {
@@ -758,15 +803,19 @@ fn run_series(
         Some(RangeFn::Increase) if sts.is_none() => Some(false),
         _ => None,
     };
-    let resets: Vec<usize> = if counter.is_some() {
-        data.windows(2)
-            .enumerate()
-            .filter(|(_, w)| w[1].1 < w[0].1)
-            .map(|(i, _)| i)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let resets = &mut sc.resets;
+    resets.clear();
+    if counter.is_some() {
+        resets.extend(
+            data.windows(2)
+                .enumerate()
+                .filter(|(_, w)| w[1].1 < w[0].1)
+                .map(|(i, _)| i),
+        );
+    }
+    if counter.is_some() {
+        pts.reserve(job.steps.len());
+    }
     let mut rlo = 0usize;
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
@@ -785,10 +834,7 @@ fn run_series(
         if !job.from_subquery {
             samples += (hi - lo) as u64;
         }
-        pbuf.clear();
-        pbuf.extend(job.params.iter().map(|p| p[k]));
-        // predict_linear predicts from the evaluation time, not the window end.
-        let end = if name == "predict_linear" { ts } else { rt };
+        let end = if predict { ts } else { rt };
         let w = &data[lo..hi];
         let r = match (&sts, counter) {
             (None, Some(is_rate)) => {
@@ -804,32 +850,40 @@ fn run_series(
                         samples: w,
                         range_start: rt - job.range,
                         range_end: end,
-                        params: &pbuf,
-                        annotations: &mut annos,
+                        params: &[],
+                        annotations: annos,
                     },
                     inside,
                     is_rate,
                 )
             }
-            (Some(st), _) => fnlib::range_eval_st(
-                name,
-                w,
-                &st[lo..hi],
-                rt - job.range,
-                end,
-                &pbuf,
-                &mut annos,
-                metric.metric_name().unwrap_or(""),
-            ),
-            (None, None) => range_fn.and_then(|f| {
-                f.eval(&mut RangeCtx {
-                    samples: w,
-                    range_start: rt - job.range,
-                    range_end: end,
-                    params: &pbuf,
-                    annotations: &mut annos,
+            (Some(st), _) => {
+                pbuf.clear();
+                pbuf.extend(job.params.iter().map(|p| p[k]));
+                fnlib::range_eval_st(
+                    name,
+                    w,
+                    &st[lo..hi],
+                    rt - job.range,
+                    end,
+                    pbuf,
+                    annos,
+                    metric.metric_name().unwrap_or(""),
+                )
+            }
+            (None, None) => {
+                pbuf.clear();
+                pbuf.extend(job.params.iter().map(|p| p[k]));
+                range_fn.and_then(|f| {
+                    f.eval(&mut RangeCtx {
+                        samples: w,
+                        range_start: rt - job.range,
+                        range_end: end,
+                        params: pbuf,
+                        annotations: annos,
+                    })
                 })
-            }),
+            }
         };
         if let Some(v) = r {
             pts.push((ts, v));
@@ -843,14 +897,7 @@ fn run_series(
             }
         }
     }
-    let series = (!pts.is_empty()).then_some(StepSeries {
-        metric,
-        pts,
-        drop_name: job.drop || drop_name,
-    });
-    Ok(SeriesOut {
-        series,
-        annos,
+    Ok(SeriesStats {
         samples,
         non_counter,
     })

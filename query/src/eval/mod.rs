@@ -16,6 +16,7 @@ mod aggregate;
 mod binary;
 mod call;
 pub(crate) mod fnlib;
+mod fused;
 mod info;
 pub(crate) mod par;
 
@@ -299,16 +300,20 @@ fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResul
 /// The value of an instant selector at each step from one series' samples: the latest
 /// sample at or before the step's reference time, if within the lookback and not a
 /// staleness marker. With `keep_ts`, also the chosen samples' own timestamps.
-fn place_on_steps(
+/// The points go to `pts` and the timestamps to `ts_orig` (both cleared first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn place_on_steps(
     samples: &[(i64, f64)],
     steps: &[i64],
     at: Option<i64>,
     offset: i64,
     lookback: i64,
     keep_ts: bool,
-) -> (Vec<(i64, f64)>, Vec<i64>) {
-    let mut pts = Vec::new();
-    let mut ts_orig = Vec::new();
+    pts: &mut Vec<(i64, f64)>,
+    ts_orig: &mut Vec<i64>,
+) {
+    pts.clear();
+    ts_orig.clear();
     let mut idx = 0usize; // first sample with t > rt
     for &ts in steps {
         let rt = at.unwrap_or(ts) - offset;
@@ -327,7 +332,6 @@ fn place_on_steps(
             ts_orig.push(t);
         }
     }
-    (pts, ts_orig)
 }
 
 impl<'a> Evaluator<'a> {
@@ -515,7 +519,17 @@ impl<'a> Evaluator<'a> {
                 buf.clear();
                 decode_into(s.as_ref(), mint, maxt, &mut buf)?;
                 decoded += buf.len() as u64;
-                let (pts, ts_orig) = place_on_steps(&buf, steps_ref, at, offset, lookback, keep_ts);
+                let (mut pts, mut ts_orig) = (Vec::new(), Vec::new());
+                place_on_steps(
+                    &buf,
+                    steps_ref,
+                    at,
+                    offset,
+                    lookback,
+                    keep_ts,
+                    &mut pts,
+                    &mut ts_orig,
+                );
                 if !pts.is_empty() {
                     res.push((s, pts, ts_orig));
                 }
