@@ -806,13 +806,10 @@ pub(super) fn run_series_into(
     let resets = &mut sc.resets;
     resets.clear();
     if counter.is_some() {
-        resets.extend(
-            data.windows(2)
-                .enumerate()
-                .filter(|(_, w)| w[1].1 < w[0].1)
-                .map(|(i, _)| i),
-        );
+        find_resets(data, resets);
     }
+    // The window length in seconds, as the extrapolation divides by it at every step.
+    let range_s = job.range as f64 / 1000.0;
     if counter.is_some() {
         pts.reserve(job.steps.len());
     }
@@ -845,14 +842,11 @@ pub(super) fn run_series_into(
                     .iter()
                     .take_while(|&&i| i + 1 < hi)
                     .map(|&i| data[i].1);
-                crate::functions::range::counter_rate_with_resets(
-                    &RangeCtx {
-                        samples: w,
-                        range_start: rt - job.range,
-                        range_end: end,
-                        params: &[],
-                        annotations: annos,
-                    },
+                crate::functions::range::counter_rate_window(
+                    w,
+                    rt - job.range,
+                    end,
+                    range_s,
                     inside,
                     is_rate,
                 )
@@ -901,6 +895,28 @@ pub(super) fn run_series_into(
         samples,
         non_counter,
     })
+}
+
+/// Appends to `out` the index `i` of every sample whose successor has a lower value (a
+/// counter reset between samples `i` and `i + 1`). Scans eight pairs at a time without
+/// branching, as resets are rare.
+pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
+    if data.len() < 2 {
+        return;
+    }
+    let pairs = data.len() - 1;
+    let mut i = 0;
+    while i + 8 <= pairs {
+        let mut any = false;
+        for j in i..i + 8 {
+            any |= data[j + 1].1 < data[j].1;
+        }
+        if any {
+            out.extend((i..i + 8).filter(|&j| data[j + 1].1 < data[j].1));
+        }
+        i += 8;
+    }
+    out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
 }
 
 /// Runs the range function over already decoded series, on several threads when many.
@@ -969,7 +985,7 @@ fn decode_and_run(
         buf.clear();
         super::decode_into(s.as_ref(), mint, maxt, &mut buf)?;
         decoded += buf.len() as u64;
-        if buf.iter().any(|x| tsdb::chunkenc::is_stale_nan(x.1)) {
+        if super::has_stale(&buf) {
             buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
         }
         out.push(run_series(job, s.shared_labels(), &buf, false)?);
@@ -1011,4 +1027,41 @@ pub(crate) fn merge_same_labelset(series: Vec<StepSeries>) -> QResult<Vec<StepSe
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_resets_matches_a_plain_scan() {
+        for n in [0usize, 1, 2, 7, 8, 9, 16, 17, 40, 100] {
+            for period in [3usize, 5, 8, 13, 1000] {
+                let data: Vec<(i64, f64)> = (0..n)
+                    .map(|i| (i as i64 * 15_000, (i % period) as f64))
+                    .collect();
+                let want: Vec<usize> = (0..n.saturating_sub(1))
+                    .filter(|&i| data[i + 1].1 < data[i].1)
+                    .collect();
+                let mut got = vec![usize::MAX];
+                find_resets(&data, &mut got);
+                assert_eq!(got[0], usize::MAX, "appends");
+                assert_eq!(&got[1..], &want[..], "n {n} period {period}");
+            }
+        }
+    }
+
+    #[test]
+    fn has_stale_finds_a_marker_anywhere() {
+        let stale = f64::from_bits(tsdb::chunkenc::STALE_NAN_BITS);
+        for n in [0usize, 1, 7, 8, 9, 23] {
+            let mut data: Vec<(i64, f64)> = (0..n).map(|i| (i as i64, f64::NAN)).collect();
+            assert!(!super::super::has_stale(&data), "n {n}");
+            for k in 0..n {
+                data[k].1 = stale;
+                assert!(super::super::has_stale(&data), "n {n} at {k}");
+                data[k].1 = 1.0;
+            }
+        }
+    }
 }

@@ -21,8 +21,8 @@ use tsdb::Labels;
 use super::aggregate::{assign_groups, FoldCells, FoldOp, SERIES_MAJOR_MAX_CELLS};
 use super::call::{run_series_into, SeriesJob, SeriesScratch};
 use super::{
-    decode_into, ext_modifier, fnlib, offset_ms, par, place_on_steps, selector_matchers, unparen,
-    Evaluator, OutCollector, Val, PARALLEL_DECODE_MIN_SERIES,
+    decode_into, ext_modifier, fnlib, has_stale, offset_ms, par, place_on_steps, selector_matchers,
+    unparen, Evaluator, OutCollector, Val, PARALLEL_DECODE_MIN_SERIES,
 };
 use crate::error::{QResult, QueryError};
 use crate::functions::range::RangeFn;
@@ -115,7 +115,7 @@ impl Evaluator<'_> {
             sc.buf.clear();
             decode_into(s, mint, maxt, &mut sc.buf)?;
             let decoded = sc.buf.len() as u64;
-            if sc.buf.iter().any(|x| tsdb::chunkenc::is_stale_nan(x.1)) {
+            if has_stale(&sc.buf) {
                 sc.buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
             }
             let st = run_series_into(&job, s.labels(), &sc.buf, &mut sc.sc)?;

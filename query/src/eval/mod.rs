@@ -279,6 +279,19 @@ pub(crate) fn decode_into(
     }
 }
 
+/// Whether any sample is a staleness marker; checks eight at a time without branching, as
+/// markers are rare.
+pub(crate) fn has_stale(buf: &[(i64, f64)]) -> bool {
+    let bits = tsdb::chunkenc::STALE_NAN_BITS;
+    let mut chunks = buf.chunks_exact(8);
+    for c in chunks.by_ref() {
+        if c.iter().fold(false, |a, x| a | (x.1.to_bits() == bits)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|x| x.1.to_bits() == bits)
+}
+
 /// Decodes the samples in `[mint, maxt]` of each series.
 fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResult<Vec<RawSeries>> {
     let mut out = Vec::with_capacity(part.len());
