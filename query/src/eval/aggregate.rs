@@ -9,7 +9,7 @@ use std::sync::Arc;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use tsdb::{Label, Labels};
 
-use super::{Evaluator, OutCollector, StepCursor, StepSeries, Val};
+use super::{Evaluator, FxMap, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 use crate::functions::aggregate::{
     quantile, ratio_keep, ratio_sample_offset, KahanSum, Mean, Variance,
@@ -18,7 +18,7 @@ use crate::functions::gofmt;
 
 /// The simple (per-group fold) aggregation operators.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum FoldOp {
+pub(super) enum FoldOp {
     Sum,
     Avg,
     Max,
@@ -31,7 +31,16 @@ enum FoldOp {
 }
 
 impl FoldOp {
-    fn parse(op: &str) -> Option<FoldOp> {
+    /// Whether a range query can fold this operator series by series.
+    pub(super) fn series_major(self) -> bool {
+        matches!(
+            self,
+            FoldOp::Sum | FoldOp::Avg | FoldOp::Count | FoldOp::Min | FoldOp::Max | FoldOp::Group
+        )
+    }
+
+    /// The operator named `op`, if it is a fold.
+    pub(super) fn parse(op: &str) -> Option<FoldOp> {
         Some(match op {
             "sum" => FoldOp::Sum,
             "avg" => FoldOp::Avg,
@@ -49,7 +58,7 @@ impl FoldOp {
 
 /// Most group × step accumulators the series-major fold allocates; above it the
 /// step-by-step fold runs.
-const SERIES_MAJOR_MAX_CELLS: usize = 1 << 20;
+pub(super) const SERIES_MAJOR_MAX_CELLS: usize = 1 << 20;
 
 /// One group's running state at one step; only the fields of the operator in use matter.
 #[derive(Clone, Default)]
@@ -163,7 +172,146 @@ impl GoHeap {
     }
 }
 
-fn grouping_of(a: &AggregateExpr) -> (bool, Vec<String>) {
+/// Assigns each series (by its labels, in order) to its aggregation group, numbering groups
+/// by first appearance; returns the group of each series and the labels of each group.
+pub(super) fn assign_groups<'l>(
+    metrics: impl Iterator<Item = &'l Labels>,
+    without: bool,
+    grouping: &[String],
+) -> (Vec<usize>, Vec<Arc<Labels>>) {
+    let mut key_to_group: FxMap<Vec<u8>, usize> = FxMap::default();
+    let mut group_metric: Vec<Arc<Labels>> = Vec::new();
+    let mut series_group = Vec::with_capacity(metrics.size_hint().0);
+    let mut key = Vec::new();
+    for m in metrics {
+        let gl = group_labels(m, without, grouping);
+        key.clear();
+        for l in gl.iter() {
+            key.extend_from_slice(l.name.as_bytes());
+            key.push(0xff);
+            key.extend_from_slice(l.value.as_bytes());
+            key.push(0xff);
+        }
+        let g = match key_to_group.get(&key) {
+            Some(&g) => g,
+            None => {
+                let g = group_metric.len();
+                key_to_group.insert(key.clone(), g);
+                group_metric.push(Arc::new(gl));
+                g
+            }
+        };
+        series_group.push(g);
+    }
+    (series_group, group_metric)
+}
+
+/// Per-step accumulators of the series-major fold (`sum`/`avg`/`count`/`min`/`max`/`group`)
+/// for one or more groups: cell `g * nsteps + k` holds group `g` at step `k`.
+pub(super) struct FoldCells {
+    fold: FoldOp,
+    flags: Vec<u8>,
+    sums: Vec<KahanSum>,
+    means: Vec<Mean>,
+    vals: Vec<f64>,
+}
+
+impl FoldCells {
+    const SEEN: u8 = 1;
+    const DROP: u8 = 2;
+
+    /// `cells` empty accumulators for `fold`.
+    pub(super) fn new(fold: FoldOp, cells: usize) -> Self {
+        FoldCells {
+            fold,
+            flags: vec![0u8; cells],
+            sums: if fold == FoldOp::Sum {
+                vec![KahanSum::new(); cells]
+            } else {
+                Vec::new()
+            },
+            means: if fold == FoldOp::Avg {
+                vec![Mean::new(); cells]
+            } else {
+                Vec::new()
+            },
+            vals: if matches!(fold, FoldOp::Sum | FoldOp::Avg) {
+                Vec::new()
+            } else {
+                vec![0.0f64; cells]
+            },
+        }
+    }
+
+    /// Folds the points of one series into cells `base..base + nsteps`; a point counts at
+    /// step `(ts - start) / interval` when it falls on a step, at most once per step.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn add_series(
+        &mut self,
+        base: usize,
+        nsteps: usize,
+        pts: &[(i64, f64)],
+        drop_name: bool,
+        start: i64,
+        interval: i64,
+    ) {
+        let fold = self.fold;
+        let dn = if drop_name { Self::DROP } else { 0 };
+        let flags = &mut self.flags[base..base + nsteps];
+        let mut next_k = 0usize;
+        for &(ts, f) in pts {
+            let d = ts - start;
+            if d < 0 || d % interval != 0 {
+                continue;
+            }
+            let k = (d / interval) as usize;
+            if k >= nsteps || k < next_k {
+                continue;
+            }
+            next_k = k + 1;
+            let c = base + k;
+            if flags[k] & Self::SEEN == 0 {
+                flags[k] = Self::SEEN | dn;
+                match fold {
+                    FoldOp::Sum => self.sums[c] = KahanSum::starting_at(f),
+                    FoldOp::Avg => self.means[c].add(f),
+                    FoldOp::Count | FoldOp::Group => self.vals[c] = 1.0,
+                    _ => self.vals[c] = f,
+                }
+                continue;
+            }
+            flags[k] |= dn;
+            match fold {
+                FoldOp::Sum => self.sums[c].add(f),
+                FoldOp::Avg => self.means[c].add(f),
+                FoldOp::Count => self.vals[c] += 1.0,
+                FoldOp::Max if self.vals[c] < f || self.vals[c].is_nan() => self.vals[c] = f,
+                FoldOp::Min if self.vals[c] > f || self.vals[c].is_nan() => self.vals[c] = f,
+                _ => {}
+            }
+        }
+    }
+
+    /// The aggregated value of cell `c` and whether the name is dropped, if any series
+    /// had a point there.
+    #[inline]
+    pub(super) fn get(&self, c: usize) -> Option<(f64, bool)> {
+        let fl = self.flags[c];
+        if fl & Self::SEEN == 0 {
+            return None;
+        }
+        let v = match self.fold {
+            FoldOp::Sum => self.sums[c].value(),
+            FoldOp::Avg => self.means[c].value(),
+            _ => self.vals[c],
+        };
+        Some((v, fl & Self::DROP != 0))
+    }
+}
+
+/// The `by`/`without` modifier of an aggregation: (is `without`, label names).
+pub(super) fn grouping_of(a: &AggregateExpr) -> (bool, Vec<String>) {
     match &a.modifier {
         Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
         Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
@@ -171,7 +319,8 @@ fn grouping_of(a: &AggregateExpr) -> (bool, Vec<String>) {
     }
 }
 
-fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
+/// The labels of the group a series with labels `m` falls in.
+pub(super) fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
     if without {
         Labels::from_sorted(
             m.iter()
@@ -196,27 +345,16 @@ impl Evaluator<'_> {
             Some(p) if op != "count_values" => Some(self.eval_scalar(p)?),
             _ => None,
         };
-        let input = self.eval_vector(&a.expr)?;
-        // assign groups
-        let mut key_to_group: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut group_metric: Vec<Arc<Labels>> = Vec::new();
-        let mut series_group = Vec::with_capacity(input.len());
-        for s in &input {
-            let gl = group_labels(&s.metric, without, &grouping);
-            let mut key = Vec::new();
-            for l in gl.iter() {
-                key.extend_from_slice(l.name.as_bytes());
-                key.push(0xff);
-                key.extend_from_slice(l.value.as_bytes());
-                key.push(0xff);
+        if !self.is_instant() && params.is_none() {
+            if let Some(fold) = FoldOp::parse(op).filter(|f| f.series_major()) {
+                if let Some(v) = self.try_fused_aggregate(fold, &a.expr, without, &grouping)? {
+                    return Ok(v);
+                }
             }
-            let n = key_to_group.len();
-            let g = *key_to_group.entry(key).or_insert_with(|| {
-                group_metric.push(Arc::new(gl));
-                n
-            });
-            series_group.push(g);
         }
+        let input = self.eval_vector(&a.expr)?;
+        let (series_group, group_metric) =
+            assign_groups(input.iter().map(|s| &*s.metric), without, &grouping);
         let ngroups = group_metric.len();
         let is_k = matches!(op, "topk" | "bottomk" | "limitk" | "limit_ratio");
         let fold = match FoldOp::parse(op) {
@@ -425,81 +563,25 @@ impl Evaluator<'_> {
         group_metric: &[Arc<Labels>],
         steps: &[i64],
     ) -> QResult<OutCollector> {
-        const SEEN: u8 = 1;
-        const DROP: u8 = 2;
         let (nsteps, ngroups) = (steps.len(), group_metric.len());
-        let cells = nsteps * ngroups;
         let (start, interval) = (self.start, self.interval);
-        let mut flags = vec![0u8; cells];
-        let mut sums = if fold == FoldOp::Sum {
-            vec![KahanSum::new(); cells]
-        } else {
-            Vec::new()
-        };
-        let mut means = if fold == FoldOp::Avg {
-            vec![Mean::new(); cells]
-        } else {
-            Vec::new()
-        };
-        let mut vals = if matches!(fold, FoldOp::Sum | FoldOp::Avg) {
-            Vec::new()
-        } else {
-            vec![0.0f64; cells]
-        };
+        let mut cells = FoldCells::new(fold, nsteps * ngroups);
         for (si, s) in input.iter().enumerate() {
             if si % 1024 == 0 {
                 self.check_deadline()?;
             }
             let base = series_group[si] * nsteps;
-            let dn = if s.drop_name { DROP } else { 0 };
-            let mut next_k = 0usize;
-            for &(ts, f) in &s.pts {
-                let d = ts - start;
-                if d < 0 || d % interval != 0 {
-                    continue;
-                }
-                let k = (d / interval) as usize;
-                if k >= nsteps || k < next_k {
-                    continue;
-                }
-                next_k = k + 1;
-                let c = base + k;
-                if flags[c] & SEEN == 0 {
-                    flags[c] = SEEN | dn;
-                    match fold {
-                        FoldOp::Sum => sums[c] = KahanSum::starting_at(f),
-                        FoldOp::Avg => means[c].add(f),
-                        FoldOp::Count | FoldOp::Group => vals[c] = 1.0,
-                        _ => vals[c] = f,
-                    }
-                    continue;
-                }
-                flags[c] |= dn;
-                match fold {
-                    FoldOp::Sum => sums[c].add(f),
-                    FoldOp::Avg => means[c].add(f),
-                    FoldOp::Count => vals[c] += 1.0,
-                    FoldOp::Max if vals[c] < f || vals[c].is_nan() => vals[c] = f,
-                    FoldOp::Min if vals[c] > f || vals[c].is_nan() => vals[c] = f,
-                    _ => {}
-                }
-            }
+            cells.add_series(base, nsteps, &s.pts, s.drop_name, start, interval);
         }
         let mut out = OutCollector::new();
         let mut gslot: Vec<usize> = vec![usize::MAX; ngroups];
         for (k, &ts) in steps.iter().enumerate() {
             for g in 0..ngroups {
-                let c = g * nsteps + k;
-                if flags[c] & SEEN == 0 {
+                let Some((v, drop)) = cells.get(g * nsteps + k) else {
                     continue;
-                }
-                let v = match fold {
-                    FoldOp::Sum => sums[c].value(),
-                    FoldOp::Avg => means[c].value(),
-                    _ => vals[c],
                 };
                 if gslot[g] == usize::MAX {
-                    gslot[g] = out.slot(&group_metric[g], flags[c] & DROP != 0, false);
+                    gslot[g] = out.slot(&group_metric[g], drop, false);
                 }
                 out.push_slot(gslot[g], ts, v)?;
             }

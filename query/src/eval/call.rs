@@ -698,18 +698,18 @@ const PARALLEL_MIN_SERIES: usize = 2000;
 const MAX_THREADS: usize = 8;
 
 /// What every series of one range-function evaluation shares.
-struct SeriesJob<'a> {
-    name: &'a str,
-    steps: &'a [i64],
-    params: &'a [Vec<f64>],
-    at: Option<i64>,
-    offset: i64,
-    range: i64,
-    from_subquery: bool,
-    sts_src: Option<&'a dyn crate::engine::StartTimestampSource>,
-    drop: bool,
-    deadline: Option<std::time::Instant>,
-    cancel: Option<&'a std::sync::atomic::AtomicBool>,
+pub(super) struct SeriesJob<'a> {
+    pub name: &'a str,
+    pub steps: &'a [i64],
+    pub params: &'a [Vec<f64>],
+    pub at: Option<i64>,
+    pub offset: i64,
+    pub range: i64,
+    pub from_subquery: bool,
+    pub sts_src: Option<&'a dyn crate::engine::StartTimestampSource>,
+    pub drop: bool,
+    pub deadline: Option<std::time::Instant>,
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// The result of one series.
@@ -720,6 +720,25 @@ struct SeriesOut {
     non_counter: Option<String>,
 }
 
+/// Reusable per-thread buffers of [`run_series_into`].
+#[derive(Default)]
+pub(super) struct SeriesScratch {
+    /// The output points of the last series.
+    pub pts: Vec<(i64, f64)>,
+    /// Annotations of the range function (appended to, never cleared here).
+    pub annos: Vec<crate::functions::Annotation>,
+    resets: Vec<usize>,
+    pbuf: Vec<f64>,
+}
+
+/// What [`run_series_into`] reports besides the points.
+pub(super) struct SeriesStats {
+    /// Samples in all windows (the query's `total_queryable_samples` share).
+    pub samples: u64,
+    /// The metric name when `rate`/`increase` ran over a series not named like a counter.
+    pub non_counter: Option<String>,
+}
+
 /// Slides the window of one series over all steps and applies the range function.
 fn run_series(
     job: &SeriesJob,
@@ -727,6 +746,29 @@ fn run_series(
     data: &[(i64, f64)],
     drop_name: bool,
 ) -> QResult<SeriesOut> {
+    let mut sc = SeriesScratch::default();
+    let st = run_series_into(job, &metric, data, &mut sc)?;
+    let series = (!sc.pts.is_empty()).then_some(StepSeries {
+        metric,
+        pts: sc.pts,
+        drop_name: job.drop || drop_name,
+    });
+    Ok(SeriesOut {
+        series,
+        annos: sc.annos,
+        samples: st.samples,
+        non_counter: st.non_counter,
+    })
+}
+
+/// Slides the window of one series over all steps and applies the range function, leaving
+/// the output points in `sc.pts` (cleared first) and appending annotations to `sc.annos`.
+pub(super) fn run_series_into(
+    job: &SeriesJob,
+    metric: &Labels,
+    data: &[(i64, f64)],
+    sc: &mut SeriesScratch,
+) -> QResult<SeriesStats> {
     if job
         .cancel
         .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
@@ -737,20 +779,23 @@ fn run_series(
         return Err(QueryError::timeout());
     }
     let name = job.name;
-    let mut annos = Vec::new();
+    let annos = &mut sc.annos;
     let mut samples = 0u64;
-    let mut pts = Vec::new();
-    let mut pbuf: Vec<f64> = Vec::with_capacity(job.params.len());
+    let pts = &mut sc.pts;
+    pts.clear();
+    let pbuf = &mut sc.pbuf;
     let sts = match job.sts_src {
         Some(src)
             if !job.from_subquery && matches!(name, "rate" | "increase" | "irate" | "resets") =>
         {
-            src.start_timestamps(&metric, data)
+            src.start_timestamps(metric, data)
         }
         _ => None,
     };
     // Resolved once per series rather than by name at every step.
     let range_fn = RangeFn::from_name(name);
+    // predict_linear predicts from the evaluation time, not the window end.
+    let predict = range_fn == Some(RangeFn::PredictLinear);
     // rate/increase slide over the series: where the counter resets is found once, so each
     // step looks only at the resets inside its window instead of rescanning it.
     let counter = match range_fn {
@@ -758,15 +803,16 @@ fn run_series(
         Some(RangeFn::Increase) if sts.is_none() => Some(false),
         _ => None,
     };
-    let resets: Vec<usize> = if counter.is_some() {
-        data.windows(2)
-            .enumerate()
-            .filter(|(_, w)| w[1].1 < w[0].1)
-            .map(|(i, _)| i)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let resets = &mut sc.resets;
+    resets.clear();
+    if counter.is_some() {
+        find_resets(data, resets);
+    }
+    // The window length in seconds, as the extrapolation divides by it at every step.
+    let range_s = job.range as f64 / 1000.0;
+    if counter.is_some() {
+        pts.reserve(job.steps.len());
+    }
     let mut rlo = 0usize;
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
@@ -785,10 +831,7 @@ fn run_series(
         if !job.from_subquery {
             samples += (hi - lo) as u64;
         }
-        pbuf.clear();
-        pbuf.extend(job.params.iter().map(|p| p[k]));
-        // predict_linear predicts from the evaluation time, not the window end.
-        let end = if name == "predict_linear" { ts } else { rt };
+        let end = if predict { ts } else { rt };
         let w = &data[lo..hi];
         let r = match (&sts, counter) {
             (None, Some(is_rate)) => {
@@ -799,37 +842,42 @@ fn run_series(
                     .iter()
                     .take_while(|&&i| i + 1 < hi)
                     .map(|&i| data[i].1);
-                crate::functions::range::counter_rate_with_resets(
-                    &RangeCtx {
-                        samples: w,
-                        range_start: rt - job.range,
-                        range_end: end,
-                        params: &pbuf,
-                        annotations: &mut annos,
-                    },
+                crate::functions::range::counter_rate_window(
+                    w,
+                    rt - job.range,
+                    end,
+                    range_s,
                     inside,
                     is_rate,
                 )
             }
-            (Some(st), _) => fnlib::range_eval_st(
-                name,
-                w,
-                &st[lo..hi],
-                rt - job.range,
-                end,
-                &pbuf,
-                &mut annos,
-                metric.metric_name().unwrap_or(""),
-            ),
-            (None, None) => range_fn.and_then(|f| {
-                f.eval(&mut RangeCtx {
-                    samples: w,
-                    range_start: rt - job.range,
-                    range_end: end,
-                    params: &pbuf,
-                    annotations: &mut annos,
+            (Some(st), _) => {
+                pbuf.clear();
+                pbuf.extend(job.params.iter().map(|p| p[k]));
+                fnlib::range_eval_st(
+                    name,
+                    w,
+                    &st[lo..hi],
+                    rt - job.range,
+                    end,
+                    pbuf,
+                    annos,
+                    metric.metric_name().unwrap_or(""),
+                )
+            }
+            (None, None) => {
+                pbuf.clear();
+                pbuf.extend(job.params.iter().map(|p| p[k]));
+                range_fn.and_then(|f| {
+                    f.eval(&mut RangeCtx {
+                        samples: w,
+                        range_start: rt - job.range,
+                        range_end: end,
+                        params: pbuf,
+                        annotations: annos,
+                    })
                 })
-            }),
+            }
         };
         if let Some(v) = r {
             pts.push((ts, v));
@@ -843,17 +891,32 @@ fn run_series(
             }
         }
     }
-    let series = (!pts.is_empty()).then_some(StepSeries {
-        metric,
-        pts,
-        drop_name: job.drop || drop_name,
-    });
-    Ok(SeriesOut {
-        series,
-        annos,
+    Ok(SeriesStats {
         samples,
         non_counter,
     })
+}
+
+/// Appends to `out` the index `i` of every sample whose successor has a lower value (a
+/// counter reset between samples `i` and `i + 1`). Scans eight pairs at a time without
+/// branching, as resets are rare.
+pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
+    if data.len() < 2 {
+        return;
+    }
+    let pairs = data.len() - 1;
+    let mut i = 0;
+    while i + 8 <= pairs {
+        let mut any = false;
+        for j in i..i + 8 {
+            any |= data[j + 1].1 < data[j].1;
+        }
+        if any {
+            out.extend((i..i + 8).filter(|&j| data[j + 1].1 < data[j].1));
+        }
+        i += 8;
+    }
+    out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
 }
 
 /// Runs the range function over already decoded series, on several threads when many.
@@ -922,7 +985,7 @@ fn decode_and_run(
         buf.clear();
         super::decode_into(s.as_ref(), mint, maxt, &mut buf)?;
         decoded += buf.len() as u64;
-        if buf.iter().any(|x| tsdb::chunkenc::is_stale_nan(x.1)) {
+        if super::has_stale(&buf) {
             buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
         }
         out.push(run_series(job, s.shared_labels(), &buf, false)?);
@@ -964,4 +1027,41 @@ pub(crate) fn merge_same_labelset(series: Vec<StepSeries>) -> QResult<Vec<StepSe
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_resets_matches_a_plain_scan() {
+        for n in [0usize, 1, 2, 7, 8, 9, 16, 17, 40, 100] {
+            for period in [3usize, 5, 8, 13, 1000] {
+                let data: Vec<(i64, f64)> = (0..n)
+                    .map(|i| (i as i64 * 15_000, (i % period) as f64))
+                    .collect();
+                let want: Vec<usize> = (0..n.saturating_sub(1))
+                    .filter(|&i| data[i + 1].1 < data[i].1)
+                    .collect();
+                let mut got = vec![usize::MAX];
+                find_resets(&data, &mut got);
+                assert_eq!(got[0], usize::MAX, "appends");
+                assert_eq!(&got[1..], &want[..], "n {n} period {period}");
+            }
+        }
+    }
+
+    #[test]
+    fn has_stale_finds_a_marker_anywhere() {
+        let stale = f64::from_bits(tsdb::chunkenc::STALE_NAN_BITS);
+        for n in [0usize, 1, 7, 8, 9, 23] {
+            let mut data: Vec<(i64, f64)> = (0..n).map(|i| (i as i64, f64::NAN)).collect();
+            assert!(!super::super::has_stale(&data), "n {n}");
+            for k in 0..n {
+                data[k].1 = stale;
+                assert!(super::super::has_stale(&data), "n {n} at {k}");
+                data[k].1 = 1.0;
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod aggregate;
 mod binary;
 mod call;
 pub(crate) mod fnlib;
+mod fused;
 mod info;
 pub(crate) mod par;
 
@@ -278,6 +279,19 @@ pub(crate) fn decode_into(
     }
 }
 
+/// Whether any sample is a staleness marker; checks eight at a time without branching, as
+/// markers are rare.
+pub(crate) fn has_stale(buf: &[(i64, f64)]) -> bool {
+    let bits = tsdb::chunkenc::STALE_NAN_BITS;
+    let mut chunks = buf.chunks_exact(8);
+    for c in chunks.by_ref() {
+        if c.iter().fold(false, |a, x| a | (x.1.to_bits() == bits)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|x| x.1.to_bits() == bits)
+}
+
 /// Decodes the samples in `[mint, maxt]` of each series.
 fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResult<Vec<RawSeries>> {
     let mut out = Vec::with_capacity(part.len());
@@ -299,16 +313,20 @@ fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResul
 /// The value of an instant selector at each step from one series' samples: the latest
 /// sample at or before the step's reference time, if within the lookback and not a
 /// staleness marker. With `keep_ts`, also the chosen samples' own timestamps.
-fn place_on_steps(
+/// The points go to `pts` and the timestamps to `ts_orig` (both cleared first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn place_on_steps(
     samples: &[(i64, f64)],
     steps: &[i64],
     at: Option<i64>,
     offset: i64,
     lookback: i64,
     keep_ts: bool,
-) -> (Vec<(i64, f64)>, Vec<i64>) {
-    let mut pts = Vec::new();
-    let mut ts_orig = Vec::new();
+    pts: &mut Vec<(i64, f64)>,
+    ts_orig: &mut Vec<i64>,
+) {
+    pts.clear();
+    ts_orig.clear();
     let mut idx = 0usize; // first sample with t > rt
     for &ts in steps {
         let rt = at.unwrap_or(ts) - offset;
@@ -327,7 +345,6 @@ fn place_on_steps(
             ts_orig.push(t);
         }
     }
-    (pts, ts_orig)
 }
 
 impl<'a> Evaluator<'a> {
@@ -515,7 +532,17 @@ impl<'a> Evaluator<'a> {
                 buf.clear();
                 decode_into(s.as_ref(), mint, maxt, &mut buf)?;
                 decoded += buf.len() as u64;
-                let (pts, ts_orig) = place_on_steps(&buf, steps_ref, at, offset, lookback, keep_ts);
+                let (mut pts, mut ts_orig) = (Vec::new(), Vec::new());
+                place_on_steps(
+                    &buf,
+                    steps_ref,
+                    at,
+                    offset,
+                    lookback,
+                    keep_ts,
+                    &mut pts,
+                    &mut ts_orig,
+                );
                 if !pts.is_empty() {
                     res.push((s, pts, ts_orig));
                 }

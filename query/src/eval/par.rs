@@ -5,6 +5,8 @@
 //! a scoped thread; results come back in input order. Below a size threshold everything runs
 //! on the calling thread, where spawning would cost more than it saves.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use crate::error::{QResult, QueryError};
 
 /// Most threads one evaluation uses.
@@ -63,6 +65,63 @@ where
     })
 }
 
+/// Runs `f(&mut state, i)` for every `i` in `0..n` on up to `threads` threads (the caller
+/// being one), each thread taking the next index as soon as it is free, with one `state`
+/// per thread from `init`. Returns the results paired with their index, in no particular
+/// order; the first error stops every thread and is returned. A panic in a worker becomes
+/// an `execution` error.
+pub(crate) fn par_dynamic<S, R, I, F>(
+    n: usize,
+    threads: usize,
+    init: I,
+    f: F,
+) -> QResult<Vec<(usize, R)>>
+where
+    R: Send,
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize) -> QResult<R> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || -> QResult<Vec<(usize, R)>> {
+        let mut state = init();
+        let mut out = Vec::new();
+        loop {
+            if failed.load(Ordering::Relaxed) {
+                break;
+            }
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            match f(&mut state, i) {
+                Ok(r) => out.push((i, r)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    };
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return work();
+    }
+    let work = &work;
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+        let mut out = work()?;
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(_) => return Err(QueryError::execution("query evaluation thread panicked")),
+            }
+        }
+        Ok(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +135,43 @@ mod tests {
             assert_eq!(got, want, "threads {threads}");
         }
         assert!(par_map(Vec::<u8>::new(), 4, |x| x).unwrap().is_empty());
+    }
+
+    #[test]
+    fn par_dynamic_runs_each_index_once_with_thread_state() {
+        for threads in [1, 2, 5] {
+            let mut got = par_dynamic(
+                100,
+                threads,
+                || 0usize,
+                |calls, i| {
+                    *calls += 1;
+                    Ok((i * 2, *calls))
+                },
+            )
+            .unwrap();
+            got.sort_by_key(|x| x.0);
+            let idx: Vec<usize> = got.iter().map(|x| x.0).collect();
+            assert_eq!(idx, (0..100).collect::<Vec<_>>(), "threads {threads}");
+            assert!(got.iter().all(|(i, (v, _))| *v == i * 2));
+            // Per-thread state: the call counts of all threads add up to 100.
+            let max_calls: usize = got.iter().map(|x| x.1 .1).max().unwrap();
+            assert!(max_calls <= 100 && max_calls >= 100 / threads);
+        }
+        let err = par_dynamic(
+            50,
+            2,
+            || (),
+            |_, i| {
+                if i == 7 {
+                    Err(QueryError::execution("boom"))
+                } else {
+                    Ok(i)
+                }
+            },
+        );
+        assert!(err.is_err());
+        assert!(par_dynamic(0, 4, || (), |_, i| Ok(i)).unwrap().is_empty());
     }
 
     #[test]
