@@ -305,6 +305,39 @@ struct BlockInner {
     chunks: ChunkReader,
     tombstones: Tombstones,
     tombstones_size: u64,
+    /// Selections whose series may still read the chunk files (see [`ReadToken`]).
+    readers: std::sync::atomic::AtomicUsize,
+}
+
+/// Held (shared) by a selection and every series it hands out: while any token of a block is
+/// alive its chunk files' mapped pages stay; when the last one goes they are given back
+/// ([`ChunkReader::release_pages`]), so the pages a query touched do not stay in the
+/// process's RSS after it. Pages are faulted in again from the page cache by the next reader.
+struct ReadToken {
+    block: Block,
+}
+
+impl ReadToken {
+    fn new(block: Block) -> Arc<ReadToken> {
+        block
+            .inner
+            .readers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Arc::new(ReadToken { block })
+    }
+}
+
+impl Drop for ReadToken {
+    fn drop(&mut self) {
+        let inner = &self.block.inner;
+        if inner
+            .readers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            inner.chunks.release_pages();
+        }
+    }
 }
 
 /// An opened persistent block. Cheap to clone (shared inside), `Send + Sync`.
@@ -339,6 +372,7 @@ impl Block {
                 chunks,
                 tombstones,
                 tombstones_size,
+                readers: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -497,6 +531,7 @@ struct Selected {
 /// Iterates the selected series of a block lazily.
 struct SelectIter {
     block: Block,
+    tok: Arc<ReadToken>,
     refs: std::vec::IntoIter<u64>,
     mint: i64,
     maxt: i64,
@@ -546,6 +581,7 @@ impl BlockQuerier {
     fn select_iter(&self, matchers: &[Matcher]) -> Result<SelectIter> {
         let refs = self.block.inner.index.postings_for_matchers(matchers)?;
         Ok(SelectIter {
+            tok: ReadToken::new(self.block.clone()),
             block: self.block.clone(),
             refs: refs.into_iter(),
             mint: self.mint,
@@ -585,10 +621,11 @@ impl Querier for BlockQuerier {
                 Err(e) => return Some(Err(e)),
             };
             Some(Ok(Arc::new(BlockSeries {
-                labels: sel.labels,
+                labels: Arc::new(sel.labels),
                 chunks: sel.chunks,
                 deleted: sel.deleted,
                 block: it.block.clone(),
+                _tok: it.tok.clone(),
                 mint: it.mint,
                 maxt: it.maxt,
             }) as Arc<dyn Series>))
@@ -729,10 +766,12 @@ fn chunks_of(block: &Block, sel: &Selected, mint: i64, maxt: i64) -> Result<Vec<
 
 /// A series of a block; its iterator decodes chunks straight from the memory map.
 struct BlockSeries {
-    labels: Labels,
+    labels: Arc<Labels>,
     chunks: Vec<ChunkRefMeta>,
     deleted: Option<Intervals>,
     block: Block,
+    /// Keeps the chunk files' pages mapped while the series may be read.
+    _tok: Arc<ReadToken>,
     mint: i64,
     maxt: i64,
 }
@@ -740,6 +779,9 @@ struct BlockSeries {
 impl Series for BlockSeries {
     fn labels(&self) -> &Labels {
         &self.labels
+    }
+    fn shared_labels(&self) -> Arc<Labels> {
+        self.labels.clone()
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(BlockSampleIter {
@@ -913,6 +955,59 @@ impl SampleIter for BlockSampleIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture_block() -> Option<Block> {
+        let shared = std::env::var("IGNIS_SHARED")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").into());
+        let dir = Path::new(&shared).join("fixtures/prometheus-2.42/blocks");
+        let first = block_dirs(&dir).ok()?.into_iter().next()?;
+        Some(Block::open(first).expect("fixture block opens"))
+    }
+
+    /// Every selected series with its samples (values as bits: the fixture has NaNs).
+    fn read_all(b: &Block, m: &[Matcher]) -> Vec<(Labels, Vec<(i64, u64)>)> {
+        let q = b.querier(i64::MIN, i64::MAX).unwrap();
+        q.select(true, None, m)
+            .map(|s| {
+                let s = s.unwrap();
+                let mut out = Vec::new();
+                s.iter().collect_range(i64::MIN, i64::MAX, &mut out);
+                (s.labels().clone(), bits(&out))
+            })
+            .collect()
+    }
+
+    fn bits(s: &[(i64, f64)]) -> Vec<(i64, u64)> {
+        s.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+    }
+
+    #[test]
+    fn pages_are_released_after_the_last_reader_and_reads_stay_right() {
+        let Some(b) = fixture_block() else {
+            eprintln!("no fixture blocks; skipped");
+            return;
+        };
+        let readers = || b.inner.readers.load(std::sync::atomic::Ordering::Acquire);
+        let m = [Matcher::new(crate::labels::MatchType::Regexp, "__name__", ".+").unwrap()];
+        let first = read_all(&b, &m);
+        assert!(!first.is_empty());
+        assert_eq!(readers(), 0, "series and selections dropped");
+        // A series kept past its querier still reads, while another query comes and goes.
+        let q = b.querier(i64::MIN, i64::MAX).unwrap();
+        let kept = q.select(true, None, &m).next().unwrap().unwrap();
+        drop(q);
+        assert_eq!(readers(), 1);
+        assert!(
+            read_all(&b, &m) == first,
+            "reads after a release are the same"
+        );
+        assert_eq!(readers(), 1);
+        let mut out = Vec::new();
+        kept.iter().collect_range(i64::MIN, i64::MAX, &mut out);
+        assert!((kept.labels().clone(), bits(&out)) == first[0]);
+        drop(kept);
+        assert_eq!(readers(), 0);
+    }
 
     #[test]
     fn meta_json_round_trip_keeps_thanos_section() {

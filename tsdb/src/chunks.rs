@@ -279,6 +279,22 @@ impl ChunkReader {
         self.segments.len()
     }
 
+    /// Gives back the mapped pages of the segment files (`madvise(MADV_DONTNEED)`): after a
+    /// query they would otherwise stay in the process's RSS. The bytes stay readable: a later
+    /// read faults them in again from the page cache.
+    pub fn release_pages(&self) {
+        for s in &self.segments {
+            // SAFETY: segment files are immutable once written and mapped read-only and
+            // shared; for such a map MADV_DONTNEED only drops the process's page table
+            // entries, and any later access (even through a slice borrowed before this
+            // call) faults the same file bytes back in, so no observable content changes.
+            let res = unsafe { s.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            if let Err(e) = res {
+                tracing::debug!(err = %e, path = %s.path.display(), "madvise(DONTNEED) failed");
+            }
+        }
+    }
+
     /// The encoding and bytes of the chunk at `r`, borrowed from the map, CRC-checked.
     pub fn chunk(&self, r: u64) -> Result<(Encoding, &[u8])> {
         let (seg, off) = split_chunk_ref(r);

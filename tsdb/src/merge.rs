@@ -18,26 +18,46 @@ use crate::Result;
 
 /// One series made of several series with the same labels.
 pub struct MergedSeries {
-    labels: Labels,
+    /// The labels, when given; else those of the first part (there is one).
+    labels: Option<Labels>,
     parts: Vec<Arc<dyn Series>>,
 }
 
 impl MergedSeries {
     /// A series merging `parts`, which all have labels `labels`.
     pub fn new(labels: Labels, parts: Vec<Arc<dyn Series>>) -> Self {
-        MergedSeries { labels, parts }
+        MergedSeries {
+            labels: Some(labels),
+            parts,
+        }
+    }
+
+    /// A series merging `first` and `rest`, which have the same labels: they are read from
+    /// `first` rather than copied.
+    fn of_parts(first: Arc<dyn Series>, rest: impl IntoIterator<Item = Arc<dyn Series>>) -> Self {
+        let mut parts = vec![first];
+        parts.extend(rest);
+        MergedSeries {
+            labels: None,
+            parts,
+        }
     }
 }
 
 impl Series for MergedSeries {
     fn labels(&self) -> &Labels {
-        &self.labels
+        match (&self.labels, self.parts.first()) {
+            (Some(l), _) => l,
+            (None, Some(p)) => p.labels(),
+            // Not built: `of_parts` always has a first part.
+            (None, None) => empty_labels(),
+        }
     }
     fn shared_labels(&self) -> Arc<Labels> {
         // Every part has these labels; one may share them.
         match self.parts.first() {
             Some(p) => p.shared_labels(),
-            None => Arc::new(self.labels.clone()),
+            None => Arc::new(self.labels().clone()),
         }
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
@@ -45,6 +65,12 @@ impl Series for MergedSeries {
             self.parts.iter().map(|p| p.iter()).collect(),
         ))
     }
+}
+
+/// An empty label set, for a merged series without parts.
+fn empty_labels() -> &'static Labels {
+    static EMPTY: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Labels::empty)
 }
 
 /// Merges sample iterators by time, dropping repeated timestamps (the first iterator wins).
@@ -212,27 +238,31 @@ impl Iterator for MergeSet {
                 return s.next();
             }
         }
-        let mut min: Option<Labels> = None;
+        // The smallest labels, held through their series (no copy of the labels).
+        let mut min: Option<Arc<dyn Series>> = None;
         for s in self.sets.iter_mut() {
             if let Some(Ok(x)) = s.peek() {
-                if min.as_ref().is_none_or(|m| x.labels() < m) {
-                    min = Some(x.labels().clone());
+                if min.as_ref().is_none_or(|m| x.labels() < m.labels()) {
+                    min = Some(x.clone());
                 }
             }
         }
         let min = min?;
         let mut parts: Vec<Arc<dyn Series>> = Vec::new();
         for s in self.sets.iter_mut() {
-            if matches!(s.peek(), Some(Ok(x)) if *x.labels() == min) {
+            if matches!(s.peek(), Some(Ok(x)) if x.labels() == min.labels()) {
                 if let Some(Ok(x)) = s.next() {
                     parts.push(x);
                 }
             }
         }
+        drop(min);
         if parts.len() == 1 {
             return parts.pop().map(Ok);
         }
-        Some(Ok(Arc::new(MergedSeries::new(min, parts))))
+        let mut it = parts.into_iter();
+        let first = it.next()?;
+        Some(Ok(Arc::new(MergedSeries::of_parts(first, it))))
     }
 }
 

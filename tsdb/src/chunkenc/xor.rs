@@ -411,16 +411,153 @@ impl<'a> XorIterator<'a> {
     /// decoding error, see [`XorIterator::err`]). One tight loop, no call per sample.
     pub fn collect_into(&mut self, lo: i64, hi: i64, out: &mut Vec<(i64, f64)>) -> bool {
         out.reserve(usize::from(self.num_total.saturating_sub(self.num_read)));
-        while self.step() != ValueType::None {
-            let t = self.t;
+        let mut past = false;
+        self.run(|t, v| {
             if t > hi {
-                return true;
+                past = true;
+                return false;
             }
             if t >= lo {
-                out.push((t, self.v));
+                out.push((t, v));
+            }
+            true
+        });
+        past
+    }
+
+    /// Decodes the remaining samples, handing each to `sink` until it returns false (the
+    /// iterator then stays at that sample), the chunk ends, or a decoding error stops it.
+    ///
+    /// The same decoding as [`XorIterator::next`], as one loop over a local copy of the state
+    /// (kept in registers): the window is topped up once before each timestamp and once
+    /// before each value, so the common shapes (`0`, `10`+14 bits; `0`, `10`/`11` values of
+    /// up to 44 meaningful bits) read straight from it without further length checks.
+    #[inline(always)]
+    fn run<F: FnMut(i64, f64) -> bool>(&mut self, mut sink: F) {
+        while self.num_read < 2 {
+            if self.step() == ValueType::None {
+                return;
+            }
+            if !sink(self.t, self.v) {
+                return;
             }
         }
-        false
+        let mut r = self.r.clone();
+        let (mut t, mut v, mut td) = (self.t, self.v.to_bits(), self.t_delta);
+        let (mut lead, mut trail) = (u32::from(self.leading), u32::from(self.trailing));
+        let (total, mut n) = (self.num_total, self.num_read);
+        let mut failed: Option<&'static str> = None;
+        while n < total {
+            // Timestamp: dod prefix '0', '10', '110', '1110' or '1111'.
+            r.fill();
+            let w = r.window();
+            let dod: i64 = if (w as i64) >= 0 {
+                if r.valid() == 0 {
+                    failed = Some("timestamp");
+                    break;
+                }
+                r.consume(1);
+                0
+            } else {
+                let ones = (!w).leading_zeros();
+                if ones <= 3 && r.valid() >= 24 {
+                    // '10' + 14, '110' + 17, '1110' + 20 bits.
+                    let size = 11 + 3 * ones;
+                    let bits = (w << (ones + 1)) >> (64 - size);
+                    r.consume(ones + 1 + size);
+                    if bits > 1u64 << (size - 1) {
+                        bits as i64 - (1i64 << size)
+                    } else {
+                        bits as i64
+                    }
+                } else {
+                    let (bits, avail) = r.peek(4);
+                    let ones = (!(bits << 60)).leading_zeros().min(4);
+                    let prefix_len = if ones < 4 { ones + 1 } else { 4 };
+                    if avail < prefix_len {
+                        failed = Some("timestamp");
+                        break;
+                    }
+                    r.consume(prefix_len);
+                    let size = [0, 14, 17, 20, 64][ones as usize];
+                    let Some(bits) = r.read_bits(size) else {
+                        failed = Some("timestamp");
+                        break;
+                    };
+                    if size != 64 && bits > (1u64 << (size - 1)) {
+                        bits as i64 - (1i64 << size)
+                    } else {
+                        bits as i64
+                    }
+                }
+            };
+            td = td.wrapping_add(dod);
+            t = t.wrapping_add(td);
+            // Value: '0' unchanged, '10' previous window, '11' new window.
+            r.fill();
+            let w = r.window();
+            if (w as i64) >= 0 {
+                if r.valid() == 0 {
+                    failed = Some("value");
+                    break;
+                }
+                r.consume(1);
+            } else {
+                if r.valid() < 2 {
+                    failed = Some("value");
+                    break;
+                }
+                r.consume(2);
+                if w & (1 << 62) != 0 {
+                    if r.valid() < 11 {
+                        failed = Some("value");
+                        break;
+                    }
+                    let x = r.window() >> 53;
+                    r.consume(11);
+                    let l = (x >> 6) as u32;
+                    let sig = match (x & 0x3f) as u32 {
+                        0 => 64,
+                        n => n,
+                    };
+                    if l + sig > 64 {
+                        failed = Some("value");
+                        break;
+                    }
+                    lead = l;
+                    trail = 64 - l - sig;
+                }
+                let sig = 64 - lead - trail;
+                let bits = if sig < 64 && sig <= r.valid() {
+                    let b = r.window() >> (64 - sig);
+                    r.consume(sig);
+                    b
+                } else {
+                    match r.read_bits(sig) {
+                        Some(b) => b,
+                        None => {
+                            failed = Some("value");
+                            break;
+                        }
+                    }
+                };
+                v ^= bits << trail;
+            }
+            n += 1;
+            if !sink(t, f64::from_bits(v)) {
+                break;
+            }
+        }
+        self.r = r;
+        self.t = t;
+        self.v = f64::from_bits(v);
+        self.t_delta = td;
+        self.leading = lead as u8;
+        self.trailing = trail as u8;
+        self.num_read = n;
+        if let Some(what) = failed {
+            self.fail(what);
+        }
     }
 
     #[inline(always)]
@@ -524,12 +661,15 @@ impl<'a> XorIterator<'a> {
         if self.num_read > 0 && self.t >= t {
             return ValueType::Float;
         }
-        loop {
-            match self.next() {
-                ValueType::None => return ValueType::None,
-                vt if self.t >= t => return vt,
-                _ => {}
-            }
+        let mut found = false;
+        self.run(|ts, _| {
+            found = ts >= t;
+            !found
+        });
+        if found {
+            ValueType::Float
+        } else {
+            ValueType::None
         }
     }
 }
@@ -626,6 +766,95 @@ mod tests {
             let mut rest = Vec::new();
             r.collect_into(i64::MIN, i64::MAX, &mut rest);
             assert_eq!(rest, samples[k..].to_vec(), "resumed after {k}");
+        }
+    }
+
+    /// Samples with every timestamp width and every value shape, from a fixed seed.
+    fn mixed_samples(seed: u64, n: usize) -> Vec<(i64, f64)> {
+        let mut x = seed | 1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut t = 1_700_000_000_000i64;
+        let mut v = 1.0f64;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = rnd();
+            t += match k % 7 {
+                0 | 1 => 15_000,
+                2 => 15_000 + (k >> 8) as i64 % 5000 - 2500,
+                3 => 15_000 + (k >> 8) as i64 % 100_000,
+                4 => 15_000 + (k >> 8) as i64 % 900_000,
+                5 => 15_000 + (k >> 8) as i64 % 50_000_000,
+                _ => 1 + (k >> 8) as i64 % 3,
+            };
+            v = match (k >> 40) % 6 {
+                0 => v,
+                1 => v + 1.0,
+                2 => f64::from_bits(rnd()),
+                3 => v * 1.000_001,
+                4 => ((k >> 20) % 1000) as f64 / 7.0,
+                _ => -v,
+            };
+            out.push((t, v));
+        }
+        out
+    }
+
+    #[test]
+    fn fast_loop_matches_stepwise_also_on_truncated_chunks() {
+        for seed in 1..40u64 {
+            let samples = mixed_samples(seed * 0x9e37_79b9, 130);
+            let mut a = XorAppender::new();
+            for &(t, v) in &samples {
+                a.append(t, v);
+            }
+            let full = a.bytes().to_vec();
+            for cut in (2..=full.len()).rev().step_by(3) {
+                let b = &full[..cut];
+                let mut step = Vec::new();
+                let mut it = XorIterator::new(b);
+                while it.next() == ValueType::Float {
+                    step.push(it.at());
+                }
+                let step_err = it.err().map(|e| e.to_string());
+                let mut fast = Vec::new();
+                let mut it = XorIterator::new(b);
+                assert!(!it.collect_into(i64::MIN, i64::MAX, &mut fast));
+                let bits = |v: &[(i64, f64)]| -> Vec<(i64, u64)> {
+                    v.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+                };
+                assert_eq!(bits(&fast), bits(&step), "seed {seed} cut {cut}");
+                assert_eq!(
+                    it.err().map(|e| e.to_string()),
+                    step_err,
+                    "seed {seed} cut {cut}"
+                );
+                // Seeking to every sample lands on it; collecting a window gives the window.
+                if cut == full.len() {
+                    assert_eq!(bits(&fast), bits(&samples));
+                    for (i, &(t, _)) in samples.iter().enumerate().step_by(7) {
+                        let mut it = XorIterator::new(b);
+                        assert_eq!(it.seek(t), ValueType::Float);
+                        assert_eq!(it.at().0, t);
+                        let mut w = Vec::new();
+                        let hi = samples[(i + 5).min(samples.len() - 1)].0;
+                        it.collect_into(t, hi, &mut w);
+                        let want: Vec<_> = samples
+                            .iter()
+                            .copied()
+                            .filter(|s| s.0 > t && s.0 <= hi)
+                            .collect();
+                        assert_eq!(bits(&w), bits(&want), "seed {seed} window at {i}");
+                    }
+                    let mut it = XorIterator::new(b);
+                    assert_eq!(it.seek(i64::MAX), ValueType::None);
+                    assert!(it.err().is_none());
+                }
+            }
         }
     }
 

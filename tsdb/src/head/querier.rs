@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
-use super::index::postings_for_matchers;
+use super::index::{postings_for_matchers, SymReader};
 use super::series::MemSeries;
 use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
@@ -51,7 +51,14 @@ impl Head {
 }
 
 /// Chunks of one series overlapping a time range, snapshotted from the head.
-fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
+/// Sets `read_store` when a full chunk was read from the chunk store.
+fn snapshot_chunks(
+    head: &Head,
+    s: &MemSeries,
+    mint: i64,
+    maxt: i64,
+    read_store: &mut bool,
+) -> Result<Vec<ChunkMeta>> {
     let (refs, open) = {
         let d = s.data.lock();
         let refs: Vec<_> = d
@@ -73,6 +80,7 @@ fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<V
         (refs, open)
     };
     let mut out = Vec::with_capacity(refs.len() + 1);
+    *read_store |= !refs.is_empty();
     for c in refs {
         out.push(ChunkMeta {
             min_time: c.min_time,
@@ -83,6 +91,23 @@ fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<V
     }
     out.extend(open);
     Ok(out)
+}
+
+/// Owned by a selection's iterator: when it goes and the selection read full chunks from the
+/// chunk store (copies of them, so nothing still points into the store), the store's mapped
+/// pages are given back ([`crate::head::ChunkStore::release_pages`]) so the pages a query
+/// touched do not stay in the process's RSS.
+struct ReleaseStorePages {
+    head: Head,
+    used: bool,
+}
+
+impl Drop for ReleaseStorePages {
+    fn drop(&mut self) {
+        if self.used {
+            self.head.chunk_store().release_pages();
+        }
+    }
 }
 
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
@@ -132,23 +157,87 @@ impl HeadQuerier {
         postings_for_matchers(&p, self.head.symbols(), matchers)
     }
 
-    /// Matching series with their labels, sorted by labels when asked.
-    fn matching(&self, sorted: bool, matchers: &[Matcher]) -> Vec<(Labels, Arc<MemSeries>)> {
+    /// Matching series, sorted by labels when asked. Their labels are built later, only for
+    /// the series that have samples in the range.
+    fn matching(&self, sorted: bool, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         if !self.overlaps_head() {
             return Vec::new();
         }
         let bm = self.selected(matchers);
-        let mut v: Vec<(Labels, Arc<MemSeries>)> = bm
+        let mut v: Vec<Arc<MemSeries>> = bm
             .iter()
             .filter_map(|id| self.head.series(u64::from(id)))
-            .map(|s| (self.head.labels_of(&s), s))
             .collect();
-        // Series references follow creation order, often the labels' order already.
-        if sorted && !v.is_sorted_by(|a, b| a.0 <= b.0) {
-            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if sorted {
+            sort_by_labels(&self.head.symbols().reader(), &mut v);
         }
         v
     }
+}
+
+/// Orders label pairs given as symbol ids (name, value, name, value…) the way [`Labels`]
+/// orders the same labels: pair by pair, by name then value, a prefix first.
+fn cmp_lsets(r: &SymReader<'_>, a: &[u32], b: &[u32]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return r.get(*x).cmp(r.get(*y));
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Sorts series by their labels, as `Labels`' order would, without building the labels:
+/// each distinct symbol of the series is ranked once by its string, then the series are
+/// sorted by their sequences of ranks (comparing flattened `name, value` pairs of ranks is
+/// the same as comparing the label pairs). Series references follow creation order, often
+/// the labels' order already: that is checked first.
+fn sort_by_labels(r: &SymReader<'_>, v: &mut Vec<Arc<MemSeries>>) {
+    if v.windows(2)
+        .all(|w| cmp_lsets(r, &w[0].lset, &w[1].lset) != std::cmp::Ordering::Greater)
+    {
+        return;
+    }
+    // Distinct symbols, through a bitset over the ids in use.
+    let max_id = v
+        .iter()
+        .flat_map(|s| s.lset.iter().copied())
+        .max()
+        .unwrap_or(0) as usize;
+    let mut seen = vec![0u64; max_id / 64 + 1];
+    let mut total = 0usize;
+    for s in v.iter() {
+        total += s.lset.len();
+        for &id in s.lset.iter() {
+            seen[id as usize / 64] |= 1 << (id % 64);
+        }
+    }
+    let mut distinct: Vec<u32> = Vec::new();
+    for (w, &bits) in seen.iter().enumerate() {
+        let mut b = bits;
+        while b != 0 {
+            distinct.push((w * 64) as u32 + b.trailing_zeros());
+            b &= b - 1;
+        }
+    }
+    drop(seen);
+    distinct.sort_unstable_by(|a, b| r.get(*a).cmp(r.get(*b)));
+    let mut rank = vec![0u32; max_id + 1];
+    for (i, &id) in distinct.iter().enumerate() {
+        rank[id as usize] = i as u32;
+    }
+    // Rank sequences, flattened: series i owns keys[offs[i]..offs[i + 1]].
+    let mut keys: Vec<u32> = Vec::with_capacity(total);
+    let mut offs: Vec<u32> = Vec::with_capacity(v.len() + 1);
+    offs.push(0);
+    for s in v.iter() {
+        keys.extend(s.lset.iter().map(|&id| rank[id as usize]));
+        offs.push(keys.len() as u32);
+    }
+    let key = |i: u32| &keys[offs[i as usize] as usize..offs[i as usize + 1] as usize];
+    let mut order: Vec<u32> = (0..v.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
+    let mut taken: Vec<Option<Arc<MemSeries>>> = v.drain(..).map(Some).collect();
+    v.extend(order.iter().filter_map(|&i| taken[i as usize].take()));
 }
 
 impl Querier for HeadQuerier {
@@ -157,14 +246,18 @@ impl Querier for HeadQuerier {
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
         let limit = hints.map_or(0, |h| h.limit);
         let limit = if limit == 0 { usize::MAX } else { limit };
+        let mut rel = ReleaseStorePages {
+            head: head.clone(),
+            used: false,
+        };
         Box::new(
             list.into_iter()
                 .filter_map(
-                    move |(labels, s)| match snapshot_chunks(&head, &s, mint, maxt) {
+                    move |s| match snapshot_chunks(&head, &s, mint, maxt, &mut rel.used) {
                         Ok(chunks) => {
                             let resume = samples_in(&chunks, mint, maxt)?;
                             Some(Ok(Arc::new(ChunkedSeries {
-                                labels: Arc::new(labels),
+                                labels: Arc::new(head.labels_of(&s)),
                                 chunks,
                                 mint,
                                 maxt,
@@ -239,10 +332,17 @@ impl ChunkQuerier for HeadQuerier {
     ) -> ChunkSeriesSet {
         let list = self.matching(sorted, matchers);
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
-        Box::new(list.into_iter().filter_map(move |(labels, s)| {
-            match snapshot_chunks(&head, &s, mint, maxt) {
+        let mut rel = ReleaseStorePages {
+            head: head.clone(),
+            used: false,
+        };
+        Box::new(list.into_iter().filter_map(move |s| {
+            match snapshot_chunks(&head, &s, mint, maxt, &mut rel.used) {
                 Ok(chunks) if chunks.is_empty() => None,
-                Ok(chunks) => Some(Ok(ChunkSeries { labels, chunks })),
+                Ok(chunks) => Some(Ok(ChunkSeries {
+                    labels: head.labels_of(&s),
+                    chunks,
+                })),
                 Err(e) => Some(Err(e)),
             }
         }))
@@ -484,6 +584,53 @@ mod tests {
             encoding: Encoding::Xor,
             data: Arc::from(app.bytes()),
         }
+    }
+
+    #[test]
+    fn select_sorts_by_labels_whatever_the_creation_order() {
+        let h = Head::in_memory();
+        // Creation order differs from label order; symbols are interned in creation order,
+        // so their ids do not follow their strings; some sets are prefixes of others.
+        let sets: Vec<Labels> = [
+            vec![("__name__", "m"), ("job", "z"), ("x", "1")],
+            vec![("__name__", "m"), ("job", "b")],
+            vec![("__name__", "m"), ("job", "b"), ("x", "2")],
+            vec![("__name__", "m"), ("a", "q"), ("job", "b")],
+            vec![("__name__", "m"), ("job", "a"), ("x", "10")],
+            vec![("__name__", "m"), ("job", "a"), ("x", "1")],
+            vec![("__name__", "m"), ("job", "zz")],
+            vec![("__name__", "m"), ("instance", "h:1"), ("job", "a")],
+        ]
+        .iter()
+        .map(|p| Labels::from_pairs(p))
+        .collect();
+        let mut app = h.appender();
+        for (i, ls) in sets.iter().enumerate() {
+            app.append(None, ls, 1000, i as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let q = h.head_querier(0, 2000);
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let got: Vec<Labels> = q
+            .select(true, None, &m)
+            .map(|s| s.unwrap().labels().clone())
+            .collect();
+        let mut want = sets.clone();
+        want.sort();
+        assert_eq!(got, want);
+        // Already sorted input stays as it is.
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "job", "a").unwrap()];
+        let got: Vec<Labels> = q
+            .select(true, None, &m)
+            .map(|s| s.unwrap().labels().clone())
+            .collect();
+        let mut want: Vec<Labels> = sets
+            .iter()
+            .filter(|l| l.get("job") == Some("a"))
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

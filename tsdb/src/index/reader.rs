@@ -19,8 +19,9 @@ pub struct IndexReader {
     path: PathBuf,
     map: Mmap,
     toc: Toc,
-    /// Offset in the file of every symbol's length field.
-    symbol_offsets: Vec<u32>,
+    /// Every symbol's bytes as (offset in the file, length), checked to be UTF-8 when
+    /// opening, so looking one up is a slice of the map.
+    symbol_offsets: Vec<(u32, u32)>,
     /// Label name → (file position of the value string in the postings offset table, offset
     /// of its postings list), values sorted. Values are read from the map when needed.
     postings: BTreeMap<String, Vec<(u64, u64)>>,
@@ -123,10 +124,11 @@ impl IndexReader {
         let mut offs = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let at = toc.symbols + 4 + d.position() as u64;
-            offs.push(
-                u32::try_from(at).map_err(|_| self.corrupt(at, "symbol offset beyond 4 GiB"))?,
-            );
-            d.uvarint_str().map_err(self.dec_err(at, "symbol"))?;
+            let sym = d.uvarint_str().map_err(self.dec_err(at, "symbol"))?;
+            let start = toc.symbols + 4 + (d.position() - sym.len()) as u64;
+            let start =
+                u32::try_from(start).map_err(|_| self.corrupt(at, "symbol offset beyond 4 GiB"))?;
+            offs.push((start, sym.len() as u32));
         }
         self.symbol_offsets = offs;
 
@@ -223,14 +225,20 @@ impl IndexReader {
 
     /// The symbol with reference (position) `i`.
     pub fn symbol(&self, i: u32) -> Result<&str> {
-        let off = *self.symbol_offsets.get(i as usize).ok_or_else(|| {
+        let (off, len) = *self.symbol_offsets.get(i as usize).ok_or_else(|| {
             self.corrupt(
                 self.toc.symbols,
                 format!("symbol reference {i} out of range"),
             )
         })?;
-        let mut d = Decbuf::new(&self.map[off as usize..]);
-        d.uvarint_str().map_err(self.dec_err(off as u64, "symbol"))
+        let (off, len) = (off as usize, len as usize);
+        let b = self
+            .map
+            .get(off..off + len)
+            .ok_or_else(|| self.corrupt(off as u64, "symbol out of range"))?;
+        // SAFETY: these bytes were checked to be UTF-8 when the index was opened, and the
+        // map is read-only over an immutable file.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
     }
 
     /// All symbols in order.
