@@ -540,6 +540,36 @@ struct SelectIter {
 }
 
 impl SelectIter {
+    /// The next selected series as a [`Series`].
+    fn next_series(&mut self) -> Option<Result<Arc<dyn Series>>> {
+        let sel = match self.next_selected()? {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(Arc::new(BlockSeries {
+            labels: Arc::new(sel.labels),
+            chunks: sel.chunks,
+            deleted: sel.deleted,
+            block: self.block.clone(),
+            _tok: self.tok.clone(),
+            mint: self.mint,
+            maxt: self.maxt,
+        }) as Arc<dyn Series>))
+    }
+
+    /// The same selection over a part of the references.
+    fn part(&self, refs: Vec<u64>) -> SelectIter {
+        SelectIter {
+            block: self.block.clone(),
+            tok: self.tok.clone(),
+            refs: refs.into_iter(),
+            mint: self.mint,
+            maxt: self.maxt,
+            lbuf: Vec::new(),
+            cbuf: Vec::new(),
+        }
+    }
+
     fn next_selected(&mut self) -> Option<Result<Selected>> {
         for r in self.refs.by_ref() {
             if let Err(e) = self
@@ -604,6 +634,62 @@ impl BlockQuerier {
     }
 }
 
+/// Selections of at least this many series are read from the index on several threads.
+const PARALLEL_SELECT_MIN: usize = 2048;
+
+/// Threads to read `n` series with: one per core, each with at least
+/// [`PARALLEL_SELECT_MIN`] / 2 series.
+fn select_threads(n: usize) -> usize {
+    if n < PARALLEL_SELECT_MIN {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    cores.min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
+}
+
+/// One selected series, or the error that ends a selection.
+type Item = Result<Arc<dyn Series>>;
+
+/// Every series of `it`, read on `threads` threads (decoding each series entry, resolving
+/// its symbols, building its labels and chunk list), in reference order (the labels' order);
+/// the first error ends the result.
+fn select_parallel(it: SelectIter, threads: usize) -> Vec<Item> {
+    let refs: Vec<u64> = it.refs.as_slice().to_vec();
+    let per = refs.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<SelectIter> = refs.chunks(per).map(|c| it.part(c.to_vec())).collect();
+    let done: Vec<Vec<Item>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|mut p| {
+                sc.spawn(move || {
+                    let mut v = Vec::new();
+                    while let Some(x) = p.next_series() {
+                        let failed = x.is_err();
+                        v.push(x);
+                        if failed {
+                            break;
+                        }
+                    }
+                    v
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(refs.len());
+    for part in done {
+        let failed = part.last().is_some_and(|x| x.is_err());
+        out.extend(part);
+        if failed {
+            break;
+        }
+    }
+    out
+}
+
 impl Querier for BlockQuerier {
     fn select(
         &self,
@@ -615,21 +701,11 @@ impl Querier for BlockQuerier {
             Ok(it) => it,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        Box::new(std::iter::from_fn(move || {
-            let sel = match it.next_selected()? {
-                Ok(s) => s,
-                Err(e) => return Some(Err(e)),
-            };
-            Some(Ok(Arc::new(BlockSeries {
-                labels: Arc::new(sel.labels),
-                chunks: sel.chunks,
-                deleted: sel.deleted,
-                block: it.block.clone(),
-                _tok: it.tok.clone(),
-                mint: it.mint,
-                maxt: it.maxt,
-            }) as Arc<dyn Series>))
-        }))
+        let threads = select_threads(it.refs.len());
+        if threads > 1 {
+            return Box::new(select_parallel(it, threads).into_iter());
+        }
+        Box::new(std::iter::from_fn(move || it.next_series()))
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
@@ -1007,6 +1083,50 @@ mod tests {
         assert!((kept.labels().clone(), bits(&out)) == first[0]);
         drop(kept);
         assert_eq!(readers(), 0);
+    }
+
+    #[test]
+    fn large_selections_read_in_parallel_keep_order_and_ranges() {
+        let tmp = tempfile::tempdir().unwrap();
+        let n = PARALLEL_SELECT_MIN * 2 + 5;
+        let series: Vec<ChunkSeries> = (0..n)
+            .map(|k| {
+                let ls = Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{k:06}"))]);
+                // Every fourth series lies outside the queried range.
+                let base = if k % 4 == 0 { 100_000 } else { 0 };
+                let samples: Vec<(i64, f64)> =
+                    (0..10).map(|j| (base + j * 1000, k as f64)).collect();
+                crate::compact::chunk_series_from_samples(ls, &samples)
+            })
+            .collect();
+        let id = crate::compact::write_block(tmp.path(), series, 0, 200_000, 1, &[]).unwrap();
+        let b = Block::open(tmp.path().join(id.to_string())).unwrap();
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let q = b.querier(2500, 6000).unwrap();
+        let got: Vec<(Labels, Vec<(i64, u64)>)> = q
+            .select(true, None, &m)
+            .map(|s| {
+                let s = s.unwrap();
+                let mut v = Vec::new();
+                s.iter().collect_range(i64::MIN, i64::MAX, &mut v);
+                (s.labels().clone(), bits(&v))
+            })
+            .collect();
+        let want: Vec<(Labels, Vec<(i64, u64)>)> = (0..n)
+            .filter(|k| k % 4 != 0)
+            .map(|k| {
+                let ls = Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{k:06}"))]);
+                let v: Vec<(i64, f64)> = (3..=6).map(|j| (j * 1000, k as f64)).collect();
+                (ls, bits(&v))
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+        drop(q);
+        assert_eq!(
+            b.inner.readers.load(std::sync::atomic::Ordering::Acquire),
+            0
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use super::chunk_store::ChunkStore;
 use super::head_chunks::{ChunkDiskMapper, HeadChunkRef, OOO_MASK};
@@ -14,16 +14,17 @@ use super::Head;
 use crate::chunkenc::Encoding;
 use crate::Result;
 
-/// Full head chunks in `chunks_head/`.
+/// Full head chunks in `chunks_head/`. Reads share the mapper (queries snapshot chunks on
+/// several threads); writes, truncation and closing take it alone.
 pub struct DiskChunkStore {
-    mapper: Mutex<ChunkDiskMapper>,
+    mapper: RwLock<ChunkDiskMapper>,
 }
 
 impl DiskChunkStore {
     /// Wraps an open mapper.
     pub fn new(mapper: ChunkDiskMapper) -> Self {
         DiskChunkStore {
-            mapper: Mutex::new(mapper),
+            mapper: RwLock::new(mapper),
         }
     }
 
@@ -31,7 +32,7 @@ impl DiskChunkStore {
     /// the series appears during WAL replay). Returns the number of chunks.
     pub fn load_into(&self, head: &Head) -> Result<u64> {
         let mut n = 0u64;
-        let mut m = self.mapper.lock();
+        let mut m = self.mapper.write();
         m.iterate_all(|series_ref, chunk_ref, mint, maxt, _num, enc| {
             if enc & OOO_MASK == 0 && Encoding::from_u8(enc) == Some(Encoding::Xor) {
                 head.attach_mmapped_chunk(series_ref, chunk_ref.0, mint, maxt);
@@ -44,12 +45,12 @@ impl DiskChunkStore {
 
     /// Flushes buffered chunks and fsyncs.
     pub fn close(&self) -> Result<()> {
-        self.mapper.lock().close()
+        self.mapper.write().close()
     }
 
     /// Runs `f` on the mapper.
     pub fn with_mapper<R>(&self, f: impl FnOnce(&mut ChunkDiskMapper) -> R) -> R {
-        f(&mut self.mapper.lock())
+        f(&mut self.mapper.write())
     }
 }
 
@@ -64,21 +65,21 @@ impl ChunkStore for DiskChunkStore {
     ) -> Result<u64> {
         Ok(self
             .mapper
-            .lock()
+            .write()
             .write_chunk(series_ref, mint, maxt, enc, data)?
             .0)
     }
 
     fn read(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
-        let m = self.mapper.lock();
+        let m = self.mapper.read();
         Ok(Arc::from(m.chunk(HeadChunkRef(chunk_ref))?))
     }
 
     fn truncate(&self, mint: i64) -> Result<()> {
-        self.mapper.lock().truncate(mint).map(|_| ())
+        self.mapper.write().truncate(mint).map(|_| ())
     }
 
     fn release_pages(&self) {
-        self.mapper.lock().release_pages()
+        self.mapper.read().release_pages()
     }
 }
