@@ -729,6 +729,8 @@ pub(super) struct SeriesScratch {
     pub annos: Vec<crate::functions::Annotation>,
     resets: Vec<usize>,
     pbuf: Vec<f64>,
+    windows: crate::functions::range::CounterWindows,
+    window_ts: Vec<i64>,
 }
 
 /// What [`run_series_into`] reports besides the points.
@@ -813,6 +815,47 @@ pub(super) fn run_series_into(
     if counter.is_some() {
         pts.reserve(job.steps.len());
     }
+    if let (None, Some(is_rate)) = (&sts, counter) {
+        // Windows are collected first and extrapolated together (see `CounterWindows`).
+        let cw = &mut sc.windows;
+        cw.clear();
+        let wts = &mut sc.window_ts;
+        wts.clear();
+        let mut rlo = 0usize;
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for (k, &ts) in job.steps.iter().enumerate() {
+            let rt = job.at.unwrap_or(ts) - job.offset;
+            if job.at.is_none() || k == 0 {
+                while hi < data.len() && data[hi].0 <= rt {
+                    hi += 1;
+                }
+                while lo < hi && data[lo].0 <= rt - job.range {
+                    lo += 1;
+                }
+            }
+            if !job.from_subquery {
+                samples += (hi - lo) as u64;
+            }
+            if hi - lo < 2 {
+                continue;
+            }
+            while rlo < resets.len() && resets[rlo] < lo {
+                rlo += 1;
+            }
+            let inside = resets[rlo..]
+                .iter()
+                .take_while(|&&i| i + 1 < hi)
+                .map(|&i| data[i].1);
+            cw.push(&data[lo..hi], rt - job.range, rt, inside);
+            wts.push(ts);
+        }
+        cw.compute(range_s, is_rate);
+        pts.extend(wts.iter().copied().zip(cw.out.iter().copied()));
+        return Ok(SeriesStats {
+            samples,
+            non_counter: non_counter_name(name, metric, pts),
+        });
+    }
     let mut rlo = 0usize;
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
@@ -883,18 +926,22 @@ pub(super) fn run_series_into(
             pts.push((ts, v));
         }
     }
-    let mut non_counter = None;
+    Ok(SeriesStats {
+        samples,
+        non_counter: non_counter_name(name, metric, pts),
+    })
+}
+
+/// The metric name when `rate`/`increase` gave points for a series not named like a counter.
+fn non_counter_name(name: &str, metric: &Labels, pts: &[(i64, f64)]) -> Option<String> {
     if (name == "rate" || name == "increase") && !pts.is_empty() {
         if let Some(mn) = metric.metric_name() {
             if !has_counter_suffix(mn) {
-                non_counter = Some(mn.to_string());
+                return Some(mn.to_string());
             }
         }
     }
-    Ok(SeriesStats {
-        samples,
-        non_counter,
-    })
+    None
 }
 
 /// Appends to `out` the index `i` of every sample whose successor has a lower value (a

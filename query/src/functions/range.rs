@@ -527,6 +527,123 @@ pub fn counter_rate_window(
     Some(result * factor)
 }
 
+/// Many `rate`/`increase` windows of one series, evaluated together: [`CounterWindows::push`]
+/// records each window (of at least two samples), [`CounterWindows::compute`] then runs the
+/// extrapolation of all of them in one loop without branches, which the compiler turns into
+/// packed (SIMD) arithmetic. The divisions dominate the cost of a window, and packed
+/// division is correctly rounded like scalar division, so every result is bit for bit the
+/// one of [`counter_rate_window`].
+#[derive(Default)]
+pub struct CounterWindows {
+    to_start: Vec<f64>,
+    to_end: Vec<f64>,
+    sampled: Vec<f64>,
+    gaps: Vec<f64>,
+    first_v: Vec<f64>,
+    result: Vec<f64>,
+    /// The value of each window in push order, after [`CounterWindows::compute`].
+    pub out: Vec<f64>,
+}
+
+impl CounterWindows {
+    /// Forgets all windows.
+    pub fn clear(&mut self) {
+        self.to_start.clear();
+        self.to_end.clear();
+        self.sampled.clear();
+        self.gaps.clear();
+        self.first_v.clear();
+        self.result.clear();
+        self.out.clear();
+    }
+
+    /// Records the window `samples` (at least two) in `(range_start, range_end]` with the
+    /// values just before each counter reset inside it.
+    #[inline]
+    pub fn push(
+        &mut self,
+        samples: &[(i64, f64)],
+        range_start: i64,
+        range_end: i64,
+        reset_values: impl Iterator<Item = f64>,
+    ) {
+        let n = samples.len();
+        debug_assert!(n >= 2);
+        let (first_t, first_v) = samples[0];
+        let (last_t, last_v) = samples[n - 1];
+        let mut result = last_v - first_v;
+        for v in reset_values {
+            result += v;
+        }
+        self.to_start.push((first_t - range_start) as f64);
+        self.to_end.push((range_end - last_t) as f64);
+        self.sampled.push((last_t - first_t) as f64);
+        self.gaps.push((n - 1) as f64);
+        self.first_v.push(first_v);
+        self.result.push(result);
+    }
+
+    /// Computes every recorded window into [`CounterWindows::out`]; `range_s` is the window
+    /// length in seconds.
+    pub fn compute(&mut self, range_s: f64, is_rate: bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { self.compute_avx2(range_s, is_rate) };
+                return;
+            }
+        }
+        self.compute_generic(range_s, is_rate);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn compute_avx2(&mut self, range_s: f64, is_rate: bool) {
+        self.compute_generic(range_s, is_rate);
+    }
+
+    #[inline(always)]
+    fn compute_generic(&mut self, range_s: f64, is_rate: bool) {
+        let n = self.result.len();
+        self.out.clear();
+        self.out.resize(n, 0.0);
+        let out = &mut self.out[..n];
+        let (a, b, c) = (&self.to_start[..n], &self.to_end[..n], &self.sampled[..n]);
+        let (g, fv, res) = (&self.gaps[..n], &self.first_v[..n], &self.result[..n]);
+        for i in 0..n {
+            let sampled_interval = c[i] / 1000.0;
+            let avg_between = sampled_interval / g[i];
+            let threshold = avg_between * 1.1;
+            let dts = a[i] / 1000.0;
+            let dts = if dts >= threshold {
+                avg_between / 2.0
+            } else {
+                dts
+            };
+            let to_zero = sampled_interval * (fv[i] / res[i]);
+            let dts = if res[i] > 0.0 && fv[i] >= 0.0 && to_zero < dts {
+                to_zero
+            } else {
+                dts
+            };
+            let dte = b[i] / 1000.0;
+            let dte = if dte >= threshold {
+                avg_between / 2.0
+            } else {
+                dte
+            };
+            let factor = if sampled_interval != 0.0 {
+                (sampled_interval + dts + dte) / sampled_interval
+            } else {
+                1.0
+            };
+            let factor = if is_rate { factor / range_s } else { factor };
+            out[i] = res[i] * factor;
+        }
+    }
+}
+
 /// The extrapolation of `extrapolated_rate_st` once the raw difference `result` (counter
 /// resets corrected) is known.
 fn extrapolate_rate(
@@ -729,6 +846,65 @@ mod tests {
     /// The sliding form (resets found once per series) gives the same bits as the
     /// per-window scan, counter resets inside and at the edges of the window included.
     #[test]
+    fn counter_windows_match_rate_with_negative_zero_and_odd_values() {
+        let vals = [
+            -3.0,
+            0.0,
+            5.5,
+            -0.0,
+            2.0,
+            2.0,
+            1e300,
+            f64::INFINITY,
+            7.0,
+            f64::NAN,
+            1.0,
+            4.0,
+            -1e-9,
+            0.25,
+            9.0,
+            9.0,
+            9.0,
+            3.0,
+        ];
+        let s: Vec<(i64, f64)> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * 10_000 + (i as i64 % 3) * 7, v))
+            .collect();
+        let mut cw = CounterWindows::default();
+        let mut want = Vec::new();
+        for lo in 0..s.len() {
+            for hi in lo + 2..=s.len() {
+                let w = &s[lo..hi];
+                let resets = (lo..hi - 1)
+                    .filter(|&i| s[i + 1].1 < s[i].1)
+                    .map(|i| s[i].1);
+                // one window length for all, so that one batch computes them together
+                for rs in [w[0].0 - 1, w[0].0 - 9_000, w[0].0 - 61_000] {
+                    let re = rs + 200_000;
+                    let mut annos = Vec::new();
+                    let r = RangeFn::Rate.eval(&mut RangeCtx {
+                        samples: w,
+                        range_start: rs,
+                        range_end: re,
+                        params: &[],
+                        annotations: &mut annos,
+                    });
+                    cw.push(w, rs, re, resets.clone());
+                    want.push(r.map(f64::to_bits));
+                }
+            }
+        }
+        cw.compute(200.0, true);
+        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
+        assert_eq!(got, want);
+        cw.compute_generic(200.0, true);
+        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn counter_rate_with_resets_matches_rate_bit_for_bit() {
         let s: Vec<(i64, f64)> = (0..40)
             .map(|i| {
@@ -762,6 +938,27 @@ mod tests {
                         annotations: &mut annos,
                     };
                     let got = counter_rate_with_resets(&ctx, resets.clone(), is_rate);
+                    if w.len() >= 2 {
+                        let mut cw = CounterWindows::default();
+                        // several times, so that the packed loop runs
+                        for _ in 0..5 {
+                            cw.push(w, rs, re, resets.clone());
+                        }
+                        cw.compute((re - rs) as f64 / 1000.0, is_rate);
+                        for v in &cw.out {
+                            assert_eq!(
+                                Some(v.to_bits()),
+                                want.map(f64::to_bits),
+                                "batch [{lo}, {hi})"
+                            );
+                        }
+                        cw.compute_generic((re - rs) as f64 / 1000.0, is_rate);
+                        assert_eq!(
+                            Some(cw.out[4].to_bits()),
+                            want.map(f64::to_bits),
+                            "generic batch [{lo}, {hi})"
+                        );
+                    }
                     let fast = counter_rate_window(
                         w,
                         rs,
