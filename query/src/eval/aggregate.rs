@@ -259,17 +259,28 @@ impl FoldCells {
         let fold = self.fold;
         let dn = if drop_name { Self::DROP } else { 0 };
         let flags = &mut self.flags[base..base + nsteps];
+        // `next_t` is the time of step `next_k`: points on consecutive steps (the usual
+        // case) need no division to find their step.
         let mut next_k = 0usize;
+        let mut next_t = start;
         for &(ts, f) in pts {
-            let d = ts - start;
-            if d < 0 || d % interval != 0 {
+            if ts < next_t {
                 continue;
             }
-            let k = (d / interval) as usize;
-            if k >= nsteps || k < next_k {
+            let k = if ts == next_t {
+                next_k
+            } else {
+                let d = ts - start;
+                if d % interval != 0 {
+                    continue;
+                }
+                (d / interval) as usize
+            };
+            if k >= nsteps {
                 continue;
             }
             next_k = k + 1;
+            next_t = ts + interval;
             let c = base + k;
             if flags[k] & Self::SEEN == 0 {
                 flags[k] = Self::SEEN | dn;
@@ -754,5 +765,68 @@ pub(crate) fn go_g(v: f64) -> String {
         s
     } else {
         format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The step of each point as the fold has always placed them: on the grid, within the
+    /// steps, at most once per step and in increasing order.
+    fn reference_steps(pts: &[(i64, f64)], start: i64, interval: i64, nsteps: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut next_k = 0usize;
+        for &(ts, _) in pts {
+            let d = ts - start;
+            if d < 0 || d % interval != 0 {
+                continue;
+            }
+            let k = (d / interval) as usize;
+            if k >= nsteps || k < next_k {
+                continue;
+            }
+            next_k = k + 1;
+            out.push(k);
+        }
+        out
+    }
+
+    #[test]
+    fn add_series_places_points_like_the_division_rule() {
+        let (start, interval, nsteps) = (1_000i64, 60i64, 12usize);
+        let cases: Vec<Vec<i64>> = vec![
+            (0..12).map(|k| start + k * interval).collect(),
+            vec![
+                start - 60,
+                start,
+                start + 30,
+                start + 60,
+                start + 60,
+                start + 300,
+                start + 240,
+            ],
+            vec![
+                start + 120,
+                start + 180,
+                start + 181,
+                start + 660,
+                start + 720,
+                start + 780,
+            ],
+            vec![start - 1, start + 59, start + 61, start + 119, start + 120],
+            vec![],
+        ];
+        for ts in cases {
+            let pts: Vec<(i64, f64)> = ts.iter().map(|&t| (t, 1.0)).collect();
+            let mut cells = FoldCells::new(FoldOp::Count, nsteps);
+            cells.add_series(0, nsteps, &pts, false, start, interval);
+            let got: Vec<usize> = (0..nsteps).filter(|&k| cells.get(k).is_some()).collect();
+            let mut want = reference_steps(&pts, start, interval, nsteps);
+            want.sort();
+            want.dedup();
+            assert_eq!(got, want, "{ts:?}");
+            assert!((0..nsteps).all(|k| cells.get(k).is_none_or(|(v, _)| v == 1.0)));
+        }
     }
 }
