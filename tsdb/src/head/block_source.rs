@@ -26,8 +26,9 @@ use crate::Result;
 /// Reading chunks faults the mapped head chunk files into the process's RSS (each read maps
 /// the kernel's fault-around window, 64 KiB, and a series' chunks lie far apart in the files);
 /// their bytes are copied out, so the pages are given back after this many series (see
-/// [`super::ChunkStore::release_pages`]), which keeps that under ~16 MiB.
-const RELEASE_PAGES_EVERY: usize = 64;
+/// [`super::ChunkStore::release_pages`]), which keeps that to a few MiB (every 64 series let
+/// it reach 55 MiB on the 100k-series replay).
+const RELEASE_PAGES_EVERY: usize = 16;
 
 /// The head's series with chunks inside `[mint, maxt)`, for writing a block.
 pub struct HeadBlockSource {
