@@ -7,33 +7,52 @@ use std::fmt::Write as _;
 
 use tsdb::labels::Labels;
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal, escaped as Go's `encoding/json` does (`<`, `>`, `&`,
+/// U+2028 and U+2029 as `\uXXXX`). Runs of bytes that need no escaping are copied at once.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    let b = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '<' => Some("\\u003c"),
-            '>' => Some("\\u003e"),
-            '&' => Some("\\u0026"),
-            '\u{2028}' => Some("\\u2028"),
-            '\u{2029}' => Some("\\u2029"),
-            c if (c as u32) < 0x20 => None,
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let esc: &str = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b'<' => "\\u003c",
+            b'>' => "\\u003e",
+            b'&' => "\\u0026",
+            // U+2028 and U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
+            0xE2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(&(0xA8 | 0xA9))) => {
+                if b[i + 2] == 0xA8 {
+                    "\\u2028"
+                } else {
+                    "\\u2029"
+                }
             }
+            c if c < 0x20 => "",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        // `start..i` ends before an ASCII byte or the start of a 3-byte sequence: a char
+        // boundary.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 15) as usize] as char);
+            i += 1;
+        } else {
+            out.push_str(esc);
+            i += if c == 0xE2 { 3 } else { 1 };
         }
-        start = i + c.len_utf8();
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -55,20 +74,28 @@ pub fn write_labels(out: &mut String, ls: &Labels) {
 
 /// Appends a millisecond timestamp as seconds: `1704081607`, `1704081607.5`, `-0.001`.
 pub fn write_ts(out: &mut String, ms: i64) {
-    let neg = ms < 0;
     let a = ms.unsigned_abs();
-    if neg {
+    if ms < 0 {
         out.push('-');
     }
-    let _ = write!(out, "{}", a / 1000);
-    let frac = a % 1000;
+    out.push_str(itoa::Buffer::new().format(a / 1000));
+    let frac = (a % 1000) as u32;
     if frac != 0 {
-        let mut s = format!("{frac:03}");
-        while s.ends_with('0') {
-            s.pop();
-        }
-        out.push('.');
-        out.push_str(&s);
+        let digits = [
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let len = if frac % 100 == 0 {
+            2
+        } else if frac % 10 == 0 {
+            3
+        } else {
+            4
+        };
+        // ASCII digits only.
+        out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or(""));
     }
 }
 
@@ -79,7 +106,13 @@ pub fn format_float(v: f64) -> String {
     s
 }
 
-/// Appends `v` formatted as [`format_float`] does (without quotes).
+/// Integers below this magnitude are exact in an `f64` and printed through `itoa`.
+const EXACT_INT: f64 = 1e15;
+
+/// Appends `v` formatted as [`format_float`] does (without quotes): the shortest digits that
+/// read back as `v`, never with an exponent. Integral values take an integer fast path; the
+/// rest are formatted by `ryu` (shortest round-trip digits, possibly in exponent form) and
+/// rewritten as a plain decimal.
 pub fn push_float(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -87,10 +120,87 @@ pub fn push_float(out: &mut String, v: f64) {
         out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
+    } else if v.abs() < EXACT_INT && v == v.trunc() {
+        if v == 0.0 && v.is_sign_negative() {
+            out.push_str("-0");
+        } else {
+            out.push_str(itoa::Buffer::new().format(v as i64));
+        }
     } else {
-        // Rust's Display prints the shortest round-trip digits without an exponent, as Go's
-        // 'f' with precision -1 does.
-        let _ = write!(out, "{v}");
+        let mut b = ryu::Buffer::new();
+        let s = b.format_finite(v);
+        // Without an exponent ryu's output is already plain and minimal, but for a `.0`
+        // after integral values.
+        if !s.contains('e') {
+            out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        } else {
+            push_plain_decimal(out, s);
+        }
+    }
+}
+
+/// Rewrites a decimal number in Rust/ryu syntax (`-1.25e-7`, `3.0`, `1e21`) as a plain decimal
+/// without exponent and without redundant zeros (`-0.000000125`, `3`, `1000000000000000000000`).
+fn push_plain_decimal(out: &mut String, s: &str) {
+    const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (mant, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    // Digits without the point, at most 17 significant plus a few zeros from ryu.
+    let mut digits = [0u8; 40];
+    let mut n = 0;
+    let mut point = None;
+    for &c in mant.as_bytes() {
+        if c == b'.' {
+            point = Some(n);
+        } else if n < digits.len() {
+            digits[n] = c;
+            n += 1;
+        }
+    }
+    // Position of the decimal point counted in digits from the left.
+    let mut dp = point.unwrap_or(n) as i32 + exp;
+    let mut lo = 0;
+    while lo < n && digits[lo] == b'0' {
+        lo += 1;
+        dp -= 1;
+    }
+    let mut hi = n;
+    while hi > lo && digits[hi - 1] == b'0' {
+        hi -= 1;
+    }
+    if lo == hi {
+        out.push_str(if neg { "-0" } else { "0" });
+        return;
+    }
+    if neg {
+        out.push('-');
+    }
+    let d = std::str::from_utf8(&digits[lo..hi]).unwrap_or("");
+    let len = d.len() as i32;
+    let zeros = |out: &mut String, mut k: i32| {
+        while k > 0 {
+            let c = k.min(ZEROS.len() as i32);
+            out.push_str(&ZEROS[..c as usize]);
+            k -= c;
+        }
+    };
+    if dp <= 0 {
+        out.push_str("0.");
+        zeros(out, -dp);
+        out.push_str(d);
+    } else if dp >= len {
+        out.push_str(d);
+        zeros(out, dp - len);
+    } else {
+        out.push_str(&d[..dp as usize]);
+        out.push('.');
+        out.push_str(&d[dp as usize..]);
     }
 }
 
@@ -103,26 +213,29 @@ pub fn write_sample(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// The start of the success envelope; the `data` value follows, then [`end_success`].
+pub const SUCCESS_PREFIX: &str = "{\"status\":\"success\",\"data\":";
+
 /// Wraps already-encoded `data` JSON in the success envelope, with `warnings`/`infos` when any.
 pub fn success(data: &str, warnings: &[String], infos: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 64);
-    out.push_str("{\"status\":\"success\",\"data\":");
+    out.push_str(SUCCESS_PREFIX);
     out.push_str(data);
+    end_success(&mut out, warnings, infos);
+    out
+}
+
+/// Closes a success envelope begun with [`SUCCESS_PREFIX`] and a `data` value: appends
+/// `warnings`/`infos` when any and the final `}`.
+pub fn end_success(out: &mut String, warnings: &[String], infos: &[String]) {
     for (key, list) in [("warnings", warnings), ("infos", infos)] {
         if list.is_empty() {
             continue;
         }
-        let _ = write!(out, ",\"{key}\":[");
-        for (i, w) in list.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_str(&mut out, w);
-        }
-        out.push(']');
+        let _ = write!(out, ",\"{key}\":");
+        write_str_array(out, list);
     }
     out.push('}');
-    out
 }
 
 /// Appends a JSON array of strings.
@@ -155,6 +268,74 @@ mod tests {
     }
 
     #[test]
+    fn float_edge_cases_format_like_go() {
+        for (v, want) in [
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (-3.0, "-3"),
+            (999_999_999_999_999.0, "999999999999999"),
+            (1e15, "1000000000000000"),
+            (1.2345e16, "12345000000000000"),
+            (-1.25e-7, "-0.000000125"),
+            (0.001, "0.001"),
+            (123456.789, "123456.789"),
+            (1e-5, "0.00001"),
+            (4.5e15, "4500000000000000"),
+            (0.5, "0.5"),
+            // An exact tie between two 17-digit candidates: Go (like ryu) rounds half to
+            // even, Rust's `Display` rounds up (…536.3).
+            (f64::from_bits(0x4313_d27d_a8ac_08c1), "1394865425023536.2"),
+        ] {
+            assert_eq!(format_float(v), want, "{v:e}");
+        }
+        assert_eq!(format_float(f64::MAX), format!("{}", f64::MAX));
+        assert_eq!(format_float(5e-324), format!("0.{}5", "0".repeat(323)));
+        assert_eq!(
+            format_float(f64::MIN_POSITIVE),
+            format!("{}", f64::MIN_POSITIVE)
+        );
+    }
+
+    /// Rust's `Display` also prints the shortest round-trip digits without exponent; the
+    /// output must read back as the same value with as many digits as `Display`'s, and equal
+    /// it except where the two candidates tie (Go and ryu round half to even there).
+    #[test]
+    fn floats_roundtrip_with_shortest_digits() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let sig = |s: &str| {
+            s.bytes()
+                .filter(u8::is_ascii_digit)
+                .skip_while(|&c| c == b'0')
+                .count()
+        };
+        let check = |v: f64| {
+            if !v.is_finite() {
+                return;
+            }
+            let got = format_float(v);
+            let want = format!("{v}");
+            if got != want {
+                assert_eq!(got.parse::<f64>().ok(), Some(v), "bits {:#x}", v.to_bits());
+                assert_eq!(sig(&got), sig(&want), "{got} vs {want}");
+                assert!(!got.contains('e'), "{got}");
+            }
+        };
+        for i in 0..200_000u64 {
+            // xorshift64*: random bit patterns cover every exponent.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            check(f64::from_bits(r));
+            // Values like those in query results: rates, ratios, counts, byte sizes.
+            check((r % 1_000_000) as f64 / 1000.0);
+            check((r >> 11) as f64 / (1u64 << 53) as f64);
+            check(i as f64 * 0.1);
+            check((r % 100_000_000_000) as f64);
+        }
+    }
+
+    #[test]
     fn timestamps_are_seconds() {
         let mut s = String::new();
         write_ts(&mut s, 1_704_081_607_000);
@@ -164,7 +345,18 @@ mod tests {
         write_ts(&mut s, 1_704_081_607_010);
         s.push(' ');
         write_ts(&mut s, -1);
-        assert_eq!(s, "1704081607 1704081607.5 1704081607.01 -0.001");
+        s.push(' ');
+        write_ts(&mut s, 0);
+        s.push(' ');
+        write_ts(&mut s, -1_500);
+        s.push(' ');
+        write_ts(&mut s, 1_704_081_607_123);
+        s.push(' ');
+        write_ts(&mut s, i64::MIN);
+        assert_eq!(
+            s,
+            "1704081607 1704081607.5 1704081607.01 -0.001 0 -1.5 1704081607.123 -9223372036854775.808"
+        );
     }
 
     #[test]
@@ -175,6 +367,9 @@ mod tests {
             "line\nbreak\ttab",
             "<&>",
             "\u{1}",
+            "\u{1f}x\u{7f}",
+            "a\u{2028}b\u{2029}c\u{2027}",
+            "\u{e2}\u{80}",
             "日本語 🚀",
         ] {
             let mut s = String::new();
@@ -182,6 +377,9 @@ mod tests {
             let back: String = serde_json::from_str(&s).unwrap();
             assert_eq!(back, v);
         }
+        let mut s = String::new();
+        write_str(&mut s, "x\u{2028}<\u{1}\"é\u{2029}");
+        assert_eq!(s, r#""x\u2028\u003c\u0001\"é\u2029""#);
         let mut s = String::new();
         write_labels(&mut s, &Labels::from_pairs(&[("b", "2"), ("a", "1")]));
         assert_eq!(s, r#"{"a":"1","b":"2"}"#);
