@@ -22,6 +22,9 @@ use crate::{Error, Result};
 
 struct Pending {
     series: Arc<MemSeries>,
+    /// Hash of the series' labels when the caller passed labels without a reference (0 when
+    /// not computed), to recognise the next sample of the same series cheaply.
+    hash: u64,
     t: i64,
     v: f64,
 }
@@ -60,20 +63,37 @@ impl Appender {
             return Err(Error::OutOfBounds);
         }
         // Consecutive samples of one series (several samples per series in a request) reuse
-        // the series of the previous sample, already pinned by this batch, without a lookup.
-        let s = match self.samples.last() {
-            Some(p) if series_ref.is_none() && self.head.same_labels(&p.series, labels) => {
+        // the series of the previous sample, already pinned by this batch, without a lookup:
+        // by reference, or by labels when their hash matches too (so a batch of different
+        // series does not compare labels twice per sample).
+        let hash = match series_ref {
+            Some(_) => 0,
+            None => labels.hash(),
+        };
+        let last = self.samples.last().filter(|p| match series_ref {
+            Some(r) => p.series.sref == r,
+            None => p.hash == hash && self.head.same_labels(&p.series, labels),
+        });
+        let s = match last {
+            Some(p) => {
                 p.series.pending.fetch_add(1, Ordering::AcqRel);
                 p.series.clone()
             }
-            _ => self.head.pin_series(series_ref, labels)?,
+            None => self
+                .head
+                .pin_series_hashed(series_ref, labels, (hash != 0).then_some(hash))?,
         };
         if let Err(e) = Self::check_order(&s, t, v) {
             s.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(e);
         }
         let r = s.sref;
-        self.samples.push(Pending { series: s, t, v });
+        self.samples.push(Pending {
+            series: s,
+            hash,
+            t,
+            v,
+        });
         Ok(r)
     }
 
@@ -192,5 +212,48 @@ impl Appender {
 impl Drop for Appender {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Consecutive samples of one series are recognised by labels or by reference; series
+    /// with the same number of labels are not mixed up, in any order.
+    #[test]
+    fn consecutive_samples_find_their_series() {
+        let h = Head::in_memory();
+        let a = Labels::from_pairs(&[("__name__", "m"), ("job", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "m"), ("job", "b")]);
+        let mut app = h.appender();
+        let ra = app.append(None, &a, 1, 1.0).unwrap();
+        assert_eq!(app.append(None, &a, 2, 2.0).unwrap(), ra);
+        let rb = app.append(None, &b, 1, 3.0).unwrap();
+        assert_ne!(ra, rb);
+        assert_eq!(app.append(Some(rb), &b, 2, 4.0).unwrap(), rb);
+        assert_eq!(app.append(None, &a, 3, 5.0).unwrap(), ra);
+        assert_eq!(app.append(Some(ra), &a, 4, 6.0).unwrap(), ra);
+        // Out of order against the batch is found at commit; against committed data now.
+        app.commit().unwrap();
+        assert_eq!(h.num_series(), 2);
+        let mut app = h.appender();
+        assert!(matches!(
+            app.append(Some(ra), &a, 3, 0.0),
+            Err(Error::OutOfOrderSample)
+        ));
+        assert!(matches!(
+            app.append(None, &b, 1, 0.0),
+            Err(Error::OutOfOrderSample)
+        ));
+        app.rollback().unwrap();
+        let count = |r| {
+            let s = h.series(r).unwrap();
+            let d = s.data.lock();
+            d.head.as_ref().map_or(0, |c| c.app.num_samples())
+        };
+        assert_eq!((count(ra), count(rb)), (4, 2));
+        assert_eq!(h.series(ra).unwrap().data.lock().last_value(), Some(6.0));
+        assert_eq!(h.series(rb).unwrap().data.lock().last_value(), Some(4.0));
     }
 }

@@ -330,16 +330,27 @@ impl Head {
     /// [`series::REMOVED`] in one atomic step; so a pin that raised the count first keeps the
     /// series, and a pin that finds the `REMOVED` bit in the count it raised knows the series
     /// is gone: it is unpinned and looked up (or created) again. No lock is taken to pin.
+    #[cfg(test)]
     pub(crate) fn pin_series(
         &self,
         series_ref: Option<SeriesRef>,
         ls: &Labels,
     ) -> Result<Arc<MemSeries>> {
+        self.pin_series_hashed(series_ref, ls, None)
+    }
+
+    /// As [`Head::pin_series`], given `ls.hash()` when the caller has it already.
+    pub(crate) fn pin_series_hashed(
+        &self,
+        series_ref: Option<SeriesRef>,
+        ls: &Labels,
+        hash: Option<u64>,
+    ) -> Result<Arc<MemSeries>> {
         let mut by_ref = series_ref.and_then(|r| self.series(r));
         loop {
             let s = match by_ref.take() {
                 Some(s) => s,
-                None => self.get_or_create(ls, None)?.0,
+                None => self.get_or_create_hashed(ls, hash, None)?.0,
             };
             if s.pending.fetch_add(1, Ordering::AcqRel) & series::REMOVED == 0 {
                 return Ok(s);
@@ -390,7 +401,17 @@ impl Head {
         ls: &Labels,
         want_ref: Option<u64>,
     ) -> Result<(Arc<MemSeries>, bool)> {
-        let hash = ls.hash();
+        self.get_or_create_hashed(ls, None, want_ref)
+    }
+
+    /// As [`Head::get_or_create`], given `ls.hash()` when the caller has it already.
+    fn get_or_create_hashed(
+        &self,
+        ls: &Labels,
+        hash: Option<u64>,
+        want_ref: Option<u64>,
+    ) -> Result<(Arc<MemSeries>, bool)> {
+        let hash = hash.unwrap_or_else(|| ls.hash());
         if let Some(s) = self.find_by_labels(hash, ls) {
             return Ok((s, false));
         }

@@ -18,39 +18,45 @@ use parking_lot::Mutex;
 use super::{Head, SeriesRef, WalLog};
 use crate::labels::Labels;
 use crate::wal::record::{self, RecordType, RefSample, RefSeries, RefTombstone};
-use crate::wal::{CorruptionError, Reader, Wal};
+use crate::wal::{compress_record, CorruptionError, Prepared, Reader, Wal};
 use crate::{Error, Result};
 
-/// Logs the head's commits into a [`Wal`].
+/// Logs the head's commits into a [`Wal`]. Records are encoded and compressed by the calling
+/// thread before the WAL's lock is taken; only the page writes happen under it.
 pub struct WalWriter {
-    inner: Mutex<WriterState>,
+    inner: Mutex<Wal>,
+    compress: bool,
 }
 
-struct WriterState {
-    wal: Wal,
-    series: Vec<RefSeries>,
-    samples: Vec<RefSample>,
-    sbuf: Vec<u8>,
-    xbuf: Vec<u8>,
+/// Buffers a committing thread keeps between commits: the encoded series and samples records
+/// and their compressed forms, and the snappy encoder.
+struct Scratch {
+    series: Vec<u8>,
+    samples: Vec<u8>,
+    cseries: Vec<u8>,
+    csamples: Vec<u8>,
+    snappy: snap::raw::Encoder,
+}
+
+/// Buffers larger than this are not kept after a commit.
+const KEEP_SCRATCH: usize = 4 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Option<Scratch>> = const { std::cell::RefCell::new(None) };
 }
 
 impl WalWriter {
     /// A writer over an open WAL.
     pub fn new(wal: Wal) -> Self {
         WalWriter {
-            inner: Mutex::new(WriterState {
-                wal,
-                series: Vec::new(),
-                samples: Vec::new(),
-                sbuf: Vec::new(),
-                xbuf: Vec::new(),
-            }),
+            compress: wal.compresses(),
+            inner: Mutex::new(wal),
         }
     }
 
     /// Runs `f` on the WAL with other writers held off (segment cuts, truncation, close).
     pub fn with_wal<R>(&self, f: impl FnOnce(&mut Wal) -> R) -> R {
-        f(&mut self.inner.lock().wal)
+        f(&mut self.inner.lock())
     }
 
     /// Logs a tombstones record.
@@ -58,43 +64,78 @@ impl WalWriter {
         if stones.is_empty() {
             return Ok(());
         }
-        let mut st = self.inner.lock();
         let mut buf = Vec::new();
         record::encode_tombstones(stones, &mut buf);
-        st.wal.log(&[&buf])
+        self.inner.lock().log(&[&buf])
+    }
+
+    fn log_with(
+        &self,
+        sc: &mut Scratch,
+        series: &[(SeriesRef, Labels)],
+        samples: &[(SeriesRef, i64, f64)],
+    ) -> Result<()> {
+        sc.series.clear();
+        sc.samples.clear();
+        if !series.is_empty() {
+            record::encode_series_refs(series.iter().map(|(r, l)| (*r, l)), &mut sc.series);
+        }
+        if !samples.is_empty() {
+            record::encode_sample_tuples(samples.iter().copied(), &mut sc.samples);
+        }
+        let compress = self.compress;
+        fn prep<'a>(
+            compress: bool,
+            rec: &'a [u8],
+            enc: &mut snap::raw::Encoder,
+            out: &'a mut Vec<u8>,
+        ) -> Result<Prepared<'a>> {
+            match compress {
+                true => compress_record(rec, enc, out),
+                false => Ok(Prepared::raw(rec)),
+            }
+        }
+        let Scratch {
+            series: sbuf,
+            samples: xbuf,
+            cseries,
+            csamples,
+            snappy,
+        } = sc;
+        let mut recs = [Prepared::raw(&[]); 2];
+        let mut n = 0;
+        if !sbuf.is_empty() {
+            recs[n] = prep(compress, sbuf, snappy, cseries)?;
+            n += 1;
+        }
+        if !xbuf.is_empty() {
+            recs[n] = prep(compress, xbuf, snappy, csamples)?;
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.inner.lock().log_prepared(&recs[..n])
     }
 }
 
 impl WalLog for WalWriter {
     fn log(&self, series: &[(SeriesRef, Labels)], samples: &[(SeriesRef, i64, f64)]) -> Result<()> {
-        let mut guard = self.inner.lock();
-        let st = &mut *guard;
-        st.sbuf.clear();
-        st.xbuf.clear();
-        if !series.is_empty() {
-            st.series.clear();
-            st.series.extend(series.iter().map(|(r, l)| RefSeries {
-                series_ref: *r,
-                labels: l.clone(),
-            }));
-            record::encode_series(&st.series, &mut st.sbuf);
+        let mut sc = SCRATCH.with(|s| s.take()).unwrap_or_else(|| Scratch {
+            series: Vec::new(),
+            samples: Vec::new(),
+            cseries: Vec::new(),
+            csamples: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
+        });
+        let res = self.log_with(&mut sc, series, samples);
+        let big = [&sc.series, &sc.samples, &sc.cseries, &sc.csamples]
+            .iter()
+            .any(|b| b.capacity() > KEEP_SCRATCH);
+        if !big {
+            SCRATCH.with(|s| *s.borrow_mut() = Some(sc));
         }
-        if !samples.is_empty() {
-            st.samples.clear();
-            st.samples
-                .extend(
-                    samples
-                        .iter()
-                        .map(|&(series_ref, t, v)| RefSample { series_ref, t, v }),
-                );
-            record::encode_samples(&st.samples, &mut st.xbuf);
-        }
-        match (st.sbuf.is_empty(), st.xbuf.is_empty()) {
-            (true, true) => Ok(()),
-            (false, true) => st.wal.log(&[&st.sbuf]),
-            (true, false) => st.wal.log(&[&st.xbuf]),
-            (false, false) => st.wal.log(&[&st.sbuf, &st.xbuf]),
-        }
+        res
     }
 }
 
@@ -221,4 +262,71 @@ pub fn replay_wal_with_metrics(
         "WAL replay done"
     );
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::WalOptions;
+
+    /// What [`WalWriter`] logs reads back as one series record, then one samples record, with
+    /// the references, labels, timestamps and value bits given (NaN and -0 included).
+    #[test]
+    fn writer_logs_series_then_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        for compress in [true, false] {
+            let wdir = dir.path().join(format!("wal-{compress}"));
+            let w = WalWriter::new(
+                Wal::open(
+                    &wdir,
+                    WalOptions {
+                        compress,
+                        ..WalOptions::default()
+                    },
+                )
+                .unwrap(),
+            );
+            let a = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
+            let b = Labels::from_pairs(&[("__name__", "up"), ("job", "b")]);
+            let samples: Vec<(SeriesRef, i64, f64)> = (0..500)
+                .map(|i| (if i % 2 == 0 { 7 } else { 3 }, 1_000 + i, i as f64 * 0.5))
+                .chain([(7, 2_000, f64::NAN), (3, 2_000, -0.0)])
+                .collect();
+            w.log(&[(7, a.clone()), (3, b.clone())], &samples).unwrap();
+            w.log(&[], &samples[..1]).unwrap();
+            w.with_wal(|w| w.close()).unwrap();
+
+            let mut r = Reader::open(&wdir).unwrap();
+            let mut recs = Vec::new();
+            while let Some((_, _, rec)) = r.next().unwrap() {
+                recs.push(rec.to_vec());
+            }
+            assert_eq!(recs.len(), 3);
+            let mut series = Vec::new();
+            record::decode_series(&recs[0], &mut series).unwrap();
+            assert_eq!(
+                series,
+                vec![
+                    RefSeries {
+                        series_ref: 7,
+                        labels: a
+                    },
+                    RefSeries {
+                        series_ref: 3,
+                        labels: b
+                    }
+                ]
+            );
+            for (rec, want) in [(&recs[1], &samples[..]), (&recs[2], &samples[..1])] {
+                let mut got = Vec::new();
+                record::decode_samples(rec, &mut got).unwrap();
+                let got: Vec<_> = got
+                    .iter()
+                    .map(|s| (s.series_ref, s.t, s.v.to_bits()))
+                    .collect();
+                let want: Vec<_> = want.iter().map(|&(r, t, v)| (r, t, v.to_bits())).collect();
+                assert_eq!(got, want);
+            }
+        }
+    }
 }

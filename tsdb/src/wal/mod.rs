@@ -30,7 +30,9 @@ use crate::{Error, Result};
 pub use checkpoint::{checkpoint, last_checkpoint};
 pub use reader::{Reader, SegmentRef};
 pub use repair::repair;
-pub use segment::{Wal, WalOptions, DEFAULT_SEGMENT_SIZE, PAGE_SIZE, RECORD_HEADER_SIZE};
+pub use segment::{
+    compress_record, Prepared, Wal, WalOptions, DEFAULT_SEGMENT_SIZE, PAGE_SIZE, RECORD_HEADER_SIZE,
+};
 
 /// A damaged or torn record: where it starts and what is wrong. Every record that starts before
 /// `offset` in `segment` (and in every earlier segment) was read intact.

@@ -469,11 +469,19 @@ pub fn decode_series(rec: &[u8], out: &mut Vec<RefSeries>) -> Result<()> {
 
 /// Encodes a series record into `buf` (cleared first).
 pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
+    encode_series_refs(series.iter().map(|s| (s.series_ref, &s.labels)), buf);
+}
+
+/// As [`encode_series`], from `(reference, labels)` pairs (no copy of the labels needed).
+pub fn encode_series_refs<'a>(
+    series: impl IntoIterator<Item = (u64, &'a Labels)>,
+    buf: &mut Vec<u8>,
+) {
     buf.clear();
     buf.push(SERIES);
-    for s in series {
-        buf.extend_from_slice(&s.series_ref.to_be_bytes());
-        encode_labels(buf, &s.labels);
+    for (r, ls) in series {
+        buf.extend_from_slice(&r.to_be_bytes());
+        encode_labels(buf, ls);
     }
 }
 
@@ -557,16 +565,29 @@ pub fn decode_samples(rec: &[u8], out: &mut Vec<RefSample>) -> Result<()> {
 
 /// Encodes a float samples record into `buf` (cleared first).
 pub fn encode_samples(samples: &[RefSample], buf: &mut Vec<u8>) {
+    encode_sample_tuples(samples.iter().map(|s| (s.series_ref, s.t, s.v)), buf);
+}
+
+/// As [`encode_samples`], from `(reference, timestamp, value)` tuples.
+pub fn encode_sample_tuples(
+    samples: impl ExactSizeIterator<Item = (u64, i64, f64)>,
+    buf: &mut Vec<u8>,
+) {
     buf.clear();
     buf.push(SAMPLES);
-    let Some(first) = samples.first() else { return };
-    buf.reserve(16 + samples.len() * 12);
-    buf.extend_from_slice(&first.series_ref.to_be_bytes());
-    buf.extend_from_slice(&first.t.to_be_bytes());
-    for s in samples {
-        put_varint(buf, s.series_ref.wrapping_sub(first.series_ref) as i64);
-        put_varint(buf, s.t.wrapping_sub(first.t));
-        buf.extend_from_slice(&s.v.to_bits().to_be_bytes());
+    let n = samples.len();
+    let mut samples = samples.peekable();
+    let Some(&(first_ref, first_t, _)) = samples.peek() else {
+        return;
+    };
+    // Deltas are mostly 1-2 bytes each, values 8.
+    buf.reserve(16 + n * 12);
+    buf.extend_from_slice(&first_ref.to_be_bytes());
+    buf.extend_from_slice(&first_t.to_be_bytes());
+    for (r, t, v) in samples {
+        put_varint(buf, r.wrapping_sub(first_ref) as i64);
+        put_varint(buf, t.wrapping_sub(first_t));
+        buf.extend_from_slice(&v.to_bits().to_be_bytes());
     }
 }
 

@@ -115,6 +115,53 @@ fn create_segment(dir: &Path, index: u32) -> Result<File> {
     Ok(f)
 }
 
+/// A record ready for [`Wal::log_prepared`]: the bytes to store and whether they are
+/// snappy-compressed.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared<'a> {
+    /// The bytes stored in the fragments.
+    pub data: &'a [u8],
+    /// Whether `data` is the snappy (block format) compression of the record.
+    pub compressed: bool,
+    /// Length of the record before compression.
+    pub raw_len: usize,
+}
+
+impl<'a> Prepared<'a> {
+    /// A record stored as it is.
+    pub fn raw(rec: &'a [u8]) -> Self {
+        Prepared {
+            data: rec,
+            compressed: false,
+            raw_len: rec.len(),
+        }
+    }
+}
+
+/// Snappy-compresses `rec` into `out` (resized as needed) and returns the compressed bytes
+/// when they are smaller than `rec`, else `rec` itself uncompressed, as Prometheus stores it.
+pub fn compress_record<'a>(
+    rec: &'a [u8],
+    enc: &mut snap::raw::Encoder,
+    out: &'a mut Vec<u8>,
+) -> Result<Prepared<'a>> {
+    if rec.is_empty() {
+        return Ok(Prepared::raw(rec));
+    }
+    out.resize(snap::raw::max_compress_len(rec.len()), 0);
+    match enc.compress(rec, out) {
+        Ok(n) if n < rec.len() => Ok(Prepared {
+            data: &out[..n],
+            compressed: true,
+            raw_len: rec.len(),
+        }),
+        Ok(_) => Ok(Prepared::raw(rec)),
+        Err(e) => Err(Error::Other(format!(
+            "snappy compression of a WAL record: {e}"
+        ))),
+    }
+}
+
 impl Wal {
     /// Opens the WAL in `dir` (created if missing) for appending. Writing always starts in a new
     /// segment after the last existing one, as Prometheus does: read (and if needed
@@ -242,38 +289,68 @@ impl Wal {
         Ok(())
     }
 
+    /// Whether this WAL snappy-compresses records.
+    pub fn compresses(&self) -> bool {
+        self.opts.compress
+    }
+
+    /// As [`Wal::log`], for records already passed through [`compress_record`] (so the
+    /// compression can run before the caller takes the lock around the WAL): each is its bytes
+    /// and whether they are snappy-compressed. Compressed records must only be given to a WAL
+    /// that [`Wal::compresses`].
+    pub fn log_prepared(&mut self, records: &[Prepared<'_>]) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        for (i, r) in records.iter().enumerate() {
+            if r.compressed {
+                self.metrics.record_bytes_saved_total.fetch_add(
+                    r.raw_len.saturating_sub(r.data.len()) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            let res = match self.page_full() {
+                true => self.flush_page(true),
+                false => Ok(()),
+            }
+            .and_then(|()| self.write_record(r.data, r.compressed, i + 1 == records.len()));
+            if let Err(e) = res {
+                WalMetrics::inc(&self.metrics.writes_failed_total);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn log_one(&mut self, rec: &[u8], last_of_batch: bool) -> Result<()> {
         if self.page_full() {
             self.flush_page(true)?;
         }
         let mut cbuf = std::mem::take(&mut self.cbuf);
-        let result = self.log_encoded(rec, &mut cbuf, last_of_batch);
+        let result = match self.opts.compress {
+            true => compress_record(rec, &mut self.snappy, &mut cbuf),
+            false => Ok(Prepared::raw(rec)),
+        }
+        .and_then(|p| {
+            if p.compressed {
+                self.metrics.record_bytes_saved_total.fetch_add(
+                    (rec.len() - p.data.len()) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            self.write_record(p.data, p.compressed, last_of_batch)
+        });
         self.cbuf = cbuf;
         result
     }
 
-    fn log_encoded(&mut self, rec: &[u8], cbuf: &mut Vec<u8>, last_of_batch: bool) -> Result<()> {
-        let mut compressed = false;
-        let mut enc = rec;
-        if self.opts.compress && !rec.is_empty() {
-            cbuf.resize(snap::raw::max_compress_len(rec.len()), 0);
-            match self.snappy.compress(rec, cbuf) {
-                Ok(n) if n < rec.len() => {
-                    self.metrics
-                        .record_bytes_saved_total
-                        .fetch_add((rec.len() - n) as u64, std::sync::atomic::Ordering::Relaxed);
-                    compressed = true;
-                    enc = &cbuf[..n];
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(Error::Other(format!(
-                        "snappy compression of a WAL record: {e}"
-                    )))
-                }
-            }
-        }
-
+    /// Writes one record's (possibly compressed) bytes as fragments.
+    fn write_record(
+        &mut self,
+        mut enc: &[u8],
+        compressed: bool,
+        last_of_batch: bool,
+    ) -> Result<()> {
         // A record never crosses segments: start a new one if it does not fit.
         // (Negative free pages when an oversized record overran the segment: start a new one.)
         let pages_per_segment = (self.opts.segment_size / PAGE_SIZE) as i64;
@@ -393,6 +470,69 @@ impl Drop for Wal {
             if let Err(e) = self.close() {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "closing WAL on drop failed");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records compressed before the call ([`compress_record`] + [`Wal::log_prepared`]) are
+    /// stored byte for byte as [`Wal::log`] stores them, across pages and segments.
+    #[test]
+    fn prepared_records_are_written_like_logged_ones() {
+        let recs: Vec<Vec<u8>> = (0..60usize)
+            .map(|i| match i % 4 {
+                0 => Vec::new(),
+                1 => (0..i * 37).map(|j| (j % 7) as u8).collect(), // compressible
+                2 => (0..i * 900)
+                    .map(|j| ((j * 2_654_435_761) >> 13) as u8)
+                    .collect(),
+                _ => (0..PAGE_SIZE + i).map(|j| (j % 251) as u8).collect(),
+            })
+            .collect();
+        for compress in [true, false] {
+            let opts = WalOptions {
+                segment_size: 2 * PAGE_SIZE,
+                compress,
+            };
+            let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let mut wa = Wal::open(a.path(), opts.clone()).unwrap();
+            let mut wb = Wal::open(b.path(), opts).unwrap();
+            let mut enc = snap::raw::Encoder::new();
+            for batch in recs.chunks(3) {
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                wa.log(&refs).unwrap();
+                let mut bufs = vec![Vec::new(); batch.len()];
+                let prepared: Vec<Prepared<'_>> = batch
+                    .iter()
+                    .zip(bufs.iter_mut())
+                    .map(|(r, out)| match wb.compresses() {
+                        true => compress_record(r, &mut enc, out).unwrap(),
+                        false => Prepared::raw(r),
+                    })
+                    .collect();
+                wb.log_prepared(&prepared).unwrap();
+            }
+            assert_eq!(wa.last_segment_and_offset(), wb.last_segment_and_offset());
+            assert!(
+                compress || wa.current_segment() > 2,
+                "test should cross segments"
+            );
+            wa.close().unwrap();
+            wb.close().unwrap();
+            let saved = |w: &Wal| WalMetrics::get(&w.metrics().record_bytes_saved_total);
+            assert_eq!(saved(&wa), saved(&wb));
+            for seg in list_segments(a.path()).unwrap() {
+                let fa = std::fs::read(segment_name(a.path(), seg)).unwrap();
+                let fb = std::fs::read(segment_name(b.path(), seg)).unwrap();
+                assert!(fa == fb, "segment {seg} differs (compress {compress})");
+            }
+            assert_eq!(
+                list_segments(a.path()).unwrap(),
+                list_segments(b.path()).unwrap()
+            );
         }
     }
 }

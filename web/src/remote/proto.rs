@@ -346,7 +346,20 @@ pub mod zerocopy {
             self.base + self.pos
         }
 
+        #[inline]
         fn varint(&mut self) -> Result<u64, String> {
+            // Most varints (keys, short lengths) are one byte.
+            if let Some(&b) = self.buf.get(self.pos) {
+                if b < 0x80 {
+                    self.pos += 1;
+                    return Ok(u64::from(b));
+                }
+            }
+            self.varint_slow()
+        }
+
+        #[inline(never)]
+        fn varint_slow(&mut self) -> Result<u64, String> {
             let start = self.offset();
             let mut v = 0u64;
             for i in 0..10 {
@@ -366,6 +379,7 @@ pub mod zerocopy {
         }
 
         /// The next field's tag and wire type, `None` at the end.
+        #[inline]
         fn key(&mut self) -> Result<Option<(u32, u8)>, String> {
             if self.at_end() {
                 return Ok(None);
@@ -392,6 +406,7 @@ pub mod zerocopy {
         }
 
         /// A length-delimited field's bytes and their offset in the body.
+        #[inline]
         fn bytes(&mut self) -> Result<(&'a [u8], usize), String> {
             let at = self.offset();
             let n = self.varint()?;
@@ -480,13 +495,26 @@ pub mod zerocopy {
 
         fn series_msg(&mut self, buf: &'a [u8], base: usize) -> Result<(), String> {
             let (l0, s0) = (self.labels.len(), self.samples.len());
+            // The leading run of label fields with one-byte keys and lengths (all of them, from
+            // usual senders) is checked for UTF-8 in one go: its framing bytes are ASCII, so
+            // when the run is valid UTF-8 every label string in it is too.
+            let mut end = 0;
+            while let [0x0a, n, ..] = buf[end..] {
+                let next = end + 2 + usize::from(n);
+                if n >= 0x80 || next > buf.len() {
+                    break;
+                }
+                end = next;
+            }
+            let text = std::str::from_utf8(&buf[..end]).ok();
             let mut c = Cursor::new(buf, base);
             while let Some((tag, wt)) = c.key()? {
                 match tag {
                     1 => {
                         expect("TimeSeries", tag, wt, LEN, c.offset())?;
                         let (b, at) = c.bytes()?;
-                        self.labels.push(label_msg(b, at)?);
+                        let whole = text.and_then(|t| t.get(c.pos - b.len()..c.pos));
+                        self.labels.push(label_msg(b, at, whole)?);
                     }
                     2 => {
                         expect("TimeSeries", tag, wt, LEN, c.offset())?;
@@ -509,10 +537,27 @@ pub mod zerocopy {
         }
     }
 
-    fn label_msg(buf: &[u8], base: usize) -> Result<(&str, &str), String> {
+    /// A `Label` message; `whole` is `buf` as text when the caller already checked it.
+    #[inline]
+    fn label_msg<'a>(
+        buf: &'a [u8],
+        base: usize,
+        whole: Option<&'a str>,
+    ) -> Result<(&'a str, &'a str), String> {
+        // Usual shape: name then value, one-byte lengths, nothing else.
+        if let (Some(w), [0x0a, nl, ..]) = (whole, buf) {
+            let nl = usize::from(*nl);
+            if let (Some(0x12), Some(&vl)) = (buf.get(2 + nl), buf.get(3 + nl)) {
+                if nl < 0x80 && vl < 0x80 && 4 + nl + usize::from(vl) == buf.len() {
+                    if let (Some(n), Some(v)) = (w.get(2..2 + nl), w.get(4 + nl..)) {
+                        return Ok((n, v));
+                    }
+                }
+            }
+        }
         let (mut name, mut value) = ("", "");
         // One UTF-8 check for the whole label instead of one per string.
-        let whole = std::str::from_utf8(buf).ok();
+        let whole = whole.or_else(|| std::str::from_utf8(buf).ok());
         let mut c = Cursor::new(buf, base);
         while let Some((tag, wt)) = c.key()? {
             match tag {
@@ -530,7 +575,17 @@ pub mod zerocopy {
         Ok((name, value))
     }
 
+    #[inline]
     fn sample_msg(buf: &[u8], base: usize) -> Result<(i64, f64), String> {
+        // Usual shape: value then timestamp, nothing else.
+        if let [0x09, b0, b1, b2, b3, b4, b5, b6, b7, 0x10, ref ts @ ..] = *buf {
+            let v = f64::from_bits(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]));
+            let mut c = Cursor::new(ts, base + 10);
+            let t = c.varint()? as i64;
+            if c.at_end() {
+                return Ok((t, v));
+            }
+        }
         let (mut t, mut v) = (0i64, 0f64);
         let mut c = Cursor::new(buf, base);
         while let Some((tag, wt)) = c.key()? {
@@ -668,6 +723,75 @@ mod tests {
         let got = WriteRequestRef::decode(&body).unwrap();
         assert_eq!(got.labels, vec![("b", "v")]);
         assert_eq!(got.samples, vec![(6, 0.0)]);
+    }
+
+    /// Messages off the usual shape (labels after samples or between them, extra fields in
+    /// a label or sample, value before name, two-byte lengths next to one-byte ones, multibyte
+    /// text) decode as prost decodes them.
+    #[test]
+    fn unusual_shapes_decode_like_prost() {
+        let long = "x".repeat(130);
+        let want = vec![
+            label("__name__", "up"),
+            label("ü", "日本"),
+            label("job", &long),
+            label("z", "1"),
+        ];
+        let mut ts = Vec::new();
+        let field = |out: &mut Vec<u8>, key: u8, body: &[u8]| {
+            out.push(key);
+            prost::encoding::encode_varint(body.len() as u64, out);
+            out.extend_from_slice(body);
+        };
+        // A sample first: value then timestamp, and a trailing unknown varint field.
+        let mut smp = vec![0x09];
+        smp.extend_from_slice(&2.5f64.to_le_bytes());
+        smp.extend_from_slice(&[0x10, 0x05, 0x18, 0x01]);
+        field(&mut ts, 0x12, &smp);
+        // Usual label.
+        field(&mut ts, 0x0a, &label("__name__", "up").encode_to_vec());
+        // Value before name.
+        let mut l = Vec::new();
+        field(&mut l, 0x12, "日本".as_bytes());
+        field(&mut l, 0x0a, "ü".as_bytes());
+        field(&mut ts, 0x0a, &l);
+        // Two-byte length.
+        field(&mut ts, 0x0a, &label("job", &long).encode_to_vec());
+        // Unknown field inside the label.
+        let mut l = label("z", "1").encode_to_vec();
+        l.extend_from_slice(&[0x18, 0x07]);
+        field(&mut ts, 0x0a, &l);
+        // Timestamp before value.
+        let mut smp = vec![0x10, 0x06, 0x09];
+        smp.extend_from_slice(&3.5f64.to_le_bytes());
+        field(&mut ts, 0x12, &smp);
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        let via_prost = WriteRequest::decode(body.as_slice()).unwrap();
+        assert_eq!(via_prost.timeseries[0].labels, want);
+        let got = WriteRequestRef::decode(&body).unwrap();
+        let labels: Vec<_> = got.labels.iter().map(|&(n, v)| label(n, v)).collect();
+        assert_eq!(labels, want);
+        assert_eq!(got.samples, vec![(5, 2.5), (6, 3.5)]);
+        // A usual label message whose value is not UTF-8 is still refused.
+        let mut ts = Vec::new();
+        field(&mut ts, 0x0a, &[0x0a, 1, b'a', 0x12, 2, 0xc3, 0x28]);
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        assert!(err(&body).contains("invalid UTF-8 in label value at byte 9"));
+        // A usual sample whose timestamp varint is cut short is refused.
+        let mut smp = vec![0x09];
+        smp.extend_from_slice(&1f64.to_le_bytes());
+        smp.extend_from_slice(&[0x10, 0x85]);
+        let mut ts = Vec::new();
+        field(&mut ts, 0x12, &smp);
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        assert!(
+            err(&body).contains("truncated varint at byte 14"),
+            "{}",
+            err(&body)
+        );
     }
 
     fn err(body: &[u8]) -> String {

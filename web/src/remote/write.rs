@@ -102,10 +102,15 @@ fn apply(st: &SharedState, req: &WriteRequestRef<'_>) -> Result<u64, ApplyError>
             let _ = app.rollback();
             return Err(ApplyError::Bad(format!("invalid labels for series: {e}")));
         }
+        // Later samples of the series go by the reference the first one got.
+        let mut sref = None;
         for &(t, v) in &req.samples[ts.samples.clone()] {
-            if let Err(e) = app.append(&labels, t, v) {
-                let _ = app.rollback();
-                return Err(refused(st, e, &labels, t));
+            match app.append_ref(sref, &labels, t, v) {
+                Ok(r) => sref = r,
+                Err(e) => {
+                    let _ = app.rollback();
+                    return Err(refused(st, e, &labels, t));
+                }
             }
         }
     }
@@ -248,9 +253,13 @@ fn apply_v2(st: &SharedState, req: &v2::Request) -> Result<(u64, Vec<String>), A
             bad.push(format!("invalid labels for series: {e}"));
             continue;
         }
+        let mut sref = None;
         for s in &ts.samples {
-            match app.append(&labels, s.timestamp, s.value) {
-                Ok(()) => n += 1,
+            match app.append_ref(sref, &labels, s.timestamp, s.value) {
+                Ok(r) => {
+                    sref = r;
+                    n += 1
+                }
                 Err(
                     e @ (tsdb::Error::OutOfOrderSample
                     | tsdb::Error::OutOfBounds
