@@ -131,7 +131,7 @@ pub fn push_float(out: &mut String, v: f64) {
         let s = b.format_finite(v);
         // Without an exponent ryu's output is already plain and minimal, but for a `.0`
         // after integral values.
-        if !s.contains('e') {
+        if !s.bytes().any(|c| c == b'e') {
             out.push_str(s.strip_suffix(".0").unwrap_or(s));
         } else {
             push_plain_decimal(out, s);
