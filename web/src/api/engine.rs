@@ -112,6 +112,15 @@ pub fn parse_query(query: &str) -> Result<Expr, ApiError> {
     promql_parser::parser::parse(query).map_err(|e| ApiError::invalid_param("query", e))
 }
 
+/// Parses a query to evaluate as the engine does in-process: text the parser rejects gets
+/// its duration expressions (`[step()*2]`, `offset 1h+5m`), extended range selectors and
+/// `info()` selectors rewritten first (`query::rewrite`), using the query's `step_ms` and
+/// `range_ms` (0 for instant queries). Errors are the parser's, as [`parse_query`]'s.
+pub fn parse_eval_query(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, ApiError> {
+    query::rewrite::parse_query(query, step_ms, range_ms)
+        .map_err(|e| ApiError::invalid_param("query", e))
+}
+
 /// The `query` crate's PromQL engine behind the [`QueryEngine`] seam. A per-query `timeout`
 /// shorter than the engine's is honoured by running that query with a tighter deadline.
 #[derive(Clone, Debug, Default)]
@@ -202,7 +211,7 @@ impl QueryEngine for PromqlEngine {
         t: i64,
         opts: &QueryOpts,
     ) -> Result<QueryOutput, ApiError> {
-        let expr = parse_query(query)?;
+        let expr = parse_eval_query(query, 0, 0)?;
         let qo = QueryOptions {
             lookback_delta: opts.lookback_delta,
             ..Default::default()
@@ -223,7 +232,7 @@ impl QueryEngine for PromqlEngine {
         step: i64,
         opts: &QueryOpts,
     ) -> Result<QueryOutput, ApiError> {
-        let expr = parse_query(query)?;
+        let expr = parse_eval_query(query, step, end - start)?;
         let vt = expr.value_type();
         if !matches!(vt, ValueType::Scalar | ValueType::Vector) {
             let name = match vt {
@@ -305,5 +314,44 @@ mod tests {
             .range_query(&db(), "up[5m]", 0, 30_000, 15_000, &QueryOpts::default())
             .unwrap_err();
         assert_eq!(err.kind, ErrorType::BadData);
+        // Duration expressions are folded with the query's step, as the engine does
+        // in-process; a query that still does not parse keeps the parser's message.
+        let o = e
+            .range_query(
+                &db(),
+                "count_over_time(up{job=\"a\"}[step()*2])",
+                30_000,
+                60_000,
+                15_000,
+                &QueryOpts::default(),
+            )
+            .unwrap();
+        let QueryValue::Matrix(m) = o.value else {
+            panic!("not a matrix")
+        };
+        assert_eq!(
+            m[0].samples,
+            vec![(30_000, 2.0), (45_000, 2.0), (60_000, 2.0)]
+        );
+        let o = e
+            .instant_query(
+                &db(),
+                "count_over_time(up[29s+1s])",
+                60_000,
+                &QueryOpts::default(),
+            )
+            .unwrap();
+        assert!(matches!(o.value, QueryValue::Vector(ref v) if v.len() == 1 && v[0].v == 2.0));
+        let err = e
+            .range_query(
+                &db(),
+                "up[step()*]",
+                0,
+                30_000,
+                15_000,
+                &QueryOpts::default(),
+            )
+            .unwrap_err();
+        assert_eq!(err.msg, parse_query("up[step()*]").unwrap_err().msg);
     }
 }

@@ -87,9 +87,9 @@ pub fn write_ts(out: &mut String, ms: i64) {
             b'0' + (frac / 10 % 10) as u8,
             b'0' + (frac % 10) as u8,
         ];
-        let len = if frac % 100 == 0 {
+        let len = if frac.is_multiple_of(100) {
             2
-        } else if frac % 10 == 0 {
+        } else if frac.is_multiple_of(10) {
             3
         } else {
             4
@@ -131,7 +131,7 @@ pub fn push_float(out: &mut String, v: f64) {
         let s = b.format_finite(v);
         // Without an exponent ryu's output is already plain and minimal, but for a `.0`
         // after integral values.
-        if !s.contains('e') {
+        if !s.bytes().any(|c| c == b'e') {
             out.push_str(s.strip_suffix(".0").unwrap_or(s));
         } else {
             push_plain_decimal(out, s);
