@@ -1,4 +1,4 @@
-//! Aggregations fused with the series they aggregate, for range queries.
+//! Aggregations fused with the series they aggregate.
 //!
 //! `sum`/`avg`/`count`/`min`/`max`/`group` (with `by`/`without`) over a range function of a
 //! plain matrix selector (`sum by (job) (rate(x[5m]))`) or over a plain instant selector
