@@ -105,6 +105,8 @@ const FUSED: &[(&str, &str)] = &[
     ("group by (job)", "avg_over_time(reqs_total[3m])"),
     ("sum by (__name__, job)", "last_over_time(reqs_total[4m])"),
     ("sum", "rate(reqs_total[5m] offset 2m)"),
+    ("sum by (mode)", "rate(reqs_total[5m])"),
+    ("avg without (instance, job)", "reqs_total"),
     ("sum by (job)", "rate(temperature[5m])"),
     ("sum by (job)", "reqs_total"),
     ("count by (job)", "reqs_total"),
