@@ -105,6 +105,8 @@ const FUSED: &[(&str, &str)] = &[
     ("group by (job)", "avg_over_time(reqs_total[3m])"),
     ("sum by (__name__, job)", "last_over_time(reqs_total[4m])"),
     ("sum", "rate(reqs_total[5m] offset 2m)"),
+    ("sum by (mode)", "rate(reqs_total[5m])"),
+    ("avg without (instance, job)", "reqs_total"),
     ("sum by (job)", "rate(temperature[5m])"),
     ("sum by (job)", "reqs_total"),
     ("count by (job)", "reqs_total"),
@@ -142,6 +144,17 @@ fn fused_equals_unfused_and_instant_evaluation() {
                 .map(|s| (s.metric.clone(), s.v.to_bits()))
                 .collect();
             want.sort();
+            // The instant query is fused too: it must match its unfused form.
+            let ui = e.instant_query(&q, &unfused_expr, t).unwrap();
+            let Value::Vector(uv) = ui.value else {
+                panic!("not a vector")
+            };
+            let mut unfused_want: Vec<(Labels, u64)> = uv
+                .iter()
+                .map(|s| (s.metric.clone(), s.v.to_bits()))
+                .collect();
+            unfused_want.sort();
+            assert_eq!(want, unfused_want, "{expr} instant at {t}");
             let mut got: Vec<(Labels, u64)> = fm
                 .iter()
                 .filter_map(|s| {

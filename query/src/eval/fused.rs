@@ -176,7 +176,8 @@ impl Evaluator<'_> {
 
     /// Groups `series`, then on all cores produces each series' per-step points with
     /// `produce` (into `Scratch::sc.pts`) and folds them into its group; `None` when there
-    /// are too many group × step cells for the series-major fold.
+    /// are too many group × step cells for the series-major fold, or when one group holds
+    /// more than two thirds of many series (it would run on one core).
     #[allow(clippy::too_many_arguments)]
     fn fused_fold<P>(
         &mut self,
@@ -205,6 +206,14 @@ impl Evaluator<'_> {
         let mut order: Vec<usize> = (0..ngroups).collect();
         order.sort_by_key(|&g| std::cmp::Reverse(members[g].len()));
         let threads = par::threads_for(series.len(), PARALLEL_DECODE_MIN_SERIES).min(ngroups);
+        // One thread owns a whole group: when one group holds most of the series (`sum`
+        // without grouping), the unfused evaluation, which splits series over the cores,
+        // answers sooner even though it selects the series again.
+        let biggest = order.first().map_or(0, |&g| members[g].len());
+        let all_threads = par::threads_for(series.len(), PARALLEL_DECODE_MIN_SERIES);
+        if all_threads > 1 && biggest * 3 > series.len() * 2 {
+            return Ok(None);
+        }
         let (start, interval) = (self.start, self.interval);
         let (cancel, deadline) = (self.cancel, self.deadline);
         let results = par::par_dynamic(ngroups, threads, Scratch::default, |sc, i| {
