@@ -30,8 +30,8 @@ use crate::chunks::ChunkReader;
 use crate::index::{ChunkRefMeta, IndexReader};
 use crate::labels::{Label, Labels, Matcher};
 use crate::querier::{
-    ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable, SampleIter,
-    SelectHints, Series, SeriesSet,
+    select_threads, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable,
+    SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::tombstones::{read_tombstones, Intervals, Tombstones};
 use crate::{Error, Result};
@@ -634,19 +634,6 @@ impl BlockQuerier {
     }
 }
 
-/// Selections of at least this many series are read from the index on several threads.
-const PARALLEL_SELECT_MIN: usize = 2048;
-
-/// Threads to read `n` series with: one per core, each with at least
-/// [`PARALLEL_SELECT_MIN`] / 2 series.
-fn select_threads(n: usize) -> usize {
-    if n < PARALLEL_SELECT_MIN {
-        return 1;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    cores.min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
-}
-
 /// One selected series, or the error that ends a selection.
 type Item = Result<Arc<dyn Series>>;
 
@@ -1088,7 +1075,7 @@ mod tests {
     #[test]
     fn large_selections_read_in_parallel_keep_order_and_ranges() {
         let tmp = tempfile::tempdir().unwrap();
-        let n = PARALLEL_SELECT_MIN * 2 + 5;
+        let n = crate::querier::PARALLEL_SELECT_MIN * 2 + 5;
         let series: Vec<ChunkSeries> = (0..n)
             .map(|k| {
                 let ls = Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{k:06}"))]);

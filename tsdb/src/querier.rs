@@ -355,6 +355,20 @@ impl Querier for MemQuerier {
     }
 }
 
+/// Selections of at least this many series are prepared (index entries read, head chunks
+/// snapshotted, labels built) on several threads by the block and head queriers.
+pub(crate) const PARALLEL_SELECT_MIN: usize = 2048;
+
+/// Threads to prepare a selection of `n` series with: one per core, each with at least
+/// [`PARALLEL_SELECT_MIN`] / 2 series.
+pub(crate) fn select_threads(n: usize) -> usize {
+    if n < PARALLEL_SELECT_MIN {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    cores.min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

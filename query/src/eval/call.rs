@@ -826,12 +826,7 @@ pub(super) fn run_series_into(
         for (k, &ts) in job.steps.iter().enumerate() {
             let rt = job.at.unwrap_or(ts) - job.offset;
             if job.at.is_none() || k == 0 {
-                while hi < data.len() && data[hi].0 <= rt {
-                    hi += 1;
-                }
-                while lo < hi && data[lo].0 <= rt - job.range {
-                    lo += 1;
-                }
+                slide_window(data, rt, job.range, &mut lo, &mut hi);
             }
             if !job.from_subquery {
                 samples += (hi - lo) as u64;
@@ -861,12 +856,7 @@ pub(super) fn run_series_into(
     for (k, &ts) in job.steps.iter().enumerate() {
         let rt = job.at.unwrap_or(ts) - job.offset;
         if job.at.is_none() || k == 0 {
-            while hi < data.len() && data[hi].0 <= rt {
-                hi += 1;
-            }
-            while lo < hi && data[lo].0 <= rt - job.range {
-                lo += 1;
-            }
+            slide_window(data, rt, job.range, &mut lo, &mut hi);
         }
         if lo == hi {
             continue;
@@ -1074,6 +1064,17 @@ pub(crate) fn merge_same_labelset(series: Vec<StepSeries>) -> QResult<Vec<StepSe
         }
     }
     Ok(out)
+}
+
+/// Moves the window `data[lo..hi]` forward to the left-open range `(rt - range, rt]` (samples in
+/// time order; both ends only move forward).
+fn slide_window(data: &[(i64, f64)], rt: i64, range: i64, lo: &mut usize, hi: &mut usize) {
+    while *hi < data.len() && data[*hi].0 <= rt {
+        *hi += 1;
+    }
+    while *lo < *hi && data[*lo].0 <= rt - range {
+        *lo += 1;
+    }
 }
 
 #[cfg(test)]

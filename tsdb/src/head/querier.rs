@@ -16,8 +16,8 @@ use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
-    ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable, SampleIter,
-    SelectHints, Series, SeriesSet,
+    select_threads, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable,
+    SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::Result;
 
@@ -242,19 +242,6 @@ fn sort_by_labels(r: &SymReader<'_>, v: &mut Vec<Arc<MemSeries>>) {
 
 /// One selected series, or the error that ends a selection.
 type Item = Result<Arc<dyn Series>>;
-
-/// Selections of at least this many series are snapshotted on several threads.
-const PARALLEL_SELECT_MIN: usize = 2048;
-
-/// Threads to snapshot `n` series with: one per core, each with at least
-/// [`PARALLEL_SELECT_MIN`] / 2 series.
-fn select_threads(n: usize) -> usize {
-    if n < PARALLEL_SELECT_MIN {
-        return 1;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    cores.min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
-}
 
 /// The series `s` as selected over `[mint, maxt]`: its chunks snapshotted, `None` when it
 /// has no sample in the range. Sets `read_store` when full chunks were read from the store.
@@ -709,7 +696,7 @@ mod tests {
     #[test]
     fn large_selections_snapshotted_in_parallel_keep_order_and_ranges() {
         let h = Head::in_memory();
-        let n = PARALLEL_SELECT_MIN * 2 + 17;
+        let n = crate::querier::PARALLEL_SELECT_MIN * 2 + 17;
         let mut app = h.appender();
         // Created in reverse label order; every third series has no sample in the range.
         for k in (0..n).rev() {
