@@ -805,17 +805,11 @@ pub(super) fn run_series_into(
         Some(RangeFn::Increase) if sts.is_none() => Some(false),
         _ => None,
     };
-    let resets = &mut sc.resets;
-    resets.clear();
-    if counter.is_some() {
+    if let Some(is_rate) = counter {
+        let resets = &mut sc.resets;
+        resets.clear();
         find_resets(data, resets);
-    }
-    // The window length in seconds, as the extrapolation divides by it at every step.
-    let range_s = job.range as f64 / 1000.0;
-    if counter.is_some() {
         pts.reserve(job.steps.len());
-    }
-    if let (None, Some(is_rate)) = (&sts, counter) {
         // Windows are collected first and extrapolated together (see `CounterWindows`).
         let cw = &mut sc.windows;
         cw.clear();
@@ -844,14 +838,13 @@ pub(super) fn run_series_into(
             cw.push(&data[lo..hi], rt - job.range, rt, inside);
             wts.push(ts);
         }
-        cw.compute(range_s, is_rate);
+        cw.compute(job.range as f64 / 1000.0, is_rate);
         pts.extend(wts.iter().copied().zip(cw.out.iter().copied()));
         return Ok(SeriesStats {
             samples,
             non_counter: non_counter_name(name, metric, pts),
         });
     }
-    let mut rlo = 0usize;
     let (mut lo, mut hi) = (0usize, 0usize);
     for (k, &ts) in job.steps.iter().enumerate() {
         let rt = job.at.unwrap_or(ts) - job.offset;
@@ -866,25 +859,9 @@ pub(super) fn run_series_into(
         }
         let end = if predict { ts } else { rt };
         let w = &data[lo..hi];
-        let r = match (&sts, counter) {
-            (None, Some(is_rate)) => {
-                while rlo < resets.len() && resets[rlo] < lo {
-                    rlo += 1;
-                }
-                let inside = resets[rlo..]
-                    .iter()
-                    .take_while(|&&i| i + 1 < hi)
-                    .map(|&i| data[i].1);
-                crate::functions::range::counter_rate_window(
-                    w,
-                    rt - job.range,
-                    end,
-                    range_s,
-                    inside,
-                    is_rate,
-                )
-            }
-            (Some(st), _) => {
+        // rate/increase without start timestamps returned above.
+        let r = match &sts {
+            Some(st) => {
                 pbuf.clear();
                 pbuf.extend(job.params.iter().map(|p| p[k]));
                 fnlib::range_eval_st(
@@ -898,7 +875,7 @@ pub(super) fn run_series_into(
                     metric.metric_name().unwrap_or(""),
                 )
             }
-            (None, None) => {
+            None => {
                 pbuf.clear();
                 pbuf.extend(job.params.iter().map(|p| p[k]));
                 range_fn.and_then(|f| {

@@ -476,63 +476,12 @@ pub fn counter_rate_with_resets(
     extrapolate_rate(ctx, &[], result, true, is_rate)
 }
 
-/// [`counter_rate_with_resets`] for a caller that slides one window length over many steps:
-/// the window is `samples` in `(range_start, range_end]`, `range_s` is the window length in
-/// seconds (`(range_end - range_start) as f64 / 1000.0`, computed once by the caller) and
-/// `reset_values` the values just before each counter reset inside the window. Same result,
-/// bit for bit.
-#[inline]
-pub fn counter_rate_window(
-    samples: &[(i64, f64)],
-    range_start: i64,
-    range_end: i64,
-    range_s: f64,
-    reset_values: impl Iterator<Item = f64>,
-    is_rate: bool,
-) -> Option<f64> {
-    let n = samples.len();
-    if n < 2 {
-        return None;
-    }
-    let (first_t, first_v) = samples[0];
-    let (last_t, last_v) = samples[n - 1];
-    let mut result = last_v - first_v;
-    for v in reset_values {
-        result += v;
-    }
-    let mut duration_to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut duration_to_end = (range_end - last_t) as f64 / 1000.0;
-    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
-    let avg_between = sampled_interval / (n - 1) as f64;
-    let threshold = avg_between * 1.1;
-    if duration_to_start >= threshold {
-        duration_to_start = avg_between / 2.0;
-    }
-    if result > 0.0 && first_v >= 0.0 {
-        let duration_to_zero = sampled_interval * (first_v / result);
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
-        }
-    }
-    if duration_to_end >= threshold {
-        duration_to_end = avg_between / 2.0;
-    }
-    let mut factor = 1.0;
-    if sampled_interval != 0.0 {
-        factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    }
-    if is_rate {
-        factor /= range_s;
-    }
-    Some(result * factor)
-}
-
 /// Many `rate`/`increase` windows of one series, evaluated together: [`CounterWindows::push`]
 /// records each window (of at least two samples), [`CounterWindows::compute`] then runs the
 /// extrapolation of all of them in one loop without branches, which the compiler turns into
 /// packed (SIMD) arithmetic. The divisions dominate the cost of a window, and packed
 /// division is correctly rounded like scalar division, so every result is bit for bit the
-/// one of [`counter_rate_window`].
+/// one of [`counter_rate_with_resets`].
 #[derive(Default)]
 pub struct CounterWindows {
     to_start: Vec<f64>,
@@ -959,19 +908,6 @@ mod tests {
                             "generic batch [{lo}, {hi})"
                         );
                     }
-                    let fast = counter_rate_window(
-                        w,
-                        rs,
-                        re,
-                        (re - rs) as f64 / 1000.0,
-                        resets.clone(),
-                        is_rate,
-                    );
-                    assert_eq!(
-                        fast.map(f64::to_bits),
-                        want.map(f64::to_bits),
-                        "window [{lo}, {hi})"
-                    );
                     assert_eq!(
                         got.map(f64::to_bits),
                         want.map(f64::to_bits),
