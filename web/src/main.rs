@@ -1,30 +1,8 @@
 //! The `ignis` binary: a Prometheus-compatible server and its command-line tools.
 //!
 //! `ignis` alone (or `ignis server`) starts the server; `ignis tsdb …` holds the block tools
-//! that mirror `promtool tsdb` (see [`cli`]).
-
-mod api;
-mod cli;
-mod config;
-mod discovery;
-mod federate;
-mod notifier;
-mod relabel;
-mod remote;
-mod rules;
-mod server;
-mod template;
-// Go float formatting (re-exported from the query crate).
-#[allow(unused_imports)]
-mod gofmt;
-// The text-format parsers are shared by backfilling (now) and scraping (later); parts of their
-// API are not called by the binary yet.
-// The scraper's API is wired into the server by the server module.
-#[allow(dead_code)] // `ScrapeState::cache_len` is used only by tests
-mod scrape;
-#[allow(dead_code)]
-mod textparse;
-mod ui;
+//! that mirror `promtool tsdb` (see [`web::cli`]). The modules live in the `web` library; this
+//! file holds only what belongs to the process: the allocator and its tuning.
 
 use clap::Parser as _;
 
@@ -71,6 +49,6 @@ fn tune_allocator() {
 
 fn main() {
     tune_allocator();
-    let args = cli::Cli::parse();
-    std::process::exit(cli::run(args));
+    let args = web::cli::Cli::parse();
+    std::process::exit(web::cli::run(args));
 }

@@ -7,9 +7,6 @@
 //! `replacement` (default `$1`) and `action` (default `replace`, case-insensitive), and is
 //! validated on load with Prometheus's rules. [`process`] applies a list of configs in order.
 
-// The server drives these building blocks; until it does, parts are used only by tests.
-#![allow(dead_code)]
-
 use std::fmt;
 
 use regex::Regex;

@@ -8,9 +8,6 @@
 //! `toUpper`, `toLower`, `title`, `match`, `reReplaceAll`, `stripPort`, `safeHtml`, `len`,
 //! `index`, `not`, `and`, `or`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`.
 
-// The server drives these building blocks; until it does, parts are used only by tests.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use serde_json::Value;
 
-#[path = "rw_proto/mod.rs"]
-mod rw_proto;
-use rw_proto::{Label, Sample, TimeSeries, WriteRequest};
+use web::remote::proto::{Label, Sample, TimeSeries, WriteRequest};
 
 const RULES: &str = r#"groups:
   - name: test
@@ -112,7 +110,9 @@ fn write_cond(addr: &str, v: f64) {
                 value: v,
                 timestamp: now_ms(),
             }],
+            ..Default::default()
         }],
+        ..Default::default()
     };
     let body = snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())

@@ -10,9 +10,7 @@ use std::process::Command;
 use prost::Message;
 use serde_json::Value;
 
-#[path = "rw_proto/mod.rs"]
-mod rw_proto;
-use rw_proto::{Label, Sample, TimeSeries, WriteRequest};
+use web::remote::proto::{Label, Sample, TimeSeries, WriteRequest};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -34,6 +32,7 @@ fn series(name: &str, job: &str, n: i64) -> TimeSeries {
                 value: i as f64,
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -83,6 +82,7 @@ fn grafana_datasource_sequence() {
                 series("http_requests_total", "api", 40),
                 series("http_requests_total", "db", 40),
             ],
+            ..Default::default()
         },
     );
     assert_eq!(r.status, 204, "{}", r.text());
@@ -222,7 +222,8 @@ fn bad_input_gets_prometheus_errors_and_does_not_block() {
         write(
             a,
             &WriteRequest {
-                timeseries: vec![series("m", "x", 10)]
+                timeseries: vec![series("m", "x", 10)],
+                ..Default::default()
             }
         )
         .status,
@@ -234,6 +235,7 @@ fn bad_input_gets_prometheus_errors_and_does_not_block() {
         a,
         &WriteRequest {
             timeseries: vec![series("fresh", "x", 3), late],
+            ..Default::default()
         },
     );
     assert_eq!(r.status, 400);
@@ -276,12 +278,14 @@ fn promtool_queries_match_direct_queries() {
                 value: (i * 2) as f64,
             })
             .collect(),
+        ..Default::default()
     };
     assert_eq!(
         write(
             a,
             &WriteRequest {
-                timeseries: vec![ts]
+                timeseries: vec![ts],
+                ..Default::default()
             }
         )
         .status,
@@ -352,7 +356,8 @@ fn admin_snapshot_and_lifecycle_quit() {
         write(
             &a,
             &WriteRequest {
-                timeseries: vec![series("snap", "x", 5)]
+                timeseries: vec![series("snap", "x", 5)],
+                ..Default::default()
             }
         )
         .status,

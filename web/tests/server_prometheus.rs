@@ -12,9 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use serde_json::Value;
 
-#[path = "rw_proto/mod.rs"]
-mod rw_proto;
-use rw_proto::{Label, Sample, TimeSeries, WriteRequest};
+use web::remote::proto::{Label, Sample, TimeSeries, WriteRequest};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -47,11 +45,13 @@ fn write_metric(addr: &str, name: &str, n: i64) -> i64 {
                 value: (i * 3) as f64,
             })
             .collect(),
+        ..Default::default()
     };
     let body = snap::raw::Encoder::new()
         .compress_vec(
             &WriteRequest {
                 timeseries: vec![ts],
+                ..Default::default()
             }
             .encode_to_vec(),
         )

@@ -11,16 +11,12 @@
 //! The HTTP client sections (`basic_auth`, `authorization`, `tls_config`) become usable
 //! clients in [`http_client`] (headers, one GET over HTTP/1.1 or HTTPS) and [`tls`] (rustls).
 
-// The server drives these building blocks; until it does, parts are used only by tests.
-#![allow(dead_code)]
-
 mod duration;
 pub mod http_client;
 mod reload;
 pub mod tls;
 
 pub use duration::{parse_duration, PromDuration};
-#[allow(unused_imports)]
 pub use reload::ConfigReloader;
 
 use std::collections::{BTreeMap, HashSet};

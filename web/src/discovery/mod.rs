@@ -7,9 +7,6 @@
 //! `[{"targets": ["host:port", …], "labels": {"name": "value", …}}, …]`; every target of a
 //! group gets `__address__` set to its string, plus the group's labels (target labels win).
 
-// The server drives discovery; until it does, parts are used only by tests.
-#![allow(dead_code)]
-
 pub mod file;
 pub mod http;
 

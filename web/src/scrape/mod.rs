@@ -19,7 +19,5 @@ mod tests;
 #[cfg(test)]
 mod tls_tests;
 
-#[allow(unused_imports)] // the API the server wires in
 pub use manager::ScrapeManager;
-#[allow(unused_imports)]
 pub use target::{Health, MetricMetadata, MetricRelabel, ScrapeJob, Target, TargetStatus};

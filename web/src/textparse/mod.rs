@@ -19,9 +19,7 @@ pub mod promtext;
 
 use std::borrow::Cow;
 
-#[allow(unused_imports)] // used by backfill
 pub use openmetrics::OpenMetricsParser;
-#[allow(unused_imports)] // used by the scraper
 pub use promtext::PromTextParser;
 
 /// A syntax error in exposition text, with its 1-based line number.

@@ -1,19 +1,8 @@
-//! The `web` crate is a binary without a library target, so these integration tests compile
-//! the configuration, relabeling, discovery, rules and template modules from their sources.
+//! Shared helpers of the configuration, relabeling, discovery and rules tests, and the `web`
+//! modules they exercise.
 #![allow(dead_code, unused_imports)]
 
-#[path = "../../src/config/mod.rs"]
-pub mod config;
-#[path = "../../src/discovery/mod.rs"]
-pub mod discovery;
-#[path = "../../src/gofmt.rs"]
-pub mod gofmt;
-#[path = "../../src/relabel.rs"]
-pub mod relabel;
-#[path = "../../src/rules/mod.rs"]
-pub mod rules;
-#[path = "../../src/template.rs"]
-pub mod template;
+pub use web::{config, discovery, gofmt, relabel, rules, template};
 
 use std::path::Path;
 use std::process::Command;
