@@ -144,6 +144,11 @@ impl SymbolSeriesSource for HeadBlockSource {
         self.next += 1;
         if self.next.is_multiple_of(RELEASE_PAGES_EVERY) {
             self.head.chunk_store().release_pages();
+            // A closing database abandons the block rather than keep shutdown waiting for it;
+            // the WAL still holds every sample, and the next start writes the block again.
+            if self.head.is_closed() {
+                return Err(crate::Error::Closed);
+            }
         }
         let (mint, maxt) = (self.mint, self.maxt);
         self.refs.clear();
@@ -257,6 +262,19 @@ mod tests {
             std::fs::read(db.join("index")).unwrap()
         );
         assert_eq!(chunk_files(&da), chunk_files(&db));
+    }
+
+    #[test]
+    fn closing_the_head_abandons_the_block() {
+        let h = head();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut src = h.block_source(0, H2);
+        h.close();
+        let res = BlockWriter::new(tmp.path(), 0, H2).write_from(&mut src);
+        assert!(matches!(res, Err(crate::Error::Closed)), "{res:?}");
+        assert!(src.position() <= RELEASE_PAGES_EVERY);
+        // Neither the block nor its temporary directory is left behind.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
