@@ -443,13 +443,14 @@ impl Evaluator<'_> {
             // buffer per thread.
             let threads =
                 super::par::threads_for(lz.series.len(), super::PARALLEL_DECODE_MIN_SERIES);
-            let per = lz.series.len().div_ceil(threads.max(1)).max(1);
-            let parts: Vec<&[Arc<dyn tsdb::Series>]> = lz.series.chunks(per).collect();
+            let nseries = lz.series.len();
+            // Each thread owns its part and drops every series once done with it.
+            let parts = super::split_owned(lz.series, threads);
             let job = &job;
-            let outs = super::par::par_map(parts, threads, |part| {
-                decode_and_run(job, part, lz.mint, lz.maxt)
-            })?;
-            let mut all = Vec::with_capacity(lz.series.len());
+            let (mint, maxt) = (lz.mint, lz.maxt);
+            let outs =
+                super::par::par_map(parts, threads, |part| decode_and_run(job, part, mint, maxt))?;
+            let mut all = Vec::with_capacity(nseries);
             for o in outs {
                 let (rs, decoded) = o?;
                 self.total_samples += decoded;
@@ -985,10 +986,10 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
 
 /// Decodes each series of `part` over `[mint, maxt]` (staleness markers dropped) into one
 /// reused buffer and slides the range function over it; returns the results in order and
-/// the count of samples decoded.
+/// the count of samples decoded. Each series is dropped as soon as it is done with.
 fn decode_and_run(
     job: &SeriesJob,
-    part: &[Arc<dyn tsdb::Series>],
+    part: Vec<Arc<dyn tsdb::Series>>,
     mint: i64,
     maxt: i64,
 ) -> QResult<(Vec<SeriesOut>, u64)> {

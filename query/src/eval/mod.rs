@@ -292,6 +292,20 @@ pub(crate) fn has_stale(buf: &[(i64, f64)]) -> bool {
     chunks.remainder().iter().any(|x| x.1.to_bits() == bits)
 }
 
+/// Splits `items` into at most `parts` runs of consecutive items, in order, each owned.
+pub(crate) fn split_owned<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
+    let per = items.len().div_ceil(parts.max(1)).max(1);
+    let mut out = Vec::with_capacity(parts);
+    let mut rest = items.into_iter();
+    loop {
+        let part: Vec<T> = rest.by_ref().take(per).collect();
+        if part.is_empty() {
+            return out;
+        }
+        out.push(part);
+    }
+}
+
 /// Decodes the samples in `[mint, maxt]` of each series.
 fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResult<Vec<RawSeries>> {
     let mut out = Vec::with_capacity(part.len());
@@ -456,7 +470,24 @@ impl<'a> Evaluator<'a> {
         Ok(picked)
     }
 
-    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`.
+    /// [`Evaluator::select_series`], then sorted by labels across the groups when there are
+    /// several (a single group is sorted already), which is the order evaluation needs.
+    pub fn select_sorted(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<Arc<dyn tsdb::Series>>> {
+        let mut picked = self.select_series(groups, mint, maxt, range)?;
+        if groups.len() > 1 {
+            picked.sort_by(|a, b| a.labels().cmp(b.labels()));
+        }
+        Ok(picked)
+    }
+
+    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`,
+    /// sorted by labels.
     pub fn select_groups(
         &mut self,
         groups: &[Vec<Matcher>],
@@ -464,14 +495,10 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         range: i64,
     ) -> QResult<Vec<RawSeries>> {
-        let picked = self.select_series(groups, mint, maxt, range)?;
-        let multi = groups.len() > 1;
+        let picked = self.select_sorted(groups, mint, maxt, range)?;
         // Decoding is independent per series: spread it over the cores.
         let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
-        let per = picked.len().div_ceil(threads.max(1)).max(1);
-        let parts: Vec<Vec<Arc<dyn tsdb::Series>>> =
-            picked.chunks(per).map(|c| c.to_vec()).collect();
-        drop(picked);
+        let parts = split_owned(picked, threads);
         let decoded = par::par_map(parts, threads, |part| decode_series(&part, mint, maxt))?;
         let mut out: Vec<RawSeries> = Vec::new();
         for part in decoded {
@@ -484,9 +511,6 @@ impl<'a> Evaluator<'a> {
         }
         self.total_samples += out.iter().map(|s| s.samples.len() as u64).sum::<u64>();
         self.check_deadline()?;
-        if multi {
-            out.sort_by(|a, b| a.metric.cmp(&b.metric));
-        }
         Ok(out)
     }
 
@@ -513,16 +537,14 @@ impl<'a> Evaluator<'a> {
         }
         let (mint, maxt) = (lo - self.lookback + 1, hi);
         let groups = selector_matchers(vs)?;
-        let mut picked = self.select_series(&groups, mint, maxt, 0)?;
-        if groups.len() > 1 {
-            picked.sort_by(|a, b| a.labels().cmp(b.labels()));
-        }
+        let picked = self.select_sorted(&groups, mint, maxt, 0)?;
         let steps: Vec<i64> = self.steps().collect();
         let lookback = self.lookback;
         // Decode and place each series on the steps on all cores; one buffer per thread.
-        let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
-        let per = picked.len().div_ceil(threads.max(1)).max(1);
-        let parts: Vec<&[Arc<dyn tsdb::Series>]> = picked.chunks(per).collect();
+        let nseries = picked.len();
+        let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
+        // Each thread owns its part and drops every series once done with it.
+        let parts = split_owned(picked, threads);
         let steps_ref = &steps;
         let placed = par::par_map(parts, threads, |part| {
             let mut buf: Vec<(i64, f64)> = Vec::new();
@@ -544,20 +566,20 @@ impl<'a> Evaluator<'a> {
                     &mut ts_orig,
                 );
                 if !pts.is_empty() {
-                    res.push((s, pts, ts_orig));
+                    res.push((s.shared_labels(), pts, ts_orig));
                 }
             }
             Ok((res, decoded))
         })?;
-        let mut out = Vec::with_capacity(picked.len());
+        let mut out = Vec::with_capacity(nseries);
         let mut tss = Vec::new();
         for part in placed {
             let (res, decoded) = part?;
             self.total_samples += decoded;
-            for (s, pts, ts_orig) in res {
+            for (metric, pts, ts_orig) in res {
                 self.add_samples(pts.len())?;
                 out.push(StepSeries {
-                    metric: s.shared_labels(),
+                    metric,
                     pts,
                     drop_name: false,
                 });
@@ -685,10 +707,7 @@ impl<'a> Evaluator<'a> {
         let (lo, hi) = self.ref_bounds(at, offset);
         let (mint, maxt) = (lo - range + 1, hi);
         let groups = selector_matchers(vs)?;
-        let mut series = self.select_series(&groups, mint, maxt, range)?;
-        if groups.len() > 1 {
-            series.sort_by(|a, b| a.labels().cmp(b.labels()));
-        }
+        let series = self.select_sorted(&groups, mint, maxt, range)?;
         Ok(RangeArg {
             series: Vec::new(),
             range,

@@ -482,8 +482,13 @@ pub fn counter_rate_with_resets(
 /// packed (SIMD) arithmetic. The divisions dominate the cost of a window, and packed
 /// division is correctly rounded like scalar division, so every result is bit for bit the
 /// one of [`counter_rate_with_resets`].
+///
+/// The per-window vectors are kept at their largest length and written by index (the
+/// number of windows is `n`), which costs less than six `Vec::push`es per window.
 #[derive(Default)]
 pub struct CounterWindows {
+    /// Number of windows pushed since the last [`CounterWindows::clear`].
+    n: usize,
     to_start: Vec<f64>,
     to_end: Vec<f64>,
     sampled: Vec<f64>,
@@ -497,13 +502,24 @@ pub struct CounterWindows {
 impl CounterWindows {
     /// Forgets all windows.
     pub fn clear(&mut self) {
-        self.to_start.clear();
-        self.to_end.clear();
-        self.sampled.clear();
-        self.gaps.clear();
-        self.first_v.clear();
-        self.result.clear();
+        self.n = 0;
         self.out.clear();
+    }
+
+    /// Makes room for more windows in every per-window vector.
+    #[cold]
+    fn grow(&mut self) {
+        let len = (self.result.len() * 2).max(64);
+        for v in [
+            &mut self.to_start,
+            &mut self.to_end,
+            &mut self.sampled,
+            &mut self.gaps,
+            &mut self.first_v,
+            &mut self.result,
+        ] {
+            v.resize(len, 0.0);
+        }
     }
 
     /// Records the window `samples` (at least two) in `(range_start, range_end]` with the
@@ -524,12 +540,17 @@ impl CounterWindows {
         for v in reset_values {
             result += v;
         }
-        self.to_start.push((first_t - range_start) as f64);
-        self.to_end.push((range_end - last_t) as f64);
-        self.sampled.push((last_t - first_t) as f64);
-        self.gaps.push((n - 1) as f64);
-        self.first_v.push(first_v);
-        self.result.push(result);
+        let i = self.n;
+        if i >= self.result.len() {
+            self.grow();
+        }
+        self.to_start[i] = (first_t - range_start) as f64;
+        self.to_end[i] = (range_end - last_t) as f64;
+        self.sampled[i] = (last_t - first_t) as f64;
+        self.gaps[i] = (n - 1) as f64;
+        self.first_v[i] = first_v;
+        self.result[i] = result;
+        self.n = i + 1;
     }
 
     /// Computes every recorded window into [`CounterWindows::out`]; `range_s` is the window
@@ -554,7 +575,7 @@ impl CounterWindows {
 
     #[inline(always)]
     fn compute_generic(&mut self, range_s: f64, is_rate: bool) {
-        let n = self.result.len();
+        let n = self.n;
         self.out.clear();
         self.out.resize(n, 0.0);
         let out = &mut self.out[..n];
