@@ -462,7 +462,7 @@ impl Evaluator<'_> {
             && ngroups.saturating_mul(steps.len()) <= SERIES_MAJOR_MAX_CELLS
         {
             let out = self.fold_series_major(fold, &input, &series_group, &group_metric, &steps)?;
-            self.release(&Val::Vector(input));
+            self.release_series(input);
             let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
             self.add_samples(n)?;
             return Ok(Val::Vector(out.finish()));
@@ -562,7 +562,7 @@ impl Evaluator<'_> {
                 out.push_slot(gslot[gi], ts, v)?;
             }
         }
-        self.release(&Val::Vector(input));
+        self.release_series(input);
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
         self.add_samples(n)?;
         Ok(Val::Vector(out.finish()))

@@ -445,7 +445,7 @@ impl Evaluator<'_> {
                 super::par::threads_for(lz.series.len(), super::PARALLEL_DECODE_MIN_SERIES);
             let nseries = lz.series.len();
             // Each thread owns its part and drops every series once done with it.
-            let parts = super::split_owned(lz.series, threads);
+            let parts = super::par::split_owned(lz.series, threads);
             let job = &job;
             let (mint, maxt) = (lz.mint, lz.maxt);
             let outs =
@@ -731,7 +731,6 @@ pub(super) struct SeriesScratch {
     resets: Vec<usize>,
     pbuf: Vec<f64>,
     windows: crate::functions::range::CounterWindows,
-    window_ts: Vec<i64>,
 }
 
 /// What [`run_series_into`] reports besides the points.
@@ -742,23 +741,24 @@ pub(super) struct SeriesStats {
     pub non_counter: Option<String>,
 }
 
-/// Slides the window of one series over all steps and applies the range function.
+/// Slides the window of one series over all steps and applies the range function, with
+/// the caller's (per-thread) buffers; the points are copied out at their exact size.
 fn run_series(
     job: &SeriesJob,
     metric: Arc<Labels>,
     data: &[(i64, f64)],
     drop_name: bool,
+    sc: &mut SeriesScratch,
 ) -> QResult<SeriesOut> {
-    let mut sc = SeriesScratch::default();
-    let st = run_series_into(job, &metric, data, &mut sc)?;
-    let series = (!sc.pts.is_empty()).then_some(StepSeries {
+    let st = run_series_into(job, &metric, data, sc)?;
+    let series = (!sc.pts.is_empty()).then(|| StepSeries {
         metric,
-        pts: sc.pts,
+        pts: sc.pts.as_slice().to_vec(),
         drop_name: job.drop || drop_name,
     });
     Ok(SeriesOut {
         series,
-        annos: sc.annos,
+        annos: std::mem::take(&mut sc.annos),
         samples: st.samples,
         non_counter: st.non_counter,
     })
@@ -813,9 +813,7 @@ pub(super) fn run_series_into(
         pts.reserve(job.steps.len());
         // Windows are collected first and extrapolated together (see `CounterWindows`).
         let cw = &mut sc.windows;
-        cw.clear();
-        let wts = &mut sc.window_ts;
-        wts.clear();
+        let mut slots = cw.slots(job.steps.len());
         let mut rlo = 0usize;
         let (mut lo, mut hi) = (0usize, 0usize);
         for (k, &ts) in job.steps.iter().enumerate() {
@@ -836,11 +834,11 @@ pub(super) fn run_series_into(
                 .iter()
                 .take_while(|&&i| i + 1 < hi)
                 .map(|&i| data[i].1);
-            cw.push(&data[lo..hi], rt - job.range, rt, inside);
-            wts.push(ts);
+            slots.push(ts, &data[lo..hi], rt - job.range, rt, inside);
         }
+        drop(slots);
         cw.compute(job.range as f64 / 1000.0, is_rate);
-        pts.extend(wts.iter().copied().zip(cw.out.iter().copied()));
+        pts.extend(cw.step_ts().iter().copied().zip(cw.out.iter().copied()));
         return Ok(SeriesStats {
             samples,
             non_counter: non_counter_name(name, metric, pts),
@@ -959,8 +957,11 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
                 .into_iter()
                 .map(|part| {
                     sc.spawn(move || {
+                        let mut scratch = SeriesScratch::default();
                         part.into_iter()
-                            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name))
+                            .map(|s| {
+                                run_series(job, s.metric, &s.samples, s.drop_name, &mut scratch)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -977,9 +978,10 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
                 .collect()
         })
     } else {
+        let mut scratch = SeriesScratch::default();
         series
             .into_iter()
-            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name))
+            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name, &mut scratch))
             .collect()
     }
 }
@@ -996,6 +998,7 @@ fn decode_and_run(
     let mut buf: Vec<(i64, f64)> = Vec::new();
     let mut out = Vec::with_capacity(part.len());
     let mut decoded = 0u64;
+    let mut scratch = SeriesScratch::default();
     for s in part {
         buf.clear();
         super::decode_into(s.as_ref(), mint, maxt, &mut buf)?;
@@ -1003,7 +1006,13 @@ fn decode_and_run(
         if super::has_stale(&buf) {
             buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
         }
-        out.push(run_series(job, s.shared_labels(), &buf, false)?);
+        out.push(run_series(
+            job,
+            s.shared_labels(),
+            &buf,
+            false,
+            &mut scratch,
+        )?);
     }
     Ok((out, decoded))
 }

@@ -292,20 +292,6 @@ pub(crate) fn has_stale(buf: &[(i64, f64)]) -> bool {
     chunks.remainder().iter().any(|x| x.1.to_bits() == bits)
 }
 
-/// Splits `items` into at most `parts` runs of consecutive items, in order, each owned.
-pub(crate) fn split_owned<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
-    let per = items.len().div_ceil(parts.max(1)).max(1);
-    let mut out = Vec::with_capacity(parts);
-    let mut rest = items.into_iter();
-    loop {
-        let part: Vec<T> = rest.by_ref().take(per).collect();
-        if part.is_empty() {
-            return out;
-        }
-        out.push(part);
-    }
-}
-
 /// Decodes the samples in `[mint, maxt]` of each series.
 fn decode_series(part: &[Arc<dyn tsdb::Series>], mint: i64, maxt: i64) -> QResult<Vec<RawSeries>> {
     let mut out = Vec::with_capacity(part.len());
@@ -406,6 +392,13 @@ impl<'a> Evaluator<'a> {
         self.cur_samples = self.cur_samples.saturating_sub(n);
     }
 
+    /// Like [`Evaluator::release`] for a vector that is freed here, on all cores when large.
+    pub fn release_series(&mut self, v: Vec<StepSeries>) {
+        let n: usize = v.iter().map(|x| x.pts.len()).sum();
+        self.cur_samples = self.cur_samples.saturating_sub(n);
+        par::drop_all(v);
+    }
+
     /// The `@` time of a modifier, if any.
     pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
         match at {
@@ -498,7 +491,7 @@ impl<'a> Evaluator<'a> {
         let picked = self.select_sorted(groups, mint, maxt, range)?;
         // Decoding is independent per series: spread it over the cores.
         let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
-        let parts = split_owned(picked, threads);
+        let parts = par::split_owned(picked, threads);
         let decoded = par::par_map(parts, threads, |part| decode_series(&part, mint, maxt))?;
         let mut out: Vec<RawSeries> = Vec::new();
         for part in decoded {
@@ -544,7 +537,7 @@ impl<'a> Evaluator<'a> {
         let nseries = picked.len();
         let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
         // Each thread owns its part and drops every series once done with it.
-        let parts = split_owned(picked, threads);
+        let parts = par::split_owned(picked, threads);
         let steps_ref = &steps;
         let placed = par::par_map(parts, threads, |part| {
             let mut buf: Vec<(i64, f64)> = Vec::new();

@@ -495,8 +495,65 @@ pub struct CounterWindows {
     gaps: Vec<f64>,
     first_v: Vec<f64>,
     result: Vec<f64>,
+    /// The step timestamp of each window written through [`WindowSlots`].
+    step_ts: Vec<i64>,
     /// The value of each window in push order, after [`CounterWindows::compute`].
     pub out: Vec<f64>,
+}
+
+/// Writes up to a fixed number of windows into a [`CounterWindows`] (from
+/// [`CounterWindows::slots`]). Held in a local in the caller's step loop, its slices stay in
+/// registers: no vector header is reloaded after each store, as it is for `Vec` fields
+/// behind a reference. The count of windows is stored back when it is dropped.
+pub struct WindowSlots<'a> {
+    len: usize,
+    n: &'a mut usize,
+    to_start: &'a mut [f64],
+    to_end: &'a mut [f64],
+    sampled: &'a mut [f64],
+    gaps: &'a mut [f64],
+    first_v: &'a mut [f64],
+    result: &'a mut [f64],
+    step_ts: &'a mut [i64],
+}
+
+impl WindowSlots<'_> {
+    /// Records the window `samples` (at least two) in `(range_start, range_end]` of the step
+    /// at `ts`, with the values just before each counter reset inside it. Panics past the
+    /// number of windows the slots were made for.
+    #[inline]
+    pub fn push(
+        &mut self,
+        ts: i64,
+        samples: &[(i64, f64)],
+        range_start: i64,
+        range_end: i64,
+        reset_values: impl Iterator<Item = f64>,
+    ) {
+        let n = samples.len();
+        debug_assert!(n >= 2);
+        let (first_t, first_v) = samples[0];
+        let (last_t, last_v) = samples[n - 1];
+        let mut result = last_v - first_v;
+        for v in reset_values {
+            result += v;
+        }
+        let i = self.len;
+        self.to_start[i] = (first_t - range_start) as f64;
+        self.to_end[i] = (range_end - last_t) as f64;
+        self.sampled[i] = (last_t - first_t) as f64;
+        self.gaps[i] = (n - 1) as f64;
+        self.first_v[i] = first_v;
+        self.result[i] = result;
+        self.step_ts[i] = ts;
+        self.len = i + 1;
+    }
+}
+
+impl Drop for WindowSlots<'_> {
+    fn drop(&mut self) {
+        *self.n = self.len;
+    }
 }
 
 impl CounterWindows {
@@ -504,6 +561,33 @@ impl CounterWindows {
     pub fn clear(&mut self) {
         self.n = 0;
         self.out.clear();
+    }
+
+    /// Forgets all windows and returns slots for writing up to `max` new ones.
+    pub fn slots(&mut self, max: usize) -> WindowSlots<'_> {
+        self.clear();
+        while self.result.len() < max {
+            self.grow();
+        }
+        if self.step_ts.len() < max {
+            self.step_ts.resize(self.result.len(), 0);
+        }
+        WindowSlots {
+            len: 0,
+            n: &mut self.n,
+            to_start: &mut self.to_start[..max],
+            to_end: &mut self.to_end[..max],
+            sampled: &mut self.sampled[..max],
+            gaps: &mut self.gaps[..max],
+            first_v: &mut self.first_v[..max],
+            result: &mut self.result[..max],
+            step_ts: &mut self.step_ts[..max],
+        }
+    }
+
+    /// The step timestamps of the windows written through [`CounterWindows::slots`].
+    pub fn step_ts(&self) -> &[i64] {
+        &self.step_ts[..self.n]
     }
 
     /// Makes room for more windows in every per-window vector.
@@ -844,6 +928,7 @@ mod tests {
             .collect();
         let mut cw = CounterWindows::default();
         let mut want = Vec::new();
+        let mut windows = Vec::new();
         for lo in 0..s.len() {
             for hi in lo + 2..=s.len() {
                 let w = &s[lo..hi];
@@ -862,6 +947,7 @@ mod tests {
                         annotations: &mut annos,
                     });
                     cw.push(w, rs, re, resets.clone());
+                    windows.push((lo, hi, rs, re));
                     want.push(r.map(f64::to_bits));
                 }
             }
@@ -872,6 +958,21 @@ mod tests {
         cw.compute_generic(200.0, true);
         let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
         assert_eq!(got, want);
+        // The same windows written through slots (reusing the grown vectors).
+        {
+            let mut slots = cw.slots(windows.len() + 3);
+            for (k, &(lo, hi, rs, re)) in windows.iter().enumerate() {
+                let resets = (lo..hi - 1)
+                    .filter(|&i| s[i + 1].1 < s[i].1)
+                    .map(|i| s[i].1);
+                slots.push(k as i64 * 7, &s[lo..hi], rs, re, resets);
+            }
+        }
+        cw.compute(200.0, true);
+        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
+        assert_eq!(got, want);
+        let ts: Vec<i64> = (0..windows.len() as i64).map(|k| k * 7).collect();
+        assert_eq!(cw.step_ts(), &ts[..]);
     }
 
     #[test]
