@@ -112,6 +112,7 @@ impl Evaluator<'_> {
             drop: !(name == "last_over_time" || name == "first_over_time"),
             deadline: self.deadline,
             cancel: self.cancel,
+            metric_name: ms.vs.name.as_deref(),
         };
         let (mint, maxt) = (lz.mint, lz.maxt);
         let produce = |s: &dyn tsdb::Series, sc: &mut Scratch| -> QResult<Produced> {
