@@ -73,6 +73,11 @@ impl Evaluator<'_> {
         grouping: &[String],
     ) -> QResult<Option<Val>> {
         self.check_deadline()?;
+        if !without && grouping.is_empty() && par::threads_for(usize::MAX, 1) > 1 {
+            // One group: with several cores `fused_fold` would give up on many series once it
+            // had selected them (one thread per group), and they would be selected again.
+            return Ok(None);
+        }
         match unparen(expr) {
             Expr::Call(c) => match fused_range_arg(c) {
                 Some((name, ms)) => self.fused_range_fn(fold, name, ms, without, grouping),
