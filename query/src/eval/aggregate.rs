@@ -184,9 +184,10 @@ pub(super) fn assign_groups<'l>(
     let mut series_group = Vec::with_capacity(metrics.size_hint().0);
     let mut key = Vec::new();
     for m in metrics {
-        let gl = group_labels(m, without, grouping);
+        // The key is built from the series' own labels; the group's labels are copied out
+        // only for a new group.
         key.clear();
-        for l in gl.iter() {
+        for l in m.iter().filter(|l| in_group(&l.name, without, grouping)) {
             key.extend_from_slice(l.name.as_bytes());
             key.push(0xff);
             key.extend_from_slice(l.value.as_bytes());
@@ -197,13 +198,23 @@ pub(super) fn assign_groups<'l>(
             None => {
                 let g = group_metric.len();
                 key_to_group.insert(key.clone(), g);
-                group_metric.push(Arc::new(gl));
+                group_metric.push(Arc::new(group_labels(m, without, grouping)));
                 g
             }
         };
         series_group.push(g);
     }
     (series_group, group_metric)
+}
+
+/// Whether the label `name` is part of the group labels (the ones [`group_labels`] keeps).
+#[inline]
+fn in_group(name: &str, without: bool, grouping: &[String]) -> bool {
+    if without {
+        name != "__name__" && !grouping.iter().any(|g| g == name)
+    } else {
+        grouping.iter().any(|g| g == name)
+    }
 }
 
 /// Per-step accumulators of the series-major fold (`sum`/`avg`/`count`/`min`/`max`/`group`)
@@ -332,16 +343,12 @@ pub(super) fn grouping_of(a: &AggregateExpr) -> (bool, Vec<String>) {
 
 /// The labels of the group a series with labels `m` falls in.
 pub(super) fn group_labels(m: &Labels, without: bool, grouping: &[String]) -> Labels {
-    if without {
-        Labels::from_sorted(
-            m.iter()
-                .filter(|l| l.name != "__name__" && !grouping.contains(&l.name))
-                .cloned()
-                .collect(),
-        )
-    } else {
-        m.keep(grouping)
-    }
+    Labels::from_sorted(
+        m.iter()
+            .filter(|l| in_group(&l.name, without, grouping))
+            .cloned()
+            .collect(),
+    )
 }
 
 impl Evaluator<'_> {
@@ -455,7 +462,7 @@ impl Evaluator<'_> {
             && ngroups.saturating_mul(steps.len()) <= SERIES_MAJOR_MAX_CELLS
         {
             let out = self.fold_series_major(fold, &input, &series_group, &group_metric, &steps)?;
-            self.release(&Val::Vector(input));
+            self.release_series(input);
             let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
             self.add_samples(n)?;
             return Ok(Val::Vector(out.finish()));
@@ -555,7 +562,7 @@ impl Evaluator<'_> {
                 out.push_slot(gslot[gi], ts, v)?;
             }
         }
-        self.release(&Val::Vector(input));
+        self.release_series(input);
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
         self.add_samples(n)?;
         Ok(Val::Vector(out.finish()))

@@ -436,6 +436,10 @@ impl Evaluator<'_> {
             drop,
             deadline: self.deadline,
             cancel: self.cancel,
+            metric_name: match unparen(args[mi]) {
+                Expr::MatrixSelector(ms) => ms.vs.name.as_deref(),
+                _ => None,
+            },
         };
         let series = arg.series;
         let results: Vec<QResult<SeriesOut>> = if let Some(lz) = arg.lazy {
@@ -443,13 +447,14 @@ impl Evaluator<'_> {
             // buffer per thread.
             let threads =
                 super::par::threads_for(lz.series.len(), super::PARALLEL_DECODE_MIN_SERIES);
-            let per = lz.series.len().div_ceil(threads.max(1)).max(1);
-            let parts: Vec<&[Arc<dyn tsdb::Series>]> = lz.series.chunks(per).collect();
+            let nseries = lz.series.len();
+            // Each thread owns its part and drops every series once done with it.
+            let parts = super::par::split_owned(lz.series, threads);
             let job = &job;
-            let outs = super::par::par_map(parts, threads, |part| {
-                decode_and_run(job, part, lz.mint, lz.maxt)
-            })?;
-            let mut all = Vec::with_capacity(lz.series.len());
+            let (mint, maxt) = (lz.mint, lz.maxt);
+            let outs =
+                super::par::par_map(parts, threads, |part| decode_and_run(job, part, mint, maxt))?;
+            let mut all = Vec::with_capacity(nseries);
             for o in outs {
                 let (rs, decoded) = o?;
                 self.total_samples += decoded;
@@ -710,6 +715,9 @@ pub(super) struct SeriesJob<'a> {
     pub drop: bool,
     pub deadline: Option<std::time::Instant>,
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
+    /// The metric name of every series, when the matrix selector names the metric
+    /// (`foo[5m]`): the series' own labels need not be searched for it.
+    pub metric_name: Option<&'a str>,
 }
 
 /// The result of one series.
@@ -730,7 +738,6 @@ pub(super) struct SeriesScratch {
     resets: Vec<usize>,
     pbuf: Vec<f64>,
     windows: crate::functions::range::CounterWindows,
-    window_ts: Vec<i64>,
 }
 
 /// What [`run_series_into`] reports besides the points.
@@ -741,23 +748,24 @@ pub(super) struct SeriesStats {
     pub non_counter: Option<String>,
 }
 
-/// Slides the window of one series over all steps and applies the range function.
+/// Slides the window of one series over all steps and applies the range function, with
+/// the caller's (per-thread) buffers; the points are copied out at their exact size.
 fn run_series(
     job: &SeriesJob,
     metric: Arc<Labels>,
     data: &[(i64, f64)],
     drop_name: bool,
+    sc: &mut SeriesScratch,
 ) -> QResult<SeriesOut> {
-    let mut sc = SeriesScratch::default();
-    let st = run_series_into(job, &metric, data, &mut sc)?;
-    let series = (!sc.pts.is_empty()).then_some(StepSeries {
+    let st = run_series_into(job, &metric, data, sc)?;
+    let series = (!sc.pts.is_empty()).then(|| StepSeries {
         metric,
-        pts: sc.pts,
+        pts: sc.pts.as_slice().to_vec(),
         drop_name: job.drop || drop_name,
     });
     Ok(SeriesOut {
         series,
-        annos: sc.annos,
+        annos: std::mem::take(&mut sc.annos),
         samples: st.samples,
         non_counter: st.non_counter,
     })
@@ -812,16 +820,15 @@ pub(super) fn run_series_into(
         pts.reserve(job.steps.len());
         // Windows are collected first and extrapolated together (see `CounterWindows`).
         let cw = &mut sc.windows;
-        cw.clear();
-        let wts = &mut sc.window_ts;
-        wts.clear();
+        let mut slots = cw.slots(job.steps.len());
         let mut rlo = 0usize;
-        let (mut lo, mut hi) = (0usize, 0usize);
+        let mut win = Window::default();
         for (k, &ts) in job.steps.iter().enumerate() {
             let rt = job.at.unwrap_or(ts) - job.offset;
             if job.at.is_none() || k == 0 {
-                slide_window(data, rt, job.range, &mut lo, &mut hi);
+                win.slide(data, rt, job.range);
             }
+            let (lo, hi) = (win.lo, win.hi);
             if !job.from_subquery {
                 samples += (hi - lo) as u64;
             }
@@ -835,22 +842,23 @@ pub(super) fn run_series_into(
                 .iter()
                 .take_while(|&&i| i + 1 < hi)
                 .map(|&i| data[i].1);
-            cw.push(&data[lo..hi], rt - job.range, rt, inside);
-            wts.push(ts);
+            slots.push(ts, &data[lo..hi], rt - job.range, rt, inside);
         }
+        drop(slots);
         cw.compute(job.range as f64 / 1000.0, is_rate);
-        pts.extend(wts.iter().copied().zip(cw.out.iter().copied()));
+        pts.extend(cw.step_ts().iter().copied().zip(cw.out.iter().copied()));
         return Ok(SeriesStats {
             samples,
-            non_counter: non_counter_name(name, metric, pts),
+            non_counter: non_counter_name(job, metric, pts),
         });
     }
-    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut win = Window::default();
     for (k, &ts) in job.steps.iter().enumerate() {
         let rt = job.at.unwrap_or(ts) - job.offset;
         if job.at.is_none() || k == 0 {
-            slide_window(data, rt, job.range, &mut lo, &mut hi);
+            win.slide(data, rt, job.range);
         }
+        let (lo, hi) = (win.lo, win.hi);
         if lo == hi {
             continue;
         }
@@ -895,14 +903,14 @@ pub(super) fn run_series_into(
     }
     Ok(SeriesStats {
         samples,
-        non_counter: non_counter_name(name, metric, pts),
+        non_counter: non_counter_name(job, metric, pts),
     })
 }
 
 /// The metric name when `rate`/`increase` gave points for a series not named like a counter.
-fn non_counter_name(name: &str, metric: &Labels, pts: &[(i64, f64)]) -> Option<String> {
-    if (name == "rate" || name == "increase") && !pts.is_empty() {
-        if let Some(mn) = metric.metric_name() {
+fn non_counter_name(job: &SeriesJob, metric: &Labels, pts: &[(i64, f64)]) -> Option<String> {
+    if (job.name == "rate" || job.name == "increase") && !pts.is_empty() {
+        if let Some(mn) = job.metric_name.or_else(|| metric.metric_name()) {
             if !has_counter_suffix(mn) {
                 return Some(mn.to_string());
             }
@@ -958,8 +966,11 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
                 .into_iter()
                 .map(|part| {
                     sc.spawn(move || {
+                        let mut scratch = SeriesScratch::default();
                         part.into_iter()
-                            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name))
+                            .map(|s| {
+                                run_series(job, s.metric, &s.samples, s.drop_name, &mut scratch)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -976,25 +987,27 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
                 .collect()
         })
     } else {
+        let mut scratch = SeriesScratch::default();
         series
             .into_iter()
-            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name))
+            .map(|s| run_series(job, s.metric, &s.samples, s.drop_name, &mut scratch))
             .collect()
     }
 }
 
 /// Decodes each series of `part` over `[mint, maxt]` (staleness markers dropped) into one
 /// reused buffer and slides the range function over it; returns the results in order and
-/// the count of samples decoded.
+/// the count of samples decoded. Each series is dropped as soon as it is done with.
 fn decode_and_run(
     job: &SeriesJob,
-    part: &[Arc<dyn tsdb::Series>],
+    part: Vec<Arc<dyn tsdb::Series>>,
     mint: i64,
     maxt: i64,
 ) -> QResult<(Vec<SeriesOut>, u64)> {
     let mut buf: Vec<(i64, f64)> = Vec::new();
     let mut out = Vec::with_capacity(part.len());
     let mut decoded = 0u64;
+    let mut scratch = SeriesScratch::default();
     for s in part {
         buf.clear();
         super::decode_into(s.as_ref(), mint, maxt, &mut buf)?;
@@ -1002,7 +1015,13 @@ fn decode_and_run(
         if super::has_stale(&buf) {
             buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
         }
-        out.push(run_series(job, s.shared_labels(), &buf, false)?);
+        out.push(run_series(
+            job,
+            s.shared_labels(),
+            &buf,
+            false,
+            &mut scratch,
+        )?);
     }
     Ok((out, decoded))
 }
@@ -1043,20 +1062,80 @@ pub(crate) fn merge_same_labelset(series: Vec<StepSeries>) -> QResult<Vec<StepSe
     Ok(out)
 }
 
-/// Moves the window `data[lo..hi]` forward to the left-open range `(rt - range, rt]` (samples in
-/// time order; both ends only move forward).
-fn slide_window(data: &[(i64, f64)], rt: i64, range: i64, lo: &mut usize, hi: &mut usize) {
-    while *hi < data.len() && data[*hi].0 <= rt {
-        *hi += 1;
+/// The window `data[lo..hi]` of the samples in the left-open range `(rt - range, rt]`, slid
+/// forward step by step (samples in time order; both ends only move forward).
+///
+/// Each end first tries to move by as many samples as it did at the last step: with regular
+/// scrapes that guess is right at almost every step and costs two well-predicted comparisons
+/// instead of a short loop whose exit branch is mispredicted.
+#[derive(Default)]
+struct Window {
+    lo: usize,
+    hi: usize,
+    dlo: usize,
+    dhi: usize,
+}
+
+impl Window {
+    /// Moves the window to `(rt - range, rt]`.
+    #[inline(always)]
+    fn slide(&mut self, data: &[(i64, f64)], rt: i64, range: i64) {
+        let hi = advance(data, self.hi, rt, self.dhi);
+        self.dhi = hi - self.hi;
+        self.hi = hi;
+        // `data[hi]` (if any) is later than `rt`, so `lo` stops at `hi` at the latest.
+        let lo = advance(data, self.lo, rt - range, self.dlo);
+        self.dlo = lo - self.lo;
+        self.lo = lo;
     }
-    while *lo < *hi && data[*lo].0 <= rt - range {
-        *lo += 1;
+}
+
+/// The first index from `i` on whose sample is later than `bound` (samples in time order),
+/// `i + guess` being checked first.
+#[inline(always)]
+fn advance(data: &[(i64, f64)], i: usize, bound: i64, guess: usize) -> usize {
+    let j = i + guess;
+    if j < data.len() && data[j].0 > bound && (guess == 0 || data[j - 1].0 <= bound) {
+        return j;
     }
+    let mut k = i;
+    while k < data.len() && data[k].0 <= bound {
+        k += 1;
+    }
+    k
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_slides_like_a_plain_scan() {
+        // Regular, irregular and gappy timestamps (some repeated), windows of several
+        // lengths and steps.
+        let regular: Vec<i64> = (0..200).map(|i| i * 15_000).collect();
+        let irregular: Vec<i64> = (0..200).map(|i| i * 15_000 + (i * i % 7) * 1_000).collect();
+        let gappy: Vec<i64> = (0..200)
+            .map(|i| i * 10_000 + if i > 80 { 3_600_000 } else { 0 })
+            .collect();
+        let repeated: Vec<i64> = (0..200).map(|i| (i / 3) * 20_000).collect();
+        for ts in [regular, irregular, gappy, repeated] {
+            let data: Vec<(i64, f64)> = ts.iter().map(|&t| (t, 1.0)).collect();
+            for range in [1i64, 14_999, 60_000, 300_000, 3_000_000] {
+                for step in [1_000i64, 15_000, 60_000, 600_000] {
+                    let mut win = Window::default();
+                    let mut rt = -400_000;
+                    while rt < 6_500_000 {
+                        win.slide(&data, rt, range);
+                        let lo = data.iter().take_while(|x| x.0 <= rt - range).count();
+                        let hi = data.iter().take_while(|x| x.0 <= rt).count();
+                        assert_eq!((win.lo, win.hi), (lo, hi), "rt {rt} range {range}");
+                        rt += step;
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn find_resets_matches_a_plain_scan() {

@@ -13,7 +13,7 @@
 //! series that yields a point, and annotations, sample statistics and the memory limit are
 //! accounted as if the input had been materialised.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 use tsdb::Labels;
@@ -38,6 +38,9 @@ struct Scratch {
     /// Unused sample timestamps of instant selectors.
     ts_orig: Vec<i64>,
 }
+
+/// An input series of a group with its index in the input.
+type Member = (usize, Arc<dyn tsdb::Series>);
 
 /// What producing one series' per-step points reported.
 struct Produced {
@@ -70,6 +73,11 @@ impl Evaluator<'_> {
         grouping: &[String],
     ) -> QResult<Option<Val>> {
         self.check_deadline()?;
+        if !without && grouping.is_empty() && par::threads_for(usize::MAX, 1) > 1 {
+            // One group: with several cores `fused_fold` would give up on many series once it
+            // had selected them (one thread per group), and they would be selected again.
+            return Ok(None);
+        }
         match unparen(expr) {
             Expr::Call(c) => match fused_range_arg(c) {
                 Some((name, ms)) => self.fused_range_fn(fold, name, ms, without, grouping),
@@ -109,6 +117,7 @@ impl Evaluator<'_> {
             drop: !(name == "last_over_time" || name == "first_over_time"),
             deadline: self.deadline,
             cancel: self.cancel,
+            metric_name: ms.vs.name.as_deref(),
         };
         let (mint, maxt) = (lz.mint, lz.maxt);
         let produce = |s: &dyn tsdb::Series, sc: &mut Scratch| -> QResult<Produced> {
@@ -126,7 +135,7 @@ impl Evaluator<'_> {
             })
         };
         let out = self.fused_fold(
-            fold, &lz.series, without, grouping, &steps, job.drop, produce,
+            fold, lz.series, without, grouping, &steps, job.drop, produce,
         )?;
         Ok(out.map(Val::Vector))
     }
@@ -144,10 +153,7 @@ impl Evaluator<'_> {
         let (lo, hi) = self.ref_bounds(at, offset);
         let (mint, maxt) = (lo - self.lookback + 1, hi);
         let groups = selector_matchers(vs)?;
-        let mut picked = self.select_series(&groups, mint, maxt, 0)?;
-        if groups.len() > 1 {
-            picked.sort_by(|a, b| a.labels().cmp(b.labels()));
-        }
+        let picked = self.select_sorted(&groups, mint, maxt, 0)?;
         let steps: Vec<i64> = self.steps().collect();
         let lookback = self.lookback;
         let steps_ref = &steps;
@@ -170,19 +176,20 @@ impl Evaluator<'_> {
                 non_counter: None,
             })
         };
-        let out = self.fused_fold(fold, &picked, without, grouping, &steps, false, produce)?;
+        let out = self.fused_fold(fold, picked, without, grouping, &steps, false, produce)?;
         Ok(out.map(Val::Vector))
     }
 
     /// Groups `series`, then on all cores produces each series' per-step points with
     /// `produce` (into `Scratch::sc.pts`) and folds them into its group; `None` when there
     /// are too many group × step cells for the series-major fold, or when one group holds
-    /// more than two thirds of many series (it would run on one core).
+    /// more than two thirds of many series (it would run on one core). Each series is dropped
+    /// by the thread that folded it, right after, rather than all at the end on one thread.
     #[allow(clippy::too_many_arguments)]
     fn fused_fold<P>(
         &mut self,
         fold: FoldOp,
-        series: &[Arc<dyn tsdb::Series>],
+        series: Vec<Arc<dyn tsdb::Series>>,
         without: bool,
         grouping: &[String],
         steps: &[i64],
@@ -198,22 +205,31 @@ impl Evaluator<'_> {
         if ngroups.saturating_mul(nsteps) > SERIES_MAJOR_MAX_CELLS {
             return Ok(None);
         }
-        // The input series of each group, in input order; biggest groups are taken first.
-        let mut members: Vec<Vec<usize>> = vec![Vec::new(); ngroups];
-        for (si, &g) in series_group.iter().enumerate() {
-            members[g].push(si);
+        // The number of input series of each group; biggest groups are taken first.
+        let nseries = series.len();
+        let mut sizes: Vec<usize> = vec![0; ngroups];
+        for &g in &series_group {
+            sizes[g] += 1;
         }
         let mut order: Vec<usize> = (0..ngroups).collect();
-        order.sort_by_key(|&g| std::cmp::Reverse(members[g].len()));
-        let threads = par::threads_for(series.len(), PARALLEL_DECODE_MIN_SERIES).min(ngroups);
+        order.sort_by_key(|&g| std::cmp::Reverse(sizes[g]));
+        let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES).min(ngroups);
         // One thread owns a whole group: when one group holds most of the series (`sum`
         // without grouping), the unfused evaluation, which splits series over the cores,
         // answers sooner even though it selects the series again.
-        let biggest = order.first().map_or(0, |&g| members[g].len());
-        let all_threads = par::threads_for(series.len(), PARALLEL_DECODE_MIN_SERIES);
-        if all_threads > 1 && biggest * 3 > series.len() * 2 {
+        let biggest = order.first().map_or(0, |&g| sizes[g]);
+        let all_threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
+        if all_threads > 1 && biggest * 3 > nseries * 2 {
             return Ok(None);
         }
+        // The input series of each group, in input order, handed over to the thread that
+        // takes the group.
+        let mut members: Vec<Vec<(usize, Arc<dyn tsdb::Series>)>> =
+            sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for (si, s) in series.into_iter().enumerate() {
+            members[series_group[si]].push((si, s));
+        }
+        let members: Vec<Mutex<Vec<Member>>> = members.into_iter().map(Mutex::new).collect();
         let (start, interval) = (self.start, self.interval);
         let (cancel, deadline) = (self.cancel, self.deadline);
         let results = par::par_dynamic(ngroups, threads, Scratch::default, |sc, i| {
@@ -226,11 +242,13 @@ impl Evaluator<'_> {
                 points: 0,
                 notes: Vec::new(),
             };
-            for (n, &si) in members[g].iter().enumerate() {
+            let mine = std::mem::take(&mut *members[g].lock().unwrap_or_else(|e| e.into_inner()));
+            for (n, (si, s)) in mine.into_iter().enumerate() {
                 if n % 256 == 255 {
                     check_stop(cancel, deadline)?;
                 }
-                let p = produce(series[si].as_ref(), sc)?;
+                let p = produce(s.as_ref(), sc)?;
+                drop(s);
                 gf.decoded += p.decoded;
                 gf.samples += p.samples;
                 let pts = &sc.sc.pts;

@@ -392,6 +392,13 @@ impl<'a> Evaluator<'a> {
         self.cur_samples = self.cur_samples.saturating_sub(n);
     }
 
+    /// Like [`Evaluator::release`] for a vector that is freed here, on all cores when large.
+    pub fn release_series(&mut self, v: Vec<StepSeries>) {
+        let n: usize = v.iter().map(|x| x.pts.len()).sum();
+        self.cur_samples = self.cur_samples.saturating_sub(n);
+        par::drop_all(v);
+    }
+
     /// The `@` time of a modifier, if any.
     pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
         match at {
@@ -456,7 +463,24 @@ impl<'a> Evaluator<'a> {
         Ok(picked)
     }
 
-    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`.
+    /// [`Evaluator::select_series`], then sorted by labels across the groups when there are
+    /// several (a single group is sorted already), which is the order evaluation needs.
+    pub fn select_sorted(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<Arc<dyn tsdb::Series>>> {
+        let mut picked = self.select_series(groups, mint, maxt, range)?;
+        if groups.len() > 1 {
+            picked.sort_by(|a, b| a.labels().cmp(b.labels()));
+        }
+        Ok(picked)
+    }
+
+    /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`,
+    /// sorted by labels.
     pub fn select_groups(
         &mut self,
         groups: &[Vec<Matcher>],
@@ -464,14 +488,10 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         range: i64,
     ) -> QResult<Vec<RawSeries>> {
-        let picked = self.select_series(groups, mint, maxt, range)?;
-        let multi = groups.len() > 1;
+        let picked = self.select_sorted(groups, mint, maxt, range)?;
         // Decoding is independent per series: spread it over the cores.
         let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
-        let per = picked.len().div_ceil(threads.max(1)).max(1);
-        let parts: Vec<Vec<Arc<dyn tsdb::Series>>> =
-            picked.chunks(per).map(|c| c.to_vec()).collect();
-        drop(picked);
+        let parts = par::split_owned(picked, threads);
         let decoded = par::par_map(parts, threads, |part| decode_series(&part, mint, maxt))?;
         let mut out: Vec<RawSeries> = Vec::new();
         for part in decoded {
@@ -484,9 +504,6 @@ impl<'a> Evaluator<'a> {
         }
         self.total_samples += out.iter().map(|s| s.samples.len() as u64).sum::<u64>();
         self.check_deadline()?;
-        if multi {
-            out.sort_by(|a, b| a.metric.cmp(&b.metric));
-        }
         Ok(out)
     }
 
@@ -513,16 +530,14 @@ impl<'a> Evaluator<'a> {
         }
         let (mint, maxt) = (lo - self.lookback + 1, hi);
         let groups = selector_matchers(vs)?;
-        let mut picked = self.select_series(&groups, mint, maxt, 0)?;
-        if groups.len() > 1 {
-            picked.sort_by(|a, b| a.labels().cmp(b.labels()));
-        }
+        let picked = self.select_sorted(&groups, mint, maxt, 0)?;
         let steps: Vec<i64> = self.steps().collect();
         let lookback = self.lookback;
         // Decode and place each series on the steps on all cores; one buffer per thread.
-        let threads = par::threads_for(picked.len(), PARALLEL_DECODE_MIN_SERIES);
-        let per = picked.len().div_ceil(threads.max(1)).max(1);
-        let parts: Vec<&[Arc<dyn tsdb::Series>]> = picked.chunks(per).collect();
+        let nseries = picked.len();
+        let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
+        // Each thread owns its part and drops every series once done with it.
+        let parts = par::split_owned(picked, threads);
         let steps_ref = &steps;
         let placed = par::par_map(parts, threads, |part| {
             let mut buf: Vec<(i64, f64)> = Vec::new();
@@ -544,20 +559,20 @@ impl<'a> Evaluator<'a> {
                     &mut ts_orig,
                 );
                 if !pts.is_empty() {
-                    res.push((s, pts, ts_orig));
+                    res.push((s.shared_labels(), pts, ts_orig));
                 }
             }
             Ok((res, decoded))
         })?;
-        let mut out = Vec::with_capacity(picked.len());
+        let mut out = Vec::with_capacity(nseries);
         let mut tss = Vec::new();
         for part in placed {
             let (res, decoded) = part?;
             self.total_samples += decoded;
-            for (s, pts, ts_orig) in res {
+            for (metric, pts, ts_orig) in res {
                 self.add_samples(pts.len())?;
                 out.push(StepSeries {
-                    metric: s.shared_labels(),
+                    metric,
                     pts,
                     drop_name: false,
                 });
@@ -685,10 +700,7 @@ impl<'a> Evaluator<'a> {
         let (lo, hi) = self.ref_bounds(at, offset);
         let (mint, maxt) = (lo - range + 1, hi);
         let groups = selector_matchers(vs)?;
-        let mut series = self.select_series(&groups, mint, maxt, range)?;
-        if groups.len() > 1 {
-            series.sort_by(|a, b| a.labels().cmp(b.labels()));
-        }
+        let series = self.select_sorted(&groups, mint, maxt, range)?;
         Ok(RangeArg {
             series: Vec::new(),
             range,

@@ -23,6 +23,34 @@ pub(crate) fn threads_for(n: usize, min: usize) -> usize {
         .min(n)
 }
 
+/// Splits `items` into at most `parts` runs of consecutive items, in order, each owned.
+pub(crate) fn split_owned<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
+    let per = items.len().div_ceil(parts.max(1)).max(1);
+    let mut out = Vec::with_capacity(parts);
+    let mut rest = items.into_iter();
+    loop {
+        let part: Vec<T> = rest.by_ref().take(per).collect();
+        if part.is_empty() {
+            return out;
+        }
+        out.push(part);
+    }
+}
+
+/// Fewest items [`drop_all`] frees on several threads.
+const PARALLEL_DROP_MIN: usize = 2048;
+
+/// Frees `items`, on all cores when there are many: freeing the series of a large vector
+/// (their points and the last reference to their labels) is otherwise a serial cost at the
+/// end of an evaluation.
+pub(crate) fn drop_all<T: Send>(items: Vec<T>) {
+    let threads = threads_for(items.len(), PARALLEL_DROP_MIN);
+    if threads <= 1 {
+        return;
+    }
+    let _ = par_map(split_owned(items, threads), threads, drop);
+}
+
 /// Maps `f` over `items` in order, on up to `threads` threads (contiguous parts). A panic in
 /// a worker becomes an `execution` error.
 pub(crate) fn par_map<T, R, F>(items: Vec<T>, threads: usize, f: F) -> QResult<Vec<R>>
@@ -35,16 +63,7 @@ where
         return Ok(items.into_iter().map(f).collect());
     }
     let n = items.len();
-    let chunk = n.div_ceil(threads);
-    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
-    let mut it = items.into_iter();
-    loop {
-        let part: Vec<T> = it.by_ref().take(chunk).collect();
-        if part.is_empty() {
-            break;
-        }
-        parts.push(part);
-    }
+    let mut parts = split_owned(items, threads);
     let f = &f;
     let mut first = parts.remove(0);
     std::thread::scope(|sc| {
@@ -172,6 +191,30 @@ mod tests {
         );
         assert!(err.is_err());
         assert!(par_dynamic(0, 4, || (), |_, i| Ok(i)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn split_owned_keeps_order_and_every_item() {
+        for n in [0usize, 1, 2, 7, 100] {
+            for parts in [1usize, 2, 3, 8, 200] {
+                let got = split_owned((0..n).collect::<Vec<_>>(), parts);
+                assert!(got.len() <= parts.max(1), "n {n} parts {parts}");
+                assert!(got.iter().all(|p| !p.is_empty()));
+                let flat: Vec<usize> = got.into_iter().flatten().collect();
+                assert_eq!(flat, (0..n).collect::<Vec<_>>(), "n {n} parts {parts}");
+            }
+        }
+    }
+
+    #[test]
+    fn drop_all_frees_every_item() {
+        let token = std::sync::Arc::new(());
+        let items: Vec<std::sync::Arc<()>> = (0..5000).map(|_| token.clone()).collect();
+        assert_eq!(std::sync::Arc::strong_count(&token), 5001);
+        drop_all(items);
+        assert_eq!(std::sync::Arc::strong_count(&token), 1);
+        drop_all(vec![token.clone()]);
+        assert_eq!(std::sync::Arc::strong_count(&token), 1);
     }
 
     #[test]

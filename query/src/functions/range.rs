@@ -482,28 +482,128 @@ pub fn counter_rate_with_resets(
 /// packed (SIMD) arithmetic. The divisions dominate the cost of a window, and packed
 /// division is correctly rounded like scalar division, so every result is bit for bit the
 /// one of [`counter_rate_with_resets`].
+///
+/// The per-window vectors are kept at their largest length and written by index (the
+/// number of windows is `n`), which costs less than six `Vec::push`es per window.
 #[derive(Default)]
 pub struct CounterWindows {
+    /// Number of windows pushed since the last [`CounterWindows::clear`].
+    n: usize,
     to_start: Vec<f64>,
     to_end: Vec<f64>,
     sampled: Vec<f64>,
     gaps: Vec<f64>,
     first_v: Vec<f64>,
     result: Vec<f64>,
+    /// The step timestamp of each window written through [`WindowSlots`].
+    step_ts: Vec<i64>,
     /// The value of each window in push order, after [`CounterWindows::compute`].
     pub out: Vec<f64>,
+}
+
+/// Writes up to a fixed number of windows into a [`CounterWindows`] (from
+/// [`CounterWindows::slots`]). Held in a local in the caller's step loop, its slices stay in
+/// registers: no vector header is reloaded after each store, as it is for `Vec` fields
+/// behind a reference. The count of windows is stored back when it is dropped.
+pub struct WindowSlots<'a> {
+    len: usize,
+    n: &'a mut usize,
+    to_start: &'a mut [f64],
+    to_end: &'a mut [f64],
+    sampled: &'a mut [f64],
+    gaps: &'a mut [f64],
+    first_v: &'a mut [f64],
+    result: &'a mut [f64],
+    step_ts: &'a mut [i64],
+}
+
+impl WindowSlots<'_> {
+    /// Records the window `samples` (at least two) in `(range_start, range_end]` of the step
+    /// at `ts`, with the values just before each counter reset inside it. Panics past the
+    /// number of windows the slots were made for.
+    #[inline]
+    pub fn push(
+        &mut self,
+        ts: i64,
+        samples: &[(i64, f64)],
+        range_start: i64,
+        range_end: i64,
+        reset_values: impl Iterator<Item = f64>,
+    ) {
+        let n = samples.len();
+        debug_assert!(n >= 2);
+        let (first_t, first_v) = samples[0];
+        let (last_t, last_v) = samples[n - 1];
+        let mut result = last_v - first_v;
+        for v in reset_values {
+            result += v;
+        }
+        let i = self.len;
+        self.to_start[i] = (first_t - range_start) as f64;
+        self.to_end[i] = (range_end - last_t) as f64;
+        self.sampled[i] = (last_t - first_t) as f64;
+        self.gaps[i] = (n - 1) as f64;
+        self.first_v[i] = first_v;
+        self.result[i] = result;
+        self.step_ts[i] = ts;
+        self.len = i + 1;
+    }
+}
+
+impl Drop for WindowSlots<'_> {
+    fn drop(&mut self) {
+        *self.n = self.len;
+    }
 }
 
 impl CounterWindows {
     /// Forgets all windows.
     pub fn clear(&mut self) {
-        self.to_start.clear();
-        self.to_end.clear();
-        self.sampled.clear();
-        self.gaps.clear();
-        self.first_v.clear();
-        self.result.clear();
+        self.n = 0;
         self.out.clear();
+    }
+
+    /// Forgets all windows and returns slots for writing up to `max` new ones.
+    pub fn slots(&mut self, max: usize) -> WindowSlots<'_> {
+        self.clear();
+        while self.result.len() < max {
+            self.grow();
+        }
+        if self.step_ts.len() < max {
+            self.step_ts.resize(self.result.len(), 0);
+        }
+        WindowSlots {
+            len: 0,
+            n: &mut self.n,
+            to_start: &mut self.to_start[..max],
+            to_end: &mut self.to_end[..max],
+            sampled: &mut self.sampled[..max],
+            gaps: &mut self.gaps[..max],
+            first_v: &mut self.first_v[..max],
+            result: &mut self.result[..max],
+            step_ts: &mut self.step_ts[..max],
+        }
+    }
+
+    /// The step timestamps of the windows written through [`CounterWindows::slots`].
+    pub fn step_ts(&self) -> &[i64] {
+        &self.step_ts[..self.n]
+    }
+
+    /// Makes room for more windows in every per-window vector.
+    #[cold]
+    fn grow(&mut self) {
+        let len = (self.result.len() * 2).max(64);
+        for v in [
+            &mut self.to_start,
+            &mut self.to_end,
+            &mut self.sampled,
+            &mut self.gaps,
+            &mut self.first_v,
+            &mut self.result,
+        ] {
+            v.resize(len, 0.0);
+        }
     }
 
     /// Records the window `samples` (at least two) in `(range_start, range_end]` with the
@@ -524,12 +624,17 @@ impl CounterWindows {
         for v in reset_values {
             result += v;
         }
-        self.to_start.push((first_t - range_start) as f64);
-        self.to_end.push((range_end - last_t) as f64);
-        self.sampled.push((last_t - first_t) as f64);
-        self.gaps.push((n - 1) as f64);
-        self.first_v.push(first_v);
-        self.result.push(result);
+        let i = self.n;
+        if i >= self.result.len() {
+            self.grow();
+        }
+        self.to_start[i] = (first_t - range_start) as f64;
+        self.to_end[i] = (range_end - last_t) as f64;
+        self.sampled[i] = (last_t - first_t) as f64;
+        self.gaps[i] = (n - 1) as f64;
+        self.first_v[i] = first_v;
+        self.result[i] = result;
+        self.n = i + 1;
     }
 
     /// Computes every recorded window into [`CounterWindows::out`]; `range_s` is the window
@@ -554,7 +659,7 @@ impl CounterWindows {
 
     #[inline(always)]
     fn compute_generic(&mut self, range_s: f64, is_rate: bool) {
-        let n = self.result.len();
+        let n = self.n;
         self.out.clear();
         self.out.resize(n, 0.0);
         let out = &mut self.out[..n];
@@ -823,6 +928,7 @@ mod tests {
             .collect();
         let mut cw = CounterWindows::default();
         let mut want = Vec::new();
+        let mut windows = Vec::new();
         for lo in 0..s.len() {
             for hi in lo + 2..=s.len() {
                 let w = &s[lo..hi];
@@ -841,6 +947,7 @@ mod tests {
                         annotations: &mut annos,
                     });
                     cw.push(w, rs, re, resets.clone());
+                    windows.push((lo, hi, rs, re));
                     want.push(r.map(f64::to_bits));
                 }
             }
@@ -851,6 +958,21 @@ mod tests {
         cw.compute_generic(200.0, true);
         let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
         assert_eq!(got, want);
+        // The same windows written through slots (reusing the grown vectors).
+        {
+            let mut slots = cw.slots(windows.len() + 3);
+            for (k, &(lo, hi, rs, re)) in windows.iter().enumerate() {
+                let resets = (lo..hi - 1)
+                    .filter(|&i| s[i + 1].1 < s[i].1)
+                    .map(|i| s[i].1);
+                slots.push(k as i64 * 7, &s[lo..hi], rs, re, resets);
+            }
+        }
+        cw.compute(200.0, true);
+        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
+        assert_eq!(got, want);
+        let ts: Vec<i64> = (0..windows.len() as i64).map(|k| k * 7).collect();
+        assert_eq!(cw.step_ts(), &ts[..]);
     }
 
     #[test]
