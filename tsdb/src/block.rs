@@ -643,29 +643,24 @@ type Item = Result<Arc<dyn Series>>;
 fn select_parallel(it: SelectIter, threads: usize) -> Vec<Item> {
     let refs: Vec<u64> = it.refs.as_slice().to_vec();
     let per = refs.len().div_ceil(threads.max(1)).max(1);
-    let parts: Vec<SelectIter> = refs.chunks(per).map(|c| it.part(c.to_vec())).collect();
-    let done: Vec<Vec<Item>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|mut p| {
-                sc.spawn(move || {
-                    let mut v = Vec::new();
-                    while let Some(x) = p.next_series() {
-                        let failed = x.is_err();
-                        v.push(x);
-                        if failed {
-                            break;
-                        }
+    let jobs: Vec<crate::querier::ParallelPart<Vec<Item>>> = refs
+        .chunks(per)
+        .map(|c| {
+            let mut p = it.part(c.to_vec());
+            Box::new(move || {
+                let mut v = Vec::new();
+                while let Some(x) = p.next_series() {
+                    let failed = x.is_err();
+                    v.push(x);
+                    if failed {
+                        break;
                     }
-                    v
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+                }
+                v
+            }) as crate::querier::ParallelPart<Vec<Item>>
+        })
+        .collect();
+    let done = crate::querier::run_parallel(jobs);
     let mut out = Vec::with_capacity(refs.len());
     for part in done {
         let failed = part.last().is_some_and(|x| x.is_err());

@@ -10,8 +10,18 @@
 //! the empty string, so `{foo=~".*"}` matches series without `foo`. Common regex shapes take fast
 //! paths that skip the regex engine: `.*`, `.+`, literal alternations `a|b|c`, and literal
 //! prefixes `abc.*`.
+//!
+//! Compiling a regex is far dearer than most small queries (the regex crate determinizes a
+//! small pattern into a full DFA up front, ~0.1-0.3 ms), and dashboards send the same
+//! patterns again and again, so compiled regexes are kept in a process-wide cache keyed by
+//! their source ([`REGEX_CACHE_MAX`] entries, emptied when full). A cached regex is shared
+//! (`Arc`), so its matching caches are reused by every matcher built from the same source.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 /// Name of the label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -451,7 +461,7 @@ impl Matcher {
                     kind: FastKind::Set(s),
                     ..
                 }),
-            ) => Some(s),
+            ) => Some(s.as_slice()),
             _ => None,
         }
     }
@@ -462,7 +472,7 @@ impl Matcher {
             Some(FastRegex {
                 kind: FastKind::Prefix(p),
                 ..
-            }) => Some(p),
+            }) => Some(&**p),
             _ => None,
         }
     }
@@ -487,19 +497,44 @@ enum FastKind {
     /// `.+`: matches every non-empty string.
     NonEmpty,
     /// Alternation of literals.
-    Set(Vec<String>),
+    Set(Arc<Vec<String>>),
     /// `literal.*`
-    Prefix(String),
-    /// Anything else.
-    Regex(regex::Regex),
+    Prefix(Arc<str>),
+    /// Anything else; shared with the cache so its matching caches are reused.
+    Regex(Arc<regex::Regex>),
 }
 
 const META: &[char] = &[
     '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
 ];
 
+/// How many compiled regexes the process-wide cache keeps; when full it is emptied and
+/// starts again (a dashboard's working set is far smaller, and this bounds the memory a
+/// client sending ever new patterns can pin).
+pub const REGEX_CACHE_MAX: usize = 1024;
+
+fn regex_cache() -> &'static Mutex<HashMap<String, FastRegex>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, FastRegex>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
 impl FastRegex {
+    /// The matcher for `src`, from the cache or compiled (and then cached). Invalid patterns
+    /// are not cached.
     fn new(src: &str) -> crate::Result<Self> {
+        if let Some(r) = regex_cache().lock().get(src) {
+            return Ok(r.clone());
+        }
+        let r = Self::compile(src)?;
+        let mut cache = regex_cache().lock();
+        if cache.len() >= REGEX_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(src.to_string(), r.clone());
+        Ok(r)
+    }
+
+    fn compile(src: &str) -> crate::Result<Self> {
         let anchored = format!("^(?s:{src})$");
         let re = regex::Regex::new(&anchored).map_err(|e| {
             crate::Error::InvalidArgument(format!("invalid regular expression {src:?}: {e}"))
@@ -509,13 +544,13 @@ impl FastRegex {
         } else if src == ".+" {
             FastKind::NonEmpty
         } else if !src.contains(META) {
-            FastKind::Set(vec![src.to_string()])
+            FastKind::Set(Arc::new(vec![src.to_string()]))
         } else if let Some(p) = src.strip_suffix(".*").filter(|p| !p.contains(META)) {
-            FastKind::Prefix(p.to_string())
+            FastKind::Prefix(Arc::from(p))
         } else if src.contains('|') && src.split('|').all(|alt| !alt.contains(META)) {
-            FastKind::Set(src.split('|').map(str::to_string).collect())
+            FastKind::Set(Arc::new(src.split('|').map(str::to_string).collect()))
         } else {
-            FastKind::Regex(re)
+            FastKind::Regex(Arc::new(re))
         };
         Ok(FastRegex { kind })
     }
@@ -525,7 +560,7 @@ impl FastRegex {
             FastKind::Any => true,
             FastKind::NonEmpty => !v.is_empty(),
             FastKind::Set(s) => s.iter().any(|x| x == v),
-            FastKind::Prefix(p) => v.starts_with(p.as_str()),
+            FastKind::Prefix(p) => v.starts_with(&**p),
             FastKind::Regex(r) => r.is_match(v),
         }
     }
@@ -628,5 +663,53 @@ mod tests {
     fn go_quoting() {
         assert_eq!(go_quote("a\"b\\c\nd\te"), r#""a\"b\\c\nd\te""#);
         assert_eq!(go_quote("日本"), "\"日本\"");
+    }
+
+    #[test]
+    fn compiled_regexes_are_cached_and_shared() {
+        let src = "cache_test_(a|b)+x?";
+        let shared = |a: &Matcher, b: &Matcher| match (&a.re, &b.re) {
+            (
+                Some(FastRegex {
+                    kind: FastKind::Regex(ra),
+                }),
+                Some(FastRegex {
+                    kind: FastKind::Regex(rb),
+                }),
+            ) => Arc::ptr_eq(ra, rb),
+            other => panic!("expected compiled regexes, got {other:?}"),
+        };
+        // A test running beside this one may empty the cache between the two builds; it
+        // cannot do so every time.
+        let (mut a, mut b) = (m(MatchType::Regexp, src), m(MatchType::NotRegexp, src));
+        for _ in 0..5 {
+            if shared(&a, &b) {
+                break;
+            }
+            (a, b) = (m(MatchType::Regexp, src), m(MatchType::NotRegexp, src));
+        }
+        assert!(
+            shared(&a, &b),
+            "the second matcher did not reuse the cached regex"
+        );
+        assert!(a.matches("cache_test_abx") && !b.matches("cache_test_abx"));
+        assert!(!a.matches("cache_test_") && b.matches("cache_test_"));
+        // Invalid patterns fail every time (they are never cached).
+        for _ in 0..2 {
+            assert!(Matcher::new(MatchType::Regexp, "foo", "cache_test_(").is_err());
+        }
+    }
+
+    #[test]
+    fn regex_cache_stays_bounded_and_correct_past_its_size() {
+        for i in 0..REGEX_CACHE_MAX + 10 {
+            let v = format!("bound_{i}.x");
+            let mm = m(MatchType::Regexp, &v);
+            assert!(mm.matches(&format!("bound_{i}ax")));
+            assert!(!mm.matches(&format!("bound_{i}a")));
+        }
+        assert!(regex_cache().lock().len() <= REGEX_CACHE_MAX);
+        let again = m(MatchType::Regexp, "bound_0.x");
+        assert!(again.matches("bound_0zx") && !again.matches("bound_1zx"));
     }
 }

@@ -369,6 +369,87 @@ pub(crate) fn select_threads(n: usize) -> usize {
     cores.min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
 }
 
+/// One part of a parallel selection ([`run_parallel`]).
+pub(crate) type ParallelPart<T> = Box<dyn FnOnce() -> T + Send + 'static>;
+
+/// A job for the selection pool (a part wrapped to send its result back).
+type PoolJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// The long-lived threads [`run_parallel`] hands work to. Spawning threads for every large
+/// selection cost more than the thread start: each new thread got a fresh allocator heap,
+/// whose pages the kernel had to fault in again on every query (most of the page faults of a
+/// 100k-series instant query), and more so in a server whose heap was just churned by live
+/// ingestion. Pool threads keep their heaps warm.
+fn select_pool() -> &'static parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>> {
+    static POOL: std::sync::OnceLock<parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<PoolJob>();
+        let rx = Arc::new(parking_lot::Mutex::new(rx));
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        for i in 0..cores.clamp(1, 8) {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("ignis-select-{i}"))
+                .spawn(move || loop {
+                    let job = rx.lock().recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(err = %e, "cannot start a selection thread");
+            }
+        }
+        parking_lot::Mutex::new(tx)
+    })
+}
+
+/// Runs `parts` in parallel and returns their results in order: the first on the calling
+/// thread, the others on the selection pool's long-lived threads. A part that panics makes
+/// this panic on the calling thread with the same payload. Parts must not wait for other
+/// pool work (they would then be able to deadlock the pool).
+pub(crate) fn run_parallel<T: Send + 'static>(parts: Vec<ParallelPart<T>>) -> Vec<T> {
+    let n = parts.len();
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Vec::new();
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, std::thread::Result<T>)>();
+    let mut queued = 0usize;
+    {
+        let pool = select_pool().lock();
+        for (i, part) in parts.enumerate() {
+            let tx = tx.clone();
+            let job: PoolJob = Box::new(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(part));
+                let _ = tx.send((i + 1, r));
+            });
+            if let Err(std::sync::mpsc::SendError(job)) = pool.send(job) {
+                // No pool thread could be started: run it here.
+                job();
+            }
+            queued += 1;
+        }
+    }
+    drop(tx);
+    let first = first();
+    let mut rest: Vec<Option<T>> = (1..n).map(|_| None).collect();
+    for _ in 0..queued {
+        match rx.recv() {
+            Ok((i, Ok(v))) => rest[i - 1] = Some(v),
+            Ok((_, Err(panic))) => std::panic::resume_unwind(panic),
+            Err(_) => break,
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    out.push(first);
+    out.extend(rest.into_iter().flatten());
+    assert_eq!(out.len(), n, "a selection part was lost");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +481,40 @@ mod tests {
         assert_eq!(it.next(), ValueType::None);
         assert_eq!(qr.label_values("x", &m, 0).unwrap(), vec!["1", "2"]);
         assert_eq!(qr.label_names(&[], 0).unwrap(), vec!["__name__", "x"]);
+    }
+
+    #[test]
+    fn run_parallel_keeps_order_and_reuses_threads() {
+        for round in 0..3 {
+            let parts: Vec<ParallelPart<(usize, String)>> = (0..6)
+                .map(|i| {
+                    Box::new(move || {
+                        (
+                            i * 10 + round,
+                            std::thread::current().name().unwrap_or("").to_string(),
+                        )
+                    }) as ParallelPart<(usize, String)>
+                })
+                .collect();
+            let out = run_parallel(parts);
+            let vals: Vec<usize> = out.iter().map(|x| x.0).collect();
+            assert_eq!(vals, (0..6).map(|i| i * 10 + round).collect::<Vec<_>>());
+            // Parts after the first run on the named pool threads (or here, without a pool).
+            assert!(out[1..]
+                .iter()
+                .all(|x| x.1.starts_with("ignis-select-") || x.1 == out[0].1));
+        }
+        assert!(run_parallel::<u8>(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn run_parallel_propagates_a_panic() {
+        let parts: Vec<ParallelPart<u32>> =
+            vec![Box::new(|| 1), Box::new(|| panic!("part failed"))];
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_parallel(parts)));
+        assert!(r.is_err());
+        // The pool still works afterwards.
+        let parts: Vec<ParallelPart<u32>> = vec![Box::new(|| 1), Box::new(|| 2)];
+        assert_eq!(run_parallel(parts), vec![1, 2]);
     }
 }

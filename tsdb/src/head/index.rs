@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use crate::labels::{MatchType, Matcher};
 
@@ -245,23 +245,19 @@ fn postings_for_matcher(
             .cloned()
             .unwrap_or_default();
     }
+    // The matching values' bitmaps are united in one pass (`MultiOps::union` merges all
+    // containers of a key at once), not one `|=` (and container reallocation) per value.
     if let (Some(set), false) = (m.set_matches(), invert) {
-        let mut out = RoaringBitmap::new();
-        for s in set {
-            if let Some(bm) = syms.lookup(s).and_then(|v| vals.get(&v)) {
-                out |= bm;
-            }
-        }
-        return out;
+        return set
+            .iter()
+            .filter_map(|s| syms.lookup(s).and_then(|v| vals.get(&v)))
+            .union();
     }
     let r = syms.reader();
-    let mut out = RoaringBitmap::new();
-    for (v, bm) in vals {
-        if m.matches(r.get(*v)) != invert {
-            out |= bm;
-        }
-    }
-    out
+    vals.iter()
+        .filter(|(v, _)| m.matches(r.get(**v)) != invert)
+        .map(|(_, bm)| bm)
+        .union()
 }
 
 /// The inverse of a matcher (`=` ↔ `!=`, `=~` ↔ `!~`).

@@ -16,8 +16,8 @@ use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
-    select_threads, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable,
-    SampleIter, SelectHints, Series, SeriesSet,
+    run_parallel, select_threads, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
+    ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::Result;
 
@@ -272,32 +272,32 @@ fn select_one(
 /// the range's start, building its labels), and each series is independent.
 fn select_parallel(
     head: &Head,
-    list: &[Arc<MemSeries>],
+    list: Vec<Arc<MemSeries>>,
     mint: i64,
     maxt: i64,
     threads: usize,
 ) -> Vec<Result<Arc<dyn Series>>> {
-    let per = list.len().div_ceil(threads.max(1)).max(1);
-    let parts: Vec<(Vec<Item>, bool)> = std::thread::scope(|sc| {
-        let handles: Vec<_> = list
-            .chunks(per)
-            .map(|part| {
-                sc.spawn(move || {
-                    let mut used = false;
-                    let v: Vec<_> = part
-                        .iter()
-                        .filter_map(|s| select_one(head, s, mint, maxt, &mut used))
-                        .collect();
-                    (v, used)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(list.len());
+    let total = list.len();
+    let per = total.div_ceil(threads.max(1)).max(1);
+    let mut list = list.into_iter();
+    let mut jobs: Vec<ParallelPart<(Vec<Item>, bool)>> = Vec::new();
+    loop {
+        let part: Vec<Arc<MemSeries>> = list.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        let head = head.clone();
+        jobs.push(Box::new(move || {
+            let mut used = false;
+            let v: Vec<_> = part
+                .iter()
+                .filter_map(|s| select_one(&head, s, mint, maxt, &mut used))
+                .collect();
+            (v, used)
+        }));
+    }
+    let parts = run_parallel(jobs);
+    let mut out = Vec::with_capacity(total);
     let mut used = false;
     for (v, u) in parts {
         out.extend(v);
@@ -318,7 +318,7 @@ impl Querier for HeadQuerier {
         let limit = if limit == 0 { usize::MAX } else { limit };
         let threads = select_threads(list.len());
         if threads > 1 && limit >= list.len() {
-            return Box::new(select_parallel(&head, &list, mint, maxt, threads).into_iter());
+            return Box::new(select_parallel(&head, list, mint, maxt, threads).into_iter());
         }
         let mut rel = ReleaseStorePages {
             head: head.clone(),

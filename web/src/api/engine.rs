@@ -3,8 +3,16 @@
 //! [`QueryEngine`] runs instant and range queries over a [`Queryable`] and returns a
 //! [`QueryOutput`] in the API's own value types, which the handlers serialize. The full engine
 //! is the `query` crate's, plugged in as [`PromqlEngine`].
+//!
+//! Parsed queries are cached by their text (see [`parse_eval_query`]): dashboards send the
+//! same few queries on every refresh, and parsing one costs more than evaluating many small
+//! ones (the parser compiles every regex matcher of the query).
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
@@ -116,9 +124,34 @@ pub fn parse_query(query: &str) -> Result<Expr, ApiError> {
 /// its duration expressions (`[step()*2]`, `offset 1h+5m`), extended range selectors and
 /// `info()` selectors rewritten first (`query::rewrite`), using the query's `step_ms` and
 /// `range_ms` (0 for instant queries). Errors are the parser's, as [`parse_query`]'s.
+/// Results are cached by query text ([`PARSE_CACHE_MAX`] entries; a hit needs the same step
+/// and range); failures are not.
 pub fn parse_eval_query(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, ApiError> {
-    query::rewrite::parse_query(query, step_ms, range_ms)
-        .map_err(|e| ApiError::invalid_param("query", e))
+    if let Some((s, r, e)) = parse_cache().lock().get(query) {
+        if (*s, *r) == (step_ms, range_ms) {
+            return Ok(e.clone());
+        }
+    }
+    let expr = query::rewrite::parse_query(query, step_ms, range_ms)
+        .map_err(|e| ApiError::invalid_param("query", e))?;
+    let mut cache = parse_cache().lock();
+    if cache.len() >= PARSE_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(query.to_string(), (step_ms, range_ms, expr.clone()));
+    Ok(expr)
+}
+
+/// How many parsed queries [`parse_eval_query`] keeps; when full the cache is emptied and
+/// starts again, which bounds the memory a client sending ever new queries can pin.
+pub const PARSE_CACHE_MAX: usize = 512;
+
+/// Successfully parsed queries by text, with the step and range they were rewritten for.
+type ParseCache = HashMap<String, (i64, i64, Expr)>;
+
+fn parse_cache() -> &'static Mutex<ParseCache> {
+    static CACHE: OnceLock<Mutex<ParseCache>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// The `query` crate's PromQL engine behind the [`QueryEngine`] seam. A per-query `timeout`
@@ -353,5 +386,37 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.msg, parse_query("up[step()*]").unwrap_err().msg);
+    }
+
+    #[test]
+    fn cached_parses_follow_the_step_and_range() {
+        let e = PromqlEngine::default();
+        let q = "count_over_time(up{job=~\"a|x\"}[step()*2])";
+        let run = |step: i64| {
+            let o = e
+                .range_query(&db(), q, 60_000, 120_000, step, &QueryOpts::default())
+                .unwrap();
+            let QueryValue::Matrix(m) = o.value else {
+                panic!("not a matrix")
+            };
+            m[0].samples.clone()
+        };
+        let by_15s = vec![
+            (60_000, 2.0),
+            (75_000, 2.0),
+            (90_000, 2.0),
+            (105_000, 2.0),
+            (120_000, 2.0),
+        ];
+        let by_30s = vec![(60_000, 4.0), (90_000, 4.0), (120_000, 4.0)];
+        // Parsed for 15 s, then 30 s (a cached parse must not be reused), then 15 s again.
+        assert_eq!(run(15_000), by_15s);
+        assert_eq!(run(30_000), by_30s);
+        assert_eq!(run(15_000), by_15s);
+        assert_eq!(run(15_000), by_15s);
+        // A failed parse is reported every time.
+        for _ in 0..2 {
+            assert!(parse_eval_query("sum(", 0, 0).is_err());
+        }
     }
 }
