@@ -304,13 +304,20 @@ pub struct XorCursor {
 /// The eight bytes of `body` from `byte` on as a big-endian word, zero-filled past the end.
 #[inline(always)]
 fn load(body: &[u8], byte: usize) -> u64 {
-    match body.get(byte..).and_then(|s| s.first_chunk::<8>()) {
-        Some(w) => u64::from_be_bytes(*w),
-        None => load_tail(body, byte),
+    if let Some(w) = body.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+        return u64::from_be_bytes(*w);
     }
+    // Within the last eight bytes: load those and shift out the bytes before `byte`.
+    if let Some(w) = body.last_chunk::<8>() {
+        let skip = byte + 8 - body.len();
+        if skip < 8 {
+            return u64::from_be_bytes(*w) << (8 * skip);
+        }
+    }
+    load_tail(body, byte)
 }
 
-/// [`load`] within the last seven bytes of the data or past its end.
+/// [`load`] past the end of the data or in data shorter than eight bytes.
 #[cold]
 #[inline(never)]
 fn load_tail(body: &[u8], byte: usize) -> u64 {
