@@ -444,7 +444,37 @@ fn decode_timestamp(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'st
 /// leading zeros + 6 bits meaningful bits (0 meaning 64) + the bits.
 #[inline(always)]
 fn decode_value(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'static str> {
+    decode_value_in(body, nbits, s, window(body, s.pos), 57)
+}
+
+/// Decodes one timestamp and one value after the second sample. A '0' timestamp leaves the
+/// value in the rest of the same window, without a second load.
+#[inline(always)]
+fn decode_sample(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'static str> {
     let w = window(body, s.pos);
+    if (w as i64) >= 0 {
+        s.pos += 1;
+        if s.pos > nbits {
+            return Err("timestamp");
+        }
+        s.t = s.t.wrapping_add(s.td);
+        decode_value_in(body, nbits, s, w << 1, 56)
+    } else {
+        decode_timestamp(body, nbits, s)?;
+        decode_value(body, nbits, s)
+    }
+}
+
+/// [`decode_value`] from `w`, the stream at the state's position, of which the top `avail`
+/// bits are the stream's.
+#[inline(always)]
+fn decode_value_in(
+    body: &[u8],
+    nbits: usize,
+    s: &mut State,
+    w: u64,
+    avail: u32,
+) -> Result<(), &'static str> {
     if (w as i64) >= 0 {
         s.pos += 1;
     } else {
@@ -459,7 +489,7 @@ fn decode_value(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'static
         if lead + sig > 64 {
             return Err("value");
         }
-        let payload = if hdr + sig <= 57 {
+        let payload = if hdr + sig <= avail {
             (w << hdr) >> (64 - sig)
         } else {
             bits_at(body, s.pos + hdr as usize, sig)
@@ -561,8 +591,7 @@ impl<'a> XorIterator<'a> {
         }
         let nbits = self.body.len() * 8;
         let res = if self.num_read >= 2 {
-            decode_timestamp(self.body, nbits, &mut self.s)
-                .and_then(|()| decode_value(self.body, nbits, &mut self.s))
+            decode_sample(self.body, nbits, &mut self.s)
         } else {
             decode_head(self.body, nbits, &mut self.s, self.num_read == 0)
         };
@@ -615,9 +644,7 @@ impl<'a> XorIterator<'a> {
         let (total, mut n) = (self.num_total, self.num_read);
         let mut failed: Option<&'static str> = None;
         while n < total {
-            if let Err(what) = decode_timestamp(body, nbits, &mut s)
-                .and_then(|()| decode_value(body, nbits, &mut s))
-            {
+            if let Err(what) = decode_sample(body, nbits, &mut s) {
                 failed = Some(what);
                 break;
             }
