@@ -122,27 +122,6 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// Tops the window up to at least 57 valid bits when it holds fewer (or to the end of the
-    /// data).
-    #[inline(always)]
-    pub(crate) fn fill(&mut self) {
-        if self.valid < 57 {
-            self.refill();
-        }
-    }
-
-    /// The bit window: the next [`BitReader::valid`] bits of the stream, left-aligned.
-    #[inline(always)]
-    pub(crate) fn window(&self) -> u64 {
-        self.window
-    }
-
-    /// How many bits of the window are the stream's.
-    #[inline(always)]
-    pub(crate) fn valid(&self) -> u32 {
-        self.valid
-    }
-
     /// The reader's position (next byte, bit window, valid bits), to resume with
     /// [`BitReader::at_state`] over the same bytes.
     pub fn state(&self) -> (usize, u64, u32) {

@@ -22,7 +22,7 @@
 //!                         + meaningful bits
 //! ```
 
-use super::bstream::{BitReader, BitWriter};
+use super::bstream::BitWriter;
 use super::ValueType;
 
 /// Maximum samples a chunk can hold (the header is a u16).
@@ -99,7 +99,9 @@ impl XorChunk {
         let bits_used = it.bits_consumed();
         let used_bytes = bits_used.div_ceil(8);
         let free = (used_bytes * 8 - bits_used) as u8;
-        let (t, v, t_delta, leading, trailing) = (it.t, it.v, it.t_delta, it.leading, it.trailing);
+        let st = it.s;
+        let (t, v, t_delta) = (st.t, f64::from_bits(st.v), st.td);
+        let (leading, trailing) = (st.lead as u8, (64 - st.lead - st.sig) as u8);
         let mut bytes = self.bytes;
         bytes.truncate(used_bytes);
         app.w = BitWriter::resume(bytes, free);
@@ -272,16 +274,20 @@ impl XorAppender {
 }
 
 /// Iterates the samples of an XOR chunk.
+///
+/// The decoder keeps only a bit position into the chunk body: every field is cut out of an
+/// unaligned big-endian 8-byte load at that position (zero-filled past the end of the data),
+/// so there is no bit window to refill and no length check per field. A sample whose fields
+/// reach past the last bit of the data is a truncation error, found by comparing the position
+/// with the data's length once after the timestamp and once after the value.
 #[derive(Clone, Debug)]
 pub struct XorIterator<'a> {
-    r: BitReader<'a>,
+    /// The bit stream (the chunk without its 2-byte header).
+    body: &'a [u8],
+    /// Position, current sample, delta and value window.
+    s: State,
     num_total: u16,
     num_read: u16,
-    t: i64,
-    v: f64,
-    t_delta: i64,
-    leading: u8,
-    trailing: u8,
     err: Option<String>,
 }
 
@@ -290,14 +296,213 @@ pub struct XorIterator<'a> {
 /// instead of decoding the chunk again from its start.
 #[derive(Clone, Copy, Debug)]
 pub struct XorCursor {
-    reader: (usize, u64, u32),
+    s: State,
     num_total: u16,
     num_read: u16,
+}
+
+/// The eight bytes of `body` from `byte` on as a big-endian word, zero-filled past the end.
+#[inline(always)]
+fn load(body: &[u8], byte: usize) -> u64 {
+    if let Some(w) = body.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+        return u64::from_be_bytes(*w);
+    }
+    // Within the last eight bytes: load those and shift out the bytes before `byte`.
+    if let Some(w) = body.last_chunk::<8>() {
+        let skip = byte + 8 - body.len();
+        if skip < 8 {
+            return u64::from_be_bytes(*w) << (8 * skip);
+        }
+    }
+    load_tail(body, byte)
+}
+
+/// [`load`] past the end of the data or in data shorter than eight bytes.
+#[cold]
+#[inline(never)]
+fn load_tail(body: &[u8], byte: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = body.get(byte..) {
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_be_bytes(w)
+}
+
+/// The stream from bit `pos` on, left-aligned: at least the top 57 bits are the stream's
+/// (zero past the end of the data).
+#[inline(always)]
+fn window(body: &[u8], pos: usize) -> u64 {
+    load(body, pos >> 3) << (pos & 7)
+}
+
+/// The `n` (1..=64) bits of the stream at bit `pos`, zero past the end of the data.
+#[inline(always)]
+fn bits_at(body: &[u8], pos: usize, n: u32) -> u64 {
+    debug_assert!((1..=64).contains(&n));
+    if n <= 57 {
+        window(body, pos) >> (64 - n)
+    } else {
+        let hi = window(body, pos) >> 32;
+        let lo = window(body, pos + 32) >> (96 - n);
+        (hi << (n - 32)) | lo
+    }
+}
+
+/// The decoder's state: bit position, last sample, last delta, value window.
+#[derive(Clone, Copy, Debug)]
+struct State {
+    /// Bits of the stream consumed so far.
+    pos: usize,
     t: i64,
-    v: f64,
-    t_delta: i64,
-    leading: u8,
-    trailing: u8,
+    /// Bits of the last value.
+    v: u64,
+    td: i64,
+    /// Leading zeros of the current value window.
+    lead: u32,
+    /// Meaningful bits of the current value window (1..=64).
+    sig: u32,
+}
+
+/// Reads a Go varint stored as whole bytes (8-bit fields) at the state's position.
+#[inline(never)]
+fn read_byte_varint(body: &[u8], nbits: usize, s: &mut State, signed: bool) -> Option<i64> {
+    let mut buf = [0u8; 10];
+    for i in 0..10 {
+        if s.pos + 8 > nbits {
+            return None;
+        }
+        let b = bits_at(body, s.pos, 8) as u8;
+        s.pos += 8;
+        buf[i] = b;
+        if b < 0x80 {
+            return if signed {
+                crate::encoding::varint(&buf[..=i]).map(|x| x.0)
+            } else {
+                crate::encoding::uvarint(&buf[..=i]).map(|x| x.0 as i64)
+            };
+        }
+    }
+    None
+}
+
+/// Decodes sample 0 (`first == true`: varint timestamp, raw value) or sample 1 (uvarint delta,
+/// XOR value); `Err` names the field that is truncated or corrupt.
+#[inline(never)]
+fn decode_head(body: &[u8], nbits: usize, s: &mut State, first: bool) -> Result<(), &'static str> {
+    if first {
+        s.t = read_byte_varint(body, nbits, s, true).ok_or("first timestamp")?;
+        if s.pos + 64 > nbits {
+            return Err("first value");
+        }
+        s.v = bits_at(body, s.pos, 64);
+        s.pos += 64;
+        Ok(())
+    } else {
+        let d = read_byte_varint(body, nbits, s, false).ok_or("timestamp delta")?;
+        s.td = d;
+        s.t = s.t.wrapping_add(d);
+        decode_value(body, nbits, s)
+    }
+}
+
+/// Decodes one timestamp after the second (delta of delta with prefix '0', '10' + 14 bits,
+/// '110' + 17, '1110' + 20, '1111' + 64).
+#[inline(always)]
+fn decode_timestamp(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'static str> {
+    let w = window(body, s.pos);
+    let dod: i64 = if (w as i64) >= 0 {
+        s.pos += 1;
+        0
+    } else {
+        let ones = (!w).leading_zeros();
+        if ones <= 3 {
+            // At most 4 + 20 bits: all in the window.
+            let size = 11 + 3 * ones;
+            let bits = (w << (ones + 1)) >> (64 - size);
+            s.pos += (ones + 1 + size) as usize;
+            if bits > 1u64 << (size - 1) {
+                bits as i64 - (1i64 << size)
+            } else {
+                bits as i64
+            }
+        } else {
+            let bits = bits_at(body, s.pos + 4, 64);
+            s.pos += 68;
+            bits as i64
+        }
+    };
+    if s.pos > nbits {
+        return Err("timestamp");
+    }
+    s.td = s.td.wrapping_add(dod);
+    s.t = s.t.wrapping_add(s.td);
+    Ok(())
+}
+
+/// Decodes one XOR value: '0' unchanged, '10' + bits in the previous window, '11' + 5 bits
+/// leading zeros + 6 bits meaningful bits (0 meaning 64) + the bits.
+#[inline(always)]
+fn decode_value(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'static str> {
+    decode_value_in(body, nbits, s, window(body, s.pos), 57)
+}
+
+/// Decodes one timestamp and one value after the second sample. A '0' timestamp leaves the
+/// value in the rest of the same window, without a second load.
+#[inline(always)]
+fn decode_sample(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'static str> {
+    let w = window(body, s.pos);
+    if (w as i64) >= 0 {
+        s.pos += 1;
+        if s.pos > nbits {
+            return Err("timestamp");
+        }
+        s.t = s.t.wrapping_add(s.td);
+        decode_value_in(body, nbits, s, w << 1, 56)
+    } else {
+        decode_timestamp(body, nbits, s)?;
+        decode_value(body, nbits, s)
+    }
+}
+
+/// [`decode_value`] from `w`, the stream at the state's position, of which the top `avail`
+/// bits are the stream's.
+#[inline(always)]
+fn decode_value_in(
+    body: &[u8],
+    nbits: usize,
+    s: &mut State,
+    w: u64,
+    avail: u32,
+) -> Result<(), &'static str> {
+    if (w as i64) >= 0 {
+        s.pos += 1;
+    } else {
+        // Both window candidates are computed and one picked, without a branch on the
+        // (unpredictable) second control bit.
+        let new = (w >> 62) & 1 != 0;
+        let nl = ((w >> 57) & 31) as u32;
+        let ns = ((((w >> 51) & 63) as u32).wrapping_sub(1) & 63) + 1;
+        let lead = if new { nl } else { s.lead };
+        let sig = if new { ns } else { s.sig };
+        let hdr = if new { 13 } else { 2 };
+        if lead + sig > 64 {
+            return Err("value");
+        }
+        let payload = if hdr + sig <= avail {
+            (w << hdr) >> (64 - sig)
+        } else {
+            bits_at(body, s.pos + hdr as usize, sig)
+        };
+        s.v ^= payload << (64 - lead - sig);
+        s.lead = lead;
+        s.sig = sig;
+        s.pos += (hdr + sig) as usize;
+    }
+    if s.pos > nbits {
+        return Err("value");
+    }
+    Ok(())
 }
 
 impl<'a> XorIterator<'a> {
@@ -305,14 +510,17 @@ impl<'a> XorIterator<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
         let body = bytes.get(2..).unwrap_or(&[]);
         XorIterator {
-            r: BitReader::new(body),
+            body,
+            s: State {
+                pos: 0,
+                t: 0,
+                v: 0,
+                td: 0,
+                lead: 0,
+                sig: 64,
+            },
             num_total: num_samples(bytes) as u16,
             num_read: 0,
-            t: 0,
-            v: 0.0,
-            t_delta: 0,
-            leading: 0,
-            trailing: 0,
             err: None,
         }
     }
@@ -323,14 +531,9 @@ impl<'a> XorIterator<'a> {
             return None;
         }
         Some(XorCursor {
-            reader: self.r.state(),
+            s: self.s,
             num_total: self.num_total,
             num_read: self.num_read,
-            t: self.t,
-            v: self.v,
-            t_delta: self.t_delta,
-            leading: self.leading,
-            trailing: self.trailing,
         })
     }
 
@@ -340,14 +543,10 @@ impl<'a> XorIterator<'a> {
     pub fn resume(bytes: &'a [u8], c: &XorCursor) -> Self {
         let body = bytes.get(2..).unwrap_or(&[]);
         XorIterator {
-            r: BitReader::at_state(body, c.reader),
+            body,
+            s: c.s,
             num_total: c.num_total,
             num_read: c.num_read,
-            t: c.t,
-            v: c.v,
-            t_delta: c.t_delta,
-            leading: c.leading,
-            trailing: c.trailing,
             err: None,
         }
     }
@@ -355,13 +554,13 @@ impl<'a> XorIterator<'a> {
     /// The current sample.
     #[inline]
     pub fn at(&self) -> (i64, f64) {
-        (self.t, self.v)
+        (self.s.t, f64::from_bits(self.s.v))
     }
 
     /// The current timestamp.
     #[inline]
     pub fn at_t(&self) -> i64 {
-        self.t
+        self.s.t
     }
 
     /// The decoding error that stopped the iterator, if any.
@@ -371,7 +570,7 @@ impl<'a> XorIterator<'a> {
 
     /// Bits of the stream consumed so far, plus the 16 header bits.
     fn bits_consumed(&self) -> usize {
-        16 + self.r.bits_read()
+        16 + self.s.pos
     }
 
     fn fail(&mut self, what: &str) -> ValueType {
@@ -383,27 +582,26 @@ impl<'a> XorIterator<'a> {
         ValueType::None
     }
 
-    fn read_byte_varint(&mut self, signed: bool) -> Option<i64> {
-        let mut buf = [0u8; 10];
-        for i in 0..10 {
-            let b = self.r.read_bits(8)? as u8;
-            buf[i] = b;
-            if b < 0x80 {
-                return if signed {
-                    crate::encoding::varint(&buf[..=i]).map(|x| x.0)
-                } else {
-                    crate::encoding::uvarint(&buf[..=i]).map(|x| x.0 as i64)
-                };
-            }
-        }
-        None
-    }
-
     /// Advances to the next sample.
     #[inline]
     #[allow(clippy::should_implement_trait)] // mirrors `SampleIter::next`, returns a ValueType
     pub fn next(&mut self) -> ValueType {
-        self.step()
+        if self.num_read >= self.num_total {
+            return ValueType::None;
+        }
+        let nbits = self.body.len() * 8;
+        let res = if self.num_read >= 2 {
+            decode_sample(self.body, nbits, &mut self.s)
+        } else {
+            decode_head(self.body, nbits, &mut self.s, self.num_read == 0)
+        };
+        match res {
+            Ok(()) => {
+                self.num_read += 1;
+                ValueType::Float
+            }
+            Err(what) => self.fail(what),
+        }
     }
 
     /// Appends the remaining samples with `lo <= t <= hi` to `out`, stopping at the first one
@@ -429,236 +627,42 @@ impl<'a> XorIterator<'a> {
     /// iterator then stays at that sample), the chunk ends, or a decoding error stops it.
     ///
     /// The same decoding as [`XorIterator::next`], as one loop over a local copy of the state
-    /// (kept in registers): the window is topped up once before each timestamp and once
-    /// before each value, so the common shapes (`0`, `10`+14 bits; `0`, `10`/`11` values of
-    /// up to 44 meaningful bits) read straight from it without further length checks.
+    /// (kept in registers).
     #[inline(always)]
     fn run<F: FnMut(i64, f64) -> bool>(&mut self, mut sink: F) {
         while self.num_read < 2 {
-            if self.step() == ValueType::None {
+            if self.next() == ValueType::None {
                 return;
             }
-            if !sink(self.t, self.v) {
+            if !sink(self.s.t, f64::from_bits(self.s.v)) {
                 return;
             }
         }
-        let mut r = self.r.clone();
-        let (mut t, mut v, mut td) = (self.t, self.v.to_bits(), self.t_delta);
-        let (mut lead, mut trail) = (u32::from(self.leading), u32::from(self.trailing));
+        let body = self.body;
+        let nbits = body.len() * 8;
+        let mut s = self.s;
         let (total, mut n) = (self.num_total, self.num_read);
         let mut failed: Option<&'static str> = None;
         while n < total {
-            // Timestamp: dod prefix '0', '10', '110', '1110' or '1111'.
-            r.fill();
-            let w = r.window();
-            let dod: i64 = if (w as i64) >= 0 {
-                if r.valid() == 0 {
-                    failed = Some("timestamp");
-                    break;
-                }
-                r.consume(1);
-                0
-            } else {
-                let ones = (!w).leading_zeros();
-                if ones <= 3 && r.valid() >= 24 {
-                    // '10' + 14, '110' + 17, '1110' + 20 bits.
-                    let size = 11 + 3 * ones;
-                    let bits = (w << (ones + 1)) >> (64 - size);
-                    r.consume(ones + 1 + size);
-                    if bits > 1u64 << (size - 1) {
-                        bits as i64 - (1i64 << size)
-                    } else {
-                        bits as i64
-                    }
-                } else {
-                    let (bits, avail) = r.peek(4);
-                    let ones = (!(bits << 60)).leading_zeros().min(4);
-                    let prefix_len = if ones < 4 { ones + 1 } else { 4 };
-                    if avail < prefix_len {
-                        failed = Some("timestamp");
-                        break;
-                    }
-                    r.consume(prefix_len);
-                    let size = [0, 14, 17, 20, 64][ones as usize];
-                    let Some(bits) = r.read_bits(size) else {
-                        failed = Some("timestamp");
-                        break;
-                    };
-                    if size != 64 && bits > (1u64 << (size - 1)) {
-                        bits as i64 - (1i64 << size)
-                    } else {
-                        bits as i64
-                    }
-                }
-            };
-            td = td.wrapping_add(dod);
-            t = t.wrapping_add(td);
-            // Value: '0' unchanged, '10' previous window, '11' new window.
-            r.fill();
-            let w = r.window();
-            if (w as i64) >= 0 {
-                if r.valid() == 0 {
-                    failed = Some("value");
-                    break;
-                }
-                r.consume(1);
-            } else {
-                if r.valid() < 2 {
-                    failed = Some("value");
-                    break;
-                }
-                r.consume(2);
-                if w & (1 << 62) != 0 {
-                    if r.valid() < 11 {
-                        failed = Some("value");
-                        break;
-                    }
-                    let x = r.window() >> 53;
-                    r.consume(11);
-                    let l = (x >> 6) as u32;
-                    let sig = match (x & 0x3f) as u32 {
-                        0 => 64,
-                        n => n,
-                    };
-                    if l + sig > 64 {
-                        failed = Some("value");
-                        break;
-                    }
-                    lead = l;
-                    trail = 64 - l - sig;
-                }
-                let sig = 64 - lead - trail;
-                let bits = if sig < 64 && sig <= r.valid() {
-                    let b = r.window() >> (64 - sig);
-                    r.consume(sig);
-                    b
-                } else {
-                    match r.read_bits(sig) {
-                        Some(b) => b,
-                        None => {
-                            failed = Some("value");
-                            break;
-                        }
-                    }
-                };
-                v ^= bits << trail;
+            if let Err(what) = decode_sample(body, nbits, &mut s) {
+                failed = Some(what);
+                break;
             }
             n += 1;
-            if !sink(t, f64::from_bits(v)) {
+            if !sink(s.t, f64::from_bits(s.v)) {
                 break;
             }
         }
-        self.r = r;
-        self.t = t;
-        self.v = f64::from_bits(v);
-        self.t_delta = td;
-        self.leading = lead as u8;
-        self.trailing = trail as u8;
+        self.s = s;
         self.num_read = n;
         if let Some(what) = failed {
             self.fail(what);
         }
     }
 
-    #[inline(always)]
-    fn step(&mut self) -> ValueType {
-        if self.num_read >= self.num_total {
-            return ValueType::None;
-        }
-        match self.num_read {
-            0 => {
-                let Some(t) = self.read_byte_varint(true) else {
-                    return self.fail("first timestamp");
-                };
-                let Some(v) = self.r.read_bits(64) else {
-                    return self.fail("first value");
-                };
-                self.t = t;
-                self.v = f64::from_bits(v);
-            }
-            1 => {
-                let Some(d) = self.read_byte_varint(false) else {
-                    return self.fail("timestamp delta");
-                };
-                self.t_delta = d;
-                self.t = self.t.wrapping_add(d);
-                if !self.read_value() {
-                    return self.fail("value");
-                }
-            }
-            _ => {
-                // Up to four prefix bits: the count of leading ones picks the dod width.
-                let (bits, avail) = self.r.peek(4);
-                let ones = (!(bits << 60)).leading_zeros().min(4);
-                let prefix_len = if ones < 4 { ones + 1 } else { 4 };
-                if avail < prefix_len {
-                    return self.fail("timestamp");
-                }
-                self.r.consume(prefix_len);
-                let size = [0, 14, 17, 20, 64][ones as usize];
-                let mut dod: i64 = 0;
-                if size > 0 {
-                    let Some(bits) = self.r.read_bits(size) else {
-                        return self.fail("timestamp");
-                    };
-                    dod = bits as i64;
-                    if size != 64 && bits > (1u64 << (size - 1)) {
-                        dod = bits as i64 - (1i64 << size);
-                    }
-                }
-                self.t_delta = self.t_delta.wrapping_add(dod);
-                self.t = self.t.wrapping_add(self.t_delta);
-                if !self.read_value() {
-                    return self.fail("value");
-                }
-            }
-        }
-        self.num_read += 1;
-        ValueType::Float
-    }
-
-    #[inline(always)]
-    fn read_value(&mut self) -> bool {
-        let (ctrl, avail) = self.r.peek(2);
-        if avail == 0 {
-            return false;
-        }
-        if ctrl & 0b10 == 0 {
-            // '0': value unchanged
-            self.r.consume(1);
-            return true;
-        }
-        if avail < 2 {
-            return false;
-        }
-        self.r.consume(2);
-        if ctrl & 0b01 != 0 {
-            // '11': new window: 5 bits leading zeros, 6 bits meaningful bits (0 means 64)
-            let Some(w) = self.r.read_bits(11) else {
-                return false;
-            };
-            let leading = (w >> 6) as u32;
-            let sig = match (w & 0x3f) as u32 {
-                0 => 64,
-                n => n,
-            };
-            if leading + sig > 64 {
-                return false;
-            }
-            self.leading = leading as u8;
-            self.trailing = (64 - leading - sig) as u8;
-        }
-        let sig = 64 - self.leading as u32 - self.trailing as u32;
-        let Some(bits) = self.r.read_bits(sig) else {
-            return false;
-        };
-        self.v = f64::from_bits(self.v.to_bits() ^ (bits << self.trailing));
-        true
-    }
-
     /// Advances to the first sample at or after `t` (staying put if already there).
     pub fn seek(&mut self, t: i64) -> ValueType {
-        if self.num_read > 0 && self.t >= t {
+        if self.num_read > 0 && self.s.t >= t {
             return ValueType::Float;
         }
         let mut found = false;
@@ -855,6 +859,163 @@ mod tests {
                     assert!(it.err().is_none());
                 }
             }
+        }
+    }
+
+    /// A plain bit-by-bit decoder written from the format description, as the reference for
+    /// the fast decoder: the samples it yields and the error that stops it.
+    fn reference_decode(bytes: &[u8]) -> (Vec<(i64, u64)>, Option<String>) {
+        use crate::chunkenc::bstream::BitReader;
+        let n = num_samples(bytes);
+        let mut r = BitReader::new(bytes.get(2..).unwrap_or(&[]));
+        let mut out = Vec::new();
+        let (mut t, mut v, mut td, mut lead, mut trail) = (0i64, 0u64, 0i64, 0u32, 0u32);
+        let err = |what: &str, i: usize| {
+            Some(format!("XOR chunk truncated reading {what} of sample {i}"))
+        };
+        let varint = |r: &mut BitReader, signed: bool| -> Option<i64> {
+            let mut buf = Vec::new();
+            loop {
+                let b = r.read_bits(8)? as u8;
+                buf.push(b);
+                if b < 0x80 {
+                    break;
+                }
+                if buf.len() == 10 {
+                    return None;
+                }
+            }
+            if signed {
+                crate::encoding::varint(&buf).map(|x| x.0)
+            } else {
+                crate::encoding::uvarint(&buf).map(|x| x.0 as i64)
+            }
+        };
+        for i in 0..n {
+            if i == 0 {
+                let Some(t0) = varint(&mut r, true) else {
+                    return (out, err("first timestamp", i));
+                };
+                let Some(v0) = r.read_bits(64) else {
+                    return (out, err("first value", i));
+                };
+                t = t0;
+                v = v0;
+                out.push((t, v));
+                continue;
+            }
+            if i == 1 {
+                let Some(d) = varint(&mut r, false) else {
+                    return (out, err("timestamp delta", i));
+                };
+                td = d;
+            } else {
+                let mut ones = 0;
+                while ones < 4 {
+                    match r.read_bit() {
+                        None => return (out, err("timestamp", i)),
+                        Some(true) => ones += 1,
+                        Some(false) => break,
+                    }
+                }
+                let size = [0, 14, 17, 20, 64][ones];
+                let mut dod = 0i64;
+                if size > 0 {
+                    let Some(b) = r.read_bits(size) else {
+                        return (out, err("timestamp", i));
+                    };
+                    dod = if size < 64 && b > 1 << (size - 1) {
+                        b as i64 - (1 << size)
+                    } else {
+                        b as i64
+                    };
+                }
+                td = td.wrapping_add(dod);
+            }
+            t = t.wrapping_add(td);
+            match r.read_bit() {
+                None => return (out, err("value", i)),
+                Some(false) => {}
+                Some(true) => {
+                    let Some(c) = r.read_bit() else {
+                        return (out, err("value", i));
+                    };
+                    if c {
+                        let (Some(l), Some(s)) = (r.read_bits(5), r.read_bits(6)) else {
+                            return (out, err("value", i));
+                        };
+                        let s = if s == 0 { 64 } else { s as u32 };
+                        if l as u32 + s > 64 {
+                            return (out, err("value", i));
+                        }
+                        lead = l as u32;
+                        trail = 64 - lead - s;
+                    }
+                    let Some(x) = r.read_bits(64 - lead - trail) else {
+                        return (out, err("value", i));
+                    };
+                    v ^= x << trail;
+                }
+            }
+            out.push((t, v));
+        }
+        (out, None)
+    }
+
+    #[test]
+    fn decoders_match_reference_on_cut_and_flipped_chunks() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let bits = |v: &[(i64, f64)]| -> Vec<(i64, u64)> {
+            v.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+        };
+        for round in 0..3000 {
+            let samples = mixed_samples(rnd(), 1 + (rnd() % 200) as usize);
+            let mut a = XorAppender::new();
+            for &(t, v) in &samples {
+                a.append(t, v);
+            }
+            let mut b = a.bytes().to_vec();
+            if round % 3 != 0 {
+                let cut = 2 + (rnd() as usize) % (b.len() - 1);
+                b.truncate(cut);
+            }
+            if round % 2 == 0 {
+                for _ in 0..1 + rnd() % 4 {
+                    let bit = (rnd() as usize) % (b.len() * 8);
+                    b[bit / 8] ^= 0x80 >> (bit % 8);
+                }
+            }
+            let (want, want_err) = reference_decode(&b);
+            let mut it = XorIterator::new(&b);
+            let mut step = Vec::new();
+            while it.next() == ValueType::Float {
+                step.push(it.at());
+            }
+            assert_eq!(bits(&step), want, "next() round {round}");
+            assert_eq!(
+                it.err().map(|e| e.to_string()),
+                want_err
+                    .clone()
+                    .map(|m| crate::Error::Encoding(m).to_string()),
+                "round {round}"
+            );
+            let mut fast = Vec::new();
+            let mut it = XorIterator::new(&b);
+            it.collect_into(i64::MIN, i64::MAX, &mut fast);
+            assert_eq!(bits(&fast), want, "collect_into round {round}");
+            assert_eq!(
+                it.err().map(|e| e.to_string()),
+                want_err.map(|m| crate::Error::Encoding(m).to_string()),
+                "round {round}"
+            );
+            let mut it = XorIterator::new(&b);
+            it.seek(i64::MAX);
         }
     }
 
