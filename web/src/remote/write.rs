@@ -15,6 +15,7 @@
 //! Any other `proto=` gets 415.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -94,29 +95,180 @@ fn refused(st: &SharedState, e: tsdb::Error, labels: &tsdb::Labels, t: i64) -> A
 /// Appends every sample of `req` in one transaction (one WAL write at commit); returns the
 /// number of samples written. Any refused sample or invalid label set rolls back the whole
 /// request.
+///
+/// The first sample of a series goes by the storage reference this thread's [`RefCache`]
+/// remembers for it (senders repeat the same series in the same order every request), which
+/// spares the storage the lookup by labels; later samples by the reference the first one got.
 fn apply(st: &SharedState, req: &WriteRequestRef<'_>) -> Result<u64, ApplyError> {
+    REF_CACHE.with(|c| {
+        let mut cache = c.borrow_mut();
+        cache.bind(&st.storage);
+        let first = req
+            .series
+            .first()
+            .map_or(0, |ts| pairs_key(&req.labels[ts.labels.clone()]));
+        let mut run = cache.take_run(first);
+        let res = apply_cached(st, req, &mut run);
+        cache.put_run(first, run);
+        res
+    })
+}
+
+/// [`apply`] with the run of series the cache holds for requests starting like this one;
+/// leaves in `run` the keys and references of this request's series.
+fn apply_cached(
+    st: &SharedState,
+    req: &WriteRequestRef<'_>,
+    run: &mut Run,
+) -> Result<u64, ApplyError> {
     let mut app = st.storage.appender();
     let mut labels = tsdb::Labels::empty();
-    for ts in &req.series {
-        if let Err(e) = series_labels(&req.labels[ts.labels.clone()], &mut labels) {
+    for (i, ts) in req.series.iter().enumerate() {
+        let pairs = &req.labels[ts.labels.clone()];
+        if let Err(e) = series_labels(pairs, &mut labels) {
             let _ = app.rollback();
+            run.truncate(i);
             return Err(ApplyError::Bad(format!("invalid labels for series: {e}")));
         }
-        // Later samples of the series go by the reference the first one got.
-        let mut sref = None;
+        let key = pairs_key(pairs);
+        let mut sref = run.get(i).filter(|e| e.0 == key).and_then(|e| e.1);
         for &(t, v) in &req.samples[ts.samples.clone()] {
             match app.append_ref(sref, &labels, t, v) {
                 Ok(r) => sref = r,
                 Err(e) => {
                     let _ = app.rollback();
+                    run.truncate(i);
                     return Err(refused(st, e, &labels, t));
                 }
             }
         }
+        match run.get_mut(i) {
+            Some(e) => *e = (key, sref),
+            None => run.push((key, sref)),
+        }
     }
+    run.truncate(req.series.len());
     app.commit()
         .map_err(|e| ApplyError::Internal(e.to_string()))?;
     Ok(req.samples.len() as u64)
+}
+
+/// A 128-bit hash of a series' label pairs as the request sent them (before sorting or
+/// dropping empty values, which depend on the pairs only): xxh3 over `name 0xff value 0xff`…
+/// (0xff never occurs in UTF-8, so different pair lists give different inputs). 128 bits make
+/// a collision between two label sets practically impossible, so the hash stands for the
+/// pairs in [`RefCache`].
+fn pairs_key(pairs: &[(&str, &str)]) -> u128 {
+    const CAP: usize = 1024;
+    let mut buf = [0u8; CAP];
+    let mut n = 0;
+    for &(name, value) in pairs {
+        let (a, b) = (name.as_bytes(), value.as_bytes());
+        let end = n + a.len() + b.len() + 2;
+        if end > CAP {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for &(name, value) in pairs {
+                h.update(name.as_bytes());
+                h.update(&[0xff]);
+                h.update(value.as_bytes());
+                h.update(&[0xff]);
+            }
+            return h.digest128();
+        }
+        buf[n..n + a.len()].copy_from_slice(a);
+        n += a.len();
+        buf[n] = 0xff;
+        n += 1;
+        buf[n..n + b.len()].copy_from_slice(b);
+        n += b.len();
+        buf[n] = 0xff;
+        n += 1;
+    }
+    xxhash_rust::xxh3::xxh3_128(&buf[..n])
+}
+
+/// Passes a `u64` that is already a hash through as its own hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The (key, storage reference) of each series of a request, in request order.
+type Run = Vec<(u128, Option<tsdb::head::SeriesRef>)>;
+
+/// Storage series references of the series of recent requests, in request order, by the
+/// [`pairs_key`] of each request's first series; kept by a blocking thread between requests
+/// for one storage (cleared when another storage uses the thread). A sender sends the same
+/// series in the same order request after request, so the references are found walking the
+/// run in step with the request, without a lookup per series; an entry is used only when its
+/// key matches the series at that position.
+///
+/// The storage's contract makes this safe: a reference is only passed with the labels it was
+/// obtained for, and one the storage no longer knows falls back to the labels (whose new
+/// reference then replaces the cached one).
+#[derive(Default)]
+struct RefCache {
+    /// The storage the references belong to; a `Weak` keeps its allocation (and so its
+    /// address) from being reused by another storage while the cache holds it.
+    owner: Option<std::sync::Weak<dyn crate::server::storage::Storage>>,
+    /// Low 64 bits of the first series' key -> the request's (key, reference) per series.
+    runs: std::collections::HashMap<u64, Run, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Entries in `runs`.
+    entries: usize,
+}
+
+/// Entries beyond this clear the cache (bounds its memory at some tens of MiB per thread).
+const MAX_CACHED_REFS: usize = 1 << 20;
+
+impl RefCache {
+    /// Makes the cache hold references of `storage`, forgetting those of any other.
+    fn bind(&mut self, storage: &crate::server::storage::SharedStorage) {
+        let same = self
+            .owner
+            .as_ref()
+            .is_some_and(|w| std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(storage)));
+        if !same {
+            self.runs.clear();
+            self.entries = 0;
+            self.owner = Some(Arc::downgrade(storage));
+        }
+    }
+
+    /// The run kept for requests whose first series has key `first` (empty if none).
+    fn take_run(&mut self, first: u128) -> Run {
+        let run = self.runs.remove(&(first as u64)).unwrap_or_default();
+        self.entries -= run.len();
+        run
+    }
+
+    /// Keeps `run` for requests whose first series has key `first`.
+    fn put_run(&mut self, first: u128, run: Run) {
+        if run.is_empty() {
+            return;
+        }
+        if self.entries + run.len() > MAX_CACHED_REFS {
+            self.runs.clear();
+            self.entries = 0;
+        }
+        self.entries += run.len();
+        self.runs.insert(first as u64, run);
+    }
+}
+
+thread_local! {
+    static REF_CACHE: std::cell::RefCell<RefCache> = std::cell::RefCell::default();
 }
 
 /// Buffers a blocking thread keeps between requests: the decompressed body and the decoded
@@ -530,5 +682,81 @@ mod tests {
         assert_eq!(run(&st, &good), Ok(2));
         assert_eq!(samples(&st, "m").len(), 3);
         st.storage.close().unwrap();
+    }
+
+    #[test]
+    fn pairs_key_tells_label_sets_apart() {
+        let k = |p: &[(&str, &str)]| pairs_key(p);
+        assert_eq!(k(&[("a", "1"), ("b", "2")]), k(&[("a", "1"), ("b", "2")]));
+        assert_ne!(k(&[("a", "1"), ("b", "2")]), k(&[("a", "1"), ("b", "3")]));
+        assert_ne!(k(&[("ab", "1")]), k(&[("a", "b1")]));
+        assert_ne!(k(&[("a", "1"), ("b", "2")]), k(&[("b", "2"), ("a", "1")]));
+        // Past the stack buffer the streaming hash gives the same kind of key.
+        let long = "x".repeat(700);
+        let (p1, p2) = (
+            [("a", long.as_str()), ("b", "1")],
+            [("a", long.as_str()), ("b", "2")],
+        );
+        assert_eq!(k(&p1), k(&p1));
+        assert_ne!(k(&p1), k(&p2));
+    }
+
+    /// References cached by one storage are not used for another on the same thread, and
+    /// series found by cached references get their own samples, request after request.
+    #[test]
+    fn cached_refs_stay_with_their_storage_and_series() {
+        let (_d1, st1) = state();
+        let (_d2, st2) = state();
+        let (a, b) = (
+            &[("__name__", "m"), ("job", "a")],
+            &[("__name__", "m"), ("job", "b")],
+        );
+        // Created in opposite orders, so the two storages give the two series swapped refs.
+        assert_eq!(
+            run(&st1, &body(&[(a, &[(1000, 1.0)]), (b, &[(1000, 2.0)])])),
+            Ok(2)
+        );
+        assert_eq!(
+            run(&st2, &body(&[(b, &[(1000, 2.0)]), (a, &[(1000, 1.0)])])),
+            Ok(2)
+        );
+        // Runs of requests to one storage (the cache hits), then to the other (it is reset).
+        for (st, from) in [(&st1, 2), (&st2, 2), (&st1, 4)] {
+            for i in from..from + 2 {
+                let t = i * 1000;
+                assert_eq!(run(st, &body(&[(a, &[(t, 1.0)]), (b, &[(t, 2.0)])])), Ok(2));
+            }
+        }
+        assert_eq!(
+            run(&st2, &body(&[(b, &[(4000, 2.0)]), (a, &[(4000, 1.0)])])),
+            Ok(2)
+        );
+        assert_eq!(
+            run(&st2, &body(&[(a, &[(5000, 1.0)]), (b, &[(5000, 2.0)])])),
+            Ok(2)
+        );
+        for st in [&st1, &st2] {
+            let q = st.storage.queryable().querier(i64::MIN, i64::MAX).unwrap();
+            let got: Vec<(Labels, Vec<f64>)> = q
+                .select(true, None, &[Matcher::equal("__name__", "m")])
+                .map(|s| {
+                    let s = s.unwrap();
+                    let mut it = s.iter();
+                    let mut vs = Vec::new();
+                    while it.next() != tsdb::chunkenc::ValueType::None {
+                        vs.push(it.at().1);
+                    }
+                    (s.labels().clone(), vs)
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (Labels::from_pairs(a), vec![1.0; 5]),
+                    (Labels::from_pairs(b), vec![2.0; 5])
+                ]
+            );
+            st.storage.close().unwrap();
+        }
     }
 }
