@@ -3,15 +3,16 @@
 //! `sum`/`avg`/`count`/`min`/`max`/`group` (with `by`/`without`) over a range function of a
 //! plain matrix selector (`sum by (job) (rate(x[5m]))`) or over a plain instant selector
 //! (`count by (job) (up)`) would otherwise hold the per-step output of every input series
-//! in memory before folding it. Here each selected series is decoded, turned into its
-//! per-step points in a reused buffer and folded straight into its group's per-step
+//! in memory before folding it. Here the selected series are taken in runs of consecutive
+//! series (storage order) by all cores; each series is decoded and turned into its per-step
+//! points, which are kept only until their run is folded into the per-group, per-step
 //! accumulators.
 //!
-//! The result is the same to the bit as the unfused evaluation: the series of one group are
-//! folded in input order (one thread owns a whole group at a time; threads take the next
-//! group, biggest first, as they become free), groups are numbered by the first input
-//! series that yields a point, and annotations, sample statistics and the memory limit are
-//! accounted as if the input had been materialised.
+//! The result is the same to the bit as the unfused evaluation: runs are folded strictly in
+//! input order (by whichever thread completes the next one), so every group sees its series
+//! in input order; groups are numbered by the first input series that yields a point, and
+//! annotations, sample statistics and the memory limit are accounted as if the input had
+//! been materialised.
 
 use std::sync::{Arc, Mutex};
 
