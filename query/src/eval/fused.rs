@@ -37,6 +37,8 @@ struct Scratch {
     sc: SeriesScratch,
     /// Unused sample timestamps of instant selectors.
     ts_orig: Vec<i64>,
+    /// A points buffer for the next run (recycled from a folded run).
+    run_pts: Vec<(i64, f64)>,
 }
 
 /// Series in one unit of work of [`Evaluator::fused_fold`].
@@ -79,7 +81,8 @@ struct FoldState {
 }
 
 impl FoldState {
-    /// Folds the series of `run` into their groups, in order.
+    /// Folds the series of `run` into their groups, in order; returns the run's points
+    /// buffer for reuse.
     fn fold_run(
         &mut self,
         run: RunOut,
@@ -88,7 +91,7 @@ impl FoldState {
         drop_name: bool,
         start: i64,
         interval: i64,
-    ) {
+    ) -> Vec<(i64, f64)> {
         self.decoded += run.decoded;
         self.samples += run.samples;
         self.points += run.pts.len();
@@ -112,6 +115,7 @@ impl FoldState {
             from = end;
         }
         self.notes.extend(run.notes);
+        run.pts
     }
 }
 
@@ -288,10 +292,13 @@ impl Evaluator<'_> {
         par::par_dynamic(nruns, threads, Scratch::default, |sc, i| {
             check_stop(cancel, deadline)?;
             let mine = std::mem::take(&mut *runs[i].lock().unwrap_or_else(|e| e.into_inner()));
+            let mut pts = std::mem::take(&mut sc.run_pts);
+            pts.clear();
+            pts.reserve(mine.len() * nsteps);
             let mut out = RunOut {
                 first: i * CHUNK_SERIES,
                 ends: Vec::with_capacity(mine.len()),
-                pts: Vec::new(),
+                pts,
                 decoded: 0,
                 samples: 0,
                 notes: Vec::new(),
@@ -319,7 +326,10 @@ impl Evaluator<'_> {
                     break;
                 };
                 st.next += 1;
-                st.fold_run(run, series_group, nsteps, drop_name, start, interval);
+                let spare = st.fold_run(run, series_group, nsteps, drop_name, start, interval);
+                if spare.capacity() > sc.run_pts.capacity() {
+                    sc.run_pts = spare;
+                }
             }
             Ok(())
         })?;
