@@ -3,20 +3,20 @@
 //! `sum`/`avg`/`count`/`min`/`max`/`group` (with `by`/`without`) over a range function of a
 //! plain matrix selector (`sum by (job) (rate(x[5m]))`) or over a plain instant selector
 //! (`count by (job) (up)`) would otherwise hold the per-step output of every input series
-//! in memory before folding it. Here each selected series is decoded, turned into its
-//! per-step points in a reused buffer and folded straight into its group's per-step
+//! in memory before folding it. Here the selected series are taken in runs of consecutive
+//! series (storage order) by all cores; each series is decoded and turned into its per-step
+//! points, which are kept only until their run is folded into the per-group, per-step
 //! accumulators.
 //!
-//! The result is the same to the bit as the unfused evaluation: the series of one group are
-//! folded in input order (one thread owns a whole group at a time; threads take the next
-//! group, biggest first, as they become free), groups are numbered by the first input
-//! series that yields a point, and annotations, sample statistics and the memory limit are
-//! accounted as if the input had been materialised.
+//! The result is the same to the bit as the unfused evaluation: runs are folded strictly in
+//! input order (by whichever thread completes the next one), so every group sees its series
+//! in input order; groups are numbered by the first input series that yields a point, and
+//! annotations, sample statistics and the memory limit are accounted as if the input had
+//! been materialised.
 
 use std::sync::{Arc, Mutex};
 
 use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
-use tsdb::Labels;
 
 use super::aggregate::{assign_groups, FoldCells, FoldOp, SERIES_MAJOR_MAX_CELLS};
 use super::call::{run_series_into, SeriesJob, SeriesScratch};
@@ -37,10 +37,12 @@ struct Scratch {
     sc: SeriesScratch,
     /// Unused sample timestamps of instant selectors.
     ts_orig: Vec<i64>,
+    /// A points buffer for the next run (recycled from a folded run).
+    run_pts: Vec<(i64, f64)>,
 }
 
-/// An input series of a group with its index in the input.
-type Member = (usize, Arc<dyn tsdb::Series>);
+/// Series in one unit of work of [`Evaluator::fused_fold`].
+const CHUNK_SERIES: usize = 32;
 
 /// What producing one series' per-step points reported.
 struct Produced {
@@ -49,16 +51,72 @@ struct Produced {
     non_counter: Option<String>,
 }
 
-/// The fold of one group.
-struct GroupFold {
-    cells: FoldCells,
-    /// Index of the first input series with a point (`usize::MAX` if none).
+/// The per-step points of a run of consecutive input series, produced by one thread.
+struct RunOut {
+    /// Index of the run's first series.
     first: usize,
+    /// End of each series' points in `pts`.
+    ends: Vec<usize>,
+    pts: Vec<(i64, f64)>,
+    decoded: u64,
+    samples: u64,
+    /// `(series index, annotations, non-counter metric name)` of series that had any.
+    notes: Vec<(usize, Vec<Annotation>, Option<String>)>,
+}
+
+/// The fold of all groups, fed runs in input order.
+struct FoldState {
+    /// The next run to fold.
+    next: usize,
+    /// Runs produced but not folded yet (a later run can finish first).
+    ready: Vec<Option<RunOut>>,
+    /// Cell `g * nsteps + k`: group `g` at step `k`.
+    cells: FoldCells,
+    /// Per group, index of the first input series with a point (`usize::MAX` if none).
+    first: Vec<usize>,
     decoded: u64,
     samples: u64,
     points: usize,
-    /// `(series index, annotations, non-counter metric name)` of series that had any.
     notes: Vec<(usize, Vec<Annotation>, Option<String>)>,
+}
+
+impl FoldState {
+    /// Folds the series of `run` into their groups, in order; returns the run's points
+    /// buffer for reuse.
+    fn fold_run(
+        &mut self,
+        run: RunOut,
+        series_group: &[usize],
+        nsteps: usize,
+        drop_name: bool,
+        start: i64,
+        interval: i64,
+    ) -> Vec<(i64, f64)> {
+        self.decoded += run.decoded;
+        self.samples += run.samples;
+        self.points += run.pts.len();
+        let mut from = 0usize;
+        for (n, &end) in run.ends.iter().enumerate() {
+            if end > from {
+                let si = run.first + n;
+                let g = series_group[si];
+                if self.first[g] == usize::MAX {
+                    self.first[g] = si;
+                }
+                self.cells.add_series(
+                    g * nsteps,
+                    nsteps,
+                    &run.pts[from..end],
+                    drop_name,
+                    start,
+                    interval,
+                );
+            }
+            from = end;
+        }
+        self.notes.extend(run.notes);
+        run.pts
+    }
 }
 
 impl Evaluator<'_> {
@@ -73,11 +131,6 @@ impl Evaluator<'_> {
         grouping: &[String],
     ) -> QResult<Option<Val>> {
         self.check_deadline()?;
-        if !without && grouping.is_empty() && par::threads_for(usize::MAX, 1) > 1 {
-            // One group: with several cores `fused_fold` would give up on many series once it
-            // had selected them (one thread per group), and they would be selected again.
-            return Ok(None);
-        }
         match unparen(expr) {
             Expr::Call(c) => match fused_range_arg(c) {
                 Some((name, ms)) => self.fused_range_fn(fold, name, ms, without, grouping),
@@ -182,9 +235,13 @@ impl Evaluator<'_> {
 
     /// Groups `series`, then on all cores produces each series' per-step points with
     /// `produce` (into `Scratch::sc.pts`) and folds them into its group; `None` when there
-    /// are too many group × step cells for the series-major fold, or when one group holds
-    /// more than two thirds of many series (it would run on one core). Each series is dropped
-    /// by the thread that folded it, right after, rather than all at the end on one thread.
+    /// are too many group × step cells for the series-major fold.
+    ///
+    /// Threads take runs of [`CHUNK_SERIES`] consecutive series (input order, which is the
+    /// storage order: neighbouring series share index and chunk pages) and produce their
+    /// points into a buffer of the run; runs are folded strictly in input order by whichever
+    /// thread completes the next one, so every group sees its series in input order. Each
+    /// series is dropped by the thread that produced it, right after.
     #[allow(clippy::too_many_arguments)]
     fn fused_fold<P>(
         &mut self,
@@ -205,81 +262,89 @@ impl Evaluator<'_> {
         if ngroups.saturating_mul(nsteps) > SERIES_MAJOR_MAX_CELLS {
             return Ok(None);
         }
-        // The number of input series of each group; biggest groups are taken first.
         let nseries = series.len();
-        let mut sizes: Vec<usize> = vec![0; ngroups];
-        for &g in &series_group {
-            sizes[g] += 1;
+        let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
+        // Run `i` holds the series from `i * CHUNK_SERIES` on.
+        let mut runs: Vec<Mutex<Vec<Arc<dyn tsdb::Series>>>> =
+            Vec::with_capacity(nseries.div_ceil(CHUNK_SERIES));
+        let mut rest = series.into_iter();
+        loop {
+            let run: Vec<Arc<dyn tsdb::Series>> = rest.by_ref().take(CHUNK_SERIES).collect();
+            if run.is_empty() {
+                break;
+            }
+            runs.push(Mutex::new(run));
         }
-        let mut order: Vec<usize> = (0..ngroups).collect();
-        order.sort_by_key(|&g| std::cmp::Reverse(sizes[g]));
-        let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES).min(ngroups);
-        // One thread owns a whole group: when one group holds most of the series (`sum`
-        // without grouping), the unfused evaluation, which splits series over the cores,
-        // answers sooner even though it selects the series again.
-        let biggest = order.first().map_or(0, |&g| sizes[g]);
-        let all_threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
-        if all_threads > 1 && biggest * 3 > nseries * 2 {
-            return Ok(None);
-        }
-        // The input series of each group, in input order, handed over to the thread that
-        // takes the group.
-        let mut members: Vec<Vec<(usize, Arc<dyn tsdb::Series>)>> =
-            sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
-        for (si, s) in series.into_iter().enumerate() {
-            members[series_group[si]].push((si, s));
-        }
-        let members: Vec<Mutex<Vec<Member>>> = members.into_iter().map(Mutex::new).collect();
+        let nruns = runs.len();
+        let state = Mutex::new(FoldState {
+            next: 0,
+            ready: (0..nruns).map(|_| None).collect(),
+            cells: FoldCells::new(fold, ngroups * nsteps),
+            first: vec![usize::MAX; ngroups],
+            decoded: 0,
+            samples: 0,
+            points: 0,
+            notes: Vec::new(),
+        });
         let (start, interval) = (self.start, self.interval);
         let (cancel, deadline) = (self.cancel, self.deadline);
-        let results = par::par_dynamic(ngroups, threads, Scratch::default, |sc, i| {
-            let g = order[i];
-            let mut gf = GroupFold {
-                cells: FoldCells::new(fold, nsteps),
-                first: usize::MAX,
+        let series_group = &series_group;
+        par::par_dynamic(nruns, threads, Scratch::default, |sc, i| {
+            check_stop(cancel, deadline)?;
+            let mine = std::mem::take(&mut *runs[i].lock().unwrap_or_else(|e| e.into_inner()));
+            let mut pts = std::mem::take(&mut sc.run_pts);
+            pts.clear();
+            pts.reserve(mine.len() * nsteps);
+            let mut out = RunOut {
+                first: i * CHUNK_SERIES,
+                ends: Vec::with_capacity(mine.len()),
+                pts,
                 decoded: 0,
                 samples: 0,
-                points: 0,
                 notes: Vec::new(),
             };
-            let mine = std::mem::take(&mut *members[g].lock().unwrap_or_else(|e| e.into_inner()));
-            for (n, (si, s)) in mine.into_iter().enumerate() {
-                if n % 256 == 255 {
-                    check_stop(cancel, deadline)?;
-                }
+            for (n, s) in mine.into_iter().enumerate() {
                 let p = produce(s.as_ref(), sc)?;
                 drop(s);
-                gf.decoded += p.decoded;
-                gf.samples += p.samples;
-                let pts = &sc.sc.pts;
-                if !pts.is_empty() {
-                    gf.points += pts.len();
-                    if gf.first == usize::MAX {
-                        gf.first = si;
-                    }
-                    gf.cells
-                        .add_series(0, nsteps, pts, drop_name, start, interval);
-                }
+                out.decoded += p.decoded;
+                out.samples += p.samples;
+                out.pts.extend_from_slice(&sc.sc.pts);
+                out.ends.push(out.pts.len());
                 if !sc.sc.annos.is_empty() || p.non_counter.is_some() {
-                    gf.notes
-                        .push((si, std::mem::take(&mut sc.sc.annos), p.non_counter));
+                    out.notes.push((
+                        out.first + n,
+                        std::mem::take(&mut sc.sc.annos),
+                        p.non_counter,
+                    ));
                 }
             }
-            Ok(gf)
+            let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+            let st = &mut *guard;
+            st.ready[i] = Some(out);
+            while st.next < nruns {
+                let Some(run) = st.ready[st.next].take() else {
+                    break;
+                };
+                st.next += 1;
+                let spare = st.fold_run(run, series_group, nsteps, drop_name, start, interval);
+                if spare.capacity() > sc.run_pts.capacity() {
+                    sc.run_pts = spare;
+                }
+            }
+            Ok(())
         })?;
-        let mut folds: Vec<GroupFold> = results.into_iter().map(|(_, gf)| gf).collect();
-        // Accounting as if the input had been materialised.
-        let (mut points, mut notes) = (0usize, Vec::new());
-        for gf in &mut folds {
-            self.total_samples += gf.decoded + gf.samples;
-            points += gf.points;
-            notes.append(&mut gf.notes);
+        let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
+        if st.next != nruns {
+            return Err(QueryError::execution(
+                "fused aggregation left series unfolded",
+            ));
         }
-        self.add_samples(points)?;
-        self.cur_samples = self.cur_samples.saturating_sub(points);
-        notes.sort_by_key(|n| n.0);
+        // Accounting as if the input had been materialised.
+        self.total_samples += st.decoded + st.samples;
+        self.add_samples(st.points)?;
+        self.cur_samples = self.cur_samples.saturating_sub(st.points);
         let mut fn_annos = Vec::new();
-        for (_, annos, non_counter) in notes {
+        for (_, annos, non_counter) in st.notes {
             if let Some(mn) = non_counter {
                 self.annos.info(format!(
                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
@@ -289,23 +354,21 @@ impl Evaluator<'_> {
         }
         fnlib::add_annotations(&mut self.annos, fn_annos);
         // Groups numbered by their first series with a point, as the unfused fold does.
-        folds.retain(|gf| gf.first != usize::MAX);
-        folds.sort_by_key(|gf| gf.first);
-        let metrics: Vec<&Arc<Labels>> = folds
-            .iter()
-            .map(|gf| &group_metric[series_group[gf.first]])
+        let mut groups: Vec<usize> = (0..ngroups)
+            .filter(|&g| st.first[g] != usize::MAX)
             .collect();
+        groups.sort_by_key(|&g| st.first[g]);
         let mut out = OutCollector::new();
-        let mut gslot: Vec<usize> = vec![usize::MAX; folds.len()];
+        let mut gslot: Vec<usize> = vec![usize::MAX; groups.len()];
         for (k, &ts) in steps.iter().enumerate() {
-            for (g, gf) in folds.iter().enumerate() {
-                let Some((v, drop)) = gf.cells.get(k) else {
+            for (j, &g) in groups.iter().enumerate() {
+                let Some((v, drop)) = st.cells.get(g * nsteps + k) else {
                     continue;
                 };
-                if gslot[g] == usize::MAX {
-                    gslot[g] = out.slot(metrics[g], drop, false);
+                if gslot[j] == usize::MAX {
+                    gslot[j] = out.slot(&group_metric[g], drop, false);
                 }
-                out.push_slot(gslot[g], ts, v)?;
+                out.push_slot(gslot[j], ts, v)?;
             }
         }
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
