@@ -6,7 +6,8 @@
 //!
 //! Prints, per query, the median wall time, the process CPU time per run (user + system, so
 //! parallel evaluation shows as CPU > wall), the result size and a checksum of the values
-//! (to check that a change leaves the answers alone). `Q=<name>` runs only that query.
+//! (to check that a change leaves the answers alone), and the resident memory after opening and
+//! after the queries. `Q=<name>` runs only that query.
 
 use std::time::Instant;
 
@@ -77,6 +78,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let rss_opened = rss_mib();
     let min_t = db.min_time().unwrap_or(0);
     let max_t = db.head().max_time();
     println!(
@@ -147,4 +149,20 @@ fn main() {
         }
     }
     println!("total: wall {tot_wall:.1} ms, cpu {tot_cpu:.1} ms");
+    println!(
+        "rss: {:.1} MiB after opening, {:.1} MiB after the queries",
+        rss_opened,
+        rss_mib()
+    );
+}
+
+/// Resident memory of this process in MiB, from `/proc/self/statm`.
+fn rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
 }

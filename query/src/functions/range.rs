@@ -606,37 +606,6 @@ impl CounterWindows {
         }
     }
 
-    /// Records the window `samples` (at least two) in `(range_start, range_end]` with the
-    /// values just before each counter reset inside it.
-    #[inline]
-    pub fn push(
-        &mut self,
-        samples: &[(i64, f64)],
-        range_start: i64,
-        range_end: i64,
-        reset_values: impl Iterator<Item = f64>,
-    ) {
-        let n = samples.len();
-        debug_assert!(n >= 2);
-        let (first_t, first_v) = samples[0];
-        let (last_t, last_v) = samples[n - 1];
-        let mut result = last_v - first_v;
-        for v in reset_values {
-            result += v;
-        }
-        let i = self.n;
-        if i >= self.result.len() {
-            self.grow();
-        }
-        self.to_start[i] = (first_t - range_start) as f64;
-        self.to_end[i] = (range_end - last_t) as f64;
-        self.sampled[i] = (last_t - first_t) as f64;
-        self.gaps[i] = (n - 1) as f64;
-        self.first_v[i] = first_v;
-        self.result[i] = result;
-        self.n = i + 1;
-    }
-
     /// Computes every recorded window into [`CounterWindows::out`]; `range_s` is the window
     /// length in seconds.
     pub fn compute(&mut self, range_s: f64, is_rate: bool) {
@@ -932,9 +901,6 @@ mod tests {
         for lo in 0..s.len() {
             for hi in lo + 2..=s.len() {
                 let w = &s[lo..hi];
-                let resets = (lo..hi - 1)
-                    .filter(|&i| s[i + 1].1 < s[i].1)
-                    .map(|i| s[i].1);
                 // one window length for all, so that one batch computes them together
                 for rs in [w[0].0 - 1, w[0].0 - 9_000, w[0].0 - 61_000] {
                     let re = rs + 200_000;
@@ -946,33 +912,31 @@ mod tests {
                         params: &[],
                         annotations: &mut annos,
                     });
-                    cw.push(w, rs, re, resets.clone());
                     windows.push((lo, hi, rs, re));
                     want.push(r.map(f64::to_bits));
                 }
             }
         }
-        cw.compute(200.0, true);
-        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
-        assert_eq!(got, want);
-        cw.compute_generic(200.0, true);
-        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
-        assert_eq!(got, want);
-        // The same windows written through slots (reusing the grown vectors).
-        {
-            let mut slots = cw.slots(windows.len() + 3);
-            for (k, &(lo, hi, rs, re)) in windows.iter().enumerate() {
-                let resets = (lo..hi - 1)
-                    .filter(|&i| s[i + 1].1 < s[i].1)
-                    .map(|i| s[i].1);
-                slots.push(k as i64 * 7, &s[lo..hi], rs, re, resets);
+        // Twice, the second time reusing the vectors the first one grew.
+        for _ in 0..2 {
+            {
+                let mut slots = cw.slots(windows.len() + 3);
+                for (k, &(lo, hi, rs, re)) in windows.iter().enumerate() {
+                    let resets = (lo..hi - 1)
+                        .filter(|&i| s[i + 1].1 < s[i].1)
+                        .map(|i| s[i].1);
+                    slots.push(k as i64 * 7, &s[lo..hi], rs, re, resets);
+                }
             }
+            cw.compute(200.0, true);
+            let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
+            assert_eq!(got, want);
+            cw.compute_generic(200.0, true);
+            let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
+            assert_eq!(got, want);
+            let ts: Vec<i64> = (0..windows.len() as i64).map(|k| k * 7).collect();
+            assert_eq!(cw.step_ts(), &ts[..]);
         }
-        cw.compute(200.0, true);
-        let got: Vec<Option<u64>> = cw.out.iter().map(|v| Some(v.to_bits())).collect();
-        assert_eq!(got, want);
-        let ts: Vec<i64> = (0..windows.len() as i64).map(|k| k * 7).collect();
-        assert_eq!(cw.step_ts(), &ts[..]);
     }
 
     #[test]
@@ -1012,9 +976,11 @@ mod tests {
                     if w.len() >= 2 {
                         let mut cw = CounterWindows::default();
                         // several times, so that the packed loop runs
-                        for _ in 0..5 {
-                            cw.push(w, rs, re, resets.clone());
+                        let mut slots = cw.slots(5);
+                        for k in 0..5 {
+                            slots.push(k, w, rs, re, resets.clone());
                         }
+                        drop(slots);
                         cw.compute((re - rs) as f64 / 1000.0, is_rate);
                         for v in &cw.out {
                             assert_eq!(
