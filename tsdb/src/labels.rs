@@ -30,21 +30,51 @@ pub const METRIC_NAME: &str = "__name__";
 /// by name: xxHash64 (seed 0) over `name 0xff value 0xff` for every pair. Sets up to 1 KiB are
 /// hashed in one pass over a stack buffer, larger ones streamed; both give the same value.
 pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> u64 {
+    over_pair_bytes(
+        pairs,
+        |b| xxhash_rust::xxh64::xxh64(b, 0),
+        |feed| {
+            let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+            feed(&mut |b| h.update(b));
+            h.digest()
+        },
+    )
+}
+
+/// A 128-bit hash of label pairs in the order given (xxh3-128 over the same bytes as
+/// [`hash_pairs`]): wide enough that two different pair lists practically never share it, so
+/// it can stand for the pairs themselves (the remote-write series-reference cache keys on it).
+pub fn hash_pairs_128<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> u128 {
+    over_pair_bytes(pairs, xxhash_rust::xxh3::xxh3_128, |feed| {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        feed(&mut |b| h.update(b));
+        h.digest128()
+    })
+}
+
+/// Hands `name 0xff value 0xff` for every pair to a hash: to `whole` as one slice when it fits
+/// a 1 KiB stack buffer, else to `streamed` as a function that feeds the pieces one by one.
+#[inline(always)]
+fn over_pair_bytes<'a, R>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    whole: impl FnOnce(&[u8]) -> R,
+    streamed: impl FnOnce(&dyn Fn(&mut dyn FnMut(&[u8]))) -> R,
+) -> R {
     const CAP: usize = 1024;
     let mut buf = [0u8; CAP];
     let mut n = 0;
     for (name, value) in pairs.clone() {
         let (a, b) = (name.as_bytes(), value.as_bytes());
-        let end = n + a.len() + b.len() + 2;
-        if end > CAP {
-            let mut h = xxhash_rust::xxh64::Xxh64::new(0);
-            for (name, value) in pairs {
-                h.update(name.as_bytes());
-                h.update(&[0xff]);
-                h.update(value.as_bytes());
-                h.update(&[0xff]);
-            }
-            return h.digest();
+        if n + a.len() + b.len() + 2 > CAP {
+            let feed = |f: &mut dyn FnMut(&[u8])| {
+                for (name, value) in pairs.clone() {
+                    f(name.as_bytes());
+                    f(&[0xff]);
+                    f(value.as_bytes());
+                    f(&[0xff]);
+                }
+            };
+            return streamed(&feed);
         }
         buf[n..n + a.len()].copy_from_slice(a);
         n += a.len();
@@ -55,7 +85,7 @@ pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -
         buf[n] = 0xff;
         n += 1;
     }
-    xxhash_rust::xxh64::xxh64(&buf[..n], 0)
+    whole(&buf[..n])
 }
 
 /// One label: a name and its value.

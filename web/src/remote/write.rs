@@ -159,32 +159,7 @@ fn apply_cached(
 /// a collision between two label sets practically impossible, so the hash stands for the
 /// pairs in [`RefCache`].
 fn pairs_key(pairs: &[(&str, &str)]) -> u128 {
-    const CAP: usize = 1024;
-    let mut buf = [0u8; CAP];
-    let mut n = 0;
-    for &(name, value) in pairs {
-        let (a, b) = (name.as_bytes(), value.as_bytes());
-        let end = n + a.len() + b.len() + 2;
-        if end > CAP {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for &(name, value) in pairs {
-                h.update(name.as_bytes());
-                h.update(&[0xff]);
-                h.update(value.as_bytes());
-                h.update(&[0xff]);
-            }
-            return h.digest128();
-        }
-        buf[n..n + a.len()].copy_from_slice(a);
-        n += a.len();
-        buf[n] = 0xff;
-        n += 1;
-        buf[n..n + b.len()].copy_from_slice(b);
-        n += b.len();
-        buf[n] = 0xff;
-        n += 1;
-    }
-    xxhash_rust::xxh3::xxh3_128(&buf[..n])
+    tsdb::labels::hash_pairs_128(pairs.iter().copied())
 }
 
 /// Passes a `u64` that is already a hash through as its own hash.
