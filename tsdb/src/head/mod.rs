@@ -1,7 +1,7 @@
 //! The head block: the most recent samples, in memory, appendable.
 //!
 //! * [`Head`] holds the series: each has a stable `u64` reference handed out from 1 upwards,
-//!   is found by reference (striped hash map) or by the hash of its labels (collisions kept in a
+//!   is found by reference (a dense table, [`ref_table`]) or by the hash of its labels (collisions kept in a
 //!   list), and keeps its labels as interned strings ([`index::Symbols`]).
 //! * Postings ([`index::MemPostings`]): a `roaring` bitmap of series refs per label pair and
 //!   one of all series, used by the querier ([`querier`]) to select series by matchers.
@@ -19,6 +19,7 @@ pub mod disk_chunks;
 pub mod head_chunks;
 pub mod index;
 pub mod querier;
+pub mod ref_table;
 pub mod series;
 pub mod wal;
 
@@ -136,13 +137,11 @@ impl HashStripe {
     }
 }
 
-type Stripe<V> = RwLock<IntMap<u64, V>>;
-
 pub(crate) struct HeadInner {
     opts: HeadOptions,
     syms: Symbols,
     postings: RwLock<MemPostings>,
-    by_ref: Box<[Stripe<Arc<MemSeries>>]>,
+    by_ref: ref_table::RefTable<MemSeries>,
     by_hash: Box<[RwLock<HashStripe>]>,
     next_ref: AtomicU64,
     num_series: AtomicU64,
@@ -184,13 +183,12 @@ impl Head {
                 "out-of-order window is not supported yet; use 0".into(),
             ));
         }
-        let stripes = |_| RwLock::new(IntMap::default());
         Ok(Head {
             inner: Arc::new(HeadInner {
                 opts,
                 syms: Symbols::default(),
                 postings: RwLock::new(MemPostings::default()),
-                by_ref: (0..STRIPES).map(stripes).collect(),
+                by_ref: ref_table::RefTable::default(),
                 by_hash: (0..STRIPES)
                     .map(|_| RwLock::new(HashStripe::default()))
                     .collect(),
@@ -281,15 +279,13 @@ impl Head {
     /// Counters of the head.
     pub fn stats(&self) -> HeadStats {
         let mut num_chunks = 0u64;
-        for stripe in self.inner.by_ref.iter() {
-            for s in stripe.read().values() {
-                let d = s.data.lock();
-                num_chunks += d.mmapped.len() as u64
-                    + d.head
-                        .as_ref()
-                        .map_or(0, |h| (h.app.num_samples() > 0) as u64);
-            }
-        }
+        self.inner.by_ref.for_each(|s| {
+            let d = s.data.lock();
+            num_chunks += d.mmapped.len() as u64
+                + d.head
+                    .as_ref()
+                    .map_or(0, |h| (h.app.num_samples() > 0) as u64);
+        });
         HeadStats {
             num_series: self.num_series(),
             min_time: self.min_time(),
@@ -319,7 +315,7 @@ impl Head {
 
     /// The series with reference `r`.
     pub(crate) fn series(&self, r: u64) -> Option<Arc<MemSeries>> {
-        self.inner.by_ref[Self::stripe(r)].read().get(&r).cloned()
+        self.inner.by_ref.get(r)
     }
 
     /// The series `series_ref` (when still in the head) or the one with labels `ls` (created
@@ -452,14 +448,10 @@ impl Head {
             pending: AtomicU32::new(0),
             data: Mutex::new(data),
         });
-        {
-            let mut by_ref = self.inner.by_ref[Self::stripe(sref)].write();
-            if by_ref.contains_key(&sref) {
-                return Err(Error::Other(format!(
-                    "series reference {sref} already used by other labels"
-                )));
-            }
-            by_ref.insert(sref, s.clone());
+        if !self.inner.by_ref.insert_new(sref, s.clone()) {
+            return Err(Error::Other(format!(
+                "series reference {sref} already used by other labels"
+            )));
         }
         stripe.insert(hash, s.clone());
         drop(stripe);
@@ -661,26 +653,23 @@ impl Head {
         self.set_min_valid_time(mint);
         let mut removed: Vec<Arc<MemSeries>> = Vec::new();
         let mut new_min = i64::MAX;
-        for stripe in self.inner.by_ref.iter() {
-            let mut st = stripe.write();
-            st.retain(|_, s| {
-                let mut d = s.data.lock();
-                let empty = d.truncate_before(mint);
-                if empty
-                    && s.pending
-                        .compare_exchange(0, series::REMOVED, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                {
-                    removed.push(s.clone());
-                    false
-                } else {
-                    if let Some(t) = d.min_time() {
-                        new_min = new_min.min(t);
-                    }
-                    true
+        self.inner.by_ref.retain(|s| {
+            let mut d = s.data.lock();
+            let empty = d.truncate_before(mint);
+            if empty
+                && s.pending
+                    .compare_exchange(0, series::REMOVED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                removed.push(s.clone());
+                false
+            } else {
+                if let Some(t) = d.min_time() {
+                    new_min = new_min.min(t);
                 }
-            });
-        }
+                true
+            }
+        });
         {
             let mut p = self.inner.postings.write();
             for s in &removed {
@@ -723,11 +712,8 @@ impl Head {
     /// Writes every open chunk that holds samples to the chunk store (before a clean shutdown),
     /// so a restart reads them back instead of replaying their samples.
     pub fn flush_open_chunks(&self) -> Result<()> {
-        for stripe in self.inner.by_ref.iter() {
-            let series: Vec<Arc<MemSeries>> = stripe.read().values().cloned().collect();
-            for s in series {
-                s.data.lock().flush(s.sref, &*self.inner.chunks)?;
-            }
+        for s in self.inner.by_ref.values() {
+            s.data.lock().flush(s.sref, &*self.inner.chunks)?;
         }
         Ok(())
     }
