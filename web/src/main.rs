@@ -60,7 +60,10 @@ fn collect_thread_heap() {
 
 fn main() {
     tune_allocator();
-    tsdb::querier::set_thread_idle_hook(collect_thread_heap);
+    // `IGNIS_NO_IDLE_COLLECT` set: no hook (for A/B measurements of its cost).
+    if std::env::var_os("IGNIS_NO_IDLE_COLLECT").is_none() {
+        tsdb::querier::set_thread_idle_hook(collect_thread_heap);
+    }
     let args = web::cli::Cli::parse();
     std::process::exit(web::cli::run(args));
 }
