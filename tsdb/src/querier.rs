@@ -375,18 +375,44 @@ pub(crate) type ParallelPart<T> = Box<dyn FnOnce() -> T + Send + 'static>;
 /// A job for the selection pool (a part wrapped to send its result back).
 type PoolJob = Box<dyn FnOnce() + Send + 'static>;
 
+/// The process-wide "thread idle" callback (see [`set_thread_idle_hook`]).
+static THREAD_IDLE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Installs the callback that [`thread_idle`] runs: the binary installs one that hands the
+/// calling thread's freed allocator pages back (the library crates do not know the global
+/// allocator). Only the first call installs; returns whether this one did.
+pub fn set_thread_idle_hook(hook: fn()) -> bool {
+    THREAD_IDLE_HOOK.set(hook).is_ok()
+}
+
+/// Tells the process that the calling thread has finished a piece of query work and is about
+/// to wait: runs the hook installed by [`set_thread_idle_hook`], if any.
+pub fn thread_idle() {
+    if let Some(hook) = THREAD_IDLE_HOOK.get() {
+        hook();
+    }
+}
+
+/// The selection pool: its job queue and how many threads serve it.
+struct SelectPool {
+    tx: parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>>,
+    threads: usize,
+}
+
+/// The pool, once a large selection started it.
+static SELECT_POOL: std::sync::OnceLock<SelectPool> = std::sync::OnceLock::new();
+
 /// The long-lived threads [`run_parallel`] hands work to. Spawning threads for every large
 /// selection cost more than the thread start: each new thread got a fresh allocator heap,
 /// whose pages the kernel had to fault in again on every query (most of the page faults of a
 /// 100k-series instant query), and more so in a server whose heap was just churned by live
 /// ingestion. Pool threads keep their heaps warm.
-fn select_pool() -> &'static parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>> {
-    static POOL: std::sync::OnceLock<parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>>> =
-        std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
+fn select_pool() -> &'static SelectPool {
+    SELECT_POOL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<PoolJob>();
         let rx = Arc::new(parking_lot::Mutex::new(rx));
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let mut threads = 0;
         for i in 0..cores.clamp(1, 8) {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new()
@@ -398,12 +424,59 @@ fn select_pool() -> &'static parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>
                         Err(_) => return,
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::warn!(err = %e, "cannot start a selection thread");
+            match spawned {
+                Ok(_) => threads += 1,
+                Err(e) => tracing::warn!(err = %e, "cannot start a selection thread"),
             }
         }
-        parking_lot::Mutex::new(tx)
+        SelectPool {
+            tx: parking_lot::Mutex::new(tx),
+            threads,
+        }
     })
+}
+
+/// Longest a pool thread running [`pool_idle`]'s job waits for the other pool threads to take
+/// theirs (which makes each thread take exactly one) before it goes back to the queue.
+const POOL_IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs [`thread_idle`] on every selection pool thread, without waiting for it: for the
+/// server after a query, once the series the pool built have been freed by other threads
+/// (memory an allocator gives back only when its owning thread looks at it). Does nothing if
+/// no selection has started the pool yet.
+pub fn pool_idle() {
+    let Some(pool) = SELECT_POOL.get() else {
+        return;
+    };
+    if pool.threads == 0 || THREAD_IDLE_HOOK.get().is_none() {
+        return;
+    }
+    // Each job waits (bounded) until all have been taken, so that no thread takes two.
+    let arrived = Arc::new((parking_lot::Mutex::new(0usize), parking_lot::Condvar::new()));
+    let tx = pool.tx.lock();
+    for _ in 0..pool.threads {
+        let arrived = Arc::clone(&arrived);
+        let threads = pool.threads;
+        let job: PoolJob = Box::new(move || {
+            thread_idle();
+            let (count, cv) = &*arrived;
+            let mut n = count.lock();
+            *n += 1;
+            if *n >= threads {
+                cv.notify_all();
+                return;
+            }
+            let deadline = std::time::Instant::now() + POOL_IDLE_WAIT;
+            while *n < threads {
+                if cv.wait_until(&mut n, deadline).timed_out() {
+                    return;
+                }
+            }
+        });
+        if tx.send(job).is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs `parts` in parallel and returns their results in order: the first on the calling
@@ -419,7 +492,7 @@ pub(crate) fn run_parallel<T: Send + 'static>(parts: Vec<ParallelPart<T>>) -> Ve
     let (tx, rx) = std::sync::mpsc::channel::<(usize, std::thread::Result<T>)>();
     let mut queued = 0usize;
     {
-        let pool = select_pool().lock();
+        let pool = select_pool().tx.lock();
         for (i, part) in parts.enumerate() {
             let tx = tx.clone();
             let job: PoolJob = Box::new(move || {
@@ -505,6 +578,44 @@ mod tests {
                 .all(|x| x.1.starts_with("ignis-select-") || x.1 == out[0].1));
         }
         assert!(run_parallel::<u8>(Vec::new()).is_empty());
+    }
+
+    /// Names of the threads the test hook ran on.
+    static IDLE_CALLS: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+
+    fn record_idle() {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        IDLE_CALLS.lock().push(name);
+    }
+
+    #[test]
+    fn pool_idle_runs_the_hook_once_on_every_pool_thread() {
+        // Start the pool, install the hook (the only test that does), ask the pool to go idle.
+        let parts: Vec<ParallelPart<u8>> = (0u8..4)
+            .map(|i| Box::new(move || i) as ParallelPart<u8>)
+            .collect();
+        assert_eq!(run_parallel(parts), vec![0, 1, 2, 3]);
+        assert!(set_thread_idle_hook(record_idle));
+        assert!(
+            !set_thread_idle_hook(record_idle),
+            "only the first hook is installed"
+        );
+        thread_idle();
+        let me = std::thread::current().name().unwrap_or("").to_string();
+        assert_eq!(*IDLE_CALLS.lock(), vec![me]);
+        IDLE_CALLS.lock().clear();
+
+        pool_idle();
+        let threads = select_pool().threads;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while IDLE_CALLS.lock().len() < threads && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // One call per pool thread (each normally on a different one; a thread that waited
+        // longer than POOL_IDLE_WAIT for the others may take a second job on a loaded machine).
+        let calls = IDLE_CALLS.lock().clone();
+        assert_eq!(calls.len(), threads);
+        assert!(calls.iter().all(|n| n.starts_with("ignis-select-")));
     }
 
     #[test]

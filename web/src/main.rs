@@ -20,6 +20,7 @@ const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
 
 extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_collect(force: bool);
     #[cfg(target_os = "linux")]
     fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
 }
@@ -47,8 +48,22 @@ fn tune_allocator() {
     }
 }
 
+/// The "thread idle" hook ([`tsdb::querier::set_thread_idle_hook`]): run by a query thread
+/// after a query and by the selection pool's threads after it. mimalloc gives a page back only
+/// when its owning thread collects it, and memory freed by other threads (series built on the
+/// pool and dropped by the query's workers) waits on the owner's lists; long-lived threads that
+/// go idle would keep it resident.
+fn collect_thread_heap() {
+    // SAFETY: `mi_collect` only walks the calling thread's own heap.
+    unsafe { mi_collect(false) }
+}
+
 fn main() {
     tune_allocator();
+    // `IGNIS_NO_IDLE_COLLECT` set: no hook (for A/B measurements of its cost).
+    if std::env::var_os("IGNIS_NO_IDLE_COLLECT").is_none() {
+        tsdb::querier::set_thread_idle_hook(collect_thread_heap);
+    }
     let args = web::cli::Cli::parse();
     std::process::exit(web::cli::run(args));
 }

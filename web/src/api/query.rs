@@ -78,7 +78,15 @@ async fn run_query(
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
             }
         }
-        Ok((response_body(&out, took, stats), took))
+        let body = response_body(&out, took, stats);
+        // Free the result here, then let this thread and the selection pool hand back the
+        // allocator pages the query used (see `web`'s binary): pages freed by a thread other
+        // than their owner stay resident until the owner looks at them, and the pool threads
+        // that built the series sit idle after the query.
+        drop(out);
+        tsdb::querier::thread_idle();
+        tsdb::querier::pool_idle();
+        Ok((body, took))
     });
     let timeout = opts.timeout.unwrap_or(state.args.query_timeout);
     let (body, took) = match tokio::time::timeout(timeout, task).await {
