@@ -825,25 +825,28 @@ pub(super) fn run_series_into(
         let mut win = Window::default();
         let range = job.range;
         // The window of one step `ts` evaluated at `rt`, once `win` covers it.
-        let mut record = |win: &Window, ts: i64, rt: i64| {
-            let (lo, hi) = (win.lo, win.hi);
-            samples += (hi - lo) as u64;
-            if hi - lo < 2 {
-                return;
-            }
-            if rlo < resets.len() {
-                while rlo < resets.len() && resets[rlo] < lo {
-                    rlo += 1;
+        macro_rules! record {
+            ($win:expr, $ts:expr, $rt:expr) => {{
+                let (win, ts, rt): (&Window, i64, i64) = ($win, $ts, $rt);
+                let (lo, hi) = (win.lo, win.hi);
+                samples += (hi - lo) as u64;
+                if hi - lo < 2 {
+                    continue;
                 }
-                let inside = resets[rlo..]
-                    .iter()
-                    .take_while(|&&i| i + 1 < hi)
-                    .map(|&i| data[i].1);
-                slots.push(ts, &data[lo..hi], rt - range, rt, inside);
-            } else {
-                slots.push(ts, &data[lo..hi], rt - range, rt, std::iter::empty());
-            }
-        };
+                if rlo < resets.len() {
+                    while rlo < resets.len() && resets[rlo] < lo {
+                        rlo += 1;
+                    }
+                    let inside = resets[rlo..]
+                        .iter()
+                        .take_while(|&&i| i + 1 < hi)
+                        .map(|&i| data[i].1);
+                    slots.push(ts, &data[lo..hi], rt - range, rt, inside);
+                } else {
+                    slots.push(ts, &data[lo..hi], rt - range, rt, std::iter::empty());
+                }
+            }};
+        }
         // The two loops differ in whether the window moves: the test is hoisted out of the
         // step loop rather than made at every step.
         match job.at {
@@ -851,14 +854,14 @@ pub(super) fn run_series_into(
                 for &ts in job.steps {
                     let rt = ts - job.offset;
                     win.slide(data, rt, range);
-                    record(&win, ts, rt);
+                    record!(&win, ts, rt);
                 }
             }
             Some(at) => {
                 let rt = at - job.offset;
                 win.slide(data, rt, range);
                 for &ts in job.steps {
-                    record(&win, ts, rt);
+                    record!(&win, ts, rt);
                 }
             }
         }
