@@ -823,28 +823,52 @@ pub(super) fn run_series_into(
         let mut slots = cw.slots(job.steps.len());
         let mut rlo = 0usize;
         let mut win = Window::default();
-        for (k, &ts) in job.steps.iter().enumerate() {
-            let rt = job.at.unwrap_or(ts) - job.offset;
-            if job.at.is_none() || k == 0 {
-                win.slide(data, rt, job.range);
-            }
-            let (lo, hi) = (win.lo, win.hi);
-            if !job.from_subquery {
+        let range = job.range;
+        // The window of one step `ts` evaluated at `rt`, once `win` covers it.
+        macro_rules! record {
+            ($win:expr, $ts:expr, $rt:expr) => {{
+                let (win, ts, rt): (&Window, i64, i64) = ($win, $ts, $rt);
+                let (lo, hi) = (win.lo, win.hi);
                 samples += (hi - lo) as u64;
+                if hi - lo < 2 {
+                    continue;
+                }
+                if rlo < resets.len() {
+                    while rlo < resets.len() && resets[rlo] < lo {
+                        rlo += 1;
+                    }
+                    let inside = resets[rlo..]
+                        .iter()
+                        .take_while(|&&i| i + 1 < hi)
+                        .map(|&i| data[i].1);
+                    slots.push(ts, &data[lo..hi], rt - range, rt, inside);
+                } else {
+                    slots.push(ts, &data[lo..hi], rt - range, rt, std::iter::empty());
+                }
+            }};
+        }
+        // The two loops differ in whether the window moves: the test is hoisted out of the
+        // step loop rather than made at every step.
+        match job.at {
+            None => {
+                for &ts in job.steps {
+                    let rt = ts - job.offset;
+                    win.slide(data, rt, range);
+                    record!(&win, ts, rt);
+                }
             }
-            if hi - lo < 2 {
-                continue;
+            Some(at) => {
+                let rt = at - job.offset;
+                win.slide(data, rt, range);
+                for &ts in job.steps {
+                    record!(&win, ts, rt);
+                }
             }
-            while rlo < resets.len() && resets[rlo] < lo {
-                rlo += 1;
-            }
-            let inside = resets[rlo..]
-                .iter()
-                .take_while(|&&i| i + 1 < hi)
-                .map(|&i| data[i].1);
-            slots.push(ts, &data[lo..hi], rt - job.range, rt, inside);
         }
         drop(slots);
+        if job.from_subquery {
+            samples = 0;
+        }
         cw.compute(job.range as f64 / 1000.0, is_rate);
         pts.extend(cw.step_ts().iter().copied().zip(cw.out.iter().copied()));
         return Ok(SeriesStats {

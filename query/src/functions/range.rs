@@ -539,13 +539,20 @@ impl WindowSlots<'_> {
             result += v;
         }
         let i = self.len;
-        self.to_start[i] = (first_t - range_start) as f64;
-        self.to_end[i] = (range_end - last_t) as f64;
-        self.sampled[i] = (last_t - first_t) as f64;
-        self.gaps[i] = (n - 1) as f64;
-        self.first_v[i] = first_v;
-        self.result[i] = result;
-        self.step_ts[i] = ts;
+        // One bounds check for all seven slices: they all have the same length (see
+        // `CounterWindows::slots`), which the compiler cannot see through `&mut` fields.
+        assert!(i < self.step_ts.len(), "more windows than slots");
+        // SAFETY: every slice has length `self.step_ts.len()` (made so in
+        // `CounterWindows::slots` and never changed), and `i` is below it.
+        unsafe {
+            *self.to_start.get_unchecked_mut(i) = (first_t - range_start) as f64;
+            *self.to_end.get_unchecked_mut(i) = (range_end - last_t) as f64;
+            *self.sampled.get_unchecked_mut(i) = (last_t - first_t) as f64;
+            *self.gaps.get_unchecked_mut(i) = (n - 1) as f64;
+            *self.first_v.get_unchecked_mut(i) = first_v;
+            *self.result.get_unchecked_mut(i) = result;
+            *self.step_ts.get_unchecked_mut(i) = ts;
+        }
         self.len = i + 1;
     }
 }
