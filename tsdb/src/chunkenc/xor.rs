@@ -608,13 +608,7 @@ impl<'a> XorIterator<'a> {
     /// after `hi`; says whether it stopped there (rather than at the end of the chunk or at a
     /// decoding error, see [`XorIterator::err`]). One tight loop, no call per sample.
     pub fn collect_into(&mut self, lo: i64, hi: i64, out: &mut Vec<(i64, f64)>) -> bool {
-        // Samples go into the spare capacity, sized to the samples left (the chunk knows how
-        // many), through a local index: no capacity check or length store per sample.
-        let left = usize::from(self.num_total.saturating_sub(self.num_read));
-        out.reserve(left);
-        let len = out.len();
-        let spare = &mut out.spare_capacity_mut()[..left];
-        let mut k = 0usize;
+        out.reserve(usize::from(self.num_total.saturating_sub(self.num_read)));
         let mut past = false;
         self.run(|t, v| {
             if t > hi {
@@ -622,16 +616,10 @@ impl<'a> XorIterator<'a> {
                 return false;
             }
             if t >= lo {
-                // `run` hands over at most `left` samples, so this slot exists.
-                if let Some(slot) = spare.get_mut(k) {
-                    slot.write((t, v));
-                    k += 1;
-                }
+                out.push((t, v));
             }
             true
         });
-        // SAFETY: the first `k` slots after `len` were written above, within the capacity.
-        unsafe { out.set_len(len + k) };
         past
     }
 
