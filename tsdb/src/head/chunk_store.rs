@@ -5,7 +5,7 @@
 //! memory (tests, read-only databases, benchmarks); the database plugs in the mmapped
 //! `chunks_head/` files.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -33,7 +33,9 @@ pub trait ChunkStore: Send + Sync {
     fn release_pages(&self) {}
 }
 
-/// Keeps full head chunks in memory.
+/// Keeps full head chunks in memory. References are handed out in sequence (1, 2, ...), so a
+/// chunk is found by indexing, not by a search: a query reads a chunk per series and block of
+/// the head, and a tree over millions of chunks costs a cache miss per level.
 #[derive(Default)]
 pub struct MemChunkStore {
     chunks: RwLock<MemChunks>,
@@ -41,8 +43,17 @@ pub struct MemChunkStore {
 
 #[derive(Default)]
 struct MemChunks {
-    next: u64,
-    by_ref: BTreeMap<u64, (i64, Arc<[u8]>)>,
+    /// Reference of `slots[0]`, the oldest chunk still held (or of the next one when empty).
+    first: u64,
+    /// Chunk `first + i` at `i`: its max time and bytes, `None` once truncated.
+    slots: VecDeque<Option<(i64, Arc<[u8]>)>>,
+}
+
+impl MemChunks {
+    /// The reference the next written chunk gets.
+    fn next_ref(&self) -> u64 {
+        self.first.max(1) + self.slots.len() as u64
+    }
 }
 
 impl ChunkStore for MemChunkStore {
@@ -54,27 +65,38 @@ impl ChunkStore for MemChunkStore {
         _enc: Encoding,
         data: &[u8],
     ) -> Result<u64> {
+        let data: Arc<[u8]> = Arc::from(data);
         let mut c = self.chunks.write();
-        c.next += 1;
-        let r = c.next;
-        c.by_ref.insert(r, (maxt, Arc::from(data)));
+        let r = c.next_ref();
+        if c.slots.is_empty() {
+            c.first = r;
+        }
+        c.slots.push_back(Some((maxt, data)));
         Ok(r)
     }
 
     fn read(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
-        self.chunks
-            .read()
-            .by_ref
-            .get(&chunk_ref)
+        let c = self.chunks.read();
+        chunk_ref
+            .checked_sub(c.first)
+            .and_then(|i| c.slots.get(usize::try_from(i).ok()?))
+            .and_then(|slot| slot.as_ref())
             .map(|(_, d)| d.clone())
             .ok_or_else(|| crate::Error::Other(format!("head chunk {chunk_ref} not found")))
     }
 
     fn truncate(&self, mint: i64) -> Result<()> {
-        self.chunks
-            .write()
-            .by_ref
-            .retain(|_, (maxt, _)| *maxt >= mint);
+        let mut c = self.chunks.write();
+        for slot in c.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|(maxt, _)| *maxt < mint) {
+                *slot = None;
+            }
+        }
+        // Emptied slots at the front go; the references of the rest stay as they are.
+        while matches!(c.slots.front(), Some(None)) {
+            c.slots.pop_front();
+            c.first += 1;
+        }
         Ok(())
     }
 }
@@ -92,5 +114,32 @@ mod tests {
         s.truncate(11).unwrap();
         assert!(s.read(a).is_err());
         assert_eq!(&*s.read(b).unwrap(), &[3]);
+    }
+
+    #[test]
+    fn mem_store_keeps_references_across_truncation() {
+        let s = MemChunkStore::default();
+        assert!(s.read(0).is_err() && s.read(1).is_err());
+        // maxt 10, 30, 20, 40: truncating at 25 drops the first and third.
+        let refs: Vec<u64> = [10, 30, 20, 40]
+            .iter()
+            .map(|&maxt| s.write(1, 0, maxt, Encoding::Xor, &[maxt as u8]).unwrap())
+            .collect();
+        assert_eq!(refs, vec![1, 2, 3, 4]);
+        s.truncate(25).unwrap();
+        assert!(s.read(1).is_err());
+        assert_eq!(&*s.read(2).unwrap(), &[30]);
+        assert!(s.read(3).is_err());
+        assert_eq!(&*s.read(4).unwrap(), &[40]);
+        let e = s.write(1, 0, 50, Encoding::Xor, &[50]).unwrap();
+        assert_eq!(e, 5);
+        s.truncate(100).unwrap();
+        for r in 0..7 {
+            assert!(s.read(r).is_err(), "ref {r}");
+        }
+        // Emptied, references still go on from where they were.
+        assert_eq!(s.write(1, 0, 60, Encoding::Xor, &[60]).unwrap(), 6);
+        assert_eq!(&*s.read(6).unwrap(), &[60]);
+        assert!(s.read(u64::MAX).is_err());
     }
 }
