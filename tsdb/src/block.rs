@@ -841,6 +841,9 @@ impl Series for BlockSeries {
     fn shared_labels(&self) -> Arc<Labels> {
         self.labels.clone()
     }
+    fn forget_labels(&mut self) {
+        self.labels = crate::querier::no_labels();
+    }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(BlockSampleIter {
             series: self,

@@ -257,6 +257,12 @@ impl Iterator for MergeSet {
             }
         }
         drop(min);
+        // The merged series answers with the first part's labels; the others' copies go.
+        for p in parts.iter_mut().skip(1) {
+            if let Some(p) = Arc::get_mut(p) {
+                p.forget_labels();
+            }
+        }
         if parts.len() == 1 {
             return parts.pop().map(Ok);
         }
@@ -425,6 +431,44 @@ mod tests {
                 assert_eq!(it.next(), ValueType::None);
             }
         }
+    }
+
+    /// A series holding its labels in an `Arc`, like the block and head series.
+    struct SharedLabels(Arc<Labels>, VecSeries);
+
+    impl Series for SharedLabels {
+        fn labels(&self) -> &Labels {
+            &self.0
+        }
+        fn iter(&self) -> Box<dyn SampleIter + '_> {
+            self.1.iter()
+        }
+        fn forget_labels(&mut self) {
+            self.0 = crate::querier::no_labels();
+        }
+    }
+
+    #[test]
+    fn merged_series_keep_one_copy_of_the_labels() {
+        let part = |samples: &[(i64, f64)]| {
+            let v = vs("m", samples);
+            let l = Arc::new(v.labels.clone());
+            (l.clone(), Arc::new(SharedLabels(l, v)) as Arc<dyn Series>)
+        };
+        let (l1, p1) = part(&[(1, 1.0)]);
+        let (l2, p2) = part(&[(2, 2.0)]);
+        let (l3, p3) = part(&[(3, 3.0)]);
+        let sets: Vec<SeriesSet> = vec![p1, p2, p3]
+            .into_iter()
+            .map(|p| Box::new(std::iter::once(Ok(p))) as SeriesSet)
+            .collect();
+        let merged: Vec<_> = merge_series_sets(sets).map(|s| s.unwrap()).collect();
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].labels(), &*l1);
+        assert_eq!(read(merged[0].as_ref()), vec![(1, 1.0), (2, 2.0), (3, 3.0)]);
+        // The first part still shares its labels; the others let theirs go.
+        assert_eq!(Arc::strong_count(&l1), 2);
+        assert_eq!((Arc::strong_count(&l2), Arc::strong_count(&l3)), (1, 1));
     }
 
     #[test]

@@ -73,6 +73,17 @@ pub trait Series: Send + Sync {
     }
     /// A new iterator over the series' samples within the querier's range.
     fn iter(&self) -> Box<dyn SampleIter + '_>;
+    /// Lets go of the series' own copy of its labels. A merged series calls it on every part
+    /// but the first, whose labels it answers with (a selection over two blocks and the head
+    /// would otherwise hold each series' labels three times). Nothing by default.
+    fn forget_labels(&mut self) {}
+}
+
+/// An empty label set to share, for series that let go of their labels
+/// ([`Series::forget_labels`]).
+pub(crate) fn no_labels() -> Arc<Labels> {
+    static EMPTY: std::sync::OnceLock<Arc<Labels>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(Labels::empty())).clone()
 }
 
 /// Iterates the samples of one series in increasing time order.

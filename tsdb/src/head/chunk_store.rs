@@ -31,6 +31,15 @@ pub trait ChunkStore: Send + Sync {
     /// Gives back memory used only to read chunks (for disk: the mapped pages of the files),
     /// after reading many of them. Nothing by default.
     fn release_pages(&self) {}
+    /// The storage region holding chunk `chunk_ref`. Reading many chunks grouped by region,
+    /// regions in increasing order, with [`ChunkStore::release_region`] after each, keeps the
+    /// pages of only one region mapped at a time. A single region (0) by default.
+    fn region_of(&self, _chunk_ref: u64) -> u64 {
+        0
+    }
+    /// Gives back the mapped pages of `region` (see [`ChunkStore::region_of`]). Nothing by
+    /// default.
+    fn release_region(&self, _region: u64) {}
 }
 
 /// Keeps full head chunks in memory. References are handed out in sequence (1, 2, ...), so a

@@ -29,7 +29,8 @@ impl DiskChunkStore {
     }
 
     /// Attaches every in-order float chunk in the files to its series in `head` (attached when
-    /// the series appears during WAL replay). Returns the number of chunks.
+    /// the series appears during WAL replay). Returns the number of chunks. The pages read
+    /// to find them are given back after.
     pub fn load_into(&self, head: &Head) -> Result<u64> {
         let mut n = 0u64;
         let mut m = self.mapper.write();
@@ -40,6 +41,7 @@ impl DiskChunkStore {
             }
             Ok(())
         })?;
+        m.release_pages();
         Ok(n)
     }
 
@@ -82,4 +84,20 @@ impl ChunkStore for DiskChunkStore {
     fn release_pages(&self) {
         self.mapper.read().release_pages()
     }
+
+    fn region_of(&self, chunk_ref: u64) -> u64 {
+        chunk_ref >> REGION_SHIFT
+    }
+
+    fn release_region(&self, region: u64) {
+        let start = HeadChunkRef(region << REGION_SHIFT);
+        self.mapper
+            .read()
+            .release_range(start.seq(), start.offset() as usize, 1 << REGION_SHIFT);
+    }
 }
+
+/// A region ([`ChunkStore::region_of`]) is 1 MiB of one file: a reference is `file << 32 |
+/// offset`, so `ref >> 20` names the file and the MiB in it. A page the kernel maps around a
+/// read (fault-around maps an aligned 64 KiB) never crosses a region's edge.
+const REGION_SHIFT: u32 = 20;

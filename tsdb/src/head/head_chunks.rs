@@ -632,6 +632,28 @@ impl ChunkDiskMapper {
         }
     }
 
+    /// Drops the pages of `len` bytes from `offset` of file `seq` from this process's memory,
+    /// like [`ChunkDiskMapper::release_pages`] for a part of one file. `offset` is rounded
+    /// down to 64 KiB, a multiple of every page size Linux uses.
+    pub fn release_range(&self, seq: u32, offset: usize, len: usize) {
+        let Some(f) = self.files.get(&seq) else {
+            return;
+        };
+        let start = offset & !0xffff;
+        let end = (offset + len).min(f.mmap.len());
+        if end <= start {
+            return;
+        }
+        // SAFETY: as in `release_pages`: a shared read-only file map, refaulted on access.
+        let res = unsafe {
+            f.mmap
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
+        if let Err(e) = res {
+            tracing::debug!(err = %e, "madvise(DONTNEED) on part of a head chunk file failed");
+        }
+    }
+
     /// The data of chunk `r` (without its encoding), CRC-checked. Borrowed from the mapped file
     /// or the write buffer.
     pub fn chunk(&self, r: HeadChunkRef) -> Result<&[u8]> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::index::{postings_for_matchers, SymReader};
-use super::series::MemSeries;
+use super::series::{MemSeries, MmappedChunk};
 use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
@@ -50,6 +50,30 @@ impl Head {
     }
 }
 
+/// What one series' lock gives for `[mint, maxt]`: its full chunks overlapping the range
+/// (references into the chunk store, not read yet) and a copy of its open chunk if that
+/// overlaps.
+fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64) -> (Vec<MmappedChunk>, Option<ChunkMeta>) {
+    let d = s.data.lock();
+    let full: Vec<MmappedChunk> = d
+        .mmapped
+        .iter()
+        .filter(|c| c.max_time >= mint && c.min_time <= maxt)
+        .copied()
+        .collect();
+    let open = d
+        .head
+        .as_ref()
+        .filter(|h| h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt)
+        .map(|h| ChunkMeta {
+            min_time: h.min_time,
+            max_time: h.max_time,
+            encoding: Encoding::Xor,
+            data: Arc::from(h.app.bytes()),
+        });
+    (full, open)
+}
+
 /// Chunks of one series overlapping a time range, snapshotted from the head.
 /// Sets `read_store` when a full chunk was read from the chunk store.
 fn snapshot_chunks(
@@ -59,29 +83,10 @@ fn snapshot_chunks(
     maxt: i64,
     read_store: &mut bool,
 ) -> Result<Vec<ChunkMeta>> {
-    let (refs, open) = {
-        let d = s.data.lock();
-        let refs: Vec<_> = d
-            .mmapped
-            .iter()
-            .filter(|c| c.max_time >= mint && c.min_time <= maxt)
-            .copied()
-            .collect();
-        let open = d
-            .head
-            .as_ref()
-            .filter(|h| h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt)
-            .map(|h| ChunkMeta {
-                min_time: h.min_time,
-                max_time: h.max_time,
-                encoding: Encoding::Xor,
-                data: Arc::from(h.app.bytes()),
-            });
-        (refs, open)
-    };
-    let mut out = Vec::with_capacity(refs.len() + 1);
-    *read_store |= !refs.is_empty();
-    for c in refs {
+    let (full, open) = lock_snapshot(s, mint, maxt);
+    let mut out = Vec::with_capacity(full.len() + 1);
+    *read_store |= !full.is_empty();
+    for c in full {
         out.push(ChunkMeta {
             min_time: c.min_time,
             max_time: c.max_time,
@@ -100,6 +105,15 @@ fn snapshot_chunks(
 struct ReleaseStorePages {
     head: Head,
     used: bool,
+}
+
+impl ReleaseStorePages {
+    /// The "full chunks were read" flag. Closures reach it through this method so that they
+    /// capture (and drop) the whole guard, not just the flag (a closure naming only
+    /// `rel.used` would capture the `bool` alone, and the guard would go at once).
+    fn used(&mut self) -> &mut bool {
+        &mut self.used
+    }
 }
 
 impl Drop for ReleaseStorePages {
@@ -253,61 +267,192 @@ fn select_one(
     read_store: &mut bool,
 ) -> Option<Result<Arc<dyn Series>>> {
     match snapshot_chunks(head, s, mint, maxt, read_store) {
-        Ok(chunks) => {
-            let resume = samples_in(&chunks, mint, maxt)?;
-            Some(Ok(Arc::new(ChunkedSeries {
-                labels: Arc::new(head.labels_of(s)),
-                chunks,
-                mint,
-                maxt,
-                resume,
-            }) as Arc<dyn Series>))
-        }
+        Ok(chunks) => series_of(head, s, chunks, mint, maxt),
         Err(e) => Some(Err(e)),
     }
 }
 
-/// [`select_one`] over `list` on `threads` threads, in `list`'s order. Most of a large
-/// selection's time is here (locking each series, copying its open chunk, decoding up to
+/// The selected series `s` made of `chunks`, `None` when they hold no sample in the range.
+fn series_of(
+    head: &Head,
+    s: &MemSeries,
+    chunks: Vec<ChunkMeta>,
+    mint: i64,
+    maxt: i64,
+) -> Option<Item> {
+    let resume = samples_in(&chunks, mint, maxt)?;
+    Some(Ok(Arc::new(ChunkedSeries {
+        labels: Arc::new(head.labels_of(s)),
+        chunks,
+        mint,
+        maxt,
+        resume,
+    }) as Arc<dyn Series>))
+}
+
+/// A series of a parallel selection between its lock snapshot and the reading of its full
+/// chunks.
+struct Pending {
+    series: Arc<MemSeries>,
+    /// Time ranges of its full chunks in the range, in order; their bytes come from the
+    /// selection's reads, in the same order.
+    full: Vec<(i64, i64)>,
+    open: Option<ChunkMeta>,
+}
+
+/// [`select_one`] over `list` on `threads` threads (one runs here), in `list`'s order. Most
+/// of a large selection's time is here (locking each series, copying its open chunk, decoding up to
 /// the range's start, building its labels), and each series is independent.
+///
+/// It runs in three rounds: every series is snapshotted under its lock, then all their full
+/// chunks are read at once in the store's order ([`read_in_store_order`]), then the series
+/// are built. The store's files hold chunks in the order they were cut, the series of every
+/// time mixed, so reading series by series would map every page of the files for a large
+/// selection (the kernel maps 64 KiB around each read); in the store's order each page is
+/// mapped once and given back right after.
 fn select_parallel(
     head: &Head,
     list: Vec<Arc<MemSeries>>,
     mint: i64,
     maxt: i64,
     threads: usize,
-) -> Vec<Result<Arc<dyn Series>>> {
-    let total = list.len();
-    let per = total.div_ceil(threads.max(1)).max(1);
+) -> Vec<Item> {
+    let per = list.len().div_ceil(threads.max(1)).max(1);
     let mut list = list.into_iter();
-    let mut jobs: Vec<ParallelPart<(Vec<Item>, bool)>> = Vec::new();
+    let mut jobs: Vec<ParallelPart<(Vec<Pending>, Vec<u64>)>> = Vec::new();
     loop {
         let part: Vec<Arc<MemSeries>> = list.by_ref().take(per).collect();
         if part.is_empty() {
             break;
         }
-        let head = head.clone();
         jobs.push(Box::new(move || {
-            let mut used = false;
-            let v: Vec<_> = part
-                .iter()
-                .filter_map(|s| select_one(&head, s, mint, maxt, &mut used))
+            let mut refs = Vec::new();
+            let pending = part
+                .into_iter()
+                .filter_map(|series| {
+                    let (full, open) = lock_snapshot(&series, mint, maxt);
+                    if full.is_empty() && open.is_none() {
+                        return None;
+                    }
+                    refs.extend(full.iter().map(|c| c.chunk_ref));
+                    let full = full.iter().map(|c| (c.min_time, c.max_time)).collect();
+                    Some(Pending { series, full, open })
+                })
                 .collect();
-            (v, used)
+            (pending, refs)
         }));
     }
-    let parts = run_parallel(jobs);
-    let mut out = Vec::with_capacity(total);
-    let mut used = false;
-    for (v, u) in parts {
-        out.extend(v);
-        used |= u;
+    let snapshots = run_parallel(jobs);
+    let all_refs: Vec<u64> = snapshots
+        .iter()
+        .flat_map(|(_, r)| r.iter().copied())
+        .collect();
+    let mut data = read_in_store_order(head, all_refs, threads).into_iter();
+    let mut jobs: Vec<ParallelPart<Vec<Item>>> = Vec::new();
+    for (pending, refs) in snapshots {
+        let mine: Vec<ChunkBytes> = data.by_ref().take(refs.len()).collect();
+        let head = head.clone();
+        jobs.push(Box::new(move || {
+            let mut mine = mine.into_iter();
+            let mut out = Vec::with_capacity(pending.len());
+            for p in pending {
+                let mut chunks = Vec::with_capacity(p.full.len() + 1);
+                let mut failed = None;
+                for (&(min_time, max_time), d) in p.full.iter().zip(mine.by_ref()) {
+                    match d {
+                        Ok(data) => chunks.push(ChunkMeta {
+                            min_time,
+                            max_time,
+                            encoding: Encoding::Xor,
+                            data,
+                        }),
+                        Err(e) => failed = failed.or(Some(e)),
+                    }
+                }
+                if let Some(e) = failed {
+                    out.push(Err(e));
+                    continue;
+                }
+                chunks.extend(p.open);
+                out.extend(series_of(&head, &p.series, chunks, mint, maxt));
+            }
+            out
+        }));
     }
-    if used {
-        // Every full chunk read has been copied out.
-        head.chunk_store().release_pages();
+    run_parallel(jobs).into_iter().flatten().collect()
+}
+
+/// A full chunk's bytes as read from the chunk store.
+type ChunkBytes = Result<Arc<[u8]>>;
+
+/// The bytes of the full chunks `refs`, in `refs`' order, read on `threads` threads in the
+/// chunk store's order: grouped by [`ChunkStore::region_of`], regions in increasing order,
+/// each region's pages given back once it has been read.
+fn read_in_store_order(head: &Head, refs: Vec<u64>, threads: usize) -> Vec<ChunkBytes> {
+    let store = head.chunk_store();
+    let n = refs.len();
+    let regions: Vec<u64> = refs.iter().map(|&r| store.region_of(r)).collect();
+    // Indices ordered by region: a counting sort when the regions are few and dense (the
+    // files of a head), a sort otherwise.
+    let (lo, hi) = regions
+        .iter()
+        .fold((u64::MAX, 0), |(lo, hi), &g| (lo.min(g), hi.max(g)));
+    let order: Vec<u32> = if n == 0 || hi - lo < 1 << 16 {
+        let lo = if n == 0 { 0 } else { lo };
+        let mut starts = vec![0u32; (hi.saturating_sub(lo) + 2) as usize];
+        for &g in &regions {
+            starts[(g - lo + 1) as usize] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut order = vec![0u32; n];
+        for (i, &g) in regions.iter().enumerate() {
+            let slot = &mut starts[(g - lo) as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        order
+    } else {
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by_key(|&i| regions[i as usize]);
+        order
+    };
+    drop(regions);
+    let per = n.div_ceil(threads.max(1)).max(1);
+    let jobs: Vec<ParallelPart<Vec<(u32, ChunkBytes)>>> = order
+        .chunks(per)
+        .map(|part| {
+            let part: Vec<(u32, u64)> = part.iter().map(|&i| (i, refs[i as usize])).collect();
+            let head = head.clone();
+            Box::new(move || {
+                let store = head.chunk_store();
+                let mut cur = None;
+                let out = part
+                    .into_iter()
+                    .map(|(i, r)| {
+                        let g = store.region_of(r);
+                        if let Some(done) = cur.filter(|&c| c != g) {
+                            store.release_region(done);
+                        }
+                        cur = Some(g);
+                        (i, store.read(r))
+                    })
+                    .collect();
+                if let Some(c) = cur {
+                    store.release_region(c);
+                }
+                out
+            }) as ParallelPart<_>
+        })
+        .collect();
+    let mut out: Vec<Option<ChunkBytes>> = (0..n).map(|_| None).collect();
+    for (i, d) in run_parallel(jobs).into_iter().flatten() {
+        out[i as usize] = Some(d);
     }
-    out
+    out.into_iter()
+        .map(|d| d.unwrap_or_else(|| Err(crate::Error::Other("head chunk not read".into()))))
+        .collect()
 }
 
 impl Querier for HeadQuerier {
@@ -316,17 +461,18 @@ impl Querier for HeadQuerier {
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
         let limit = hints.map_or(0, |h| h.limit);
         let limit = if limit == 0 { usize::MAX } else { limit };
-        let threads = select_threads(list.len());
-        if threads > 1 && limit >= list.len() {
+        if limit >= list.len() {
+            let threads = select_threads(list.len());
             return Box::new(select_parallel(&head, list, mint, maxt, threads).into_iter());
         }
+        // A limited selection reads series one by one, up to the limit.
         let mut rel = ReleaseStorePages {
             head: head.clone(),
             used: false,
         };
         Box::new(
             list.into_iter()
-                .filter_map(move |s| select_one(&head, &s, mint, maxt, &mut rel.used))
+                .filter_map(move |s| select_one(&head, &s, mint, maxt, rel.used()))
                 .take(limit),
         )
     }
@@ -397,7 +543,7 @@ impl ChunkQuerier for HeadQuerier {
             used: false,
         };
         Box::new(list.into_iter().filter_map(move |s| {
-            match snapshot_chunks(&head, &s, mint, maxt, &mut rel.used) {
+            match snapshot_chunks(&head, &s, mint, maxt, rel.used()) {
                 Ok(chunks) if chunks.is_empty() => None,
                 Ok(chunks) => Some(Ok(ChunkSeries {
                     labels: head.labels_of(&s),
@@ -430,6 +576,9 @@ impl Series for ChunkedSeries {
     }
     fn shared_labels(&self) -> Arc<Labels> {
         self.labels.clone()
+    }
+    fn forget_labels(&mut self) {
+        self.labels = crate::querier::no_labels();
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         let mut it = ChunksIter::new(&self.chunks, self.mint, self.maxt);
@@ -734,6 +883,140 @@ mod tests {
         assert!(select_threads(n) > 1 || std::thread::available_parallelism().unwrap().get() == 1);
         assert_eq!(got.len(), want.len());
         assert!(got == want);
+    }
+
+    /// Series with full chunks in `chunks_head/` files (small files, so several), the chunks
+    /// of all series interleaved as live ingestion cuts them.
+    fn disk_head(dir: &std::path::Path, n: usize, samples: i64) -> Head {
+        let mapper =
+            super::super::head_chunks::ChunkDiskMapper::open_with_max_file_size(dir, 256 << 10)
+                .unwrap();
+        let store = Arc::new(super::super::disk_chunks::DiskChunkStore::new(mapper));
+        let h = Head::new(super::super::HeadOptions::default(), store).unwrap();
+        for t in 0..samples {
+            let mut app = h.appender();
+            for k in 0..n {
+                let ls = Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{k:06}"))]);
+                app.append(None, &ls, t * 1000, (k as i64 * 10_000 + t) as f64)
+                    .unwrap();
+            }
+            app.commit().unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn parallel_selection_reads_stored_chunks_in_store_order_and_keeps_series_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = crate::querier::PARALLEL_SELECT_MIN * 2 + 17;
+        let h = disk_head(dir.path(), n, 400);
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(files > 2, "chunks spread over several files: {files}");
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let read = |s: Arc<dyn Series>| {
+            let mut v = Vec::new();
+            s.iter().collect_range(i64::MIN, i64::MAX, &mut v);
+            (s.labels().clone(), v)
+        };
+        for (mint, maxt) in [(0, 399_000), (100_500, 250_000), (390_000, 399_000)] {
+            let q = h.head_querier(mint, maxt);
+            let got: Vec<_> = q.select(true, None, &m).map(|s| read(s.unwrap())).collect();
+            assert_eq!(got.len(), n);
+            for (k, (ls, v)) in got.iter().enumerate() {
+                assert_eq!(ls.get("i"), Some(format!("{k:06}").as_str()));
+                let want: Vec<(i64, f64)> = (0..400)
+                    .map(|t| (t * 1000, (k as i64 * 10_000 + t) as f64))
+                    .filter(|&(t, _)| t >= mint && t <= maxt)
+                    .collect();
+                assert!(*v == want, "series {k} over [{mint}, {maxt}]");
+            }
+            // The one-by-one path (a limit below the selection) reads the same.
+            let hints = SelectHints {
+                limit: n - 1,
+                ..Default::default()
+            };
+            let lazy: Vec<_> = q
+                .select(true, Some(&hints), &m)
+                .map(|s| read(s.unwrap()))
+                .collect();
+            assert!(lazy[..] == got[..n - 1]);
+        }
+    }
+
+    /// A chunk store in memory that records what is read and given back, by region (a
+    /// region per 4 references).
+    #[derive(Default)]
+    struct RecordingStore {
+        mem: super::super::chunk_store::MemChunkStore,
+        log: parking_lot::Mutex<Vec<String>>,
+    }
+
+    impl super::super::chunk_store::ChunkStore for RecordingStore {
+        fn write(&self, s: u64, mint: i64, maxt: i64, e: Encoding, d: &[u8]) -> Result<u64> {
+            self.mem.write(s, mint, maxt, e, d)
+        }
+        fn read(&self, r: u64) -> Result<Arc<[u8]>> {
+            self.log.lock().push(format!("read {}", self.region_of(r)));
+            self.mem.read(r)
+        }
+        fn truncate(&self, mint: i64) -> Result<()> {
+            self.mem.truncate(mint)
+        }
+        fn release_pages(&self) {
+            self.log.lock().push("release all".into());
+        }
+        fn region_of(&self, r: u64) -> u64 {
+            r / 4
+        }
+        fn release_region(&self, g: u64) {
+            self.log.lock().push(format!("release {g}"));
+        }
+    }
+
+    #[test]
+    fn selections_give_back_the_pages_they_read() {
+        let store = Arc::new(RecordingStore::default());
+        let h = Head::new(super::super::HeadOptions::default(), store.clone()).unwrap();
+        // 3 series, appended in turns: their full chunks interleave in the store.
+        for t in 0..500 {
+            let mut app = h.appender();
+            for k in 0..3 {
+                let ls = Labels::from_pairs(&[("__name__", "m"), ("k", &k.to_string())]);
+                app.append(None, &ls, t * 1000, t as f64).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let q = h.head_querier(0, 500_000);
+        let n = q.select(true, None, &m).count();
+        assert_eq!(n, 3);
+        // Whole selection: regions read in increasing order, each given back after it.
+        let log = std::mem::take(&mut *store.log.lock());
+        assert!(log.len() > 8, "{log:?}");
+        let mut last: Option<u64> = None;
+        for e in &log {
+            let g: u64 = e.rsplit(' ').next().unwrap().parse().unwrap();
+            if e.starts_with("read") {
+                assert!(last.is_none_or(|l| g >= l), "{log:?}");
+                last = Some(g);
+            } else {
+                assert_eq!(Some(g), last, "{log:?}");
+            }
+        }
+        assert_eq!(log.last().map(|e| e.starts_with("release")), Some(true));
+        // A limited selection reads series one by one and gives everything back at its end.
+        let hints = SelectHints {
+            limit: 2,
+            ..Default::default()
+        };
+        let it = q.select(true, Some(&hints), &m);
+        assert_eq!(it.count(), 2);
+        let log = std::mem::take(&mut *store.log.lock());
+        assert_eq!(
+            log.last().map(String::as_str),
+            Some("release all"),
+            "{log:?}"
+        );
     }
 
     #[test]
