@@ -368,7 +368,9 @@ impl Db {
 
     // ---- compaction -----------------------------------------------------------------------
 
-    fn head_compactable(&self) -> bool {
+    /// Whether the head spans more than 1.5 chunk ranges, so [`Db::compact`] would cut a
+    /// block out of it.
+    pub fn head_compactable(&self) -> bool {
         let (mint, maxt) = (self.head.min_time(), self.head.max_time());
         mint <= maxt && maxt - mint > self.head.options().chunk_range / 2 * 3
     }

@@ -3,7 +3,8 @@
 //! The database is opened in the background ([`DbStorage::open_in_background`]) so the HTTP
 //! server can answer `/-/healthy` and report "not ready" while the WAL is replayed; until then
 //! reads see an empty store and appends fail. A background task compacts the head into blocks
-//! and applies retention every minute, as Prometheus does.
+//! and applies retention every minute, and at once when an append made the head compactable,
+//! as Prometheus does.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +25,10 @@ const COMPACT_INTERVAL: Duration = Duration::from_secs(60);
 pub struct DbStorage {
     db: OnceLock<Db>,
     empty: MemQueryable,
+    /// Wakes the compaction task early: an append made the head compactable (as Prometheus
+    /// signals from its appender's commit), so it is cut into a block now rather than up to
+    /// a minute later with the head still holding that block's samples.
+    compact_now: Arc<tokio::sync::Notify>,
 }
 
 impl DbStorage {
@@ -32,6 +37,7 @@ impl DbStorage {
         Arc::new(DbStorage {
             db: OnceLock::new(),
             empty: MemQueryable::default(),
+            compact_now: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -82,13 +88,24 @@ impl DbStorage {
 
     fn spawn_compaction(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
+        let wake = Arc::clone(&self.compact_now);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(COMPACT_INTERVAL);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = wake.notified() => {}
+                }
                 let Some(me) = weak.upgrade() else { return };
-                let res = tokio::task::spawn_blocking(move || me.db().map(|db| db.compact())).await;
+                let res = tokio::task::spawn_blocking(move || {
+                    let res = me.db().map(|db| db.compact());
+                    // Compaction frees the head's copy of what it wrote: hand the pages back.
+                    tsdb::querier::thread_idle();
+                    tsdb::querier::pool_idle();
+                    res
+                })
+                .await;
                 match res {
                     Ok(Some(Ok(ulids))) if !ulids.is_empty() => {
                         tracing::info!(blocks = ulids.len(), "Head compaction wrote blocks")
@@ -105,11 +122,12 @@ impl DbStorage {
 /// An append transaction on the database. Consecutive samples of one series skip the lookup
 /// by labels inside the head's appender, so nothing is remembered here (a copy of every
 /// series' labels would cost more than it saves when series have one sample each).
-struct DbAppender {
+struct DbAppender<'a> {
     app: Appender,
+    storage: &'a DbStorage,
 }
 
-impl StorageAppender for DbAppender {
+impl StorageAppender for DbAppender<'_> {
     fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<()> {
         self.app.append(None, labels, t, v).map(drop)
     }
@@ -127,7 +145,11 @@ impl StorageAppender for DbAppender {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        self.app.commit()
+        self.app.commit()?;
+        if self.storage.db().is_some_and(Db::head_compactable) {
+            self.storage.compact_now.notify_one();
+        }
+        Ok(())
     }
 
     fn rollback(mut self: Box<Self>) -> Result<()> {
@@ -165,7 +187,10 @@ impl Storage for DbStorage {
 
     fn appender(&self) -> Box<dyn StorageAppender + '_> {
         match self.db.get() {
-            Some(db) => Box::new(DbAppender { app: db.appender() }),
+            Some(db) => Box::new(DbAppender {
+                app: db.appender(),
+                storage: self,
+            }),
             None => Box::new(NotReady),
         }
     }
@@ -227,6 +252,27 @@ impl Storage for DbStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_makes_the_head_compactable_starts_compaction_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let s = DbStorage::new(db);
+        s.spawn_compaction();
+        let l = Labels::from_pairs(&[("__name__", "m")]);
+        // 3h + 1 min of samples: more than 1.5 block ranges, so the first 2h go to a block.
+        let mut app = s.appender();
+        for i in 0..=(181 * 4) {
+            app.append(&l, i * 15_000, i as f64).unwrap();
+        }
+        app.commit().unwrap();
+        // The minute timer has not fired again; the commit's signal did it.
+        let t0 = std::time::Instant::now();
+        while s.db().unwrap().blocks().is_empty() || s.db().unwrap().head_compactable() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "no compaction");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[test]
     fn db_storage_appends_queries_and_rejects_out_of_order() {
