@@ -404,9 +404,17 @@ pub fn thread_idle() {
     }
 }
 
-/// The selection pool: its job queue and how many threads serve it.
+/// The selection pool: its job queue, its threads' idle-hook flags and how many threads
+/// serve it.
 struct SelectPool {
-    tx: parking_lot::Mutex<std::sync::mpsc::Sender<PoolJob>>,
+    /// Jobs not taken yet.
+    queue: parking_lot::Mutex<std::collections::VecDeque<PoolJob>>,
+    /// Signalled when a job is queued or a thread is asked to run the idle hook.
+    wake: parking_lot::Condvar,
+    /// Per pool thread (by index): whether it ran a job since it last ran the idle hook.
+    dirty: Vec<std::sync::atomic::AtomicBool>,
+    /// Per pool thread: whether [`pool_idle`] asked it to run the idle hook.
+    collect: Vec<std::sync::atomic::AtomicBool>,
     threads: usize,
 }
 
@@ -420,73 +428,85 @@ static SELECT_POOL: std::sync::OnceLock<SelectPool> = std::sync::OnceLock::new()
 /// ingestion. Pool threads keep their heaps warm.
 fn select_pool() -> &'static SelectPool {
     SELECT_POOL.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<PoolJob>();
-        let rx = Arc::new(parking_lot::Mutex::new(rx));
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let wanted = cores.clamp(1, 8);
         let mut threads = 0;
-        for i in 0..cores.clamp(1, 8) {
-            let rx = Arc::clone(&rx);
+        for i in 0..wanted {
             let spawned = std::thread::Builder::new()
                 .name(format!("ignis-select-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                });
+                .spawn(move || pool_thread(i));
             match spawned {
                 Ok(_) => threads += 1,
-                Err(e) => tracing::warn!(err = %e, "cannot start a selection thread"),
+                Err(e) => {
+                    tracing::warn!(err = %e, "cannot start a selection thread");
+                    break;
+                }
             }
         }
+        let flags = || {
+            (0..wanted)
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect()
+        };
         SelectPool {
-            tx: parking_lot::Mutex::new(tx),
+            queue: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            wake: parking_lot::Condvar::new(),
+            dirty: flags(),
+            collect: flags(),
             threads,
         }
     })
 }
 
-/// Longest a pool thread running [`pool_idle`]'s job waits for the other pool threads to take
-/// theirs (which makes each thread take exactly one) before it goes back to the queue.
-const POOL_IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+/// The loop of pool thread `i`: runs queued jobs and, when [`pool_idle`] asked it to and
+/// no job is waiting, the idle hook.
+fn pool_thread(i: usize) {
+    use std::sync::atomic::Ordering;
+    // The pool is being initialized by the thread that spawned this one; wait for it.
+    let pool = select_pool();
+    let mut queue = pool.queue.lock();
+    loop {
+        if let Some(job) = queue.pop_front() {
+            drop(queue);
+            pool.dirty[i].store(true, Ordering::Relaxed);
+            job();
+            queue = pool.queue.lock();
+        } else if pool.collect[i].swap(false, Ordering::AcqRel) {
+            drop(queue);
+            thread_idle();
+            queue = pool.queue.lock();
+        } else {
+            pool.wake.wait(&mut queue);
+        }
+    }
+}
 
-/// Runs [`thread_idle`] on every selection pool thread, without waiting for it: for the
-/// server after a query, once the series the pool built have been freed by other threads
-/// (memory an allocator gives back only when its owning thread looks at it). Does nothing if
-/// no selection has started the pool yet.
+/// Asks every selection pool thread that ran a job since its last idle hook to run
+/// [`thread_idle`] once it has no job to do, without waiting for it: for the server after a
+/// query, once the series the pool built have been freed by other threads (memory an
+/// allocator gives back only when its owning thread looks at it). Each thread checks its own
+/// flag, so nothing is queued and no thread waits for another; a query that did not use the
+/// pool wakes nothing. Does nothing if no selection has started the pool yet or no hook is
+/// installed.
 pub fn pool_idle() {
+    use std::sync::atomic::Ordering;
     let Some(pool) = SELECT_POOL.get() else {
         return;
     };
     if pool.threads == 0 || THREAD_IDLE_HOOK.get().is_none() {
         return;
     }
-    // Each job waits (bounded) until all have been taken, so that no thread takes two.
-    let arrived = Arc::new((parking_lot::Mutex::new(0usize), parking_lot::Condvar::new()));
-    let tx = pool.tx.lock();
-    for _ in 0..pool.threads {
-        let arrived = Arc::clone(&arrived);
-        let threads = pool.threads;
-        let job: PoolJob = Box::new(move || {
-            thread_idle();
-            let (count, cv) = &*arrived;
-            let mut n = count.lock();
-            *n += 1;
-            if *n >= threads {
-                cv.notify_all();
-                return;
-            }
-            let deadline = std::time::Instant::now() + POOL_IDLE_WAIT;
-            while *n < threads {
-                if cv.wait_until(&mut n, deadline).timed_out() {
-                    return;
-                }
-            }
-        });
-        if tx.send(job).is_err() {
-            return;
+    let mut any = false;
+    for (dirty, collect) in pool.dirty.iter().zip(&pool.collect) {
+        if dirty.swap(false, Ordering::AcqRel) {
+            collect.store(true, Ordering::Release);
+            any = true;
         }
+    }
+    if any {
+        // Under the lock, so that a thread between its flag check and its wait is not missed.
+        let _queue = pool.queue.lock();
+        pool.wake.notify_all();
     }
 }
 
@@ -502,19 +522,29 @@ pub(crate) fn run_parallel<T: Send + 'static>(parts: Vec<ParallelPart<T>>) -> Ve
     };
     let (tx, rx) = std::sync::mpsc::channel::<(usize, std::thread::Result<T>)>();
     let mut queued = 0usize;
-    {
-        let pool = select_pool().tx.lock();
+    let pool = select_pool();
+    if pool.threads == 0 {
+        // No pool thread could be started: run every part here.
+        for (i, part) in parts.enumerate() {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(part));
+            let _ = tx.send((i + 1, r));
+            queued += 1;
+        }
+    } else {
+        let mut queue = pool.queue.lock();
         for (i, part) in parts.enumerate() {
             let tx = tx.clone();
-            let job: PoolJob = Box::new(move || {
+            queue.push_back(Box::new(move || {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(part));
                 let _ = tx.send((i + 1, r));
-            });
-            if let Err(std::sync::mpsc::SendError(job)) = pool.send(job) {
-                // No pool thread could be started: run it here.
-                job();
-            }
+            }));
             queued += 1;
+        }
+        drop(queue);
+        if queued == 1 {
+            pool.wake.notify_one();
+        } else {
+            pool.wake.notify_all();
         }
     }
     drop(tx);
@@ -600,12 +630,26 @@ mod tests {
     }
 
     #[test]
-    fn pool_idle_runs_the_hook_once_on_every_pool_thread() {
-        // Start the pool, install the hook (the only test that does), ask the pool to go idle.
-        let parts: Vec<ParallelPart<u8>> = (0u8..4)
-            .map(|i| Box::new(move || i) as ParallelPart<u8>)
-            .collect();
-        assert_eq!(run_parallel(parts), vec![0, 1, 2, 3]);
+    fn pool_idle_runs_the_hook_once_on_every_pool_thread_that_worked() {
+        // Start the pool, install the hook (the only test that does).
+        let names = || {
+            let parts: Vec<ParallelPart<String>> = (0..8)
+                .map(|_| {
+                    Box::new(|| {
+                        // Long enough that the parts spread over the pool's threads.
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        std::thread::current().name().unwrap_or("").to_string()
+                    }) as ParallelPart<String>
+                })
+                .collect();
+            let mut out = run_parallel(parts);
+            out.remove(0);
+            out.sort();
+            out.dedup();
+            out
+        };
+        let worked = names();
+        assert!(!worked.is_empty());
         assert!(set_thread_idle_hook(record_idle));
         assert!(
             !set_thread_idle_hook(record_idle),
@@ -617,16 +661,30 @@ mod tests {
         IDLE_CALLS.lock().clear();
 
         pool_idle();
-        let threads = select_pool().threads;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while IDLE_CALLS.lock().len() < threads && std::time::Instant::now() < deadline {
+        let all_called = || {
+            let calls = IDLE_CALLS.lock();
+            worked.iter().all(|w| calls.contains(w))
+        };
+        while !all_called() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        // One call per pool thread (each normally on a different one; a thread that waited
-        // longer than POOL_IDLE_WAIT for the others may take a second job on a loaded machine).
-        let calls = IDLE_CALLS.lock().clone();
-        assert_eq!(calls.len(), threads);
+        // Every thread that ran a part ran the hook, once (other tests running parts at the
+        // same time may have made more pool threads due one), and only pool threads did.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut calls = IDLE_CALLS.lock().clone();
+        assert!(
+            worked.iter().all(|w| calls.contains(w)),
+            "{calls:?} {worked:?}"
+        );
         assert!(calls.iter().all(|n| n.starts_with("ignis-select-")));
+        let n = calls.len();
+        calls.sort();
+        calls.dedup();
+        assert_eq!(calls.len(), n, "a thread ran the hook twice");
+
+        // The pool still runs parts after its threads went idle.
+        assert!(!names().is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::engine::{parse_query as parse_expr, QueryOpts, QueryOutput, QueryValu
 use super::error::{ApiError, ErrorType};
 use super::json::{self, write_labels, write_sample, write_str, write_ts};
 use super::params::Params;
-use super::{blocking, json_response, success};
+use super::{json_response, success};
 use crate::server::state::SharedState;
 
 /// Current time in ms.
@@ -55,6 +55,10 @@ fn query_param(p: &Params) -> Result<String, ApiError> {
 /// Runs a query with the concurrency limit and the timeout. Evaluation, sorting a range
 /// result and encoding the response body all run on the blocking pool, so large results never
 /// hold up the async workers; returns the body and the evaluation time.
+///
+/// The body is handed back as soon as it is encoded: freeing the result and the allocator
+/// work after a query ([`tsdb::querier::thread_idle`], [`tsdb::querier::pool_idle`]) happen
+/// on the blocking thread while the response is already on its way.
 async fn run_query(
     state: &SharedState,
     opts: &QueryOpts,
@@ -70,15 +74,32 @@ async fn run_query(
     let started = Instant::now();
     let st = Arc::clone(state);
     let stats = opts.stats;
-    let task = blocking(move || {
-        let mut out = f(&st)?;
-        let took = started.elapsed();
-        if sort_matrix {
-            if let QueryValue::Matrix(m) = &mut out.value {
-                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<(String, Duration), ApiError>>();
+    // Not awaited: the answer comes through `rx` before the clean-up below. If the closure
+    // panics, `tx` is dropped and the request fails with an internal error.
+    drop(tokio::task::spawn_blocking(move || {
+        let out = f(&st).map(|mut out| {
+            let took = started.elapsed();
+            if sort_matrix {
+                if let QueryValue::Matrix(m) = &mut out.value {
+                    if !m.windows(2).all(|w| w[0].labels <= w[1].labels) {
+                        m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                    }
+                }
             }
-        }
-        let body = response_body(&out, took, stats);
+            let body = response_body(&out, took, stats);
+            (out, body, took)
+        });
+        let out = match out {
+            Ok((out, body, took)) => {
+                let _ = tx.send(Ok((body, took)));
+                Some(out)
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                None
+            }
+        };
         // Free the result here, then let this thread and the selection pool hand back the
         // allocator pages the query used (see `web`'s binary): pages freed by a thread other
         // than their owner stay resident until the owner looks at them, and the pool threads
@@ -86,11 +107,15 @@ async fn run_query(
         drop(out);
         tsdb::querier::thread_idle();
         tsdb::querier::pool_idle();
-        Ok((body, took))
-    });
+    }));
     let timeout = opts.timeout.unwrap_or(state.args.query_timeout);
-    let (body, took) = match tokio::time::timeout(timeout, task).await {
-        Ok(r) => r?,
+    let (body, took) = match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(r)) => r?,
+        Ok(Err(_)) => {
+            return Err(ApiError::internal(
+                "request handler failed: query evaluation panicked",
+            ))
+        }
         Err(_) => {
             return Err(ApiError::new(
                 ErrorType::Timeout,
