@@ -305,6 +305,10 @@ pub mod zerocopy {
         pub labels: Range<usize>,
         /// Its float samples, in wire order.
         pub samples: Range<usize>,
+        /// After [`WriteRequestRef::decode_lazy_into`]: the body byte range of the series'
+        /// label fields, not decoded yet (`labels` is then empty; see
+        /// [`WriteRequestRef::labels_of`]). `None` when `labels` holds them.
+        pub raw_labels: Option<Range<usize>>,
     }
 
     /// A decoded `WriteRequest` borrowing its strings from the decompressed body.
@@ -318,6 +322,8 @@ pub mod zerocopy {
         pub series: Vec<SeriesRef>,
         /// Native histogram samples seen (not stored by ignis).
         pub histograms: usize,
+        /// The body decoded last.
+        pub body: &'a [u8],
     }
 
     const VARINT: u8 = 0;
@@ -476,16 +482,30 @@ pub mod zerocopy {
 
         /// As [`WriteRequestRef::decode`], into `self` (cleared first) to reuse its vectors.
         pub fn decode_into(&mut self, body: &'a [u8]) -> Result<(), String> {
+            self.decode_with(body, false)
+        }
+
+        /// As [`WriteRequestRef::decode_into`], but a series whose label fields all come first
+        /// with one-byte keys and lengths (what usual senders send) keeps them undecoded and
+        /// unchecked in [`SeriesRef::raw_labels`]: [`WriteRequestRef::labels_of`] decodes (and
+        /// checks) them when they are needed. The rest of the body is checked as by
+        /// [`WriteRequestRef::decode_into`].
+        pub fn decode_lazy_into(&mut self, body: &'a [u8]) -> Result<(), String> {
+            self.decode_with(body, true)
+        }
+
+        fn decode_with(&mut self, body: &'a [u8], lazy: bool) -> Result<(), String> {
             self.labels.clear();
             self.samples.clear();
             self.series.clear();
             self.histograms = 0;
+            self.body = body;
             let mut c = Cursor::new(body, 0);
             while let Some((tag, wt)) = c.key()? {
                 if tag == 1 {
                     expect("WriteRequest", tag, wt, LEN, c.offset())?;
                     let (b, at) = c.bytes()?;
-                    self.series_msg(b, at)?;
+                    self.series_msg(b, at, lazy)?;
                 } else {
                     c.skip(tag, wt)?;
                 }
@@ -493,11 +513,33 @@ pub mod zerocopy {
             Ok(())
         }
 
-        fn series_msg(&mut self, buf: &'a [u8], base: usize) -> Result<(), String> {
+        /// The label pairs of `s` (a series of this request) into `out` (cleared first),
+        /// decoded from the body now if the decode left them raw.
+        pub fn labels_of(
+            &self,
+            s: &SeriesRef,
+            out: &mut Vec<(&'a str, &'a str)>,
+        ) -> Result<(), String> {
+            out.clear();
+            match &s.raw_labels {
+                Some(r) => {
+                    let run = self
+                        .body
+                        .get(r.clone())
+                        .ok_or_else(|| format!("label range {r:?} outside the body"))?;
+                    label_run(run, r.start, out)
+                }
+                None => {
+                    out.extend_from_slice(&self.labels[s.labels.clone()]);
+                    Ok(())
+                }
+            }
+        }
+
+        fn series_msg(&mut self, buf: &'a [u8], base: usize, lazy: bool) -> Result<(), String> {
             let (l0, s0) = (self.labels.len(), self.samples.len());
             // The leading run of label fields with one-byte keys and lengths (all of them, from
-            // usual senders) is checked for UTF-8 in one go: its framing bytes are ASCII, so
-            // when the run is valid UTF-8 every label string in it is too.
+            // usual senders).
             let mut end = 0;
             while let [0x0a, n, ..] = buf[end..] {
                 let next = end + 2 + usize::from(n);
@@ -506,15 +548,23 @@ pub mod zerocopy {
                 }
                 end = next;
             }
-            let text = std::str::from_utf8(&buf[..end]).ok();
+            let mut raw = Some(base..base + end);
+            if !lazy {
+                label_run(&buf[..end], base, &mut self.labels)?;
+                raw = None;
+            }
             let mut c = Cursor::new(buf, base);
+            c.pos = end;
             while let Some((tag, wt)) = c.key()? {
                 match tag {
                     1 => {
                         expect("TimeSeries", tag, wt, LEN, c.offset())?;
+                        if raw.take().is_some() {
+                            // A label after the leading run: all are decoded now.
+                            label_run(&buf[..end], base, &mut self.labels)?;
+                        }
                         let (b, at) = c.bytes()?;
-                        let whole = text.and_then(|t| t.get(c.pos - b.len()..c.pos));
-                        self.labels.push(label_msg(b, at, whole)?);
+                        self.labels.push(label_msg(b, at, None)?);
                     }
                     2 => {
                         expect("TimeSeries", tag, wt, LEN, c.offset())?;
@@ -532,9 +582,36 @@ pub mod zerocopy {
             self.series.push(SeriesRef {
                 labels: l0..self.labels.len(),
                 samples: s0..self.samples.len(),
+                raw_labels: raw,
             });
             Ok(())
         }
+    }
+
+    /// Decodes `run`, a sequence of `Label` fields with one-byte keys and lengths starting at
+    /// byte `base` of the body, into `out`. The run is checked for UTF-8 in one go: its framing
+    /// bytes are ASCII, so when the run is valid UTF-8 every label string in it is too.
+    fn label_run<'a>(
+        run: &'a [u8],
+        base: usize,
+        out: &mut Vec<(&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        let text = std::str::from_utf8(run).ok();
+        let mut c = Cursor::new(run, base);
+        while let Some((tag, wt)) = c.key()? {
+            // Only label fields make up a run (see `series_msg`).
+            expect("TimeSeries", tag, wt, LEN, c.offset())?;
+            if tag != 1 {
+                return Err(format!(
+                    "field {tag} in a run of labels at byte {}",
+                    c.offset()
+                ));
+            }
+            let (b, at) = c.bytes()?;
+            let whole = text.and_then(|t| t.get(c.pos - b.len()..c.pos));
+            out.push(label_msg(b, at, whole)?);
+        }
+        Ok(())
     }
 
     /// A `Label` message; `whole` is `buf` as text when the caller already checked it.
@@ -688,7 +765,8 @@ mod tests {
             got.series[2],
             SeriesRef {
                 labels: 4..4,
-                samples: 3..3
+                samples: 3..3,
+                raw_labels: None,
             }
         );
         assert_eq!(WriteRequestRef::decode(&[]).unwrap(), Default::default());
@@ -792,6 +870,75 @@ mod tests {
             "{}",
             err(&body)
         );
+    }
+
+    /// The lazy decode leaves usual label runs raw, decodes them as the eager decode does on
+    /// demand, decodes irregular series' labels at once, and checks everything but the raw
+    /// runs while decoding.
+    #[test]
+    fn lazy_decode_defers_label_runs() {
+        let req = rich_request();
+        let body = req.encode_to_vec();
+        let eager = WriteRequestRef::decode(&body).unwrap();
+        let mut lazy = WriteRequestRef::default();
+        lazy.decode_lazy_into(&body).unwrap();
+        assert!(lazy.labels.is_empty());
+        let bits = |r: &WriteRequestRef| -> Vec<(i64, u64)> {
+            r.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+        };
+        assert_eq!(bits(&lazy), bits(&eager));
+        assert_eq!(lazy.histograms, eager.histograms);
+        let mut pairs = Vec::new();
+        for (l, e) in lazy.series.iter().zip(&eager.series) {
+            assert!(l.raw_labels.is_some());
+            lazy.labels_of(l, &mut pairs).unwrap();
+            assert_eq!(pairs, eager.labels[e.labels.clone()]);
+            eager.labels_of(e, &mut pairs).unwrap();
+            assert_eq!(pairs, eager.labels[e.labels.clone()]);
+        }
+        // A label after a sample: decoded at once, in wire order.
+        let field = |out: &mut Vec<u8>, key: u8, body: &[u8]| {
+            out.push(key);
+            prost::encoding::encode_varint(body.len() as u64, out);
+            out.extend_from_slice(body);
+        };
+        let mut ts = Vec::new();
+        field(&mut ts, 0x0a, &label("a", "1").encode_to_vec());
+        let mut smp = vec![0x09];
+        smp.extend_from_slice(&2.5f64.to_le_bytes());
+        smp.extend_from_slice(&[0x10, 0x05]);
+        field(&mut ts, 0x12, &smp);
+        field(&mut ts, 0x0a, &label("b", "2").encode_to_vec());
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        lazy.decode_lazy_into(&body).unwrap();
+        assert_eq!(lazy.series[0].raw_labels, None);
+        assert_eq!(lazy.labels, vec![("a", "1"), ("b", "2")]);
+        assert_eq!(lazy.samples, vec![(5, 2.5)]);
+        // Invalid UTF-8 in a raw run is found when the labels are asked for.
+        let mut ts = Vec::new();
+        field(&mut ts, 0x0a, &[0x0a, 1, b'a', 0x12, 2, 0xc3, 0x28]);
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        lazy.decode_lazy_into(&body).unwrap();
+        let e = lazy.labels_of(&lazy.series[0], &mut pairs).unwrap_err();
+        assert!(e.contains("invalid UTF-8 in label value at byte 9"), "{e}");
+        // A malformed label message inside a run, too.
+        let mut ts = Vec::new();
+        field(&mut ts, 0x0a, &[0x0a, 5, b'a']);
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        lazy.decode_lazy_into(&body).unwrap();
+        let e = lazy.labels_of(&lazy.series[0], &mut pairs).unwrap_err();
+        assert!(e.contains("length 5 at byte 5 exceeds"), "{e}");
+        // Samples are still checked while decoding.
+        let mut ts = Vec::new();
+        field(&mut ts, 0x0a, &label("a", "1").encode_to_vec());
+        field(&mut ts, 0x12, &[0x09, 0, 0]);
+        let mut body = Vec::new();
+        field(&mut body, 0x0a, &ts);
+        let e = lazy.decode_lazy_into(&body).unwrap_err();
+        assert!(e.contains("truncated 64-bit field"), "{e}");
     }
 
     fn err(body: &[u8]) -> String {

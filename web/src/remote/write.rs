@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
-use super::proto::zerocopy::WriteRequestRef;
+use super::proto::zerocopy::{SeriesRef, WriteRequestRef};
 #[cfg(test)]
 use super::proto::WriteRequest;
 use super::proto::{v2, Label};
@@ -94,63 +94,139 @@ fn refused(st: &SharedState, e: tsdb::Error, labels: &tsdb::Labels, t: i64) -> A
 
 /// Appends every sample of `req` in one transaction (one WAL write at commit); returns the
 /// number of samples written. Any refused sample or invalid label set rolls back the whole
-/// request.
+/// request. `keys` is scratch space for the series' [`series_key`]s.
 ///
 /// The first sample of a series goes by the storage reference this thread's [`RefCache`]
 /// remembers for it (senders repeat the same series in the same order every request), which
-/// spares the storage the lookup by labels; later samples by the reference the first one got.
-fn apply(st: &SharedState, req: &WriteRequestRef<'_>) -> Result<u64, ApplyError> {
+/// spares decoding its labels and the storage the lookup by labels; later samples by the
+/// reference the first one got.
+fn apply(
+    st: &SharedState,
+    req: &WriteRequestRef<'_>,
+    keys: &mut Vec<u128>,
+) -> Result<u64, ApplyError> {
+    keys.clear();
+    keys.extend(req.series.iter().map(|s| series_key(req, s)));
     REF_CACHE.with(|c| {
         let mut cache = c.borrow_mut();
         cache.bind(&st.storage);
-        let first = req
-            .series
-            .first()
-            .map_or(0, |ts| pairs_key(&req.labels[ts.labels.clone()]));
+        let first = keys.first().copied().unwrap_or(0);
         let mut run = cache.take_run(first);
-        let res = apply_cached(st, req, &mut run);
+        let res = apply_cached(st, req, keys, &mut run);
         cache.put_run(first, run);
         res
     })
 }
 
+/// The labels of series `s` of `req`, decoded (if the decode left them raw) and checked, into
+/// `out`; `pairs` is scratch space.
+fn decode_labels<'a>(
+    req: &WriteRequestRef<'a>,
+    s: &SeriesRef,
+    pairs: &mut Vec<(&'a str, &'a str)>,
+    out: &mut tsdb::Labels,
+) -> Result<(), ApplyError> {
+    req.labels_of(s, pairs)
+        .map_err(|e| ApplyError::Bad(format!("decode protobuf WriteRequest: {e}")))?;
+    series_labels(pairs, out)
+        .map_err(|e| ApplyError::Bad(format!("invalid labels for series: {e}")))
+}
+
 /// [`apply`] with the run of series the cache holds for requests starting like this one;
 /// leaves in `run` the keys and references of this request's series.
+///
+/// First the series the run has no reference for get their labels decoded and checked, so a
+/// request with a bad label set is refused before anything is appended. Series the run knows
+/// are appended by reference with an empty label set: the head refuses that
+/// ([`tsdb::Error::InvalidLabels`]) only if it no longer knows the reference (the series was
+/// truncated away), and then the labels are decoded and the sample appended by them.
 fn apply_cached(
     st: &SharedState,
     req: &WriteRequestRef<'_>,
+    keys: &[u128],
     run: &mut Run,
 ) -> Result<u64, ApplyError> {
-    let mut app = st.storage.appender();
-    let mut labels = tsdb::Labels::empty();
-    for (i, ts) in req.series.iter().enumerate() {
-        let pairs = &req.labels[ts.labels.clone()];
-        if let Err(e) = series_labels(pairs, &mut labels) {
-            let _ = app.rollback();
-            run.truncate(i);
-            return Err(ApplyError::Bad(format!("invalid labels for series: {e}")));
+    let cached = |run: &Run, i: usize| run.get(i).filter(|e| e.0 == keys[i]).and_then(|e| e.1);
+    let mut pairs = Vec::new();
+    let mut fresh = Vec::new();
+    for (i, s) in req.series.iter().enumerate() {
+        if cached(run, i).is_none() {
+            let mut labels = tsdb::Labels::empty();
+            decode_labels(req, s, &mut pairs, &mut labels)?;
+            fresh.push(labels);
         }
-        let key = pairs_key(pairs);
-        let mut sref = run.get(i).filter(|e| e.0 == key).and_then(|e| e.1);
-        for &(t, v) in &req.samples[ts.samples.clone()] {
-            match app.append_ref(sref, &labels, t, v) {
+    }
+    let mut app = st.storage.appender();
+    let empty = tsdb::Labels::empty();
+    let mut own = tsdb::Labels::empty();
+    let mut next_fresh = 0;
+    for (i, s) in req.series.iter().enumerate() {
+        let mut sref = cached(run, i);
+        let fk = sref.is_none().then(|| {
+            next_fresh += 1;
+            next_fresh - 1
+        });
+        let mut use_own = false;
+        for &(t, v) in &req.samples[s.samples.clone()] {
+            let labels = match (use_own, fk) {
+                (true, _) => &own,
+                (false, Some(k)) => &fresh[k],
+                (false, None) => &empty,
+            };
+            let mut res = app.append_ref(sref, labels, t, v);
+            if matches!(res, Err(tsdb::Error::InvalidLabels(_))) && !use_own && fk.is_none() {
+                // The storage no longer knows the cached reference.
+                if let Err(e) = decode_labels(req, s, &mut pairs, &mut own) {
+                    let _ = app.rollback();
+                    run.truncate(i);
+                    return Err(e);
+                }
+                use_own = true;
+                res = app.append_ref(None, &own, t, v);
+            }
+            match res {
                 Ok(r) => sref = r,
                 Err(e) => {
                     let _ = app.rollback();
                     run.truncate(i);
-                    return Err(refused(st, e, &labels, t));
+                    let labels = match (use_own, fk) {
+                        (true, _) => &own,
+                        (false, Some(k)) => &fresh[k],
+                        (false, None) => {
+                            let _ = decode_labels(req, s, &mut pairs, &mut own);
+                            &own
+                        }
+                    };
+                    return Err(refused(st, e, labels, t));
                 }
             }
         }
         match run.get_mut(i) {
-            Some(e) => *e = (key, sref),
-            None => run.push((key, sref)),
+            Some(e) => *e = (keys[i], sref),
+            None => run.push((keys[i], sref)),
         }
     }
     run.truncate(req.series.len());
     app.commit()
         .map_err(|e| ApplyError::Internal(e.to_string()))?;
     Ok(req.samples.len() as u64)
+}
+
+/// Seed of the hash of raw label bytes in [`series_key`], so that those keys and
+/// [`pairs_key`]s come from different hash functions.
+const RAW_KEY_SEED: u64 = 0x6967_6e69_735f_7277;
+
+/// The key standing for the labels of series `s` of `req` in [`RefCache`]: the xxh3-128 hash
+/// of its label fields' bytes when the decode left them raw (the same bytes always decode to
+/// the same labels), else its [`pairs_key`].
+fn series_key(req: &WriteRequestRef<'_>, s: &SeriesRef) -> u128 {
+    match &s.raw_labels {
+        Some(r) => xxhash_rust::xxh3::xxh3_128_with_seed(
+            req.body.get(r.clone()).unwrap_or_default(),
+            RAW_KEY_SEED,
+        ),
+        None => pairs_key(&req.labels[s.labels.clone()]),
+    }
 }
 
 /// A 128-bit hash of a series' label pairs as the request sent them (before sorting or
@@ -252,6 +328,27 @@ thread_local! {
 struct Scratch {
     raw: Vec<u8>,
     labels: Vec<(&'static str, &'static str)>,
+    samples: Vec<(i64, f64)>,
+    series: Vec<SeriesRef>,
+    keys: Vec<u128>,
+}
+
+impl Scratch {
+    /// Whether the buffers are small enough to keep for the next request.
+    fn keep(&self) -> bool {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        [
+            bytes(&self.raw),
+            bytes(&self.labels),
+            bytes(&self.samples),
+            bytes(&self.series),
+            bytes(&self.keys),
+        ]
+        .iter()
+        .all(|&b| b <= KEEP_SCRATCH)
+    }
 }
 
 /// Buffers larger than this are not kept after a request.
@@ -275,9 +372,7 @@ fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
 fn decode_and_apply(st: &SharedState, body: &[u8]) -> Result<u64, ApplyError> {
     let mut scratch = SCRATCH.with(|s| s.take());
     let res = decode_and_apply_with(st, body, &mut scratch);
-    if scratch.raw.capacity() <= KEEP_SCRATCH
-        && scratch.labels.capacity() * std::mem::size_of::<(&str, &str)>() <= KEEP_SCRATCH
-    {
+    if scratch.keep() {
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
     }
     res
@@ -301,23 +396,26 @@ fn decode_and_apply_with(
         .decompress(body, raw)
         .map_err(|e| ApplyError::Bad(format!("snappy: {e}")))?;
     raw.truncate(got);
-    let mut labels = recycle(std::mem::take(&mut scratch.labels));
-    // About 24 wire bytes per label and 200 per series for typical senders: sized up front so
-    // the vectors rarely grow (and copy) while decoding.
-    labels.reserve(raw.len() / 24 + 16);
+    // The vectors of the previous request are reused: about 200 wire bytes per series and
+    // sample for typical senders, so they rarely grow (and copy) while decoding.
     let mut req = WriteRequestRef {
-        labels,
-        samples: Vec::with_capacity(raw.len() / 200 + 16),
-        series: Vec::with_capacity(raw.len() / 200 + 16),
+        labels: recycle(std::mem::take(&mut scratch.labels)),
+        samples: std::mem::take(&mut scratch.samples),
+        series: std::mem::take(&mut scratch.series),
         histograms: 0,
+        body: &[],
     };
-    let res = match req.decode_into(raw) {
-        Ok(()) => apply(st, &req),
+    req.samples.reserve(raw.len() / 200 + 16);
+    req.series.reserve(raw.len() / 200 + 16);
+    let res = match req.decode_lazy_into(raw) {
+        Ok(()) => apply(st, &req, &mut scratch.keys),
         Err(e) => Err(ApplyError::Bad(format!(
             "decode protobuf WriteRequest: {e}"
         ))),
     };
     scratch.labels = recycle(req.labels);
+    scratch.samples = req.samples;
+    scratch.series = req.series;
     res
 }
 
@@ -674,6 +772,37 @@ mod tests {
         );
         assert_eq!(k(&p1), k(&p1));
         assert_ne!(k(&p1), k(&p2));
+    }
+
+    /// A cached reference the storage does not know (its series was truncated away) is
+    /// appended by the series' labels instead, and the cache then holds the new reference.
+    #[test]
+    fn unknown_cached_refs_fall_back_to_the_labels() {
+        let (_dir, st) = state();
+        let a: &[(&str, &str)] = &[("__name__", "m"), ("job", "a")];
+        assert_eq!(run(&st, &body(&[(a, &[(1000, 1.0)])])), Ok(1));
+        let bogus = 1 << 30;
+        let real = REF_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            let entries: Vec<_> = c.runs.values_mut().flat_map(|r| r.iter_mut()).collect();
+            assert_eq!(entries.len(), 1);
+            let e = entries.into_iter().next().unwrap();
+            let real = e.1.unwrap();
+            e.1 = Some(bogus);
+            real
+        });
+        assert_eq!(run(&st, &body(&[(a, &[(2000, 2.0), (3000, 3.0)])])), Ok(2));
+        assert_eq!(samples(&st, "m"), vec![(Labels::from_pairs(a), 3)]);
+        REF_CACHE.with(|c| {
+            let c = c.borrow();
+            let refs: Vec<_> = c.runs.values().flatten().map(|e| e.1).collect();
+            assert_eq!(refs, vec![Some(real)]);
+        });
+        // An out-of-order sample by a cached reference is refused and counted as before.
+        let e = run(&st, &body(&[(a, &[(2500, 1.0)])])).unwrap_err();
+        assert_eq!(e, "400 out of order sample");
+        assert_eq!(st.metrics.out_of_order_samples.load(Ordering::Relaxed), 1);
+        st.storage.close().unwrap();
     }
 
     /// References cached by one storage are not used for another on the same thread, and
