@@ -1,10 +1,12 @@
 //! Reading the head: [`HeadQuerier`] implements [`Querier`] and [`ChunkQuerier`].
 //!
 //! Selection intersects and subtracts postings bitmaps (see [`super::index::postings_for_matchers`]),
-//! then, lazily per series, snapshots the chunks overlapping `[mint, maxt]` under the series
-//! lock: references of full chunks (read from the chunk store) and a copy of the open chunk's
-//! bytes, so later appends do not disturb a running query. Series without samples in the range
-//! are skipped.
+//! then snapshots each series' chunks overlapping `[mint, maxt]` under the series lock:
+//! references of full chunks and a copy of the open chunk's bytes, so later appends do not
+//! disturb a running query. The full chunks of the whole selection are then copied out of the
+//! chunk store in its order, region by region, each region's pages given back after it (see
+//! `select_parallel`); a selection with a series limit reads series one by one. Series
+//! without samples in the range are skipped.
 
 use std::sync::Arc;
 
