@@ -18,9 +18,11 @@ const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
 /// How long freed memory stays committed before mimalloc gives it back (ms). mimalloc 3
 /// keeps it 1000 ms, longer than a query: the memory a large query frees while it runs
 /// could not go back before its end, and the next queries' peaks stacked on it. Measured on
-/// the 100k bench data (server restarted, dashboard queries): peak RSS 338–353 → 290–303 MiB
-/// at 100 ms, ~250 MiB at 0–1 ms but with instant queries up to ~2× slower (pages faulted in
-/// again); 100 ms costs the largest range queries up to ~10% (BENCHMARKS.md, session 6).
+/// the 100k bench data (server restarted, all dashboard queries, 3 alternated runs each):
+/// peak RSS 291–323 MiB at 1000 ms, 284–293 at 250, 274 at 100 (instant queries up to ~20%
+/// slower), ~250 at 0–1 ms (up to ~2× slower: pages faulted in again). Ingest frees as much:
+/// on the live 100k bench the peak to settle was 245.5 MiB at 100 ms and 272.4 at 250 ms.
+/// See BENCHMARKS.md, session 6.
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 /// `prctl` option that turns transparent huge pages off for this process (`linux/prctl.h`).
 #[cfg(target_os = "linux")]
