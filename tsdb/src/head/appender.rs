@@ -99,16 +99,8 @@ impl Appender {
 
     /// Rejects `(t, v)` if it is older than the series' newest sample, or at the same time
     /// with a different value.
-    ///
-    /// Also asks the CPU to fetch the end of the series' open chunk, which [`Appender::commit`]
-    /// appends to: a batch touches many series once each, whose chunks are seldom in the cache,
-    /// and the fetch overlaps with the rest of the batch instead of stalling the commit.
     fn check_order(s: &MemSeries, t: i64, v: f64) -> Result<()> {
         let d = s.data.lock();
-        if let Some(h) = &d.head {
-            let b = h.app.bytes();
-            prefetch(b.as_ptr().wrapping_add(b.len().saturating_sub(1)));
-        }
         if let Some(maxt) = d.max_time() {
             if t < maxt {
                 return Err(Error::OutOfOrderSample);
@@ -215,20 +207,6 @@ impl Appender {
             p.series.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
-}
-
-/// Hints the CPU to load the cache line holding `p` (no effect on the program's meaning).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults and reads nothing the program sees,
-    // whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 impl Drop for Appender {

@@ -296,9 +296,9 @@ fn series_of(
 /// chunks.
 struct Pending {
     series: Arc<MemSeries>,
-    /// Time ranges of its full chunks in the range, in order; their bytes come from the
-    /// selection's reads, in the same order.
-    full: Vec<(i64, i64)>,
+    /// Its full chunks in the range, in order; their bytes come from the selection's reads,
+    /// in the same order.
+    full: Vec<MmappedChunk>,
     open: Option<ChunkMeta>,
 }
 
@@ -337,7 +337,6 @@ fn select_parallel(
                         return None;
                     }
                     refs.extend(full.iter().map(|c| c.chunk_ref));
-                    let full = full.iter().map(|c| (c.min_time, c.max_time)).collect();
                     Some(Pending { series, full, open })
                 })
                 .collect();
@@ -361,11 +360,11 @@ fn select_parallel(
             for p in pending {
                 let mut chunks = Vec::with_capacity(p.full.len() + 1);
                 let mut failed = None;
-                for (&(min_time, max_time), d) in p.full.iter().zip(mine.by_ref()) {
+                for (c, d) in p.full.iter().zip(mine.by_ref()) {
                     match d {
                         Ok(data) => chunks.push(ChunkMeta {
-                            min_time,
-                            max_time,
+                            min_time: c.min_time,
+                            max_time: c.max_time,
                             encoding: Encoding::Xor,
                             data,
                         }),

@@ -915,21 +915,21 @@ mod tests {
         assert_eq!(lazy.series[0].raw_labels, None);
         assert_eq!(lazy.labels, vec![("a", "1"), ("b", "2")]);
         assert_eq!(lazy.samples, vec![(5, 2.5)]);
-        // Invalid UTF-8 in a raw run is found when the labels are asked for.
-        let mut ts = Vec::new();
-        field(&mut ts, 0x0a, &[0x0a, 1, b'a', 0x12, 2, 0xc3, 0x28]);
-        let mut body = Vec::new();
-        field(&mut body, 0x0a, &ts);
-        lazy.decode_lazy_into(&body).unwrap();
-        let e = lazy.labels_of(&lazy.series[0], &mut pairs).unwrap_err();
+        // Damage inside a raw run is found when the labels are asked for: invalid UTF-8, a
+        // malformed label message.
+        let run_error = |label: &[u8]| {
+            let mut ts = Vec::new();
+            field(&mut ts, 0x0a, label);
+            let mut body = Vec::new();
+            field(&mut body, 0x0a, &ts);
+            let mut lazy = WriteRequestRef::default();
+            lazy.decode_lazy_into(&body).unwrap();
+            lazy.labels_of(&lazy.series[0], &mut Vec::new())
+                .unwrap_err()
+        };
+        let e = run_error(&[0x0a, 1, b'a', 0x12, 2, 0xc3, 0x28]);
         assert!(e.contains("invalid UTF-8 in label value at byte 9"), "{e}");
-        // A malformed label message inside a run, too.
-        let mut ts = Vec::new();
-        field(&mut ts, 0x0a, &[0x0a, 5, b'a']);
-        let mut body = Vec::new();
-        field(&mut body, 0x0a, &ts);
-        lazy.decode_lazy_into(&body).unwrap();
-        let e = lazy.labels_of(&lazy.series[0], &mut pairs).unwrap_err();
+        let e = run_error(&[0x0a, 5, b'a']);
         assert!(e.contains("length 5 at byte 5 exceeds"), "{e}");
         // Samples are still checked while decoding.
         let mut ts = Vec::new();

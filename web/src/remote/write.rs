@@ -158,43 +158,39 @@ fn apply_cached(
     }
     let mut app = st.storage.appender();
     let empty = tsdb::Labels::empty();
-    let mut own = tsdb::Labels::empty();
     let mut next_fresh = 0;
     for (i, s) in req.series.iter().enumerate() {
         let mut sref = cached(run, i);
-        let fk = sref.is_none().then(|| {
+        // The labels in `fresh` this series' samples go by; `None`: by `sref` alone.
+        let mut by = sref.is_none().then(|| {
             next_fresh += 1;
             next_fresh - 1
         });
-        let mut use_own = false;
         for &(t, v) in &req.samples[s.samples.clone()] {
-            let labels = match (use_own, fk) {
-                (true, _) => &own,
-                (false, Some(k)) => &fresh[k],
-                (false, None) => &empty,
-            };
-            let mut res = app.append_ref(sref, labels, t, v);
-            if matches!(res, Err(tsdb::Error::InvalidLabels(_))) && !use_own && fk.is_none() {
+            let mut res = app.append_ref(sref, by.map_or(&empty, |k| &fresh[k]), t, v);
+            if by.is_none() && matches!(res, Err(tsdb::Error::InvalidLabels(_))) {
                 // The storage no longer knows the cached reference.
-                if let Err(e) = decode_labels(req, s, &mut pairs, &mut own) {
+                let mut labels = tsdb::Labels::empty();
+                if let Err(e) = decode_labels(req, s, &mut pairs, &mut labels) {
                     let _ = app.rollback();
                     run.truncate(i);
                     return Err(e);
                 }
-                use_own = true;
-                res = app.append_ref(None, &own, t, v);
+                fresh.push(labels);
+                by = Some(fresh.len() - 1);
+                res = app.append_ref(None, &fresh[fresh.len() - 1], t, v);
             }
             match res {
                 Ok(r) => sref = r,
                 Err(e) => {
                     let _ = app.rollback();
                     run.truncate(i);
-                    let labels = match (use_own, fk) {
-                        (true, _) => &own,
-                        (false, Some(k)) => &fresh[k],
-                        (false, None) => {
-                            let _ = decode_labels(req, s, &mut pairs, &mut own);
-                            &own
+                    let mut decoded = tsdb::Labels::empty();
+                    let labels = match by {
+                        Some(k) => &fresh[k],
+                        None => {
+                            let _ = decode_labels(req, s, &mut pairs, &mut decoded);
+                            &decoded
                         }
                     };
                     return Err(refused(st, e, labels, t));
