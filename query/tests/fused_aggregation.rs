@@ -208,3 +208,23 @@ fn fused_keeps_the_memory_limit() {
     let r = e.range_query(&q, expr, 600_000, 6_600_000, 60_000).unwrap();
     assert!(r.stats.peak_samples >= 700 * 90, "{}", r.stats.peak_samples);
 }
+
+#[test]
+fn too_many_groups_found_mid_stream_fall_back_to_the_unfused_fold() {
+    let e = Engine::new(EngineOptions::default());
+    let q = store();
+    // 700 groups × 2,881 steps is over the series-major fold's cells; the fused fold finds
+    // out only after ~350 series have been taken from the selection's stream.
+    let (start, end, step) = (0, 14_400_000, 5_000);
+    let expr = "sum by (instance) (rate(reqs_total[5m]))";
+    let got = e.range_query(&q, expr, start, end, step).unwrap();
+    let unfused_expr = "sum by (instance) ((rate(reqs_total[5m])) or nothing_here)";
+    let want = e.range_query(&q, unfused_expr, start, end, step).unwrap();
+    let (gm, wm) = (matrix(got.value), matrix(want.value));
+    assert_eq!(gm.len(), 700);
+    same(&bits(&gm), &bits(&wm), expr);
+    assert_eq!(
+        got.stats.total_queryable_samples,
+        want.stats.total_queryable_samples
+    );
+}
