@@ -436,15 +436,14 @@ impl<'a> Evaluator<'a> {
         self.select_groups(&groups, mint, maxt, range)
     }
 
-    /// Selects (without decoding) the series matching any of the matcher groups over
-    /// `[mint, maxt]`, each once, sorted by labels within each group.
-    pub fn select_series(
-        &mut self,
-        groups: &[Vec<Matcher>],
+    /// A querier over `[mint, maxt]` and the hints for selecting through it with a selector
+    /// of range `range` (0 for an instant selector).
+    fn querier_for(
+        &self,
         mint: i64,
         maxt: i64,
         range: i64,
-    ) -> QResult<Vec<Arc<dyn tsdb::Series>>> {
+    ) -> QResult<(Box<dyn tsdb::Querier>, SelectHints)> {
         self.check_deadline()?;
         let querier = self.q.querier(mint, maxt).map_err(QueryError::storage)?;
         let hints = SelectHints {
@@ -454,6 +453,19 @@ impl<'a> Evaluator<'a> {
             range,
             ..Default::default()
         };
+        Ok((querier, hints))
+    }
+
+    /// Selects (without decoding) the series matching any of the matcher groups over
+    /// `[mint, maxt]`, each once, sorted by labels within each group.
+    pub fn select_series(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<Vec<Arc<dyn tsdb::Series>>> {
+        let (querier, hints) = self.querier_for(mint, maxt, range)?;
         let mut picked: Vec<Arc<dyn tsdb::Series>> = Vec::new();
         let mut seen: HashMap<Labels, ()> = HashMap::new();
         let multi = groups.len() > 1;
@@ -503,15 +515,7 @@ impl<'a> Evaluator<'a> {
             let picked = self.select_sorted(groups, mint, maxt, range)?;
             return Ok(Box::new(picked.into_iter().map(Ok)));
         };
-        self.check_deadline()?;
-        let querier = self.q.querier(mint, maxt).map_err(QueryError::storage)?;
-        let hints = SelectHints {
-            start: mint,
-            end: maxt,
-            step: self.interval,
-            range,
-            ..Default::default()
-        };
+        let (querier, hints) = self.querier_for(mint, maxt, range)?;
         let mut set = querier.select(true, Some(&hints), matchers);
         Ok(Box::new(std::iter::from_fn(move || {
             // The querier lives as long as the stream reads through it.
