@@ -687,41 +687,68 @@ pub struct ChunkDecodeError {
     pub err: crate::Error,
 }
 
+/// Zero bytes after the chunk bodies in [`decode_chunks_into`]'s scratch copy: more than one
+/// sample's fields can reach past a position that is still inside the data (4 + 64 timestamp
+/// bits, 13 + 64 value bits, and the 8-byte load of the last field).
+const PAD: usize = 32;
+
 /// Appends every sample of the given whole XOR chunks (header included), chunk after chunk,
 /// to `out`: the samples [`XorIterator::collect_into`] gives over each chunk in turn.
 ///
 /// Chunks are decoded two at a time in one loop over two independent decoder states, so the
 /// CPU overlaps their dependency chains (the bit position of a sample depends on decoding the
-/// one before it); the longer of a pair is finished alone. Output is sized once from the
-/// chunk headers and written in place.
+/// one before it); the longer of a pair is finished alone. The chunk bodies are first copied
+/// into one zero-padded buffer, so the loop loads eight bytes anywhere without a length check
+/// and checks a state's position against its chunk's end once per sample. Output is sized
+/// once from the chunk headers and written in place.
 ///
 /// On a decoding error `out` holds the samples before it, as sequential decoding leaves it:
 /// all samples of the chunks before the failing one and those of the failing chunk before the
-/// bad sample; the error names the chunk.
+/// bad sample; the error names the chunk. (The fast loop only notices that a pair failed; the
+/// pair is then decoded again one chunk at a time for the exact error.)
 pub fn decode_chunks_into(
     chunks: &[&[u8]],
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
     let base = out.len();
     let total: usize = chunks.iter().map(|c| num_samples(c)).sum();
+    let body_bytes: usize = chunks.iter().map(|c| c.len().saturating_sub(2)).sum();
+    let mut buf = Vec::with_capacity(body_bytes + PAD);
+    for c in chunks {
+        buf.extend_from_slice(c.get(2..).unwrap_or(&[]));
+    }
+    buf.resize(body_bytes + PAD, 0);
     out.resize(base + total, (0, 0.0));
     let mut at = base;
+    let mut bit = 0usize;
     let mut i = 0;
     while i < chunks.len() {
         let start = at;
+        let lane = |c: &[u8], bit: usize| Lane {
+            s: State {
+                pos: bit,
+                ..start_state()
+            },
+            end: bit + c.len().saturating_sub(2) * 8,
+        };
+        let mut a = lane(chunks[i], bit);
         let na = num_samples(chunks[i]);
-        let ok = if let Some(b) = chunks.get(i + 1) {
-            let nb = num_samples(b);
+        let ok = if let Some(c) = chunks.get(i + 1) {
+            let mut b = lane(c, a.end);
+            bit = b.end;
+            let nb = num_samples(c);
             let (oa, rest) = out[at..].split_at_mut(na);
             at += na + nb;
-            decode_pair(chunks[i], b, oa, &mut rest[..nb])
+            decode_pair(&buf, &mut a, &mut b, oa, &mut rest[..nb])
         } else {
+            bit = a.end;
             at += na;
-            decode_whole(chunks[i], &mut out[start..at])
+            decode_lane(&buf, &mut a, &mut out[start..at])
         };
         if !ok {
-            // Something failed: redo from this pair's first chunk one chunk at a time, which
-            // leaves exactly the samples before the error and names the failing chunk.
             out.truncate(start);
             return decode_stepwise(&chunks[i..], i, out);
         }
@@ -733,6 +760,7 @@ pub fn decode_chunks_into(
 /// [`decode_chunks_into`] one chunk at a time through [`XorIterator::collect_into`]; `first`
 /// is the index of `chunks[0]` in the caller's list.
 #[cold]
+#[inline(never)]
 fn decode_stepwise(
     chunks: &[&[u8]],
     first: usize,
@@ -764,72 +792,154 @@ fn start_state() -> State {
     }
 }
 
-/// Decodes the first `out.len()` (at most 2) samples of `body` into `out`; false on an error.
+/// One chunk's decoder in [`decode_chunks_into`]'s padded buffer: its state, with positions
+/// counted from the buffer's start, and the bit where its body ends.
+#[derive(Clone, Copy)]
+struct Lane {
+    s: State,
+    end: usize,
+}
+
+/// The eight bytes of the padded buffer from `byte` on as a big-endian word (zero if they
+/// would pass its end, which a checked position never lets happen).
 #[inline(always)]
-fn decode_first_two(body: &[u8], s: &mut State, out: &mut [(i64, f64)]) -> bool {
-    let nbits = body.len() * 8;
+fn load_padded(buf: &[u8], byte: usize) -> u64 {
+    match buf.get(byte..byte.wrapping_add(8)) {
+        Some(w) => u64::from_be_bytes(w.try_into().unwrap_or([0; 8])),
+        None => 0,
+    }
+}
+
+/// The padded buffer from bit `pos` on, left-aligned (57 bits at least).
+#[inline(always)]
+fn window_padded(buf: &[u8], pos: usize) -> u64 {
+    load_padded(buf, pos >> 3) << (pos & 7)
+}
+
+/// Decodes one sample after the second from the padded buffer without checking positions
+/// (the caller compares the position with the lane's end afterwards); false if the value's
+/// window is corrupt (leading zeros + meaningful bits over 64).
+#[inline(always)]
+fn fast_sample(buf: &[u8], s: &mut State) -> bool {
+    let w = window_padded(buf, s.pos);
+    let (wv, avail) = if (w as i64) >= 0 {
+        s.pos += 1;
+        (w << 1, 56)
+    } else {
+        let ones = (!w).leading_zeros();
+        let dod = if ones <= 3 {
+            let size = 11 + 3 * ones;
+            let bits = (w << (ones + 1)) >> (64 - size);
+            s.pos += (ones + 1 + size) as usize;
+            if bits > 1u64 << (size - 1) {
+                bits as i64 - (1i64 << size)
+            } else {
+                bits as i64
+            }
+        } else {
+            let hi = window_padded(buf, s.pos + 4) >> 32;
+            let lo = window_padded(buf, s.pos + 36) >> 32;
+            s.pos += 68;
+            ((hi << 32) | lo) as i64
+        };
+        s.td = s.td.wrapping_add(dod);
+        (window_padded(buf, s.pos), 57)
+    };
+    s.t = s.t.wrapping_add(s.td);
+    if (wv as i64) >= 0 {
+        s.pos += 1;
+        return true;
+    }
+    let new = (wv >> 62) & 1 != 0;
+    let nl = ((wv >> 57) & 31) as u32;
+    let ns = ((((wv >> 51) & 63) as u32).wrapping_sub(1) & 63) + 1;
+    let lead = if new { nl } else { s.lead };
+    let sig = if new { ns } else { s.sig };
+    let hdr = if new { 13 } else { 2 };
+    let payload = if hdr + sig <= avail {
+        (wv << hdr) >> (64 - sig)
+    } else {
+        let p = s.pos + hdr as usize;
+        if sig <= 57 {
+            window_padded(buf, p) >> (64 - sig)
+        } else {
+            let hi = window_padded(buf, p) >> 32;
+            let lo = window_padded(buf, p + 32) >> (96 - sig);
+            (hi << (sig - 32)) | lo
+        }
+    };
+    s.v ^= payload.wrapping_shl(64u32.wrapping_sub(lead + sig));
+    s.lead = lead;
+    s.sig = sig;
+    s.pos += (hdr + sig) as usize;
+    lead + sig <= 64
+}
+
+/// Decodes the first `out.len()` (at most 2) samples of a lane into `out`; false on an error.
+#[inline(always)]
+fn lane_first_two(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
     for (k, o) in out.iter_mut().take(2).enumerate() {
-        if decode_head(body, nbits, s, k == 0).is_err() {
+        if decode_head(buf, l.end, &mut l.s, k == 0).is_err() {
+            return false;
+        }
+        *o = (l.s.t, f64::from_bits(l.s.v));
+    }
+    true
+}
+
+/// Decodes a lane's samples after the second into `out` (one slot per sample); false on an
+/// error.
+#[inline(always)]
+fn lane_rest(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
+    let mut s = l.s;
+    let end = l.end;
+    for o in out.iter_mut() {
+        let ok = fast_sample(buf, &mut s);
+        if !ok | (s.pos > end) {
             return false;
         }
         *o = (s.t, f64::from_bits(s.v));
     }
+    l.s = s;
     true
 }
 
-/// Decodes samples after the second into `out` (one slot per sample) from state `s`; false on
-/// an error.
-#[inline(always)]
-fn decode_rest(body: &[u8], s: &mut State, out: &mut [(i64, f64)]) -> bool {
-    let nbits = body.len() * 8;
-    let mut st = *s;
-    for o in out.iter_mut() {
-        if decode_sample(body, nbits, &mut st).is_err() {
-            return false;
-        }
-        *o = (st.t, f64::from_bits(st.v));
-    }
-    *s = st;
-    true
+/// Decodes all `out.len()` samples of one lane into `out`; false on an error.
+fn decode_lane(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
+    lane_first_two(buf, l, out) && lane_rest(buf, l, out.get_mut(2..).unwrap_or(&mut []))
 }
 
-/// Decodes all `out.len()` samples of one chunk into `out`; false on an error.
-fn decode_whole(chunk: &[u8], out: &mut [(i64, f64)]) -> bool {
-    let body = chunk.get(2..).unwrap_or(&[]);
-    let mut s = start_state();
-    decode_first_two(body, &mut s, out)
-        && decode_rest(body, &mut s, out.get_mut(2..).unwrap_or(&mut []))
-}
-
-/// Decodes two chunks into `oa` and `ob` (sized to their sample counts), sample `i` of both in
+/// Decodes two lanes into `oa` and `ob` (sized to their sample counts), sample `i` of both in
 /// the same loop iteration; false on an error in either.
-fn decode_pair(a: &[u8], b: &[u8], oa: &mut [(i64, f64)], ob: &mut [(i64, f64)]) -> bool {
-    let ba = a.get(2..).unwrap_or(&[]);
-    let bb = b.get(2..).unwrap_or(&[]);
-    let (mut sa, mut sb) = (start_state(), start_state());
-    if !decode_first_two(ba, &mut sa, oa) || !decode_first_two(bb, &mut sb, ob) {
+fn decode_pair(
+    buf: &[u8],
+    a: &mut Lane,
+    b: &mut Lane,
+    oa: &mut [(i64, f64)],
+    ob: &mut [(i64, f64)],
+) -> bool {
+    if !lane_first_two(buf, a, oa) || !lane_first_two(buf, b, ob) {
         return false;
     }
-    let (na, nb) = (oa.len(), ob.len());
-    let common = na.min(nb);
-    let (bits_a, bits_b) = (ba.len() * 8, bb.len() * 8);
+    let common = oa.len().min(ob.len());
     if common > 2 {
-        let (mut xa, mut xb) = (sa, sb);
+        let (mut sa, mut sb) = (a.s, b.s);
+        let (ea, eb) = (a.end, b.end);
         for (pa, pb) in oa[2..common].iter_mut().zip(ob[2..common].iter_mut()) {
-            let ra = decode_sample(ba, bits_a, &mut xa);
-            let rb = decode_sample(bb, bits_b, &mut xb);
-            if ra.is_err() | rb.is_err() {
+            let oka = fast_sample(buf, &mut sa);
+            let okb = fast_sample(buf, &mut sb);
+            if !(oka & okb) | (sa.pos > ea) | (sb.pos > eb) {
                 return false;
             }
-            *pa = (xa.t, f64::from_bits(xa.v));
-            *pb = (xb.t, f64::from_bits(xb.v));
+            *pa = (sa.t, f64::from_bits(sa.v));
+            *pb = (sb.t, f64::from_bits(sb.v));
         }
-        sa = xa;
-        sb = xb;
+        a.s = sa;
+        b.s = sb;
     }
     let from = common.max(2);
-    decode_rest(ba, &mut sa, oa.get_mut(from..).unwrap_or(&mut []))
-        && decode_rest(bb, &mut sb, ob.get_mut(from..).unwrap_or(&mut []))
+    lane_rest(buf, a, oa.get_mut(from..).unwrap_or(&mut []))
+        && lane_rest(buf, b, ob.get_mut(from..).unwrap_or(&mut []))
 }
 
 #[cfg(test)]
@@ -1185,9 +1295,12 @@ mod tests {
         assert!(it.err().is_some());
     }
 
+    /// Decoded samples (as bits) and the error that stopped decoding (chunk index, message).
+    type Decoded = (Vec<(i64, u64)>, Option<(usize, String)>);
+
     /// Sequential decoding of a chunk list: samples (as bits) and the failing chunk's index and
     /// message.
-    fn sequential(chunks: &[&[u8]]) -> (Vec<(i64, u64)>, Option<(usize, String)>) {
+    fn sequential(chunks: &[&[u8]]) -> Decoded {
         let mut out = Vec::new();
         for (k, c) in chunks.iter().enumerate() {
             let mut it = XorIterator::new(c);
@@ -1202,7 +1315,7 @@ mod tests {
 
     /// `decode_chunks_into` after a prefix already in the output: what it appended and its
     /// error as (chunk, message).
-    fn interleaved(chunks: &[&[u8]]) -> (Vec<(i64, u64)>, Option<(usize, String)>) {
+    fn interleaved(chunks: &[&[u8]]) -> Decoded {
         let mut out = vec![(7, 7.0); 3];
         let res = decode_chunks_into(chunks, &mut out);
         assert_eq!(&out[..3], &[(7, 7.0); 3], "prefix kept");
@@ -1262,7 +1375,10 @@ mod tests {
                 ] {
                     let want = sequential(&list);
                     assert!(want.1.is_none());
-                    assert_eq!(want.0.len(), list.iter().map(|c| num_samples(c)).sum::<usize>());
+                    assert_eq!(
+                        want.0.len(),
+                        list.iter().map(|c| num_samples(c)).sum::<usize>()
+                    );
                     assert_eq!(interleaved(&list), want, "lengths {la} {lb}");
                 }
             }
@@ -1349,11 +1465,28 @@ mod tests {
             }
             owned.push(chunks);
         }
+        // IGNIS_BENCH_CHUNKS=<block chunk file>: the first 10k series' chunks of a real block
+        // instead (a chunk file holds each series' chunks one after another).
+        if let Ok(path) = std::env::var("IGNIS_BENCH_CHUNKS") {
+            let file = std::fs::read(&path).expect("chunk file");
+            let mut at = 8;
+            let mut all = Vec::new();
+            while at < file.len() && all.len() < 40_000 {
+                let Some((len, n)) = crate::encoding::uvarint(&file[at..]) else {
+                    break;
+                };
+                let data = at + n + 1;
+                all.push(file[data..data + len as usize].to_vec());
+                at = data + len as usize + 4;
+            }
+            owned = all.chunks(4).map(|c| c.to_vec()).collect();
+        }
+        let samples: usize = owned.iter().flatten().map(|c| num_samples(c)).sum();
+        let samples = samples as f64;
         let lists: Vec<Vec<&[u8]>> = owned
             .iter()
             .map(|cs| cs.iter().map(|c| c.as_slice()).collect())
             .collect();
-        let samples = (series * 4 * 120) as f64;
         let mut out = Vec::with_capacity(480);
         for round in 0..5 {
             let t0 = std::time::Instant::now();
