@@ -899,8 +899,8 @@ impl SampleIter for BlockSampleIter<'_> {
                 out.truncate(w);
             }
         }
-        // Runs of whole chunks inside [lo, hi] are decoded together (two chunks interleaved,
-        // see `decode_chunks_into`); `run` holds such a run's bytes, from chunk `run_first` on.
+        // Runs of whole chunks inside [lo, hi] are decoded in one batch, unfiltered (see
+        // `decode_chunks_into`); `run` holds such a run's bytes, from chunk `run_first` on.
         // A chunk at an edge of the range is cut while decoding.
         let mut run: Vec<&[u8]> = Vec::new();
         let mut run_first = 0;

@@ -692,8 +692,8 @@ impl SampleIter for ChunksIter<'_> {
                 return;
             }
         }
-        // Runs of whole chunks inside [lo, hi] are decoded together (two chunks interleaved,
-        // see `decode_chunks_into`); a chunk at an edge of the range is cut while decoding.
+        // Runs of whole chunks inside [lo, hi] are decoded in one batch, unfiltered (see
+        // `decode_chunks_into`); a chunk at an edge of the range is cut while decoding.
         let mut run: Vec<&[u8]> = Vec::new();
         let flush = |run: &mut Vec<&[u8]>, out: &mut Vec<(i64, f64)>| {
             let res = crate::chunkenc::xor::decode_chunks_into(run, out);
