@@ -30,8 +30,8 @@ use crate::chunks::ChunkReader;
 use crate::index::{ChunkRefMeta, IndexReader};
 use crate::labels::{Label, Labels, Matcher};
 use crate::querier::{
-    select_threads, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier, Queryable,
-    SampleIter, SelectHints, Series, SeriesSet,
+    select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier,
+    Queryable, SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::tombstones::{read_tombstones, Intervals, Tombstones};
 use crate::{Error, Result};
@@ -637,11 +637,10 @@ impl BlockQuerier {
 /// One selected series, or the error that ends a selection.
 type Item = Result<Arc<dyn Series>>;
 
-/// Every series of `it`, read on `threads` threads (decoding each series entry, resolving
-/// its symbols, building its labels and chunk list), in reference order (the labels' order);
-/// the first error ends the result.
-fn select_parallel(it: SelectIter, threads: usize) -> Vec<Item> {
-    let refs: Vec<u64> = it.refs.as_slice().to_vec();
+/// The series of `refs` (a window of `it`'s references), read on `threads` threads (decoding
+/// each series entry, resolving its symbols, building its labels and chunk list), in
+/// reference order (the labels' order); the first error ends the result.
+fn select_parallel(it: &SelectIter, refs: Vec<u64>, threads: usize) -> Vec<Item> {
     let per = refs.len().div_ceil(threads.max(1)).max(1);
     let jobs: Vec<crate::querier::ParallelPart<Vec<Item>>> = refs
         .chunks(per)
@@ -683,9 +682,12 @@ impl Querier for BlockQuerier {
             Ok(it) => it,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        let threads = select_threads(it.refs.len());
-        if threads > 1 {
-            return Box::new(select_parallel(it, threads).into_iter());
+        if select_threads(it.refs.len()) > 1 {
+            let refs: Vec<u64> = std::mem::take(&mut it.refs).collect();
+            return windowed(refs, move |w| {
+                let threads = select_threads(w.len());
+                select_parallel(&it, w, threads)
+            });
         }
         Box::new(std::iter::from_fn(move || it.next_series()))
     }

@@ -794,10 +794,12 @@ impl Drop for ReaderGuard {
     }
 }
 
-/// The database's querier: blocks and head merged, registered as a reader while alive.
+/// The database's querier: blocks and head merged, registered as a reader while it or a
+/// series set it returned is alive (sources prepare large selections a window at a time, as
+/// they are read).
 struct DbQuerier {
     inner: MergeQuerier,
-    _guard: ReaderGuard,
+    guard: Arc<ReaderGuard>,
 }
 
 impl Querier for DbQuerier {
@@ -807,7 +809,12 @@ impl Querier for DbQuerier {
         hints: Option<&crate::querier::SelectHints>,
         matchers: &[Matcher],
     ) -> crate::querier::SeriesSet {
-        self.inner.select(sorted, hints, matchers)
+        let guard = self.guard.clone();
+        let mut set = self.inner.select(sorted, hints, matchers);
+        Box::new(std::iter::from_fn(move || {
+            let _reading = &guard;
+            set.next()
+        }))
     }
     fn label_values(&self, name: &str, matchers: &[Matcher], limit: usize) -> Result<Vec<String>> {
         self.inner.label_values(name, matchers, limit)
@@ -830,7 +837,7 @@ impl Queryable for Db {
         qs.push(self.head.querier(mint, maxt)?);
         Ok(Box::new(DbQuerier {
             inner: MergeQuerier::new(qs),
-            _guard: guard,
+            guard: Arc::new(guard),
         }))
     }
 }

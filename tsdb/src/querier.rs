@@ -370,6 +370,38 @@ impl Querier for MemQuerier {
 /// snapshotted, labels built) on several threads by the block and head queriers.
 pub(crate) const PARALLEL_SELECT_MIN: usize = 2048;
 
+/// Series a large selection prepares at once. A selection larger than this is prepared one
+/// window at a time, when its reader has taken the window before: a consumer that folds series
+/// as they come (the engine's fused aggregations) then holds only a window of each source's
+/// series (labels, chunk lists, head chunk copies) instead of the whole selection, three times
+/// over for two blocks and the head before their merge.
+pub(crate) const SELECT_WINDOW: usize = 4096;
+
+/// A series set made from `items` (series references, head series) `SELECT_WINDOW` at a time
+/// by `build`, which prepares one window's series in order; ends after the first error.
+pub(crate) fn windowed<T: Send + 'static>(
+    items: Vec<T>,
+    mut build: impl FnMut(Vec<T>) -> Vec<Result<Arc<dyn Series>>> + Send + 'static,
+) -> SeriesSet {
+    let mut rest = items.into_iter();
+    let mut cur: std::vec::IntoIter<Result<Arc<dyn Series>>> = Vec::new().into_iter();
+    let mut failed = false;
+    Box::new(std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        if let Some(x) = cur.next() {
+            failed = x.is_err();
+            return Some(x);
+        }
+        let window: Vec<T> = rest.by_ref().take(SELECT_WINDOW).collect();
+        if window.is_empty() {
+            return None;
+        }
+        cur = build(window).into_iter();
+    }))
+}
+
 /// Threads to prepare a selection of `n` series with: one per core, each with at least
 /// [`PARALLEL_SELECT_MIN`] / 2 series.
 pub(crate) fn select_threads(n: usize) -> usize {

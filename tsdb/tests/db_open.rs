@@ -578,3 +578,66 @@ fn compact_with_querier_held_on_same_thread_puts_off_truncation() {
     assert!(db.head().min_time() >= H2);
     assert_eq!(dump(&db, i64::MIN, i64::MAX, &all()), before);
 }
+
+/// The samples of one selected series.
+fn samples_of(s: &dyn tsdb::querier::Series) -> Vec<(i64, f64)> {
+    let mut it = s.iter();
+    let mut v = Vec::new();
+    while it.next() == ValueType::Float {
+        v.push(it.at());
+    }
+    assert!(it.err().is_none(), "{:?}", it.err());
+    v
+}
+
+#[test]
+fn large_selections_are_read_window_by_window_and_hold_off_head_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path(), opts()).unwrap();
+    // More series than two selection windows (`SELECT_WINDOW`), 3.5 h at 10 min: the head spans
+    // more than 1.5 × 2 h, so it can be compacted.
+    let n = 2 * 8192 + 100;
+    let labels: Vec<Labels> = (0..n)
+        .map(|i| Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{i:05}"))]))
+        .collect();
+    let step = 600_000;
+    let mut refs = vec![None; n];
+    for k in 0..=(7 * H2 / 4 / step) {
+        let mut app = db.appender();
+        for (i, l) in labels.iter().enumerate() {
+            refs[i] = Some(
+                app.append(refs[i], l, k * step, (k * 7 + i as i64) as f64)
+                    .unwrap(),
+            );
+        }
+        app.commit().unwrap();
+    }
+    let before = dump(&db, i64::MIN, i64::MAX, &all());
+    assert_eq!(before.len(), n);
+    // The querier goes at once; its series set keeps the reader registered.
+    let mut set = db
+        .querier(i64::MIN, i64::MAX)
+        .unwrap()
+        .select(true, None, &all());
+    let mut got = Vec::new();
+    for s in set.by_ref().take(10) {
+        let s = s.unwrap();
+        got.push((s.labels().clone(), samples_of(s.as_ref())));
+    }
+    // A block is cut, but the head keeps its range while the set may still read it.
+    assert_eq!(db.compact().unwrap().len(), 1);
+    assert!(db.head().min_time() < H2);
+    for s in set.by_ref() {
+        let s = s.unwrap();
+        got.push((s.labels().clone(), samples_of(s.as_ref())));
+    }
+    assert!(
+        got == before,
+        "the windowed selection differs from the first read"
+    );
+    drop(set);
+    assert!(db.compact().unwrap().is_empty());
+    assert!(db.head().min_time() >= H2);
+    // Block and head windows merged give the same series and samples.
+    assert!(dump(&db, i64::MIN, i64::MAX, &all()) == before);
+}

@@ -179,32 +179,54 @@ pub(super) fn assign_groups<'l>(
     without: bool,
     grouping: &[String],
 ) -> (Vec<usize>, Vec<Arc<Labels>>) {
-    let mut key_to_group: FxMap<Vec<u8>, usize> = FxMap::default();
-    let mut group_metric: Vec<Arc<Labels>> = Vec::new();
-    let mut series_group = Vec::with_capacity(metrics.size_hint().0);
-    let mut key = Vec::new();
-    for m in metrics {
+    let mut groups = GroupAssigner::new(without, grouping);
+    let series_group = metrics.map(|m| groups.assign(m)).collect();
+    (series_group, groups.group_metric)
+}
+
+/// Numbers aggregation groups by first appearance as series come, one at a time.
+pub(super) struct GroupAssigner<'g> {
+    without: bool,
+    grouping: &'g [String],
+    key_to_group: FxMap<Vec<u8>, usize>,
+    key: Vec<u8>,
+    /// The labels of each group, by number.
+    pub group_metric: Vec<Arc<Labels>>,
+}
+
+impl<'g> GroupAssigner<'g> {
+    /// No group yet, for `by (grouping)` or `without (grouping)`.
+    pub(super) fn new(without: bool, grouping: &'g [String]) -> Self {
+        GroupAssigner {
+            without,
+            grouping,
+            key_to_group: FxMap::default(),
+            key: Vec::new(),
+            group_metric: Vec::new(),
+        }
+    }
+
+    /// The group of the series labelled `m`, numbered now if it is the first of its group.
+    pub(super) fn assign(&mut self, m: &Labels) -> usize {
+        let (without, grouping) = (self.without, self.grouping);
         // The key is built from the series' own labels; the group's labels are copied out
         // only for a new group.
-        key.clear();
+        self.key.clear();
         for l in m.iter().filter(|l| in_group(&l.name, without, grouping)) {
-            key.extend_from_slice(l.name.as_bytes());
-            key.push(0xff);
-            key.extend_from_slice(l.value.as_bytes());
-            key.push(0xff);
+            self.key.extend_from_slice(l.name.as_bytes());
+            self.key.push(0xff);
+            self.key.extend_from_slice(l.value.as_bytes());
+            self.key.push(0xff);
         }
-        let g = match key_to_group.get(&key) {
-            Some(&g) => g,
-            None => {
-                let g = group_metric.len();
-                key_to_group.insert(key.clone(), g);
-                group_metric.push(Arc::new(group_labels(m, without, grouping)));
-                g
-            }
-        };
-        series_group.push(g);
+        if let Some(&g) = self.key_to_group.get(&self.key) {
+            return g;
+        }
+        let g = self.group_metric.len();
+        self.key_to_group.insert(self.key.clone(), g);
+        self.group_metric
+            .push(Arc::new(group_labels(m, without, grouping)));
+        g
     }
-    (series_group, group_metric)
 }
 
 /// Whether the label `name` is part of the group labels (the ones [`group_labels`] keeps).
@@ -233,24 +255,24 @@ impl FoldCells {
 
     /// `cells` empty accumulators for `fold`.
     pub(super) fn new(fold: FoldOp, cells: usize) -> Self {
-        FoldCells {
+        let mut c = FoldCells {
             fold,
-            flags: vec![0u8; cells],
-            sums: if fold == FoldOp::Sum {
-                vec![KahanSum::new(); cells]
-            } else {
-                Vec::new()
-            },
-            means: if fold == FoldOp::Avg {
-                vec![Mean::new(); cells]
-            } else {
-                Vec::new()
-            },
-            vals: if matches!(fold, FoldOp::Sum | FoldOp::Avg) {
-                Vec::new()
-            } else {
-                vec![0.0f64; cells]
-            },
+            flags: Vec::new(),
+            sums: Vec::new(),
+            means: Vec::new(),
+            vals: Vec::new(),
+        };
+        c.grow(cells);
+        c
+    }
+
+    /// Adds empty accumulators up to `cells` in all.
+    pub(super) fn grow(&mut self, cells: usize) {
+        self.flags.resize(cells, 0);
+        match self.fold {
+            FoldOp::Sum => self.sums.resize(cells, KahanSum::new()),
+            FoldOp::Avg => self.means.resize(cells, Mean::new()),
+            _ => self.vals.resize(cells, 0.0),
         }
     }
 
@@ -363,7 +385,7 @@ impl Evaluator<'_> {
             Some(p) if op != "count_values" => Some(self.eval_scalar(p)?),
             _ => None,
         };
-        if !self.is_instant() && params.is_none() {
+        if params.is_none() {
             if let Some(fold) = FoldOp::parse(op).filter(|f| f.series_major()) {
                 if let Some(v) = self.try_fused_aggregate(fold, &a.expr, without, &grouping)? {
                     return Ok(v);

@@ -1,12 +1,12 @@
-//! Aggregations fused with the series they aggregate, for range queries.
+//! Aggregations fused with the series they aggregate.
 //!
 //! `sum`/`avg`/`count`/`min`/`max`/`group` (with `by`/`without`) over a range function of a
 //! plain matrix selector (`sum by (job) (rate(x[5m]))`) or over a plain instant selector
-//! (`count by (job) (up)`) would otherwise hold the per-step output of every input series
-//! in memory before folding it. Here the selected series are taken in runs of consecutive
-//! series (storage order) by all cores; each series is decoded and turned into its per-step
-//! points, which are kept only until their run is folded into the per-group, per-step
-//! accumulators.
+//! (`count by (job) (up)`) would otherwise hold every selected series and the per-step output
+//! of every one in memory before folding it. Here the selected series are streamed from
+//! storage and taken in runs of consecutive series (storage order) by all cores; each series
+//! is decoded and turned into its per-step points, which are kept only until their run is
+//! folded into the per-group, per-step accumulators, and dropped with the series.
 //!
 //! The result is the same to the bit as the unfused evaluation: runs are folded strictly in
 //! input order (by whichever thread completes the next one), so every group sees its series
@@ -14,11 +14,12 @@
 //! annotations, sample statistics and the memory limit are accounted as if the input had
 //! been materialised.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 
-use super::aggregate::{assign_groups, FoldCells, FoldOp, SERIES_MAJOR_MAX_CELLS};
+use super::aggregate::{FoldCells, FoldOp, GroupAssigner, SERIES_MAJOR_MAX_CELLS};
 use super::call::{run_series_into, SeriesJob, SeriesScratch};
 use super::{
     decode_into, ext_modifier, fnlib, has_stale, offset_ms, par, place_on_steps, selector_matchers,
@@ -51,10 +52,26 @@ struct Produced {
     non_counter: Option<String>,
 }
 
+/// A run of consecutive input series handed to one thread, with their groups.
+struct RunIn {
+    /// The run's number (runs are folded in this order).
+    index: usize,
+    /// Index of the run's first series.
+    first: usize,
+    series: Vec<Arc<dyn tsdb::Series>>,
+    /// The group of each series.
+    groups: Vec<usize>,
+    /// Groups numbered so far (all of this run's are below).
+    ngroups: usize,
+}
+
 /// The per-step points of a run of consecutive input series, produced by one thread.
 struct RunOut {
     /// Index of the run's first series.
     first: usize,
+    /// The group of each series.
+    groups: Vec<usize>,
+    ngroups: usize,
     /// End of each series' points in `pts`.
     ends: Vec<usize>,
     pts: Vec<(i64, f64)>,
@@ -64,12 +81,66 @@ struct RunOut {
     notes: Vec<(usize, Vec<Annotation>, Option<String>)>,
 }
 
+/// The selected series still to fold and the groups numbered so far, shared by the threads:
+/// each takes the next run from here.
+struct RunSource<'g> {
+    series: tsdb::SeriesSet,
+    /// Series taken from `series` ahead of the runs (to size the thread count).
+    ahead: std::vec::IntoIter<Arc<dyn tsdb::Series>>,
+    groups: GroupAssigner<'g>,
+    nsteps: usize,
+    runs: usize,
+    taken: usize,
+    /// Set once the groups × steps exceeded [`SERIES_MAJOR_MAX_CELLS`]: no more runs.
+    too_many: bool,
+}
+
+impl RunSource<'_> {
+    /// The next run of up to [`CHUNK_SERIES`] series, `None` at the end of the selection or
+    /// once there are too many groups.
+    fn next_run(&mut self) -> QResult<Option<RunIn>> {
+        if self.too_many {
+            return Ok(None);
+        }
+        let mut series = Vec::with_capacity(CHUNK_SERIES);
+        series.extend(self.ahead.by_ref().take(CHUNK_SERIES));
+        while series.len() < CHUNK_SERIES {
+            match self.series.next() {
+                Some(s) => series.push(s.map_err(QueryError::storage)?),
+                None => break,
+            }
+        }
+        if series.is_empty() {
+            return Ok(None);
+        }
+        let groups: Vec<usize> = series
+            .iter()
+            .map(|s| self.groups.assign(s.labels()))
+            .collect();
+        let ngroups = self.groups.group_metric.len();
+        if ngroups.saturating_mul(self.nsteps) > SERIES_MAJOR_MAX_CELLS {
+            self.too_many = true;
+            return Ok(None);
+        }
+        let run = RunIn {
+            index: self.runs,
+            first: self.taken,
+            series,
+            groups,
+            ngroups,
+        };
+        self.runs += 1;
+        self.taken += run.series.len();
+        Ok(Some(run))
+    }
+}
+
 /// The fold of all groups, fed runs in input order.
 struct FoldState {
     /// The next run to fold.
     next: usize,
-    /// Runs produced but not folded yet (a later run can finish first).
-    ready: Vec<Option<RunOut>>,
+    /// Runs produced but not folded yet (a later run can finish first), by number.
+    ready: std::collections::BTreeMap<usize, RunOut>,
     /// Cell `g * nsteps + k`: group `g` at step `k`.
     cells: FoldCells,
     /// Per group, index of the first input series with a point (`usize::MAX` if none).
@@ -86,12 +157,15 @@ impl FoldState {
     fn fold_run(
         &mut self,
         run: RunOut,
-        series_group: &[usize],
         nsteps: usize,
         drop_name: bool,
         start: i64,
         interval: i64,
     ) -> Vec<(i64, f64)> {
+        if self.first.len() < run.ngroups {
+            self.first.resize(run.ngroups, usize::MAX);
+            self.cells.grow(run.ngroups * nsteps);
+        }
         self.decoded += run.decoded;
         self.samples += run.samples;
         self.points += run.pts.len();
@@ -99,7 +173,7 @@ impl FoldState {
         for (n, &end) in run.ends.iter().enumerate() {
             if end > from {
                 let si = run.first + n;
-                let g = series_group[si];
+                let g = run.groups[n];
                 if self.first[g] == usize::MAX {
                     self.first[g] = si;
                 }
@@ -152,19 +226,18 @@ impl Evaluator<'_> {
         without: bool,
         grouping: &[String],
     ) -> QResult<Option<Val>> {
-        let arg = self.range_arg_lazy(ms)?;
-        let Some(lz) = arg.lazy else {
-            return Ok(None);
-        };
         fnlib::range_check_params(name, &[]).map_err(QueryError::execution)?;
+        let span = self.matrix_span(ms);
+        let groups = selector_matchers(&ms.vs)?;
+        let series = self.select_stream(&groups, span.mint, span.maxt, span.range)?;
         let steps: Vec<i64> = self.steps().collect();
         let job = SeriesJob {
             name,
             steps: &steps,
             params: &[],
-            at: arg.at,
-            offset: arg.offset,
-            range: arg.range,
+            at: span.at,
+            offset: span.offset,
+            range: span.range,
             from_subquery: false,
             sts_src: self.start_timestamps,
             drop: !(name == "last_over_time" || name == "first_over_time"),
@@ -172,7 +245,7 @@ impl Evaluator<'_> {
             cancel: self.cancel,
             metric_name: ms.vs.name.as_deref(),
         };
-        let (mint, maxt) = (lz.mint, lz.maxt);
+        let (mint, maxt) = (span.mint, span.maxt);
         let produce = |s: &dyn tsdb::Series, sc: &mut Scratch| -> QResult<Produced> {
             sc.buf.clear();
             decode_into(s, mint, maxt, &mut sc.buf)?;
@@ -187,9 +260,7 @@ impl Evaluator<'_> {
                 non_counter: st.non_counter,
             })
         };
-        let out = self.fused_fold(
-            fold, lz.series, without, grouping, &steps, job.drop, produce,
-        )?;
+        let out = self.fused_fold(fold, series, without, grouping, &steps, job.drop, produce)?;
         Ok(out.map(Val::Vector))
     }
 
@@ -206,7 +277,7 @@ impl Evaluator<'_> {
         let (lo, hi) = self.ref_bounds(at, offset);
         let (mint, maxt) = (lo - self.lookback + 1, hi);
         let groups = selector_matchers(vs)?;
-        let picked = self.select_sorted(&groups, mint, maxt, 0)?;
+        let picked = self.select_stream(&groups, mint, maxt, 0)?;
         let steps: Vec<i64> = self.steps().collect();
         let lookback = self.lookback;
         let steps_ref = &steps;
@@ -237,16 +308,17 @@ impl Evaluator<'_> {
     /// `produce` (into `Scratch::sc.pts`) and folds them into its group; `None` when there
     /// are too many group × step cells for the series-major fold.
     ///
-    /// Threads take runs of [`CHUNK_SERIES`] consecutive series (input order, which is the
-    /// storage order: neighbouring series share index and chunk pages) and produce their
-    /// points into a buffer of the run; runs are folded strictly in input order by whichever
-    /// thread completes the next one, so every group sees its series in input order. Each
-    /// series is dropped by the thread that produced it, right after.
+    /// Threads take runs of [`CHUNK_SERIES`] consecutive series from the stream (input
+    /// order, which is the storage order: neighbouring series share index and chunk pages),
+    /// number their groups, and produce their points into a buffer of the run; runs are
+    /// folded strictly in input order by whichever thread completes the next one, so every
+    /// group sees its series in input order. Each series is dropped by the thread that
+    /// produced it, right after, so a large selection is never held whole.
     #[allow(clippy::too_many_arguments)]
     fn fused_fold<P>(
         &mut self,
         fold: FoldOp,
-        series: Vec<Arc<dyn tsdb::Series>>,
+        mut series: tsdb::SeriesSet,
         without: bool,
         grouping: &[String],
         steps: &[i64],
@@ -256,31 +328,32 @@ impl Evaluator<'_> {
     where
         P: Fn(&dyn tsdb::Series, &mut Scratch) -> QResult<Produced> + Sync,
     {
-        let (series_group, group_metric) =
-            assign_groups(series.iter().map(|s| s.labels()), without, grouping);
-        let (ngroups, nsteps) = (group_metric.len(), steps.len());
-        if ngroups.saturating_mul(nsteps) > SERIES_MAJOR_MAX_CELLS {
-            return Ok(None);
-        }
-        let nseries = series.len();
-        let threads = par::threads_for(nseries, PARALLEL_DECODE_MIN_SERIES);
-        // Run `i` holds the series from `i * CHUNK_SERIES` on.
-        let mut runs: Vec<Mutex<Vec<Arc<dyn tsdb::Series>>>> =
-            Vec::with_capacity(nseries.div_ceil(CHUNK_SERIES));
-        let mut rest = series.into_iter();
-        loop {
-            let run: Vec<Arc<dyn tsdb::Series>> = rest.by_ref().take(CHUNK_SERIES).collect();
-            if run.is_empty() {
-                break;
-            }
-            runs.push(Mutex::new(run));
-        }
-        let nruns = runs.len();
+        let nsteps = steps.len();
+        // Enough series ahead to tell whether more than one thread pays.
+        let ahead = series
+            .by_ref()
+            .take(PARALLEL_DECODE_MIN_SERIES)
+            .collect::<tsdb::Result<Vec<Arc<dyn tsdb::Series>>>>()
+            .map_err(QueryError::storage)?;
+        let threads = if ahead.len() < PARALLEL_DECODE_MIN_SERIES {
+            1
+        } else {
+            par::threads_for(usize::MAX, PARALLEL_DECODE_MIN_SERIES)
+        };
+        let source = Mutex::new(RunSource {
+            series,
+            ahead: ahead.into_iter(),
+            groups: GroupAssigner::new(without, grouping),
+            nsteps,
+            runs: 0,
+            taken: 0,
+            too_many: false,
+        });
         let state = Mutex::new(FoldState {
             next: 0,
-            ready: (0..nruns).map(|_| None).collect(),
-            cells: FoldCells::new(fold, ngroups * nsteps),
-            first: vec![usize::MAX; ngroups],
+            ready: Default::default(),
+            cells: FoldCells::new(fold, 0),
+            first: Vec::new(),
             decoded: 0,
             samples: 0,
             points: 0,
@@ -288,23 +361,34 @@ impl Evaluator<'_> {
         });
         let (start, interval) = (self.start, self.interval);
         let (cancel, deadline) = (self.cancel, self.deadline);
-        let series_group = &series_group;
-        par::par_dynamic(nruns, threads, Scratch::default, |sc, i| {
+        // Set when a thread failed: the others stop taking runs.
+        let failed = AtomicBool::new(false);
+        par::par_dynamic(threads, threads, Scratch::default, |sc, _| loop {
             check_stop(cancel, deadline)?;
-            let mine = std::mem::take(&mut *runs[i].lock().unwrap_or_else(|e| e.into_inner()));
+            if failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let next = source.lock().unwrap_or_else(|e| e.into_inner()).next_run();
+            let next = next.inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+            let Some(run) = next else {
+                return Ok(());
+            };
             let mut pts = std::mem::take(&mut sc.run_pts);
             pts.clear();
-            pts.reserve(mine.len() * nsteps);
+            pts.reserve(run.series.len() * nsteps);
             let mut out = RunOut {
-                first: i * CHUNK_SERIES,
-                ends: Vec::with_capacity(mine.len()),
+                first: run.first,
+                groups: run.groups,
+                ngroups: run.ngroups,
+                ends: Vec::with_capacity(run.series.len()),
                 pts,
                 decoded: 0,
                 samples: 0,
                 notes: Vec::new(),
             };
-            for (n, s) in mine.into_iter().enumerate() {
-                let p = produce(s.as_ref(), sc)?;
+            for (n, s) in run.series.into_iter().enumerate() {
+                let p = produce(s.as_ref(), sc)
+                    .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
                 drop(s);
                 out.decoded += p.decoded;
                 out.samples += p.samples;
@@ -320,25 +404,27 @@ impl Evaluator<'_> {
             }
             let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
             let st = &mut *guard;
-            st.ready[i] = Some(out);
-            while st.next < nruns {
-                let Some(run) = st.ready[st.next].take() else {
-                    break;
-                };
+            st.ready.insert(run.index, out);
+            while let Some(run) = st.ready.remove(&st.next) {
                 st.next += 1;
-                let spare = st.fold_run(run, series_group, nsteps, drop_name, start, interval);
+                let spare = st.fold_run(run, nsteps, drop_name, start, interval);
                 if spare.capacity() > sc.run_pts.capacity() {
                     sc.run_pts = spare;
                 }
             }
-            Ok(())
         })?;
+        let source = source.into_inner().unwrap_or_else(|e| e.into_inner());
+        if source.too_many {
+            return Ok(None);
+        }
         let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
-        if st.next != nruns {
+        if st.next != source.runs {
             return Err(QueryError::execution(
                 "fused aggregation left series unfolded",
             ));
         }
+        let group_metric = source.groups.group_metric;
+        let ngroups = group_metric.len();
         // Accounting as if the input had been materialised.
         self.total_samples += st.decoded + st.samples;
         self.add_samples(st.points)?;

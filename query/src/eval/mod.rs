@@ -164,6 +164,15 @@ pub(crate) struct LazySeries {
     pub maxt: i64,
 }
 
+/// A matrix selector's window placement and the time range its series are read over.
+pub(crate) struct MatrixSpan {
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
 /// Series count from which selected series are decoded on several threads.
 pub(crate) const PARALLEL_DECODE_MIN_SERIES: usize = 256;
 
@@ -479,6 +488,38 @@ impl<'a> Evaluator<'a> {
         Ok(picked)
     }
 
+    /// [`Evaluator::select_sorted`] as a stream, for a caller that uses each series once, in
+    /// order: a single matcher group is read from storage as the caller takes it (storage
+    /// prepares a large selection a window at a time), so the caller need not hold all the
+    /// selected series at once.
+    pub fn select_stream(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> QResult<tsdb::SeriesSet> {
+        let [matchers] = groups else {
+            let picked = self.select_sorted(groups, mint, maxt, range)?;
+            return Ok(Box::new(picked.into_iter().map(Ok)));
+        };
+        self.check_deadline()?;
+        let querier = self.q.querier(mint, maxt).map_err(QueryError::storage)?;
+        let hints = SelectHints {
+            start: mint,
+            end: maxt,
+            step: self.interval,
+            range,
+            ..Default::default()
+        };
+        let mut set = querier.select(true, Some(&hints), matchers);
+        Ok(Box::new(std::iter::from_fn(move || {
+            // The querier lives as long as the stream reads through it.
+            let _reading = &querier;
+            set.next()
+        })))
+    }
+
     /// Selects and decodes the series matching any of the matcher groups over `[mint, maxt]`,
     /// sorted by labels.
     pub fn select_groups(
@@ -693,23 +734,38 @@ impl<'a> Evaluator<'a> {
         &mut self,
         ms: &promql_parser::parser::MatrixSelector,
     ) -> QResult<RangeArg> {
-        let vs = &ms.vs;
-        let range = ms.range.as_millis() as i64;
-        let offset = offset_ms(&vs.offset);
-        let at = self.at_time(&vs.at);
-        let (lo, hi) = self.ref_bounds(at, offset);
-        let (mint, maxt) = (lo - range + 1, hi);
-        let groups = selector_matchers(vs)?;
-        let series = self.select_sorted(&groups, mint, maxt, range)?;
+        let span = self.matrix_span(ms);
+        let groups = selector_matchers(&ms.vs)?;
+        let series = self.select_sorted(&groups, span.mint, span.maxt, span.range)?;
         Ok(RangeArg {
             series: Vec::new(),
+            range: span.range,
+            offset: span.offset,
+            at: span.at,
+            from_subquery: false,
+            ext: None,
+            lazy: Some(LazySeries {
+                series,
+                mint: span.mint,
+                maxt: span.maxt,
+            }),
+        })
+    }
+
+    /// Where the windows of the matrix selector `ms` lie and the time range its series are
+    /// read over.
+    pub(crate) fn matrix_span(&self, ms: &promql_parser::parser::MatrixSelector) -> MatrixSpan {
+        let range = ms.range.as_millis() as i64;
+        let offset = offset_ms(&ms.vs.offset);
+        let at = self.at_time(&ms.vs.at);
+        let (lo, hi) = self.ref_bounds(at, offset);
+        MatrixSpan {
             range,
             offset,
             at,
-            from_subquery: false,
-            ext: None,
-            lazy: Some(LazySeries { series, mint, maxt }),
-        })
+            mint: lo - range + 1,
+            maxt: hi,
+        }
     }
 
     /// Runs a subquery as a range query over its own aligned steps.

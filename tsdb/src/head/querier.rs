@@ -3,10 +3,11 @@
 //! Selection intersects and subtracts postings bitmaps (see [`super::index::postings_for_matchers`]),
 //! then snapshots each series' chunks overlapping `[mint, maxt]` under the series lock:
 //! references of full chunks and a copy of the open chunk's bytes, so later appends do not
-//! disturb a running query. The full chunks of the whole selection are then copied out of the
-//! chunk store in its order, region by region, each region's pages given back after it (see
-//! `select_parallel`); a selection with a series limit reads series one by one. Series
-//! without samples in the range are skipped.
+//! disturb a running query. The full chunks of a window of the selection (`SELECT_WINDOW`
+//! series, prepared when the reader gets to it) are then copied out of the chunk store in its
+//! order, region by region, each region's pages given back after it (see `select_parallel`);
+//! a selection with a series limit reads series one by one. Series without samples in the
+//! range are skipped.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
-    run_parallel, select_threads, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
+    run_parallel, select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
     ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::Result;
@@ -302,7 +303,8 @@ struct Pending {
     open: Option<ChunkMeta>,
 }
 
-/// [`select_one`] over `list` on `threads` threads (one runs here), in `list`'s order. Most
+/// [`select_one`] over `list` (a window of the selection) on `threads` threads (one runs
+/// here), in `list`'s order. Most
 /// of a large selection's time is here (locking each series, copying its open chunk, decoding up to
 /// the range's start, building its labels), and each series is independent.
 ///
@@ -476,8 +478,10 @@ impl Querier for HeadQuerier {
         let limit = hints.map_or(0, |h| h.limit);
         let limit = if limit == 0 { usize::MAX } else { limit };
         if limit >= list.len() {
-            let threads = select_threads(list.len());
-            return Box::new(select_parallel(&head, list, mint, maxt, threads).into_iter());
+            return windowed(list, move |w| {
+                let threads = select_threads(w.len());
+                select_parallel(&head, w, mint, maxt, threads)
+            });
         }
         // A limited selection reads series one by one, up to the limit.
         let mut rel = ReleaseStorePages {
