@@ -687,9 +687,9 @@ pub struct ChunkDecodeError {
     pub err: crate::Error,
 }
 
-/// Zero bytes after the chunk bodies in [`decode_chunks_into`]'s scratch copy: more than one
-/// sample's fields can reach past a position that is still inside the data (4 + 64 timestamp
-/// bits, 13 + 64 value bits, and the 8-byte load of the last field).
+/// Zero bytes after the chunk bodies in [`decode_chunks_into`]'s scratch copy, so that every
+/// 8-byte load starting inside the data (a field's load, or a wide field's second load at most
+/// 8 bytes further) lies wholly inside the buffer.
 const PAD: usize = 32;
 
 /// Appends every sample of the given whole XOR chunks (header included), chunk after chunk,
@@ -787,8 +787,9 @@ struct Lane {
     end: usize,
 }
 
-/// The eight bytes of the padded buffer from `byte` on as a big-endian word (zero if they
-/// would pass its end, which a checked position never lets happen).
+/// The eight bytes of the padded buffer from `byte` on as a big-endian word; zero if they
+/// would pass its end, which happens only to a load starting past the data (see [`PAD`]),
+/// that is to a lane that has already run off its chunk.
 #[inline(always)]
 fn load_padded(buf: &[u8], byte: usize) -> u64 {
     match buf.get(byte..byte.wrapping_add(8)) {
