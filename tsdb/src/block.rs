@@ -888,30 +888,9 @@ impl SampleIter for BlockSampleIter<'_> {
         self.done = true;
         let s = self.series;
         let (lo, hi) = (mint.max(s.mint), maxt.min(s.maxt));
-        for c in &s.chunks {
-            if c.max_time < lo {
-                continue;
-            }
-            if c.min_time > hi {
-                break;
-            }
-            let data = match s.block.inner.chunks.chunk(c.chunk_ref) {
-                Ok((Encoding::Xor, data)) => data,
-                Ok((enc, _)) => {
-                    self.fail(Error::Other(format!(
-                        "chunk encoding {enc:?} is not supported"
-                    )));
-                    return;
-                }
-                Err(e) => {
-                    self.fail(e);
-                    return;
-                }
-            };
-            let mut it = XorIterator::new(data);
-            let from = out.len();
-            let past_hi = it.collect_into(lo, hi, out);
-            if let Some(d) = s.deleted.as_ref() {
+        /// Drops the samples of `out[from..]` that the tombstones delete.
+        fn drop_deleted(deleted: Option<&Intervals>, out: &mut Vec<(i64, f64)>, from: usize) {
+            if let Some(d) = deleted {
                 let mut w = from;
                 for r in from..out.len() {
                     if !d.contains(out[r].0) {
@@ -921,6 +900,59 @@ impl SampleIter for BlockSampleIter<'_> {
                 }
                 out.truncate(w);
             }
+        }
+        // Runs of whole chunks inside [lo, hi] are decoded in one batch, unfiltered (see
+        // `decode_chunks_into`); `run` holds such a run's bytes, from chunk `run_first` on.
+        // A chunk at an edge of the range is cut while decoding.
+        let mut run: Vec<&[u8]> = Vec::new();
+        let mut run_first = 0;
+        let flush = |run: &mut Vec<&[u8]>, run_first: usize, out: &mut Vec<(i64, f64)>| {
+            if run.is_empty() {
+                return None;
+            }
+            let from = out.len();
+            let res = crate::chunkenc::xor::decode_chunks_into(run, out);
+            run.clear();
+            drop_deleted(s.deleted.as_ref(), out, from);
+            res.err()
+                .map(|e| s.block.chunk_err(&s.chunks[run_first + e.chunk], e.err))
+        };
+        for (k, c) in s.chunks.iter().enumerate() {
+            if c.max_time < lo {
+                continue;
+            }
+            if c.min_time > hi {
+                break;
+            }
+            let data = match s.block.inner.chunks.chunk(c.chunk_ref) {
+                Ok((Encoding::Xor, data)) => data,
+                Ok((enc, _)) => {
+                    let e = flush(&mut run, run_first, out).unwrap_or_else(|| {
+                        Error::Other(format!("chunk encoding {enc:?} is not supported"))
+                    });
+                    self.fail(e);
+                    return;
+                }
+                Err(e) => {
+                    self.fail(flush(&mut run, run_first, out).unwrap_or(e));
+                    return;
+                }
+            };
+            if c.min_time >= lo && c.max_time <= hi {
+                if run.is_empty() {
+                    run_first = k;
+                }
+                run.push(data);
+                continue;
+            }
+            if let Some(e) = flush(&mut run, run_first, out) {
+                self.fail(e);
+                return;
+            }
+            let mut it = XorIterator::new(data);
+            let from = out.len();
+            let past_hi = it.collect_into(lo, hi, out);
+            drop_deleted(s.deleted.as_ref(), out, from);
             if let Some(e) = it.err() {
                 self.fail(s.block.chunk_err(c, e));
                 return;
@@ -928,6 +960,9 @@ impl SampleIter for BlockSampleIter<'_> {
             if past_hi {
                 return;
             }
+        }
+        if let Some(e) = flush(&mut run, run_first, out) {
+            self.fail(e);
         }
     }
 

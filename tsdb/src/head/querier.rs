@@ -696,6 +696,14 @@ impl SampleIter for ChunksIter<'_> {
                 return;
             }
         }
+        // Runs of whole chunks inside [lo, hi] are decoded in one batch, unfiltered (see
+        // `decode_chunks_into`); a chunk at an edge of the range is cut while decoding.
+        let mut run: Vec<&[u8]> = Vec::new();
+        let flush = |run: &mut Vec<&[u8]>, out: &mut Vec<(i64, f64)>| {
+            let res = crate::chunkenc::xor::decode_chunks_into(run, out);
+            run.clear();
+            res.err().map(|e| e.err)
+        };
         for c in self.chunks {
             if c.max_time < lo {
                 continue;
@@ -704,10 +712,17 @@ impl SampleIter for ChunksIter<'_> {
                 break;
             }
             if c.encoding != Encoding::Xor {
-                self.err = Some(crate::Error::Other(format!(
-                    "unsupported chunk encoding {:?}",
-                    c.encoding
-                )));
+                self.err = Some(flush(&mut run, out).unwrap_or_else(|| {
+                    crate::Error::Other(format!("unsupported chunk encoding {:?}", c.encoding))
+                }));
+                break;
+            }
+            if c.min_time >= lo && c.max_time <= hi {
+                run.push(&c.data);
+                continue;
+            }
+            if let Some(e) = flush(&mut run, out) {
+                self.err = Some(e);
                 break;
             }
             let mut it = XorIterator::new(&c.data);
@@ -718,6 +733,9 @@ impl SampleIter for ChunksIter<'_> {
                 self.err = Some(e);
                 break;
             }
+        }
+        if self.err.is_none() {
+            self.err = flush(&mut run, out);
         }
         self.idx = self.chunks.len();
         self.finish();
