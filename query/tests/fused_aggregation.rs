@@ -144,7 +144,7 @@ fn fused_equals_unfused_and_instant_evaluation() {
                 .map(|s| (s.metric.clone(), s.v.to_bits()))
                 .collect();
             want.sort();
-            // The instant query is fused too: it must match its unfused form.
+            // The instant query must match its unfused form.
             let ui = e.instant_query(&q, &unfused_expr, t).unwrap();
             let Value::Vector(uv) = ui.value else {
                 panic!("not a vector")
@@ -227,4 +227,39 @@ fn too_many_groups_found_mid_stream_fall_back_to_the_unfused_fold() {
         got.stats.total_queryable_samples,
         want.stats.total_queryable_samples
     );
+}
+
+#[test]
+fn instant_aggregations_over_long_ranges_are_fused_with_the_same_answer() {
+    let e = Engine::new(EngineOptions::default());
+    let q = store();
+    for (op, inner) in [
+        ("sum by (job)", "count_over_time(reqs_total[3h])"),
+        ("max by (mode)", "increase(reqs_total[2h])"),
+        ("avg", "avg_over_time(reqs_total[1h])"),
+    ] {
+        let expr = format!("{op} ({inner})");
+        let unfused_expr = format!("{op} (({inner}) or nothing_here)");
+        for t in [3_600_000, 10_000_000, 14_400_000] {
+            let got = e.instant_query(&q, &expr, t).unwrap();
+            let want = e.instant_query(&q, &unfused_expr, t).unwrap();
+            let (Value::Vector(gv), Value::Vector(wv)) = (got.value, want.value) else {
+                panic!("not a vector")
+            };
+            let g: Vec<(Labels, u64)> = gv
+                .iter()
+                .map(|s| (s.metric.clone(), s.v.to_bits()))
+                .collect();
+            let w: Vec<(Labels, u64)> = wv
+                .iter()
+                .map(|s| (s.metric.clone(), s.v.to_bits()))
+                .collect();
+            assert!(!g.is_empty(), "{expr} at {t}: empty");
+            assert_eq!(g, w, "{expr} at {t}");
+            assert_eq!(
+                got.stats.total_queryable_samples, want.stats.total_queryable_samples,
+                "{expr} at {t}"
+            );
+        }
+    }
 }

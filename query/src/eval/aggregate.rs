@@ -385,7 +385,7 @@ impl Evaluator<'_> {
             Some(p) if op != "count_values" => Some(self.eval_scalar(p)?),
             _ => None,
         };
-        if params.is_none() {
+        if params.is_none() && (!self.is_instant() || super::fused::streams_long_ranges(&a.expr)) {
             if let Some(fold) = FoldOp::parse(op).filter(|f| f.series_major()) {
                 if let Some(v) = self.try_fused_aggregate(fold, &a.expr, without, &grouping)? {
                     return Ok(v);
