@@ -26,6 +26,11 @@ pub trait ChunkStore: Send + Sync {
     ) -> Result<u64>;
     /// The bytes of a stored chunk (header included).
     fn read(&self, chunk_ref: u64) -> Result<Arc<[u8]>>;
+    /// [`ChunkStore::read`] without mapping the store's files into memory, for chunks read
+    /// far apart (see [`ChunkStore::region_of`]). The same as `read` by default.
+    fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
+        self.read(chunk_ref)
+    }
     /// Drops stored chunks that end before `mint`, where the store can (whole files for disk).
     fn truncate(&self, mint: i64) -> Result<()>;
     /// Gives back memory used only to read chunks (for disk: the mapped pages of the files),

@@ -77,6 +77,10 @@ impl ChunkStore for DiskChunkStore {
         Ok(Arc::from(m.chunk(HeadChunkRef(chunk_ref))?))
     }
 
+    fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
+        self.mapper.read().chunk_unmapped(HeadChunkRef(chunk_ref))
+    }
+
     fn truncate(&self, mint: i64) -> Result<()> {
         self.mapper.write().truncate(mint).map(|_| ())
     }

@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{Mmap, MmapOptions};
 
@@ -61,6 +62,9 @@ const FIXED_META: usize = 8 + 8 + 8 + 1;
 const CRC_SIZE: usize = 4;
 /// Buffered bytes that trigger a write to the file.
 const WRITE_BUFFER_SIZE: usize = 1024 * 1024;
+/// Bytes [`ChunkDiskMapper::chunk_unmapped`] reads first: a whole chunk of 120 float samples
+/// with its header, most of the time.
+const UNMAPPED_READ: usize = 512;
 
 /// Where a head chunk lives: `file sequence << 32 | byte offset of the chunk in the file`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -107,6 +111,8 @@ pub struct HeadChunksCorruption {
 struct MappedFile {
     /// Read-only map; for the file being written it spans the maximum file size.
     mmap: Mmap,
+    /// The file, for reads that bypass the map ([`ChunkDiskMapper::chunk_unmapped`]).
+    file: File,
     /// Bytes of the file that may be read (header and chunks written so far).
     len: usize,
     /// Largest maxt of the file's chunks (`i64::MIN` when it has none).
@@ -377,6 +383,7 @@ impl ChunkDiskMapper {
                     seq,
                     MappedFile {
                         mmap,
+                        file,
                         len: at,
                         maxt,
                         chunks,
@@ -402,6 +409,7 @@ impl ChunkDiskMapper {
             seq,
             MappedFile {
                 mmap,
+                file,
                 len,
                 maxt,
                 chunks,
@@ -560,10 +568,12 @@ impl ChunkDiskMapper {
         let mut buf = Vec::with_capacity(WRITE_BUFFER_SIZE.min(self.max_file_size as usize));
         buf.extend_from_slice(&MAGIC_HEAD_CHUNKS.to_be_bytes());
         buf.extend_from_slice(&[HEAD_CHUNKS_FORMAT_V1, 0, 0, 0]);
+        let read_handle = file.try_clone().map_err(|e| Error::io(&path, e))?;
         self.files.insert(
             seq,
             MappedFile {
                 mmap,
+                file: read_handle,
                 len: 0,
                 maxt: i64::MIN,
                 chunks: 0,
@@ -664,6 +674,50 @@ impl ChunkDiskMapper {
     pub fn chunk_and_encoding(&self, r: HeadChunkRef) -> Result<(u8, &[u8])> {
         let (local, h) = self.locate(r)?;
         Ok((h.encoding, &local[h.data_start..h.data_start + h.data_len]))
+    }
+
+    /// The data of chunk `r` (without its encoding), CRC-checked, read with `pread` instead of
+    /// through the map. For a few chunks scattered over a file: a mapped read maps the
+    /// kernel's whole fault-around window (64 KiB) around each chunk, and maps it again on the
+    /// next query once the pages were given back; a read copies only the chunk. Chunks still
+    /// in the write buffer are copied from there.
+    pub fn chunk_unmapped(&self, r: HeadChunkRef) -> Result<Arc<[u8]>> {
+        let (seq, off) = (r.seq(), u64::from(r.offset()));
+        let buffered = self
+            .cur
+            .as_ref()
+            .is_some_and(|c| c.seq == seq && off >= c.flushed);
+        let f = match self.files.get(&seq) {
+            Some(f) if !buffered && off >= FILE_HEADER_SIZE as u64 && off < f.len as u64 => f,
+            // The write buffer, or a reference the mapped read reports as bad.
+            _ => return self.chunk(r).map(Arc::from),
+        };
+        let path = || chunk_file_name(&self.dir, seq);
+        let avail = f.len as u64 - off;
+        let read = |n: usize| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; n];
+            std::os::unix::fs::FileExt::read_exact_at(&f.file, &mut buf, off)
+                .map_err(|e| Error::io(path(), e))?;
+            Ok(buf)
+        };
+        let mut buf = read(avail.min(UNMAPPED_READ as u64) as usize)?;
+        // A chunk longer than the first read: read it whole (its length is in its header).
+        let whole = buf
+            .get(FIXED_META..)
+            .and_then(uvarint)
+            .and_then(|(len, n)| {
+                usize::try_from(len)
+                    .ok()?
+                    .checked_add(FIXED_META + n + CRC_SIZE)
+            });
+        if let Some(total) = whole.filter(|&t| t > buf.len() && t as u64 <= avail) {
+            buf = read(total)?;
+        }
+        match parse_chunk(&buf, 0) {
+            Ok(Some(h)) => Ok(Arc::from(&buf[h.data_start..h.data_start + h.data_len])),
+            Ok(None) => Err(Error::corruption(path(), off, "no head chunk at reference")),
+            Err(reason) => Err(Error::corruption(path(), off, reason)),
+        }
     }
 
     /// Calls `f(series_ref, chunk_ref, mint, maxt, num_samples, encoding_byte)` for every chunk
@@ -794,6 +848,7 @@ mod tests {
                     .unwrap();
                 // readable straight from the buffer
                 assert_eq!(m.chunk(r).unwrap(), &d[..]);
+                assert_eq!(&*m.chunk_unmapped(r).unwrap(), &d[..]);
                 refs.push((r, d));
             }
             assert!(m.file_seqs().len() > 1, "small max size cuts several files");
@@ -801,6 +856,7 @@ mod tests {
             m.flush().unwrap();
             for (r, d) in &refs {
                 assert_eq!(m.chunk(*r).unwrap(), &d[..]);
+                assert_eq!(&*m.chunk_unmapped(*r).unwrap(), &d[..]);
             }
             // Dropping the mapped pages changes nothing a read sees, even a held slice.
             let held = m.chunk(refs[0].0).unwrap().to_vec();
@@ -814,6 +870,7 @@ mod tests {
         assert!(m.corruptions().is_empty());
         for (r, d) in &refs {
             assert_eq!(m.chunk_and_encoding(*r).unwrap(), (1, &d[..]));
+            assert_eq!(&*m.chunk_unmapped(*r).unwrap(), &d[..]);
         }
         let mut seen = Vec::new();
         m.iterate_all(|s, r, mint, maxt, n, enc| {
@@ -855,10 +912,20 @@ mod tests {
         let at = r.offset() as usize + FIXED_META;
         assert_eq!(&b[at..at + 3], &[0xa0, 0x9c, 0x01]); // uvarint(20000)
         assert_eq!(m.chunk(r).unwrap(), &data[..]);
+        // Longer than the first unmapped read: read again whole.
+        assert_eq!(&*m.chunk_unmapped(r).unwrap(), &data[..]);
         assert_eq!(
             b.len(),
             FILE_HEADER_SIZE + FIXED_META + 3 + data.len() + CRC_SIZE
         );
+        // A damaged byte fails the unmapped read's checksum like the mapped one's.
+        let f = OpenOptions::new()
+            .write(true)
+            .open(chunk_file_name(dir.path(), 1))
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0x55], (at + 3 + 100) as u64).unwrap();
+        let err = m.chunk_unmapped(r).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
     }
 
     #[test]
