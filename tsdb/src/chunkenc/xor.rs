@@ -406,6 +406,20 @@ fn decode_head(body: &[u8], nbits: usize, s: &mut State, first: bool) -> Result<
     }
 }
 
+/// The delta of delta in the '10', '110' or '1110' form (`ones`, 1 to 3, leading ones) at the
+/// top of the window `w`, and how many bits it takes.
+#[inline(always)]
+fn short_dod(w: u64, ones: u32) -> (i64, usize) {
+    let size = 11 + 3 * ones;
+    let bits = (w << (ones + 1)) >> (64 - size);
+    let dod = if bits > 1u64 << (size - 1) {
+        bits as i64 - (1i64 << size)
+    } else {
+        bits as i64
+    };
+    (dod, (ones + 1 + size) as usize)
+}
+
 /// Decodes one timestamp after the second (delta of delta with prefix '0', '10' + 14 bits,
 /// '110' + 17, '1110' + 20, '1111' + 64).
 #[inline(always)]
@@ -418,14 +432,9 @@ fn decode_timestamp(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'st
         let ones = (!w).leading_zeros();
         if ones <= 3 {
             // At most 4 + 20 bits: all in the window.
-            let size = 11 + 3 * ones;
-            let bits = (w << (ones + 1)) >> (64 - size);
-            s.pos += (ones + 1 + size) as usize;
-            if bits > 1u64 << (size - 1) {
-                bits as i64 - (1i64 << size)
-            } else {
-                bits as i64
-            }
+            let (dod, used) = short_dod(w, ones);
+            s.pos += used;
+            dod
         } else {
             let bits = bits_at(body, s.pos + 4, 64);
             s.pos += 68;
@@ -511,14 +520,7 @@ impl<'a> XorIterator<'a> {
         let body = bytes.get(2..).unwrap_or(&[]);
         XorIterator {
             body,
-            s: State {
-                pos: 0,
-                t: 0,
-                v: 0,
-                td: 0,
-                lead: 0,
-                sig: 64,
-            },
+            s: start_state(),
             num_total: num_samples(bytes) as u16,
             num_read: 0,
             err: None,
@@ -818,14 +820,9 @@ fn fast_sample(buf: &[u8], s: &mut State) {
     } else {
         let ones = (!w).leading_zeros();
         let dod = if ones <= 3 {
-            let size = 11 + 3 * ones;
-            let bits = (w << (ones + 1)) >> (64 - size);
-            s.pos += (ones + 1 + size) as usize;
-            if bits > 1u64 << (size - 1) {
-                bits as i64 - (1i64 << size)
-            } else {
-                bits as i64
-            }
+            let (dod, used) = short_dod(w, ones);
+            s.pos += used;
+            dod
         } else {
             let hi = window_padded(buf, s.pos + 4) >> 32;
             let lo = window_padded(buf, s.pos + 36) >> 32;
@@ -897,6 +894,16 @@ fn decode_lane(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A xorshift64 generator from `seed` (non-zero), for reproducible random test data.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
 
     fn roundtrip(samples: &[(i64, f64)]) {
         let mut a = XorAppender::new();
@@ -1180,13 +1187,7 @@ mod tests {
 
     #[test]
     fn decoders_match_reference_on_cut_and_flipped_chunks() {
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x1234_5678_9abc_def1u64);
         let bits = |v: &[(i64, f64)]| -> Vec<(i64, u64)> {
             v.iter().map(|&(t, v)| (t, v.to_bits())).collect()
         };
@@ -1285,13 +1286,7 @@ mod tests {
 
     #[test]
     fn batch_matches_sequential_on_random_chunks() {
-        let mut x = 0x0bad_cafe_f00d_1234u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x0bad_cafe_f00d_1234u64);
         for round in 0..1500 {
             let n = (rnd() % 8) as usize;
             let owned: Vec<Vec<u8>> = (0..n)
@@ -1339,13 +1334,7 @@ mod tests {
 
     #[test]
     fn batch_corrupt_chunks_error_like_sequential() {
-        let mut x = 0x5eed_5eed_0000_0001u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x5eed_5eed_0000_0001u64);
         let mut errors = 0;
         for round in 0..2000 {
             let n = 1 + (rnd() % 5) as usize;
@@ -1389,13 +1378,7 @@ mod tests {
     #[test]
     #[ignore]
     fn decode_throughput() {
-        let mut x = 0x1234_4321_aaaa_5555u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x1234_4321_aaaa_5555u64);
         let series = 2500;
         let mut owned: Vec<Vec<Vec<u8>>> = Vec::with_capacity(series);
         for s in 0..series {
