@@ -177,12 +177,7 @@ impl SymbolSeriesSource for HeadBlockSource {
         let store = self.head.chunk_store();
         let open = chunks.pop();
         for c in &self.refs {
-            chunks.push(ChunkMeta {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                encoding: Encoding::Xor,
-                data: store.read(c.chunk_ref)?,
-            });
+            chunks.push(c.with_data(store.read(c.chunk_ref)?));
         }
         chunks.extend(open);
         labels.extend(s.lset.iter().map(|&id| self.remap[id as usize]));

@@ -5,9 +5,10 @@
 //! references of full chunks and a copy of the open chunk's bytes, so later appends do not
 //! disturb a running query. The full chunks of a window of the selection (`SELECT_WINDOW`
 //! series, prepared when the reader gets to it) are then copied out of the chunk store in its
-//! order, region by region, each region's pages given back after it (see `select_parallel`);
-//! a selection with a series limit reads series one by one. Series without samples in the
-//! range are skipped.
+//! order, region by region: a region read densely through the store's map and its pages given
+//! back after it, a sparsely read one without mapping it (see `read_in_store_order`). A
+//! selection with a series limit reads series one by one. Series without samples in the range
+//! are skipped.
 
 use std::sync::Arc;
 
@@ -90,12 +91,7 @@ fn snapshot_chunks(
     let mut out = Vec::with_capacity(full.len() + 1);
     *read_store |= !full.is_empty();
     for c in full {
-        out.push(ChunkMeta {
-            min_time: c.min_time,
-            max_time: c.max_time,
-            encoding: Encoding::Xor,
-            data: head.chunk_store().read(c.chunk_ref)?,
-        });
+        out.push(c.with_data(head.chunk_store().read(c.chunk_ref)?));
     }
     out.extend(open);
     Ok(out)
@@ -304,16 +300,16 @@ struct Pending {
 }
 
 /// [`select_one`] over `list` (a window of the selection) on `threads` threads (one runs
-/// here), in `list`'s order. Most
-/// of a large selection's time is here (locking each series, copying its open chunk, decoding up to
-/// the range's start, building its labels), and each series is independent.
+/// here), in `list`'s order. Most of a large selection's time is here (locking each series,
+/// copying its open chunk, decoding up to the range's start, building its labels), and each
+/// series is independent.
 ///
 /// It runs in three rounds: every series is snapshotted under its lock, then all their full
 /// chunks are read at once in the store's order ([`read_in_store_order`]), then the series
 /// are built. The store's files hold chunks in the order they were cut, the series of every
 /// time mixed, so reading series by series would map every page of the files for a large
 /// selection (the kernel maps 64 KiB around each read); in the store's order each page is
-/// mapped once and given back right after.
+/// mapped at most once and given back right after.
 fn select_parallel(
     head: &Head,
     list: Vec<Arc<MemSeries>>,
@@ -364,12 +360,7 @@ fn select_parallel(
                 let mut failed = None;
                 for (c, d) in p.full.iter().zip(mine.by_ref()) {
                     match d {
-                        Ok(data) => chunks.push(ChunkMeta {
-                            min_time: c.min_time,
-                            max_time: c.max_time,
-                            encoding: Encoding::Xor,
-                            data,
-                        }),
+                        Ok(data) => chunks.push(c.with_data(data)),
                         Err(e) => failed = failed.or(Some(e)),
                     }
                 }

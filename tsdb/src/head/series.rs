@@ -31,6 +31,18 @@ pub struct MmappedChunk {
     pub max_time: i64,
 }
 
+impl MmappedChunk {
+    /// The chunk as read: its time range with its bytes `data` from the chunk store.
+    pub fn with_data(&self, data: std::sync::Arc<[u8]>) -> crate::querier::ChunkMeta {
+        crate::querier::ChunkMeta {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            encoding: Encoding::Xor,
+            data,
+        }
+    }
+}
+
 /// The open chunk of a series.
 pub struct HeadChunk {
     /// The encoder with the chunk bytes.
