@@ -402,14 +402,20 @@ pub(crate) fn windowed<T: Send + 'static>(
     }))
 }
 
+/// The cores this process may run on, found once: `available_parallelism` reads the cgroup
+/// CPU limit files on every call, which cost ~5% of a small instant query.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()))
+}
+
 /// Threads to prepare a selection of `n` series with: one per core, each with at least
 /// [`PARALLEL_SELECT_MIN`] / 2 series.
 pub(crate) fn select_threads(n: usize) -> usize {
     if n < PARALLEL_SELECT_MIN {
         return 1;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    cores.min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
+    cores().min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
 }
 
 /// One part of a parallel selection ([`run_parallel`]).
@@ -460,8 +466,7 @@ static SELECT_POOL: std::sync::OnceLock<SelectPool> = std::sync::OnceLock::new()
 /// ingestion. Pool threads keep their heaps warm.
 fn select_pool() -> &'static SelectPool {
     SELECT_POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let wanted = cores.clamp(1, 8);
+        let wanted = cores().clamp(1, 8);
         let mut threads = 0;
         for i in 0..wanted {
             let spawned = std::thread::Builder::new()

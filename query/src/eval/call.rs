@@ -968,9 +968,7 @@ pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
 /// Runs the range function over already decoded series, on several threads when many.
 fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult<SeriesOut>> {
     let threads = if series.len() >= PARALLEL_MIN_SERIES {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_THREADS)
+        tsdb::querier::cores().min(MAX_THREADS)
     } else {
         1
     };

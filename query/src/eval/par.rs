@@ -17,10 +17,7 @@ pub(crate) fn threads_for(n: usize, min: usize) -> usize {
     if n < min {
         return 1;
     }
-    std::thread::available_parallelism()
-        .map_or(1, |p| p.get())
-        .min(MAX_THREADS)
-        .min(n)
+    tsdb::querier::cores().min(MAX_THREADS).min(n)
 }
 
 /// Splits `items` into at most `parts` runs of consecutive items, in order, each owned.

@@ -8,8 +8,11 @@
 //! the order of the block symbol numbers, so sorting compares integers, not strings. Chunks are
 //! read from the chunk store only when their series comes.
 //!
-//! The mapped pages of the head chunk files read for the block are given back every few series
-//! and at the end.
+//! Full chunks are read from the chunk files without mapping them
+//! ([`super::ChunkStore::read_unmapped`]): a series' chunks lie far apart in the files, and a
+//! mapped read maps the whole page-cache folio around it — up to the 1 MiB the file was written
+//! in, so a few series' reads mapped tens of MiB into the process's RSS (the peak of the
+//! 100k-series replay came at each head block write).
 //!
 //! Series created after the source was made are not in it (as with any head querier); series
 //! without chunks inside the range are skipped by the writer.
@@ -23,12 +26,8 @@ use crate::compact::SymbolSeriesSource;
 use crate::querier::ChunkMeta;
 use crate::Result;
 
-/// Reading chunks faults the mapped head chunk files into the process's RSS (each read maps
-/// the kernel's fault-around window, 64 KiB, and a series' chunks lie far apart in the files);
-/// their bytes are copied out, so the pages are given back after this many series (see
-/// [`super::ChunkStore::release_pages`]), which keeps that to a few MiB (every 64 series let
-/// it reach 55 MiB on the 100k-series replay).
-const RELEASE_PAGES_EVERY: usize = 16;
+/// How often (in series) the source checks whether the database is closing.
+const CLOSED_CHECK_EVERY: usize = 16;
 
 /// The head's series with chunks inside `[mint, maxt)`, for writing a block.
 pub struct HeadBlockSource {
@@ -138,12 +137,10 @@ impl SymbolSeriesSource for HeadBlockSource {
             self.symbols = Vec::new();
             self.series = Vec::new();
             self.remap = Vec::new();
-            self.head.chunk_store().release_pages();
             return Ok(false);
         };
         self.next += 1;
-        if self.next.is_multiple_of(RELEASE_PAGES_EVERY) {
-            self.head.chunk_store().release_pages();
+        if self.next.is_multiple_of(CLOSED_CHECK_EVERY) {
             // A closing database abandons the block rather than keep shutdown waiting for it;
             // the WAL still holds every sample, and the next start writes the block again.
             if self.head.is_closed() {
@@ -177,7 +174,7 @@ impl SymbolSeriesSource for HeadBlockSource {
         let store = self.head.chunk_store();
         let open = chunks.pop();
         for c in &self.refs {
-            chunks.push(c.with_data(store.read(c.chunk_ref)?));
+            chunks.push(c.with_data(store.read_unmapped(c.chunk_ref)?));
         }
         chunks.extend(open);
         labels.extend(s.lset.iter().map(|&id| self.remap[id as usize]));
@@ -260,6 +257,28 @@ mod tests {
     }
 
     #[test]
+    fn full_chunks_are_read_without_mapping_the_store() {
+        let store = Arc::new(crate::head::chunk_store::RecordingStore::default());
+        let h = Head::new(crate::head::HeadOptions::default(), store.clone()).unwrap();
+        for t in 0..1000 {
+            let mut app = h.appender();
+            for k in 0..3 {
+                let ls = Labels::from_pairs(&[("__name__", "m"), ("k", &k.to_string())]);
+                app.append(None, &ls, t * 1000, t as f64).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = BlockWriter::new(tmp.path(), 0, H2)
+            .write_from(&mut h.block_source(0, H2))
+            .unwrap();
+        assert_eq!(meta.stats.num_samples, 3000);
+        let log = store.log.lock();
+        assert!(log.len() >= 3 * 8, "{log:?}");
+        assert!(log.iter().all(|e| e.starts_with("unmapped")), "{log:?}");
+    }
+
+    #[test]
     fn closing_the_head_abandons_the_block() {
         let h = head();
         let tmp = tempfile::tempdir().unwrap();
@@ -267,7 +286,7 @@ mod tests {
         h.close();
         let res = BlockWriter::new(tmp.path(), 0, H2).write_from(&mut src);
         assert!(matches!(res, Err(crate::Error::Closed)), "{res:?}");
-        assert!(src.position() <= RELEASE_PAGES_EVERY);
+        assert!(src.position() <= CLOSED_CHECK_EVERY);
         // Neither the block nor its temporary directory is left behind.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }

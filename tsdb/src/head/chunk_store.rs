@@ -33,9 +33,6 @@ pub trait ChunkStore: Send + Sync {
     }
     /// Drops stored chunks that end before `mint`, where the store can (whole files for disk).
     fn truncate(&self, mint: i64) -> Result<()>;
-    /// Gives back memory used only to read chunks (for disk: the mapped pages of the files),
-    /// after reading many of them. Nothing by default.
-    fn release_pages(&self) {}
     /// The storage region holding chunk `chunk_ref`. Reading many chunks grouped by region,
     /// regions in increasing order, with [`ChunkStore::release_region`] after each, keeps the
     /// pages of only one region mapped at a time. A single region (0) by default.
@@ -112,6 +109,41 @@ impl ChunkStore for MemChunkStore {
             c.first += 1;
         }
         Ok(())
+    }
+}
+
+/// A chunk store in memory that records what is read and given back, by region (a region per
+/// 64 references), for tests of how readers use a store.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct RecordingStore {
+    pub(crate) mem: MemChunkStore,
+    pub(crate) log: parking_lot::Mutex<Vec<String>>,
+}
+
+#[cfg(test)]
+impl ChunkStore for RecordingStore {
+    fn write(&self, s: u64, mint: i64, maxt: i64, e: Encoding, d: &[u8]) -> Result<u64> {
+        self.mem.write(s, mint, maxt, e, d)
+    }
+    fn read(&self, r: u64) -> Result<Arc<[u8]>> {
+        self.log.lock().push(format!("read {}", self.region_of(r)));
+        self.mem.read(r)
+    }
+    fn read_unmapped(&self, r: u64) -> Result<Arc<[u8]>> {
+        self.log
+            .lock()
+            .push(format!("unmapped {}", self.region_of(r)));
+        self.mem.read(r)
+    }
+    fn truncate(&self, mint: i64) -> Result<()> {
+        self.mem.truncate(mint)
+    }
+    fn region_of(&self, r: u64) -> u64 {
+        r / 64
+    }
+    fn release_region(&self, g: u64) {
+        self.log.lock().push(format!("release {g}"));
     }
 }
 

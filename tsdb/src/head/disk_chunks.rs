@@ -85,10 +85,6 @@ impl ChunkStore for DiskChunkStore {
         self.mapper.write().truncate(mint).map(|_| ())
     }
 
-    fn release_pages(&self) {
-        self.mapper.read().release_pages()
-    }
-
     fn region_of(&self, chunk_ref: u64) -> u64 {
         chunk_ref >> REGION_SHIFT
     }

@@ -78,49 +78,18 @@ fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64) -> (Vec<MmappedChunk>, Opt
     (full, open)
 }
 
-/// Chunks of one series overlapping a time range, snapshotted from the head.
-/// Sets `read_store` when a full chunk was read from the chunk store.
-fn snapshot_chunks(
-    head: &Head,
-    s: &MemSeries,
-    mint: i64,
-    maxt: i64,
-    read_store: &mut bool,
-) -> Result<Vec<ChunkMeta>> {
+/// Chunks of one series overlapping a time range, snapshotted from the head. Full chunks are
+/// read without mapping the chunk store ([`crate::head::ChunkStore::read_unmapped`]): series
+/// taken one by one have their chunks far apart in the files, and a mapped read maps the whole
+/// page-cache folio around it (up to the 1 MiB the file was written in).
+fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
     let (full, open) = lock_snapshot(s, mint, maxt);
     let mut out = Vec::with_capacity(full.len() + 1);
-    *read_store |= !full.is_empty();
     for c in full {
-        out.push(c.with_data(head.chunk_store().read(c.chunk_ref)?));
+        out.push(c.with_data(head.chunk_store().read_unmapped(c.chunk_ref)?));
     }
     out.extend(open);
     Ok(out)
-}
-
-/// Owned by a selection's iterator: when it goes and the selection read full chunks from the
-/// chunk store (copies of them, so nothing still points into the store), the store's mapped
-/// pages are given back ([`crate::head::ChunkStore::release_pages`]) so the pages a query
-/// touched do not stay in the process's RSS.
-struct ReleaseStorePages {
-    head: Head,
-    used: bool,
-}
-
-impl ReleaseStorePages {
-    /// The "full chunks were read" flag. Closures reach it through this method so that they
-    /// capture (and drop) the whole guard, not just the flag (a closure naming only
-    /// `rel.used` would capture the `bool` alone, and the guard would go at once).
-    fn used(&mut self) -> &mut bool {
-        &mut self.used
-    }
-}
-
-impl Drop for ReleaseStorePages {
-    fn drop(&mut self) {
-        if self.used {
-            self.head.chunk_store().release_pages();
-        }
-    }
 }
 
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
@@ -257,15 +226,9 @@ fn sort_by_labels(r: &SymReader<'_>, v: &mut Vec<Arc<MemSeries>>) {
 type Item = Result<Arc<dyn Series>>;
 
 /// The series `s` as selected over `[mint, maxt]`: its chunks snapshotted, `None` when it
-/// has no sample in the range. Sets `read_store` when full chunks were read from the store.
-fn select_one(
-    head: &Head,
-    s: &MemSeries,
-    mint: i64,
-    maxt: i64,
-    read_store: &mut bool,
-) -> Option<Result<Arc<dyn Series>>> {
-    match snapshot_chunks(head, s, mint, maxt, read_store) {
+/// has no sample in the range.
+fn select_one(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Option<Item> {
+    match snapshot_chunks(head, s, mint, maxt) {
         Ok(chunks) => series_of(head, s, chunks, mint, maxt),
         Err(e) => Some(Err(e)),
     }
@@ -488,13 +451,9 @@ impl Querier for HeadQuerier {
             });
         }
         // A limited selection reads series one by one, up to the limit.
-        let mut rel = ReleaseStorePages {
-            head: head.clone(),
-            used: false,
-        };
         Box::new(
             list.into_iter()
-                .filter_map(move |s| select_one(&head, &s, mint, maxt, rel.used()))
+                .filter_map(move |s| select_one(&head, &s, mint, maxt))
                 .take(limit),
         )
     }
@@ -560,12 +519,8 @@ impl ChunkQuerier for HeadQuerier {
     ) -> ChunkSeriesSet {
         let list = self.matching(sorted, matchers);
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
-        let mut rel = ReleaseStorePages {
-            head: head.clone(),
-            used: false,
-        };
         Box::new(list.into_iter().filter_map(move |s| {
-            match snapshot_chunks(&head, &s, mint, maxt, rel.used()) {
+            match snapshot_chunks(&head, &s, mint, maxt) {
                 Ok(chunks) if chunks.is_empty() => None,
                 Ok(chunks) => Some(Ok(ChunkSeries {
                     labels: head.labels_of(&s),
@@ -984,45 +939,9 @@ mod tests {
         }
     }
 
-    /// A chunk store in memory that records what is read and given back, by region (a
-    /// region per 64 references).
-    #[derive(Default)]
-    struct RecordingStore {
-        mem: super::super::chunk_store::MemChunkStore,
-        log: parking_lot::Mutex<Vec<String>>,
-    }
-
-    impl super::super::chunk_store::ChunkStore for RecordingStore {
-        fn write(&self, s: u64, mint: i64, maxt: i64, e: Encoding, d: &[u8]) -> Result<u64> {
-            self.mem.write(s, mint, maxt, e, d)
-        }
-        fn read(&self, r: u64) -> Result<Arc<[u8]>> {
-            self.log.lock().push(format!("read {}", self.region_of(r)));
-            self.mem.read(r)
-        }
-        fn read_unmapped(&self, r: u64) -> Result<Arc<[u8]>> {
-            self.log
-                .lock()
-                .push(format!("unmapped {}", self.region_of(r)));
-            self.mem.read(r)
-        }
-        fn truncate(&self, mint: i64) -> Result<()> {
-            self.mem.truncate(mint)
-        }
-        fn release_pages(&self) {
-            self.log.lock().push("release all".into());
-        }
-        fn region_of(&self, r: u64) -> u64 {
-            r / 64
-        }
-        fn release_region(&self, g: u64) {
-            self.log.lock().push(format!("release {g}"));
-        }
-    }
-
     #[test]
     fn selections_give_back_the_pages_they_read() {
-        let store = Arc::new(RecordingStore::default());
+        let store = Arc::new(super::super::chunk_store::RecordingStore::default());
         let h = Head::new(super::super::HeadOptions::default(), store.clone()).unwrap();
         // 3 series, appended in turns: their ~120 full chunks interleave in the store.
         for t in 0..5000 {
@@ -1056,19 +975,23 @@ mod tests {
         want.push("release 0".into());
         want.extend(vec!["unmapped 1".to_string(); 7]);
         assert_eq!(log, want);
-        // A limited selection reads series one by one and gives everything back at its end.
+        // A limited selection reads series one by one, without mapping the store; so does a
+        // chunk selection.
         let hints = SelectHints {
             limit: 2,
             ..Default::default()
         };
         let it = q.select(true, Some(&hints), &m);
         assert_eq!(it.count(), 2);
-        let log = std::mem::take(&mut *store.log.lock());
         assert_eq!(
-            log.last().map(String::as_str),
-            Some("release all"),
-            "{log:?}"
+            h.chunk_querier(0, 5_000_000)
+                .select_chunks(true, None, &m)
+                .count(),
+            3
         );
+        let log = std::mem::take(&mut *store.log.lock());
+        assert!(!log.is_empty());
+        assert!(log.iter().all(|e| e.starts_with("unmapped")), "{log:?}");
     }
 
     #[test]
