@@ -36,6 +36,10 @@ pub struct SelectHints {
     pub by: bool,
     /// Maximum number of series wanted; 0 means no limit.
     pub limit: usize,
+    /// Only the newest sample in `[start, end]` of each series is needed (an instant vector
+    /// selector at one time): a querier may return just that sample. The head does for a
+    /// series whose newest sample it holds in memory, without decoding or reading chunks.
+    pub last_only: bool,
 }
 
 /// Something that can be queried over a time range: the head, a block, the whole database.

@@ -445,8 +445,7 @@ impl Evaluator<'_> {
         let results: Vec<QResult<SeriesOut>> = if let Some(lz) = arg.lazy {
             // Decode each series right where its window slides, on all cores, reusing one
             // buffer per thread.
-            let threads =
-                super::par::threads_for(lz.series.len(), super::PARALLEL_DECODE_MIN_SERIES);
+            let threads = super::decode_threads(lz.series.len(), lz.mint, lz.maxt);
             let nseries = lz.series.len();
             // Each thread owns its part and drops every series once done with it.
             let parts = super::par::split_owned(lz.series, threads);

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::parser::{AtModifier, Expr};
 use tsdb::chunkenc::is_stale_nan;
-use tsdb::querier::{MemQueryable, VecSeries};
+use tsdb::querier::{MemQueryable, Queryable, VecSeries};
 use tsdb::Labels;
 
 use std::sync::Arc;
@@ -101,14 +101,25 @@ impl StartTimestampSource for StMap {
     }
 }
 
-#[derive(Default)]
+/// Where a script's loaded series are kept and queried from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// Sample vectors in memory ([`MemQueryable`]).
+    #[default]
+    Memory,
+    /// The database head (in memory, its chunks in a [`tsdb::head::MemChunkStore`]): the
+    /// path queries of recent data take, with its own selection shortcuts.
+    Head,
+}
+
 struct Storage {
+    backend: Backend,
     series: BTreeMap<Labels, Vec<(i64, f64)>>,
     sts: BTreeMap<Labels, Vec<(i64, i64)>>,
     st_source: Option<Arc<dyn StartTimestampSource>>,
     /// Label sets of series that hold native histograms.
     hist: Vec<Labels>,
-    mem: MemQueryable,
+    mem: Arc<dyn Queryable>,
 }
 
 impl Storage {
@@ -170,7 +181,10 @@ impl Storage {
                 samples: s.clone(),
             })
             .collect();
-        self.mem = MemQueryable::new(v);
+        self.mem = match self.backend {
+            Backend::Memory => Arc::new(MemQueryable::new(v)),
+            Backend::Head => Arc::new(head_with(&v)),
+        };
         self.st_source = if self.sts.is_empty() {
             None
         } else {
@@ -187,7 +201,18 @@ impl Storage {
     }
 
     fn clear(&mut self) {
-        *self = Storage::default();
+        *self = Storage::new(self.backend);
+    }
+
+    fn new(backend: Backend) -> Self {
+        Storage {
+            backend,
+            series: BTreeMap::new(),
+            sts: BTreeMap::new(),
+            st_source: None,
+            hist: Vec::new(),
+            mem: Arc::new(MemQueryable::default()),
+        }
     }
 
     /// Whether any selector of `e` matches a histogram series.
@@ -570,7 +595,7 @@ fn run_instant_case(
     t: i64,
 ) -> Result<(), String> {
     let opts = st.opts();
-    let res = engine.instant_query_expr(&st.mem, expr, t, &opts);
+    let res = engine.instant_query_expr(&*st.mem, expr, t, &opts);
     let r = match res {
         Err(e) => return check_failure(cmd, &e),
         Ok(r) => r,
@@ -594,7 +619,7 @@ fn run_instant_case(
         return Ok(());
     }
     let rr = engine
-        .range_query_expr(&st.mem, expr, t - 60_000, t + 60_000, 60_000, &opts)
+        .range_query_expr(&*st.mem, expr, t - 60_000, t + 60_000, 60_000, &opts)
         .map_err(|e| format!("range mode: unexpected error: {}", fmt_err(&e)))?;
     if cmd.ordered {
         return Ok(());
@@ -648,7 +673,7 @@ fn run_eval(engine: &Engine, st: &Storage, cmd: &EvalCmd) -> Outcome {
     }
     match &cmd.time {
         EvalTime::Range { start, end, step } => {
-            let res = engine.range_query_expr(&st.mem, &expr, *start, *end, *step, &st.opts());
+            let res = engine.range_query_expr(&*st.mem, &expr, *start, *end, *step, &st.opts());
             let r = match res {
                 Err(e) => {
                     return match check_failure(cmd, &e) {
@@ -713,8 +738,32 @@ fn short(s: &str) -> String {
     }
 }
 
-/// Runs one script's text through `engine`.
+/// A head holding `series` (each in time order).
+fn head_with(series: &[VecSeries]) -> tsdb::head::Head {
+    let head = tsdb::head::Head::in_memory();
+    let mut app = head.appender();
+    for s in series {
+        let mut r = None;
+        for &(t, v) in &s.samples {
+            match app.append(r, &s.labels, t, v) {
+                Ok(sref) => r = Some(sref),
+                Err(e) => panic!("head rejected a loaded sample of {}: {e}", s.labels),
+            }
+        }
+    }
+    if let Err(e) = app.commit() {
+        panic!("head rejected the loaded series: {e}");
+    }
+    head
+}
+
+/// Runs one script's text through `engine`, its series in memory.
 pub fn run_script(engine: &Engine, text: &str) -> FileReport {
+    run_script_on(engine, text, Backend::Memory)
+}
+
+/// Runs one script's text through `engine`, its series kept in `backend`.
+pub fn run_script_on(engine: &Engine, text: &str, backend: Backend) -> FileReport {
     let mut report = FileReport::default();
     let cmds = match script::parse_script(text) {
         Ok(c) => c,
@@ -723,7 +772,7 @@ pub fn run_script(engine: &Engine, text: &str) -> FileReport {
             return report;
         }
     };
-    let mut st = Storage::default();
+    let mut st = Storage::new(backend);
     for c in &cmds {
         match c {
             Command::Clear => st.clear(),
@@ -745,10 +794,15 @@ pub fn run_script(engine: &Engine, text: &str) -> FileReport {
     report
 }
 
-/// Reads and runs one script file.
+/// Reads and runs one script file, its series in memory.
 pub fn run_file(engine: &Engine, path: &std::path::Path) -> FileReport {
+    run_file_on(engine, path, Backend::Memory)
+}
+
+/// Reads and runs one script file, its series kept in `backend`.
+pub fn run_file_on(engine: &Engine, path: &std::path::Path, backend: Backend) -> FileReport {
     match std::fs::read_to_string(path) {
-        Ok(t) => run_script(engine, &t),
+        Ok(t) => run_script_on(engine, &t, backend),
         Err(e) => FileReport {
             evals: vec![],
             fatal: Some(format!("{}: {e}", path.display())),

@@ -57,8 +57,41 @@ impl Head {
 /// What one series' lock gives for `[mint, maxt]`: its full chunks overlapping the range
 /// (references into the chunk store, not read yet) and a copy of its open chunk if that
 /// overlaps.
-fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64) -> (Vec<MmappedChunk>, Option<ChunkMeta>) {
+///
+/// With `last_only` ([`SelectHints::last_only`]), when the open chunk ends inside the range
+/// its newest sample, the newest of the series, is all that is given (as a one-sample
+/// chunk), and nothing when it ends before the range.
+fn lock_snapshot(
+    s: &MemSeries,
+    mint: i64,
+    maxt: i64,
+    last_only: bool,
+) -> (Vec<MmappedChunk>, Option<ChunkMeta>) {
     let d = s.data.lock();
+    if last_only {
+        if let Some(h) = d
+            .head
+            .as_ref()
+            .filter(|h| h.app.num_samples() > 0 && h.max_time <= maxt)
+        {
+            if h.max_time < mint {
+                return (Vec::new(), None);
+            }
+            let (t, v) = (h.app.last_t(), h.app.last_v());
+            drop(d);
+            let mut one = crate::chunkenc::XorAppender::new();
+            one.append(t, v);
+            return (
+                Vec::new(),
+                Some(ChunkMeta {
+                    min_time: t,
+                    max_time: t,
+                    encoding: Encoding::Xor,
+                    data: Arc::from(one.bytes()),
+                }),
+            );
+        }
+    }
     let full: Vec<MmappedChunk> = d
         .mmapped
         .iter()
@@ -82,8 +115,14 @@ fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64) -> (Vec<MmappedChunk>, Opt
 /// read without mapping the chunk store ([`crate::head::ChunkStore::read_unmapped`]): series
 /// taken one by one have their chunks far apart in the files, and a mapped read maps the whole
 /// page-cache folio around it (up to the 1 MiB the file was written in).
-fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
-    let (full, open) = lock_snapshot(s, mint, maxt);
+fn snapshot_chunks(
+    head: &Head,
+    s: &MemSeries,
+    mint: i64,
+    maxt: i64,
+    last_only: bool,
+) -> Result<Vec<ChunkMeta>> {
+    let (full, open) = lock_snapshot(s, mint, maxt, last_only);
     let mut out = Vec::with_capacity(full.len() + 1);
     for c in full {
         out.push(c.with_data(head.chunk_store().read_unmapped(c.chunk_ref)?));
@@ -227,8 +266,8 @@ type Item = Result<Arc<dyn Series>>;
 
 /// The series `s` as selected over `[mint, maxt]`: its chunks snapshotted, `None` when it
 /// has no sample in the range.
-fn select_one(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Option<Item> {
-    match snapshot_chunks(head, s, mint, maxt) {
+fn select_one(head: &Head, s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Option<Item> {
+    match snapshot_chunks(head, s, mint, maxt, last_only) {
         Ok(chunks) => series_of(head, s, chunks, mint, maxt),
         Err(e) => Some(Err(e)),
     }
@@ -278,6 +317,7 @@ fn select_parallel(
     list: Vec<Arc<MemSeries>>,
     mint: i64,
     maxt: i64,
+    last_only: bool,
     threads: usize,
 ) -> Vec<Item> {
     let per = list.len().div_ceil(threads.max(1)).max(1);
@@ -293,7 +333,7 @@ fn select_parallel(
             let pending = part
                 .into_iter()
                 .filter_map(|series| {
-                    let (full, open) = lock_snapshot(&series, mint, maxt);
+                    let (full, open) = lock_snapshot(&series, mint, maxt, last_only);
                     if full.is_empty() && open.is_none() {
                         return None;
                     }
@@ -444,16 +484,17 @@ impl Querier for HeadQuerier {
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
         let limit = hints.map_or(0, |h| h.limit);
         let limit = if limit == 0 { usize::MAX } else { limit };
+        let last_only = hints.is_some_and(|h| h.last_only);
         if limit >= list.len() {
             return windowed(list, move |w| {
                 let threads = select_threads(w.len());
-                select_parallel(&head, w, mint, maxt, threads)
+                select_parallel(&head, w, mint, maxt, last_only, threads)
             });
         }
         // A limited selection reads series one by one, up to the limit.
         Box::new(
             list.into_iter()
-                .filter_map(move |s| select_one(&head, &s, mint, maxt))
+                .filter_map(move |s| select_one(&head, &s, mint, maxt, last_only))
                 .take(limit),
         )
     }
@@ -520,7 +561,7 @@ impl ChunkQuerier for HeadQuerier {
         let list = self.matching(sorted, matchers);
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
         Box::new(list.into_iter().filter_map(move |s| {
-            match snapshot_chunks(&head, &s, mint, maxt) {
+            match snapshot_chunks(&head, &s, mint, maxt, false) {
                 Ok(chunks) if chunks.is_empty() => None,
                 Ok(chunks) => Some(Ok(ChunkSeries {
                     labels: head.labels_of(&s),
@@ -992,6 +1033,60 @@ mod tests {
         let log = std::mem::take(&mut *store.log.lock());
         assert!(!log.is_empty());
         assert!(log.iter().all(|e| e.starts_with("unmapped")), "{log:?}");
+    }
+
+    #[test]
+    fn last_only_selections_give_the_newest_sample_without_decoding() {
+        let h = Head::in_memory();
+        let mut app = h.appender();
+        // "a" gets a sample every 10 s up to 600 s; "b" stops at 100 s.
+        for t in 0..=60 {
+            let a = Labels::from_pairs(&[("__name__", "m"), ("s", "a")]);
+            app.append(None, &a, t * 10_000, t as f64).unwrap();
+            if t <= 10 {
+                let b = Labels::from_pairs(&[("__name__", "m"), ("s", "b")]);
+                app.append(None, &b, t * 10_000, -(t as f64)).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let read = |mint: i64, maxt: i64, last_only: bool| -> Vec<(String, Vec<(i64, f64)>)> {
+            let hints = SelectHints {
+                start: mint,
+                end: maxt,
+                last_only,
+                ..Default::default()
+            };
+            h.head_querier(mint, maxt)
+                .select(true, Some(&hints), &m)
+                .map(|s| {
+                    let s = s.unwrap();
+                    let mut out = Vec::new();
+                    s.iter().collect_range(mint, maxt, &mut out);
+                    (s.labels().get("s").unwrap_or("").to_string(), out)
+                })
+                .collect()
+        };
+        // Both newest samples inside the range: just those.
+        assert_eq!(
+            read(50_000, 700_000, true),
+            vec![
+                ("a".into(), vec![(600_000, 60.0)]),
+                ("b".into(), vec![(100_000, -10.0)])
+            ]
+        );
+        // "b" ended before the range: left out, as a full read leaves it out.
+        assert_eq!(
+            read(300_000, 700_000, true),
+            vec![("a".into(), vec![(600_000, 60.0)])]
+        );
+        assert_eq!(read(300_000, 700_000, false).len(), 1);
+        // The range ends before "a"'s newest sample: "a" is read as usual; "b" gives its newest.
+        let got = read(50_000, 300_000, true);
+        let full = read(50_000, 300_000, false);
+        assert_eq!(got[0], full[0]);
+        assert_eq!(got[0].1.last(), Some(&(300_000, 30.0)));
+        assert_eq!(got[1], ("b".into(), vec![(100_000, -10.0)]));
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn for_each_series(
         func: (!h.func.is_empty()).then(|| h.func.clone()),
         grouping: h.grouping.clone(),
         by: h.by,
-        limit: 0,
+        ..Default::default()
     });
     let mut buf: Vec<(i64, f64)> = Vec::new();
     for s in querier.select(true, hints.as_ref(), &matchers) {
