@@ -31,7 +31,7 @@ use crate::index::{ChunkRefMeta, IndexReader};
 use crate::labels::{Label, Labels, Matcher};
 use crate::querier::{
     select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier,
-    Queryable, SampleIter, SelectHints, Series, SeriesSet,
+    Queryable, SampleIter, SelectHints, Series, SeriesSet, SELECT_WINDOW,
 };
 use crate::tombstones::{read_tombstones, Intervals, Tombstones};
 use crate::{Error, Result};
@@ -684,7 +684,7 @@ impl Querier for BlockQuerier {
         };
         if select_threads(it.refs.len()) > 1 {
             let refs: Vec<u64> = std::mem::take(&mut it.refs).collect();
-            return windowed(refs, move |w| {
+            return windowed(refs, SELECT_WINDOW, move |w| {
                 let threads = select_threads(w.len());
                 select_parallel(&it, w, threads)
             });

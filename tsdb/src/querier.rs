@@ -381,10 +381,11 @@ pub(crate) const PARALLEL_SELECT_MIN: usize = 2048;
 /// over for two blocks and the head before their merge.
 pub(crate) const SELECT_WINDOW: usize = 4096;
 
-/// A series set made from `items` (series references, head series) `SELECT_WINDOW` at a time
-/// by `build`, which prepares one window's series in order; ends after the first error.
+/// A series set made from `items` (series references, head series) `window` at a time by
+/// `build`, which prepares one window's series in order; ends after the first error.
 pub(crate) fn windowed<T: Send + 'static>(
     items: Vec<T>,
+    window: usize,
     mut build: impl FnMut(Vec<T>) -> Vec<Result<Arc<dyn Series>>> + Send + 'static,
 ) -> SeriesSet {
     let mut rest = items.into_iter();
@@ -398,11 +399,11 @@ pub(crate) fn windowed<T: Send + 'static>(
             failed = x.is_err();
             return Some(x);
         }
-        let window: Vec<T> = rest.by_ref().take(SELECT_WINDOW).collect();
-        if window.is_empty() {
+        let part: Vec<T> = rest.by_ref().take(window.max(1)).collect();
+        if part.is_empty() {
             return None;
         }
-        cur = build(window).into_iter();
+        cur = build(part).into_iter();
     }))
 }
 

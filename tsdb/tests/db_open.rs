@@ -594,8 +594,8 @@ fn samples_of(s: &dyn tsdb::querier::Series) -> Vec<(i64, f64)> {
 fn large_selections_are_read_window_by_window_and_hold_off_head_truncation() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path(), opts()).unwrap();
-    // More series than two selection windows (`SELECT_WINDOW`), 3.5 h at 10 min: the head spans
-    // more than 1.5 × 2 h, so it can be compacted.
+    // More series than a head selection window (16384), 3.5 h at 10 min: the head spans more
+    // than 1.5 × 2 h, so it can be compacted.
     let n = 2 * 8192 + 100;
     let labels: Vec<Labels> = (0..n)
         .map(|i| Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{i:05}"))]))
