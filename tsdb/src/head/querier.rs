@@ -83,22 +83,9 @@ fn lock_snapshot(
             .as_ref()
             .filter(|h| h.app.num_samples() > 0 && h.max_time <= maxt)
         {
-            if h.max_time < mint {
-                return (Vec::new(), None);
-            }
-            let (t, v) = (h.app.last_t(), h.app.last_v());
+            let newest = (h.max_time >= mint).then(|| (h.app.last_t(), h.app.last_v()));
             drop(d);
-            let mut one = crate::chunkenc::XorAppender::new();
-            one.append(t, v);
-            return (
-                Vec::new(),
-                Some(ChunkMeta {
-                    min_time: t,
-                    max_time: t,
-                    encoding: Encoding::Xor,
-                    data: Arc::from(one.bytes()),
-                }),
-            );
+            return (Vec::new(), newest.map(|(t, v)| one_sample_chunk(t, v)));
         }
     }
     let full: Vec<MmappedChunk> = d
@@ -118,6 +105,18 @@ fn lock_snapshot(
             data: Arc::from(h.app.bytes()),
         });
     (full, open)
+}
+
+/// A chunk holding the one sample `(t, v)`.
+fn one_sample_chunk(t: i64, v: f64) -> ChunkMeta {
+    let mut app = crate::chunkenc::XorAppender::new();
+    app.append(t, v);
+    ChunkMeta {
+        min_time: t,
+        max_time: t,
+        encoding: Encoding::Xor,
+        data: Arc::from(app.bytes()),
+    }
 }
 
 /// Chunks of one series overlapping a time range, snapshotted from the head. Full chunks are
