@@ -258,16 +258,7 @@ mod tests {
 
     #[test]
     fn full_chunks_are_read_without_mapping_the_store() {
-        let store = Arc::new(crate::head::chunk_store::RecordingStore::default());
-        let h = Head::new(crate::head::HeadOptions::default(), store.clone()).unwrap();
-        for t in 0..1000 {
-            let mut app = h.appender();
-            for k in 0..3 {
-                let ls = Labels::from_pairs(&[("__name__", "m"), ("k", &k.to_string())]);
-                app.append(None, &ls, t * 1000, t as f64).unwrap();
-            }
-            app.commit().unwrap();
-        }
+        let (store, h) = crate::head::chunk_store::RecordingStore::interleaved_head(1000);
         let tmp = tempfile::tempdir().unwrap();
         let meta = BlockWriter::new(tmp.path(), 0, H2)
             .write_from(&mut h.block_source(0, H2))

@@ -122,6 +122,27 @@ pub(crate) struct RecordingStore {
 }
 
 #[cfg(test)]
+impl RecordingStore {
+    /// A head over a new recording store holding series `m{k="0"}` to `m{k="2"}`, appended in
+    /// turns one sample a second for `seconds` seconds, so their full chunks interleave in
+    /// the store.
+    pub(crate) fn interleaved_head(seconds: i64) -> (Arc<RecordingStore>, super::Head) {
+        let store = Arc::new(RecordingStore::default());
+        let h = super::Head::new(super::HeadOptions::default(), store.clone()).unwrap();
+        for t in 0..seconds {
+            let mut app = h.appender();
+            for k in 0..3 {
+                let ls =
+                    crate::labels::Labels::from_pairs(&[("__name__", "m"), ("k", &k.to_string())]);
+                app.append(None, &ls, t * 1000, t as f64).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        (store, h)
+    }
+}
+
+#[cfg(test)]
 impl ChunkStore for RecordingStore {
     fn write(&self, s: u64, mint: i64, maxt: i64, e: Encoding, d: &[u8]) -> Result<u64> {
         self.mem.write(s, mint, maxt, e, d)

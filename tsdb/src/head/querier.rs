@@ -990,17 +990,8 @@ mod tests {
 
     #[test]
     fn selections_give_back_the_pages_they_read() {
-        let store = Arc::new(super::super::chunk_store::RecordingStore::default());
-        let h = Head::new(super::super::HeadOptions::default(), store.clone()).unwrap();
         // 3 series, appended in turns: their ~120 full chunks interleave in the store.
-        for t in 0..5000 {
-            let mut app = h.appender();
-            for k in 0..3 {
-                let ls = Labels::from_pairs(&[("__name__", "m"), ("k", &k.to_string())]);
-                app.append(None, &ls, t * 1000, t as f64).unwrap();
-            }
-            app.commit().unwrap();
-        }
+        let (store, h) = super::super::chunk_store::RecordingStore::interleaved_head(5000);
         let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
         let q = h.head_querier(0, 5_000_000);
         // A small selection reads in the store's order and leaves the pages mapped.
