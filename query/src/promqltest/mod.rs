@@ -119,7 +119,8 @@ struct Storage {
     st_source: Option<Arc<dyn StartTimestampSource>>,
     /// Label sets of series that hold native histograms.
     hist: Vec<Labels>,
-    mem: Arc<dyn Queryable>,
+    /// The loaded series, as the engine queries them.
+    queryable: Arc<dyn Queryable>,
 }
 
 impl Storage {
@@ -181,7 +182,7 @@ impl Storage {
                 samples: s.clone(),
             })
             .collect();
-        self.mem = match self.backend {
+        self.queryable = match self.backend {
             Backend::Memory => Arc::new(MemQueryable::new(v)),
             Backend::Head => Arc::new(head_with(&v)),
         };
@@ -211,7 +212,7 @@ impl Storage {
             sts: BTreeMap::new(),
             st_source: None,
             hist: Vec::new(),
-            mem: Arc::new(MemQueryable::default()),
+            queryable: Arc::new(MemQueryable::default()),
         }
     }
 
@@ -595,7 +596,7 @@ fn run_instant_case(
     t: i64,
 ) -> Result<(), String> {
     let opts = st.opts();
-    let res = engine.instant_query_expr(&*st.mem, expr, t, &opts);
+    let res = engine.instant_query_expr(&*st.queryable, expr, t, &opts);
     let r = match res {
         Err(e) => return check_failure(cmd, &e),
         Ok(r) => r,
@@ -619,7 +620,7 @@ fn run_instant_case(
         return Ok(());
     }
     let rr = engine
-        .range_query_expr(&*st.mem, expr, t - 60_000, t + 60_000, 60_000, &opts)
+        .range_query_expr(&*st.queryable, expr, t - 60_000, t + 60_000, 60_000, &opts)
         .map_err(|e| format!("range mode: unexpected error: {}", fmt_err(&e)))?;
     if cmd.ordered {
         return Ok(());
@@ -673,7 +674,8 @@ fn run_eval(engine: &Engine, st: &Storage, cmd: &EvalCmd) -> Outcome {
     }
     match &cmd.time {
         EvalTime::Range { start, end, step } => {
-            let res = engine.range_query_expr(&*st.mem, &expr, *start, *end, *step, &st.opts());
+            let res =
+                engine.range_query_expr(&*st.queryable, &expr, *start, *end, *step, &st.opts());
             let r = match res {
                 Err(e) => {
                     return match check_failure(cmd, &e) {
