@@ -96,14 +96,31 @@ impl DirLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(Error::io(&path, std::io::Error::last_os_error()));
+        // A lock held by another open is retried for a while: a process that starts a child
+        // lends the child its descriptors until the child's `exec` closes them, so a lock this
+        // process gave up a moment ago can still be held by such a child (seen in the tests:
+        // a database closed and reopened while another test started `promtool`).
+        let mut tries = 0;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is shared.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(DirLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            tries += 1;
+            if err.kind() != std::io::ErrorKind::WouldBlock || tries >= LOCK_TRIES {
+                return Err(Error::io(&path, err));
+            }
+            std::thread::sleep(LOCK_RETRY_PAUSE);
         }
-        Ok(DirLock { _file: file })
     }
 }
+
+/// Attempts to take a held directory lock before giving up (see [`DirLock::acquire`]).
+const LOCK_TRIES: u32 = 20;
+/// Pause between attempts: all of them take about half a second.
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The head's full chunks: on disk for a writable database, in memory when read-only.
 enum HeadChunks {
