@@ -474,6 +474,21 @@ fn decode_sample(body: &[u8], nbits: usize, s: &mut State) -> Result<(), &'stati
     }
 }
 
+/// The value window of a changed value whose control bits start `w` (its first bit set):
+/// `(leading zeros, meaningful bits, header bits)`, the window being the previous one
+/// (`10`, 2 header bits) or a new one (`11` + 5 + 6 bits). Both candidates are computed and one
+/// picked, without a branch on the (unpredictable) second control bit.
+#[inline(always)]
+fn value_window(w: u64, s: &State) -> (u32, u32, u32) {
+    let new = (w >> 62) & 1 != 0;
+    let nl = ((w >> 57) & 31) as u32;
+    let ns = ((((w >> 51) & 63) as u32).wrapping_sub(1) & 63) + 1;
+    let lead = if new { nl } else { s.lead };
+    let sig = if new { ns } else { s.sig };
+    let hdr = if new { 13 } else { 2 };
+    (lead, sig, hdr)
+}
+
 /// [`decode_value`] from `w`, the stream at the state's position, of which the top `avail`
 /// bits are the stream's.
 #[inline(always)]
@@ -487,14 +502,7 @@ fn decode_value_in(
     if (w as i64) >= 0 {
         s.pos += 1;
     } else {
-        // Both window candidates are computed and one picked, without a branch on the
-        // (unpredictable) second control bit.
-        let new = (w >> 62) & 1 != 0;
-        let nl = ((w >> 57) & 31) as u32;
-        let ns = ((((w >> 51) & 63) as u32).wrapping_sub(1) & 63) + 1;
-        let lead = if new { nl } else { s.lead };
-        let sig = if new { ns } else { s.sig };
-        let hdr = if new { 13 } else { 2 };
+        let (lead, sig, hdr) = value_window(w, s);
         if lead + sig > 64 {
             return Err("value");
         }
@@ -837,12 +845,7 @@ fn fast_sample(buf: &[u8], s: &mut State) {
         s.pos += 1;
         return;
     }
-    let new = (wv >> 62) & 1 != 0;
-    let nl = ((wv >> 57) & 31) as u32;
-    let ns = ((((wv >> 51) & 63) as u32).wrapping_sub(1) & 63) + 1;
-    let lead = if new { nl } else { s.lead };
-    let sig = if new { ns } else { s.sig };
-    let hdr = if new { 13 } else { 2 };
+    let (lead, sig, hdr) = value_window(wv, s);
     let payload = if hdr + sig <= avail {
         (wv << hdr) >> (64 - sig)
     } else {
