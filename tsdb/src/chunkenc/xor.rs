@@ -339,12 +339,19 @@ fn window(body: &[u8], pos: usize) -> u64 {
 /// The `n` (1..=64) bits of the stream at bit `pos`, zero past the end of the data.
 #[inline(always)]
 fn bits_at(body: &[u8], pos: usize, n: u32) -> u64 {
+    bits_from(|p| window(body, p), pos, n)
+}
+
+/// The `n` (1..=64) bits at bit `pos` of a stream read through `window` (its 64 bits from a
+/// bit position on, of which at least the top 57 are exact).
+#[inline(always)]
+fn bits_from(window: impl Fn(usize) -> u64, pos: usize, n: u32) -> u64 {
     debug_assert!((1..=64).contains(&n));
     if n <= 57 {
-        window(body, pos) >> (64 - n)
+        window(pos) >> (64 - n)
     } else {
-        let hi = window(body, pos) >> 32;
-        let lo = window(body, pos + 32) >> (96 - n);
+        let hi = window(pos) >> 32;
+        let lo = window(pos + 32) >> (96 - n);
         (hi << (n - 32)) | lo
     }
 }
@@ -849,14 +856,7 @@ fn fast_sample(buf: &[u8], s: &mut State) {
     let payload = if hdr + sig <= avail {
         (wv << hdr) >> (64 - sig)
     } else {
-        let p = s.pos + hdr as usize;
-        if sig <= 57 {
-            window_padded(buf, p) >> (64 - sig)
-        } else {
-            let hi = window_padded(buf, p) >> 32;
-            let lo = window_padded(buf, p + 32) >> (96 - sig);
-            (hi << (sig - 32)) | lo
-        }
+        bits_from(|p| window_padded(buf, p), s.pos + hdr as usize, sig)
     };
     s.v ^= payload.wrapping_shl(64u32.wrapping_sub(lead + sig));
     s.lead = lead;
