@@ -1104,3 +1104,39 @@ impl OutCollector {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `place_on_steps` picks the latest sample within the lookback at each step, whether a
+    /// step holds none, a few or many samples, with staleness markers and an `offset`.
+    #[test]
+    fn place_on_steps_matches_a_plain_scan() {
+        let stale = f64::from_bits(tsdb::chunkenc::STALE_NAN_BITS);
+        for gap in [1i64, 7, 15, 60, 200] {
+            let samples: Vec<(i64, f64)> = (0..400i64)
+                .map(|i| {
+                    let t = i * gap + (i * 7919 % 5);
+                    (t, if i % 97 == 13 { stale } else { i as f64 })
+                })
+                .collect();
+            let steps: Vec<i64> = (-3..300).map(|k| k * 30).collect();
+            for offset in [0, 45] {
+                let (mut pts, mut ts) = (Vec::new(), Vec::new());
+                place_on_steps(&samples, &steps, None, offset, 100, true, &mut pts, &mut ts);
+                let mut want = Vec::new();
+                for &s in &steps {
+                    let rt = s - offset;
+                    if let Some(&(t, v)) = samples.iter().rev().find(|x| x.0 <= rt) {
+                        if t > rt - 100 && !is_stale_nan(v) {
+                            want.push(((s, v), t));
+                        }
+                    }
+                }
+                let got: Vec<_> = pts.into_iter().zip(ts).collect();
+                assert_eq!(got, want, "gap {gap} offset {offset}");
+            }
+        }
+    }
+}

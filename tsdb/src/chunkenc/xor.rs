@@ -734,11 +734,37 @@ pub fn decode_chunks_into(
     let base = out.len();
     let total: usize = chunks.iter().map(|c| num_samples(c)).sum();
     let body_bytes: usize = chunks.iter().map(|c| c.len().saturating_sub(2)).sum();
-    let mut buf = Vec::with_capacity(body_bytes + PAD);
-    for c in chunks {
-        buf.extend_from_slice(c.get(2..).unwrap_or(&[]));
-    }
-    buf.resize(body_bytes + PAD, 0);
+    PADDED.with_borrow_mut(|buf| {
+        buf.clear();
+        for c in chunks {
+            buf.extend_from_slice(c.get(2..).unwrap_or(&[]));
+        }
+        buf.resize(body_bytes + PAD, 0);
+        let res = decode_padded(chunks, buf, out, base, total);
+        if buf.capacity() > PADDED_KEEP {
+            *buf = Vec::new();
+        }
+        res
+    })
+}
+
+/// Most bytes [`PADDED`] keeps between calls; a longer run's copy is freed after it.
+const PADDED_KEEP: usize = 1 << 20;
+
+thread_local! {
+    /// [`decode_chunks_into`]'s padded copy of the chunk bodies, kept per thread so a query
+    /// decoding thousands of series does not allocate and fault in a buffer for each.
+    static PADDED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`decode_chunks_into`] over `buf`, the chunk bodies' padded copy.
+fn decode_padded(
+    chunks: &[&[u8]],
+    buf: &[u8],
+    out: &mut Vec<(i64, f64)>,
+    base: usize,
+    total: usize,
+) -> Result<(), ChunkDecodeError> {
     out.resize(base + total, (0, 0.0));
     let (mut at, mut bit) = (base, 0usize);
     for (i, c) in chunks.iter().enumerate() {
@@ -751,7 +777,7 @@ pub fn decode_chunks_into(
             end,
         };
         let n = num_samples(c);
-        if !decode_lane(&buf, &mut lane, &mut out[at..at + n]) {
+        if !decode_lane(buf, &mut lane, &mut out[at..at + n]) {
             out.truncate(at);
             return decode_stepwise(&chunks[i..], i, out);
         }
