@@ -698,8 +698,6 @@ fn cmp_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
 
 /// Series count from which range functions run on several threads.
 const PARALLEL_MIN_SERIES: usize = 2000;
-/// Most threads one range-function evaluation uses.
-const MAX_THREADS: usize = 8;
 
 /// What every series of one range-function evaluation shares.
 pub(super) struct SeriesJob<'a> {
@@ -964,55 +962,20 @@ pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
     out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
 }
 
-/// Runs the range function over already decoded series, on several threads when many.
+/// Runs the range function over already decoded series, on several threads when many (one
+/// scratch per thread).
 fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult<SeriesOut>> {
-    let threads = if series.len() >= PARALLEL_MIN_SERIES {
-        tsdb::querier::cores().min(MAX_THREADS)
-    } else {
-        1
-    };
-    if threads > 1 {
-        let chunk = series.len().div_ceil(threads);
-        let mut parts: Vec<Vec<super::RawSeries>> = Vec::with_capacity(threads);
-        let mut it = series.into_iter();
-        loop {
-            let part: Vec<super::RawSeries> = it.by_ref().take(chunk).collect();
-            if part.is_empty() {
-                break;
-            }
-            parts.push(part);
-        }
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| {
-                    sc.spawn(move || {
-                        let mut scratch = SeriesScratch::default();
-                        part.into_iter()
-                            .map(|s| {
-                                run_series(job, s.metric, &s.samples, s.drop_name, &mut scratch)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        vec![Err(QueryError::execution(
-                            "range function evaluation panicked",
-                        ))]
-                    })
-                })
-                .collect()
-        })
-    } else {
+    let threads = super::par::threads_for(series.len(), PARALLEL_MIN_SERIES);
+    let parts = super::par::split_owned(series, threads);
+    let outs = super::par::par_map(parts, threads, |part| {
         let mut scratch = SeriesScratch::default();
-        series
-            .into_iter()
+        part.into_iter()
             .map(|s| run_series(job, s.metric, &s.samples, s.drop_name, &mut scratch))
-            .collect()
+            .collect::<Vec<_>>()
+    });
+    match outs {
+        Ok(outs) => outs.into_iter().flatten().collect(),
+        Err(e) => vec![Err(e)],
     }
 }
 

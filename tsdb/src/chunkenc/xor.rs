@@ -731,16 +731,13 @@ pub fn decode_chunks_into(
     if chunks.is_empty() {
         return Ok(());
     }
-    let base = out.len();
-    let total: usize = chunks.iter().map(|c| num_samples(c)).sum();
-    let body_bytes: usize = chunks.iter().map(|c| c.len().saturating_sub(2)).sum();
     PADDED.with_borrow_mut(|buf| {
         buf.clear();
         for c in chunks {
             buf.extend_from_slice(c.get(2..).unwrap_or(&[]));
         }
-        buf.resize(body_bytes + PAD, 0);
-        let res = decode_padded(chunks, buf, out, base, total);
+        buf.resize(buf.len() + PAD, 0);
+        let res = decode_padded(chunks, buf, out);
         if buf.capacity() > PADDED_KEEP {
             *buf = Vec::new();
         }
@@ -762,9 +759,9 @@ fn decode_padded(
     chunks: &[&[u8]],
     buf: &[u8],
     out: &mut Vec<(i64, f64)>,
-    base: usize,
-    total: usize,
 ) -> Result<(), ChunkDecodeError> {
+    let base = out.len();
+    let total: usize = chunks.iter().map(|c| num_samples(c)).sum();
     out.resize(base + total, (0, 0.0));
     let (mut at, mut bit) = (base, 0usize);
     for (i, c) in chunks.iter().enumerate() {
