@@ -562,6 +562,11 @@ pub(crate) fn run_parallel<T: Send + 'static>(parts: Vec<ParallelPart<T>>) -> Ve
     let Some(first) = parts.next() else {
         return Vec::new();
     };
+    if n == 1 {
+        // Nothing to hand over: waking the pool would only cost its threads a futile
+        // context switch each, on the cores this thread needs.
+        return vec![first()];
+    }
     let (tx, rx) = std::sync::mpsc::channel::<(usize, std::thread::Result<T>)>();
     let mut queued = 0usize;
     let pool = select_pool();

@@ -5,7 +5,9 @@
 //! - [`read`] — `POST /api/v1/read`, remote read with both response types (samples, and
 //!   streamed XOR chunks in CRC-32C checked frames).
 //! - [`proto`] — the protobuf messages, declared by hand.
+//! - [`appliers`] — the fixed set of threads that apply remote-write requests.
 
+pub mod appliers;
 pub mod proto;
 pub mod read;
 pub mod write;

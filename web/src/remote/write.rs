@@ -256,11 +256,11 @@ impl std::hash::Hasher for KeyHasher {
 type Run = Vec<(u128, Option<tsdb::head::SeriesRef>)>;
 
 /// Storage series references of the series of recent requests, in request order, by the
-/// [`pairs_key`] of each request's first series; kept by a blocking thread between requests
-/// for one storage (cleared when another storage uses the thread). A sender sends the same
-/// series in the same order request after request, so the references are found walking the
-/// run in step with the request, without a lookup per series; an entry is used only when its
-/// key matches the series at that position.
+/// [`pairs_key`] of each request's first series; kept by an applier thread
+/// ([`super::appliers`]) between requests for one storage (cleared when another storage uses
+/// the thread). A sender sends the same series in the same order request after request, so
+/// the references are found walking the run in step with the request, without a lookup per
+/// series; an entry is used only when its key matches the series at that position.
 ///
 /// The storage's contract makes this safe: a reference is only passed with the labels it was
 /// obtained for, and one the storage no longer knows falls back to the labels (whose new
@@ -318,7 +318,7 @@ thread_local! {
     static REF_CACHE: std::cell::RefCell<RefCache> = std::cell::RefCell::default();
 }
 
-/// Buffers a blocking thread keeps between requests: the decompressed body and the decoded
+/// Buffers an applier thread keeps between requests: the decompressed body and the decoded
 /// label pairs' vector (its allocation only; see [`recycle`]).
 #[derive(Default)]
 struct Scratch {
@@ -509,7 +509,7 @@ fn apply_v2(st: &SharedState, req: &v2::Request) -> Result<(u64, Vec<String>), A
 
 async fn write_v2(st: SharedState, body: Bytes) -> Response {
     let st2 = st.clone();
-    let res = tokio::task::spawn_blocking(move || {
+    let res = super::appliers::run(move || {
         let req = decode_v2_request(&body).map_err(ApplyError::Bad)?;
         apply_v2(&st2, &req)
     })
@@ -556,7 +556,7 @@ pub async fn write(State(st): State<SharedState>, headers: HeaderMap, body: Byte
         Ok(false) => {}
     }
     let st2 = st.clone();
-    let res = tokio::task::spawn_blocking(move || decode_and_apply(&st2, &body)).await;
+    let res = super::appliers::run(move || decode_and_apply(&st2, &body)).await;
     match res {
         Ok(Ok(n)) => {
             st.metrics
