@@ -230,14 +230,8 @@ impl Engine {
                             });
                         }
                     }
-                    let mut seen = std::collections::HashSet::with_capacity(out.len());
-                    for s in &out {
-                        if !seen.insert(&s.metric) {
-                            return Err(QueryError::execution(
-                                "vector cannot contain metrics with the same labelset",
-                            ));
-                        }
-                    }
+                    // `cleanup` merged series of one label set, failing if two had a point
+                    // at this one step: the label sets here are distinct.
                     Value::Vector(out)
                 }
                 Val::Range(ss) => {

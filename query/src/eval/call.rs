@@ -1012,14 +1012,11 @@ fn decode_and_run(
 
 /// Merges series that ended up with the same labels; overlapping points are an error.
 pub(crate) fn merge_same_labelset(series: Vec<StepSeries>) -> QResult<Vec<StepSeries>> {
-    let mut idx: HashMap<Arc<Labels>, usize> = HashMap::with_capacity(series.len());
-    let mut dup = false;
-    for (i, s) in series.iter().enumerate() {
-        if idx.insert(s.metric.clone(), i).is_some() {
-            dup = true;
-            break;
-        }
-    }
+    // Whether any label set repeats, by the sets' xxHash (far cheaper than hashing every
+    // label string with the map's SipHash); a shared hash sends the input to the exact pass
+    // below, which also handles the (practically never seen) different sets sharing one.
+    let mut seen = std::collections::HashSet::with_capacity(series.len());
+    let dup = series.iter().any(|s| !seen.insert(s.metric.hash()));
     if !dup {
         return Ok(series);
     }
