@@ -22,7 +22,7 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// The queue the applier threads take jobs from.
 struct Appliers {
-    queue: Mutex<mpsc::Sender<Job>>,
+    queue: mpsc::Sender<Job>,
 }
 
 /// The appliers, started by the first request.
@@ -50,9 +50,7 @@ fn appliers() -> &'static Appliers {
                 tracing::error!(err = %e, "Could not start a remote-write applier thread");
             }
         }
-        Appliers {
-            queue: Mutex::new(tx),
-        }
+        Appliers { queue: tx }
     })
 }
 
@@ -64,12 +62,7 @@ pub async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(res.map_err(|_| "remote write handler panicked".to_string()));
     });
-    let sent = appliers()
-        .queue
-        .lock()
-        .map_err(|_| "remote write appliers unavailable".to_string())?
-        .send(job);
-    if sent.is_err() {
+    if appliers().queue.send(job).is_err() {
         return Err("remote write appliers unavailable".into());
     }
     rx.await
