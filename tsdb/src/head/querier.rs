@@ -358,7 +358,13 @@ fn select_parallel(
         .flat_map(|(_, r)| r.iter().copied())
         .collect();
     let release = all_refs.len() >= RELEASE_MIN_CHUNKS;
-    let mut data = read_in_store_order(head, all_refs, threads, release).into_iter();
+    // Reading is a system call per sparse chunk: worth both cores sooner than the rest.
+    let read_threads = if all_refs.len() >= PARALLEL_READ_MIN_CHUNKS {
+        crate::querier::cores().min(8)
+    } else {
+        threads
+    };
+    let mut data = read_in_store_order(head, all_refs, read_threads, release).into_iter();
     let mut jobs: Vec<ParallelPart<Vec<Item>>> = Vec::new();
     for (pending, refs) in snapshots {
         let mine: Vec<ChunkBytes> = data.by_ref().take(refs.len()).collect();
@@ -387,6 +393,10 @@ fn select_parallel(
     }
     run_parallel(jobs).into_iter().flatten().collect()
 }
+
+/// Fewest full chunks a selection reads for the reads to be split over the cores whatever
+/// its series count (each chunk of a sparse region is one `pread`).
+const PARALLEL_READ_MIN_CHUNKS: usize = 1024;
 
 /// A full chunk's bytes as read from the chunk store.
 type ChunkBytes = Result<Arc<[u8]>>;
