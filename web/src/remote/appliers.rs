@@ -7,7 +7,7 @@
 //! threads. Every one of them kept its own remote-write caches (series references, decode
 //! buffers) and its own allocator heap with partly used pages, which together made ~100 MiB
 //! of the resident memory at the end of the 100k-series replay. Here a fixed set of
-//! [`APPLIERS_PER_CORE`] threads per core does that work: fewer copies of those caches and
+//! two threads per core does that work: fewer copies of those caches and
 //! heaps, and each thread's series-reference cache sees more of the requests.
 
 use std::sync::mpsc;
