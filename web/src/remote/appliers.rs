@@ -6,9 +6,9 @@
 //! the last one's thread has gone back to idle: under a 4-connection replay it held 14–21
 //! threads. Every one of them kept its own remote-write caches (series references, decode
 //! buffers) and its own allocator heap with partly used pages, which together made ~100 MiB
-//! of the resident memory at the end of the 100k-series replay. Here a fixed set of
-//! two threads per core does that work: fewer copies of those caches and
-//! heaps, and each thread's series-reference cache sees more of the requests.
+//! of the resident memory at the end of the 100k-series replay. Here a fixed set of two
+//! threads per core does that work: fewer copies of those caches and heaps, and each thread's
+//! series-reference cache sees more of the requests.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
