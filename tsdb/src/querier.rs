@@ -420,8 +420,14 @@ pub(crate) fn select_threads(n: usize) -> usize {
     if n < PARALLEL_SELECT_MIN {
         return 1;
     }
-    cores().min(8).min(n / (PARALLEL_SELECT_MIN / 2)).max(1)
+    cores()
+        .min(MAX_SELECT_THREADS)
+        .min(n / (PARALLEL_SELECT_MIN / 2))
+        .max(1)
 }
+
+/// Most threads one selection's work is split over.
+pub(crate) const MAX_SELECT_THREADS: usize = 8;
 
 /// One part of a parallel selection ([`run_parallel`]).
 pub(crate) type ParallelPart<T> = Box<dyn FnOnce() -> T + Send + 'static>;

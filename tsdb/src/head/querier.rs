@@ -360,7 +360,7 @@ fn select_parallel(
     let release = all_refs.len() >= RELEASE_MIN_CHUNKS;
     // Reading is a system call per sparse chunk: worth both cores sooner than the rest.
     let read_threads = if all_refs.len() >= PARALLEL_READ_MIN_CHUNKS {
-        crate::querier::cores().min(8)
+        crate::querier::cores().min(crate::querier::MAX_SELECT_THREADS)
     } else {
         threads
     };
