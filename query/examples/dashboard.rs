@@ -8,7 +8,8 @@
 //! parallel evaluation shows as CPU > wall), the result size and a checksum of the values
 //! (to check that a change leaves the answers alone), and the resident memory after opening and
 //! after the queries. `Q=<name>` runs only that query; `RANGE_S=<seconds>` shortens the range
-//! queries' 6h.
+//! queries' 6h; `RW=1` opens the directory read-write as the server does (head chunks read
+//! from `chunks_head/` rather than kept in memory; it writes to the directory: use a copy).
 
 use std::time::Instant;
 
@@ -81,7 +82,14 @@ fn main() {
         .into()
     });
     let t0 = Instant::now();
-    let db = match Db::open_read_only(&dir, Options::default()) {
+    // The server opens read-write, reading the head's full chunks from `chunks_head/`; a
+    // read-only open keeps them in memory (replayed from the WAL).
+    let open = if std::env::var_os("RW").is_some() {
+        Db::open
+    } else {
+        Db::open_read_only
+    };
+    let db = match open(&dir, Options::default()) {
         Ok(db) => db,
         Err(e) => {
             eprintln!("open {dir}: {e}");

@@ -465,6 +465,16 @@ impl Block {
         Block::open(dir)
     }
 
+    /// The labels of a series from their symbol references (read by
+    /// [`crate::index::IndexReader::series_refs`], which checked them).
+    fn labels_of(&self, refs: &[(u32, u32)]) -> Labels {
+        Labels::from_sorted(
+            crate::querier::LabelPairs::of_symbols(&self.inner.index, refs)
+                .map(|(n, v)| Label::new(n, v))
+                .collect(),
+        )
+    }
+
     /// Decodes every sample of the chunk `c`, for checks and tools.
     pub fn chunk_samples(&self, c: &ChunkRefMeta) -> Result<Vec<(i64, f64)>> {
         let (enc, data) = self.inner.chunks.chunk(c.chunk_ref)?;
@@ -521,9 +531,11 @@ pub struct BlockQuerier {
     maxt: i64,
 }
 
-/// A series selected from a block: the chunks overlapping the range, minus deleted ones.
+/// A series selected from a block: the symbol references of its labels (see
+/// [`crate::index::IndexReader::series_refs`]), the chunks overlapping the range, minus
+/// deleted ones.
 struct Selected {
-    labels: Labels,
+    label_refs: Box<[(u32, u32)]>,
     chunks: Vec<ChunkRefMeta>,
     deleted: Option<Intervals>,
 }
@@ -535,7 +547,7 @@ struct SelectIter {
     refs: std::vec::IntoIter<u64>,
     mint: i64,
     maxt: i64,
-    lbuf: Vec<Label>,
+    lbuf: Vec<(u32, u32)>,
     cbuf: Vec<ChunkRefMeta>,
 }
 
@@ -547,7 +559,8 @@ impl SelectIter {
             Err(e) => return Some(Err(e)),
         };
         Some(Ok(Arc::new(BlockSeries {
-            labels: Arc::new(sel.labels),
+            label_refs: sel.label_refs,
+            labels: std::sync::OnceLock::new(),
             chunks: sel.chunks,
             deleted: sel.deleted,
             block: self.block.clone(),
@@ -576,7 +589,7 @@ impl SelectIter {
                 .block
                 .inner
                 .index
-                .series(r, &mut self.lbuf, &mut self.cbuf)
+                .series_refs(r, &mut self.lbuf, &mut self.cbuf)
             {
                 return Some(Err(e));
             }
@@ -598,7 +611,7 @@ impl SelectIter {
                 continue;
             }
             return Some(Ok(Selected {
-                labels: Labels::from_sorted(std::mem::take(&mut self.lbuf)),
+                label_refs: self.lbuf.as_slice().into(),
                 chunks,
                 deleted: deleted.cloned(),
             }));
@@ -763,7 +776,7 @@ impl ChunkQuerier for BlockQuerier {
                 Ok(chunks) if chunks.is_empty() => continue,
                 Ok(chunks) => {
                     return Some(Ok(ChunkSeries {
-                        labels: sel.labels,
+                        labels: it.block.labels_of(&sel.label_refs),
                         chunks,
                     }))
                 }
@@ -824,9 +837,12 @@ fn chunks_of(block: &Block, sel: &Selected, mint: i64, maxt: i64) -> Result<Vec<
     Ok(out)
 }
 
-/// A series of a block; its iterator decodes chunks straight from the memory map.
+/// A series of a block; its iterator decodes chunks straight from the memory map. Its labels
+/// are built from their symbol references only when asked for: a series merged with the
+/// head's answers with the head's labels.
 struct BlockSeries {
-    labels: Arc<Labels>,
+    label_refs: Box<[(u32, u32)]>,
+    labels: std::sync::OnceLock<Arc<Labels>>,
     chunks: Vec<ChunkRefMeta>,
     deleted: Option<Intervals>,
     block: Block,
@@ -836,15 +852,23 @@ struct BlockSeries {
     maxt: i64,
 }
 
+impl BlockSeries {
+    /// The labels, built on the first call.
+    fn built_labels(&self) -> &Arc<Labels> {
+        self.labels
+            .get_or_init(|| Arc::new(self.block.labels_of(&self.label_refs)))
+    }
+}
+
 impl Series for BlockSeries {
     fn labels(&self) -> &Labels {
-        &self.labels
+        self.built_labels()
     }
     fn shared_labels(&self) -> Arc<Labels> {
-        self.labels.clone()
+        self.built_labels().clone()
     }
-    fn forget_labels(&mut self) {
-        self.labels = crate::querier::no_labels();
+    fn label_pairs(&self) -> crate::querier::LabelPairs<'_> {
+        crate::querier::LabelPairs::of_symbols(&self.block.inner.index, &self.label_refs)
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(BlockSampleIter {
@@ -1149,6 +1173,58 @@ mod tests {
             b.inner.readers.load(std::sync::atomic::Ordering::Acquire),
             0
         );
+    }
+
+    /// Series of two blocks with different symbol tables merge by their labels' order
+    /// (compared through symbol references, without building labels), and the pairs a
+    /// block series gives are its labels.
+    #[test]
+    fn block_series_compare_by_symbols_across_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sets: [&[(&str, &str)]; 6] = [
+            &[("__name__", "a")],
+            &[("__name__", "a"), ("x", "1")],
+            &[("__name__", "a"), ("x", "10")],
+            &[("__name__", "a"), ("xy", "0")],
+            &[("__name__", "ab")],
+            &[("__name__", "b"), ("job", "j")],
+        ];
+        // Block 1 holds the even series, block 2 the odd ones and two of the even ones, with
+        // extra symbols that shift every reference.
+        let write = |keep: &dyn Fn(usize) -> bool, extra: &str, t0: i64| {
+            let mut series: Vec<ChunkSeries> = sets
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| keep(*k))
+                .map(|(_, ls)| {
+                    crate::compact::chunk_series_from_samples(Labels::from_pairs(ls), &[(t0, 1.0)])
+                })
+                .collect();
+            series.push(crate::compact::chunk_series_from_samples(
+                Labels::from_pairs(&[("__name__", "zz"), (extra, "v")]),
+                &[(t0, 1.0)],
+            ));
+            let id =
+                crate::compact::write_block(tmp.path(), series, t0, t0 + 1000, 1, &[]).unwrap();
+            Block::open(tmp.path().join(id.to_string())).unwrap()
+        };
+        let b1 = write(&|k| k % 2 == 0, "aaa", 0);
+        let b2 = write(&|k| k % 2 == 1 || k == 0 || k == 4, "b", 1000);
+        let m = [Matcher::new(crate::labels::MatchType::NotEqual, "__name__", "zz").unwrap()];
+        let merged = crate::merge::merge_series_sets(vec![
+            b1.querier(0, 5000).unwrap().select(true, None, &m),
+            b2.querier(0, 5000).unwrap().select(true, None, &m),
+        ]);
+        let got: Vec<Labels> = merged
+            .map(|s| {
+                let s = s.unwrap();
+                let pairs: Vec<(&str, &str)> = s.label_pairs().collect();
+                assert_eq!(Labels::from_pairs(&pairs), *s.labels());
+                s.labels().clone()
+            })
+            .collect();
+        let want: Vec<Labels> = sets.iter().map(|ls| Labels::from_pairs(ls)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use crate::chunkenc::ValueType;
 use crate::labels::{Labels, Matcher};
-use crate::querier::{Querier, SampleIter, SelectHints, Series, SeriesSet};
+use crate::querier::{cmp_labels, Querier, SampleIter, SelectHints, Series, SeriesSet};
 use crate::Result;
 
 /// One series made of several series with the same labels.
 pub struct MergedSeries {
-    /// The labels, when given; else those of the first part (there is one).
+    /// The labels, when given; else those of the last part (there is one).
     labels: Option<Labels>,
     parts: Vec<Arc<dyn Series>>,
 }
@@ -32,11 +32,10 @@ impl MergedSeries {
         }
     }
 
-    /// A series merging `first` and `rest`, which have the same labels: they are read from
-    /// `first` rather than copied.
-    fn of_parts(first: Arc<dyn Series>, rest: impl IntoIterator<Item = Arc<dyn Series>>) -> Self {
-        let mut parts = vec![first];
-        parts.extend(rest);
+    /// A series merging `parts` (at least one), which have the same labels: they are read
+    /// from the last part rather than copied. That is the newest source, the head when the
+    /// series is in it, which shares its labels; a block series would build them.
+    fn of_parts(parts: Vec<Arc<dyn Series>>) -> Self {
         MergedSeries {
             labels: None,
             parts,
@@ -46,18 +45,24 @@ impl MergedSeries {
 
 impl Series for MergedSeries {
     fn labels(&self) -> &Labels {
-        match (&self.labels, self.parts.first()) {
+        match (&self.labels, self.parts.last()) {
             (Some(l), _) => l,
             (None, Some(p)) => p.labels(),
-            // Not built: `of_parts` always has a first part.
+            // Not built: `of_parts` always has a part.
             (None, None) => empty_labels(),
         }
     }
     fn shared_labels(&self) -> Arc<Labels> {
         // Every part has these labels; one may share them.
-        match self.parts.first() {
-            Some(p) => p.shared_labels(),
-            None => Arc::new(self.labels().clone()),
+        match (&self.labels, self.parts.last()) {
+            (None, Some(p)) => p.shared_labels(),
+            _ => Arc::new(self.labels().clone()),
+        }
+    }
+    fn label_pairs(&self) -> crate::querier::LabelPairs<'_> {
+        match (&self.labels, self.parts.last()) {
+            (None, Some(p)) => p.label_pairs(),
+            _ => crate::querier::LabelPairs::of_labels(self.labels()),
         }
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
@@ -242,33 +247,32 @@ impl Iterator for MergeSet {
         let mut min: Option<Arc<dyn Series>> = None;
         for s in self.sets.iter_mut() {
             if let Some(Ok(x)) = s.peek() {
-                if min.as_ref().is_none_or(|m| x.labels() < m.labels()) {
+                if min
+                    .as_ref()
+                    .is_none_or(|m| cmp_labels(x.as_ref(), m.as_ref()).is_lt())
+                {
                     min = Some(x.clone());
                 }
             }
         }
         let min = min?;
-        let mut parts: Vec<Arc<dyn Series>> = Vec::new();
+        let mut parts: Vec<Arc<dyn Series>> = Vec::with_capacity(self.sets.len());
         for s in self.sets.iter_mut() {
-            if matches!(s.peek(), Some(Ok(x)) if x.labels() == min.labels()) {
+            let same = match s.peek() {
+                Some(Ok(x)) => Arc::ptr_eq(x, &min) || cmp_labels(x.as_ref(), min.as_ref()).is_eq(),
+                _ => false,
+            };
+            if same {
                 if let Some(Ok(x)) = s.next() {
                     parts.push(x);
                 }
             }
         }
         drop(min);
-        // The merged series answers with the first part's labels; the others' copies go.
-        for p in parts.iter_mut().skip(1) {
-            if let Some(p) = Arc::get_mut(p) {
-                p.forget_labels();
-            }
-        }
         if parts.len() == 1 {
             return parts.pop().map(Ok);
         }
-        let mut it = parts.into_iter();
-        let first = it.next()?;
-        Some(Ok(Arc::new(MergedSeries::of_parts(first, it))))
+        Some(Ok(Arc::new(MergedSeries::of_parts(parts))))
     }
 }
 
@@ -433,30 +437,30 @@ mod tests {
         }
     }
 
-    /// A series holding its labels in an `Arc`, like the block and head series.
+    /// A series holding its labels in an `Arc`, like the head's series.
     struct SharedLabels(Arc<Labels>, VecSeries);
 
     impl Series for SharedLabels {
         fn labels(&self) -> &Labels {
             &self.0
         }
+        fn shared_labels(&self) -> Arc<Labels> {
+            self.0.clone()
+        }
         fn iter(&self) -> Box<dyn SampleIter + '_> {
             self.1.iter()
-        }
-        fn forget_labels(&mut self) {
-            self.0 = crate::querier::no_labels();
         }
     }
 
     #[test]
-    fn merged_series_keep_one_copy_of_the_labels() {
+    fn merged_series_answer_with_the_newest_parts_labels() {
         let part = |samples: &[(i64, f64)]| {
             let v = vs("m", samples);
             let l = Arc::new(v.labels.clone());
             (l.clone(), Arc::new(SharedLabels(l, v)) as Arc<dyn Series>)
         };
-        let (l1, p1) = part(&[(1, 1.0)]);
-        let (l2, p2) = part(&[(2, 2.0)]);
+        let (_, p1) = part(&[(1, 1.0)]);
+        let (_, p2) = part(&[(2, 2.0)]);
         let (l3, p3) = part(&[(3, 3.0)]);
         let sets: Vec<SeriesSet> = vec![p1, p2, p3]
             .into_iter()
@@ -464,11 +468,9 @@ mod tests {
             .collect();
         let merged: Vec<_> = merge_series_sets(sets).map(|s| s.unwrap()).collect();
         assert_eq!(merged.len(), 1);
-        assert_eq!(merged[0].labels(), &*l1);
+        assert_eq!(merged[0].labels(), &*l3);
+        assert!(Arc::ptr_eq(&merged[0].shared_labels(), &l3));
         assert_eq!(read(merged[0].as_ref()), vec![(1, 1.0), (2, 2.0), (3, 3.0)]);
-        // The first part still shares its labels; the others let theirs go.
-        assert_eq!(Arc::strong_count(&l1), 2);
-        assert_eq!((Arc::strong_count(&l2), Arc::strong_count(&l3)), (1, 1));
     }
 
     #[test]

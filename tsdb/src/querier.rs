@@ -75,19 +75,58 @@ pub trait Series: Send + Sync {
     fn shared_labels(&self) -> Arc<Labels> {
         Arc::new(self.labels().clone())
     }
+    /// The series' labels as `(name, value)` pairs in order, for comparing series without
+    /// building their [`Labels`] (a block series keeps only symbol references until asked
+    /// for its labels).
+    fn label_pairs(&self) -> LabelPairs<'_> {
+        LabelPairs::of_labels(self.labels())
+    }
     /// A new iterator over the series' samples within the querier's range.
     fn iter(&self) -> Box<dyn SampleIter + '_>;
-    /// Lets go of the series' own copy of its labels. A merged series calls it on every part
-    /// but the first, whose labels it answers with (a selection over two blocks and the head
-    /// would otherwise hold each series' labels three times). Nothing by default.
-    fn forget_labels(&mut self) {}
 }
 
-/// An empty label set to share, for series that let go of their labels
-/// ([`Series::forget_labels`]).
-pub(crate) fn no_labels() -> Arc<Labels> {
-    static EMPTY: std::sync::OnceLock<Arc<Labels>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| Arc::new(Labels::empty())).clone()
+/// A series' labels as `(name, value)` pairs ([`Series::label_pairs`]).
+#[derive(Clone)]
+pub struct LabelPairs<'a>(PairsInner<'a>);
+
+#[derive(Clone)]
+enum PairsInner<'a> {
+    Labels(std::slice::Iter<'a, crate::labels::Label>),
+    Symbols(&'a crate::index::IndexReader, std::slice::Iter<'a, (u32, u32)>),
+}
+
+impl<'a> LabelPairs<'a> {
+    /// The pairs of `labels`.
+    pub fn of_labels(labels: &'a Labels) -> Self {
+        LabelPairs(PairsInner::Labels(labels.iter()))
+    }
+
+    /// The pairs of symbol references `refs` in `index` (as read by
+    /// [`crate::index::IndexReader::series_refs`], which checked them).
+    pub fn of_symbols(index: &'a crate::index::IndexReader, refs: &'a [(u32, u32)]) -> Self {
+        LabelPairs(PairsInner::Symbols(index, refs.iter()))
+    }
+}
+
+impl<'a> Iterator for LabelPairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            PairsInner::Labels(it) => it.next().map(|l| (l.name.as_str(), l.value.as_str())),
+            PairsInner::Symbols(index, it) => it.next().map(|&(n, v)| {
+                (
+                    index.symbol(n).unwrap_or_default(),
+                    index.symbol(v).unwrap_or_default(),
+                )
+            }),
+        }
+    }
+}
+
+/// Orders two series by their labels as [`Labels`] are ordered.
+pub fn cmp_labels(a: &dyn Series, b: &dyn Series) -> std::cmp::Ordering {
+    a.label_pairs().cmp(b.label_pairs())
 }
 
 /// Iterates the samples of one series in increasing time order.

@@ -180,7 +180,9 @@ pub(super) fn assign_groups<'l>(
     grouping: &[String],
 ) -> (Vec<usize>, Vec<Arc<Labels>>) {
     let mut groups = GroupAssigner::new(without, grouping);
-    let series_group = metrics.map(|m| groups.assign(m)).collect();
+    let series_group = metrics
+        .map(|m| groups.assign(tsdb::querier::LabelPairs::of_labels(m)))
+        .collect();
     (series_group, groups.group_metric)
 }
 
@@ -206,16 +208,21 @@ impl<'g> GroupAssigner<'g> {
         }
     }
 
-    /// The group of the series labelled `m`, numbered now if it is the first of its group.
-    pub(super) fn assign(&mut self, m: &Labels) -> usize {
+    /// The group of the series labelled `m` (its label pairs in order), numbered now if it
+    /// is the first of its group.
+    pub(super) fn assign<'a>(
+        &mut self,
+        m: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> usize {
         let (without, grouping) = (self.without, self.grouping);
+        let kept = m.filter(|(n, _)| in_group(n, without, grouping));
         // The key is built from the series' own labels; the group's labels are copied out
         // only for a new group.
         self.key.clear();
-        for l in m.iter().filter(|l| in_group(&l.name, without, grouping)) {
-            self.key.extend_from_slice(l.name.as_bytes());
+        for (n, v) in kept.clone() {
+            self.key.extend_from_slice(n.as_bytes());
             self.key.push(0xff);
-            self.key.extend_from_slice(l.value.as_bytes());
+            self.key.extend_from_slice(v.as_bytes());
             self.key.push(0xff);
         }
         if let Some(&g) = self.key_to_group.get(&self.key) {
@@ -223,8 +230,9 @@ impl<'g> GroupAssigner<'g> {
         }
         let g = self.group_metric.len();
         self.key_to_group.insert(self.key.clone(), g);
-        self.group_metric
-            .push(Arc::new(group_labels(m, without, grouping)));
+        self.group_metric.push(Arc::new(Labels::from_sorted(
+            kept.map(|(n, v)| tsdb::labels::Label::new(n, v)).collect(),
+        )));
         g
     }
 }

@@ -754,7 +754,7 @@ fn run_series(
     drop_name: bool,
     sc: &mut SeriesScratch,
 ) -> QResult<SeriesOut> {
-    let st = run_series_into(job, &metric, data, sc)?;
+    let st = run_series_into(job, || &*metric, data, sc)?;
     let series = (!sc.pts.is_empty()).then(|| StepSeries {
         metric,
         pts: sc.pts.as_slice().to_vec(),
@@ -770,9 +770,11 @@ fn run_series(
 
 /// Slides the window of one series over all steps and applies the range function, leaving
 /// the output points in `sc.pts` (cleared first) and appending annotations to `sc.annos`.
-pub(super) fn run_series_into(
+/// `metric` gives the series' labels, asked for only when needed (a merged block series
+/// builds them on demand).
+pub(super) fn run_series_into<'m>(
     job: &SeriesJob,
-    metric: &Labels,
+    metric: impl Fn() -> &'m Labels,
     data: &[(i64, f64)],
     sc: &mut SeriesScratch,
 ) -> QResult<SeriesStats> {
@@ -795,7 +797,7 @@ pub(super) fn run_series_into(
         Some(src)
             if !job.from_subquery && matches!(name, "rate" | "increase" | "irate" | "resets") =>
         {
-            src.start_timestamps(metric, data)
+            src.start_timestamps(metric(), data)
         }
         _ => None,
     };
@@ -870,7 +872,7 @@ pub(super) fn run_series_into(
         pts.extend(cw.step_ts().iter().copied().zip(cw.out.iter().copied()));
         return Ok(SeriesStats {
             samples,
-            non_counter: non_counter_name(job, metric, pts),
+            non_counter: non_counter_name(job, &metric, pts),
         });
     }
     let mut win = Window::default();
@@ -901,7 +903,7 @@ pub(super) fn run_series_into(
                     end,
                     pbuf,
                     annos,
-                    metric.metric_name().unwrap_or(""),
+                    metric().metric_name().unwrap_or(""),
                 )
             }
             None => {
@@ -924,14 +926,18 @@ pub(super) fn run_series_into(
     }
     Ok(SeriesStats {
         samples,
-        non_counter: non_counter_name(job, metric, pts),
+        non_counter: non_counter_name(job, &metric, pts),
     })
 }
 
 /// The metric name when `rate`/`increase` gave points for a series not named like a counter.
-fn non_counter_name(job: &SeriesJob, metric: &Labels, pts: &[(i64, f64)]) -> Option<String> {
+fn non_counter_name<'m>(
+    job: &SeriesJob,
+    metric: &impl Fn() -> &'m Labels,
+    pts: &[(i64, f64)],
+) -> Option<String> {
     if (job.name == "rate" || job.name == "increase") && !pts.is_empty() {
-        if let Some(mn) = job.metric_name.or_else(|| metric.metric_name()) {
+        if let Some(mn) = job.metric_name.or_else(|| metric().metric_name()) {
             if !has_counter_suffix(mn) {
                 return Some(mn.to_string());
             }

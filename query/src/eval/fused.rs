@@ -118,7 +118,7 @@ impl RunSource<'_> {
         }
         let groups: Vec<usize> = series
             .iter()
-            .map(|s| self.groups.assign(s.labels()))
+            .map(|s| self.groups.assign(s.label_pairs()))
             .collect();
         let ngroups = self.groups.group_metric.len();
         if ngroups.saturating_mul(self.nsteps) > SERIES_MAJOR_MAX_CELLS {
@@ -256,7 +256,7 @@ impl Evaluator<'_> {
             if has_stale(&sc.buf) {
                 sc.buf.retain(|x| !tsdb::chunkenc::is_stale_nan(x.1));
             }
-            let st = run_series_into(&job, s.labels(), &sc.buf, &mut sc.sc)?;
+            let st = run_series_into(&job, || s.labels(), &sc.buf, &mut sc.sc)?;
             Ok(Produced {
                 decoded,
                 samples: st.samples,

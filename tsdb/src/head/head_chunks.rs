@@ -694,15 +694,16 @@ impl ChunkDiskMapper {
         };
         let path = || chunk_file_name(&self.dir, seq);
         let avail = f.len as u64 - off;
-        let read = |n: usize| -> Result<Vec<u8>> {
-            let mut buf = vec![0u8; n];
-            std::os::unix::fs::FileExt::read_exact_at(&f.file, &mut buf, off)
-                .map_err(|e| Error::io(path(), e))?;
-            Ok(buf)
+        let read = |buf: &mut [u8]| -> Result<()> {
+            std::os::unix::fs::FileExt::read_exact_at(&f.file, buf, off)
+                .map_err(|e| Error::io(path(), e))
         };
-        let mut buf = read(avail.min(UNMAPPED_READ as u64) as usize)?;
+        // Most chunks fit the first read, into the stack.
+        let mut first = [0u8; UNMAPPED_READ];
+        let first = &mut first[..avail.min(UNMAPPED_READ as u64) as usize];
+        read(first)?;
         // A chunk longer than the first read: read it whole (its length is in its header).
-        let whole = buf
+        let whole = first
             .get(FIXED_META..)
             .and_then(uvarint)
             .and_then(|(len, n)| {
@@ -710,10 +711,16 @@ impl ChunkDiskMapper {
                     .ok()?
                     .checked_add(FIXED_META + n + CRC_SIZE)
             });
-        if let Some(total) = whole.filter(|&t| t > buf.len() && t as u64 <= avail) {
-            buf = read(total)?;
-        }
-        match parse_chunk(&buf, 0) {
+        let mut long = Vec::new();
+        let buf: &[u8] = match whole.filter(|&t| t > first.len() && t as u64 <= avail) {
+            Some(total) => {
+                long.resize(total, 0);
+                read(&mut long)?;
+                &long
+            }
+            None => first,
+        };
+        match parse_chunk(buf, 0) {
             Ok(Some(h)) => Ok(Arc::from(&buf[h.data_start..h.data_start + h.data_len])),
             Ok(None) => Err(Error::corruption(path(), off, "no head chunk at reference")),
             Err(reason) => Err(Error::corruption(path(), off, reason)),

@@ -613,9 +613,6 @@ impl Series for ChunkedSeries {
     fn shared_labels(&self) -> Arc<Labels> {
         self.labels.clone()
     }
-    fn forget_labels(&mut self) {
-        self.labels = crate::querier::no_labels();
-    }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         let mut it = ChunksIter::new(&self.chunks, self.mint, self.maxt);
         it.resume = self.resume;

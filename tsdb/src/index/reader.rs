@@ -428,6 +428,24 @@ impl IndexReader {
         labels: &mut Vec<Label>,
         chunks: &mut Vec<ChunkRefMeta>,
     ) -> Result<()> {
+        let mut refs = Vec::new();
+        self.series_refs(r, &mut refs, chunks)?;
+        labels.clear();
+        labels.extend(
+            crate::querier::LabelPairs::of_symbols(self, &refs).map(|(n, v)| Label::new(n, v)),
+        );
+        Ok(())
+    }
+
+    /// Decodes series `r` (offset / 16) into the symbol references of its labels (name,
+    /// value; checked to be in the symbol table, names in increasing order) and its chunk
+    /// metas, without building any string.
+    pub fn series_refs(
+        &self,
+        r: u64,
+        labels: &mut Vec<(u32, u32)>,
+        chunks: &mut Vec<ChunkRefMeta>,
+    ) -> Result<()> {
         labels.clear();
         chunks.clear();
         let off = r.saturating_mul(16);
@@ -451,20 +469,20 @@ impl IndexReader {
         }
         let mut d = Decbuf::new(body);
         let nl = d.uvarint().map_err(&err)?;
+        let mut prev: Option<&str> = None;
         for _ in 0..nl {
             let n = d.uvarint32().map_err(&err)?;
             let v = d.uvarint32().map_err(&err)?;
             let name = self.symbol(n)?;
-            if labels
-                .last()
-                .is_some_and(|l: &Label| l.name.as_str() >= name)
-            {
+            self.symbol(v)?;
+            if prev.is_some_and(|p| p >= name) {
                 return Err(self.corrupt(
                     off,
                     format!("series {r}: label names not sorted at {name:?}"),
                 ));
             }
-            labels.push(Label::new(name, self.symbol(v)?));
+            prev = Some(name);
+            labels.push((n, v));
         }
         let nc = d.uvarint().map_err(&err)?;
         if nc > 0 {
