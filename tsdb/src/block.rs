@@ -853,6 +853,19 @@ struct BlockSeries {
 }
 
 impl BlockSeries {
+    /// An iterator over the series' samples.
+    fn sample_iter(&self) -> BlockSampleIter<'_> {
+        BlockSampleIter {
+            series: self,
+            ci: 0,
+            it: None,
+            cur: (i64::MIN, 0.0),
+            started: false,
+            done: false,
+            err: None,
+        }
+    }
+
     /// The labels, built on the first call.
     fn built_labels(&self) -> &Arc<Labels> {
         self.labels
@@ -871,15 +884,10 @@ impl Series for BlockSeries {
         crate::querier::LabelPairs::of_symbols(&self.block.inner.index, &self.label_refs)
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
-        Box::new(BlockSampleIter {
-            series: self,
-            ci: 0,
-            it: None,
-            cur: (i64::MIN, 0.0),
-            started: false,
-            done: false,
-            err: None,
-        })
+        Box::new(self.sample_iter())
+    }
+    fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        crate::querier::collect_with(&mut self.sample_iter(), mint, maxt, out)
     }
 }
 

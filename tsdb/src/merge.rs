@@ -70,6 +70,44 @@ impl Series for MergedSeries {
             self.parts.iter().map(|p| p.iter()).collect(),
         ))
     }
+    fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        collect_sources(self.parts.len(), out, |i, out| {
+            self.parts[i].collect_range(mint, maxt, out)
+        })
+    }
+}
+
+/// Appends the samples of `n` sources, which `collect(i, out)` appends source by source
+/// (oldest first), merged by time. When they lie one after another in time (blocks, then the
+/// head) that is already the merge; overlapping sources are sorted by time, the earliest
+/// source's sample winning a tie, as [`MergeIter`] does. Stops at the first error.
+fn collect_sources(
+    n: usize,
+    out: &mut Vec<(i64, f64)>,
+    mut collect: impl FnMut(usize, &mut Vec<(i64, f64)>) -> Result<()>,
+) -> Result<()> {
+    let base = out.len();
+    let mut ordered = true;
+    for i in 0..n {
+        let from = out.len();
+        collect(i, out)?;
+        if from > base && out.len() > from && out[from].0 <= out[from - 1].0 {
+            ordered = false;
+        }
+    }
+    if !ordered {
+        // The sort is stable: the earliest source's sample comes first among equal times.
+        out[base..].sort_by_key(|s| s.0);
+        let mut w = base;
+        for r in base..out.len() {
+            if w == base || out[r].0 != out[w - 1].0 {
+                out[w] = out[r];
+                w += 1;
+            }
+        }
+        out.truncate(w);
+    }
+    Ok(())
 }
 
 /// An empty label set, for a merged series without parts.
@@ -183,30 +221,12 @@ impl SampleIter for MergeIter<'_> {
         self.started = true;
         self.last_t = None;
         self.cur.iter_mut().for_each(|c| *c = None);
-        // Each source in turn; when they lie one after another in time (blocks, then the
-        // head) that is already the merge.
-        let base = out.len();
-        let mut ordered = true;
-        for it in self.its.iter_mut() {
-            let from = out.len();
-            it.collect_range(mint, maxt, out);
-            if from > base && out.len() > from && out[from].0 <= out[from - 1].0 {
-                ordered = false;
-            }
-        }
-        if !ordered {
-            // Overlapping sources: by time, the earliest source's sample winning a tie, as
-            // `next` does (the sort is stable).
-            out[base..].sort_by_key(|s| s.0);
-            let mut w = base;
-            for r in base..out.len() {
-                if w == base || out[r].0 != out[w - 1].0 {
-                    out[w] = out[r];
-                    w += 1;
-                }
-            }
-            out.truncate(w);
-        }
+        let its = &mut self.its;
+        // Errors are reported by `err`, as for the other calls.
+        let _ = collect_sources(its.len(), out, |i, out| {
+            its[i].collect_range(mint, maxt, out);
+            Ok(())
+        });
     }
 
     fn at(&self) -> (i64, f64) {

@@ -83,6 +83,23 @@ pub trait Series: Send + Sync {
     }
     /// A new iterator over the series' samples within the querier's range.
     fn iter(&self) -> Box<dyn SampleIter + '_>;
+    /// Appends the series' samples in `[mint, maxt]` (within the querier's range) to `out`,
+    /// in time order, as a new iterator's [`SampleIter::collect_range`] would; series
+    /// override it to decode without boxing an iterator.
+    fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        collect_with(&mut *self.iter(), mint, maxt, out)
+    }
+}
+
+/// [`SampleIter::collect_range`] of `it`, then its error if it had one.
+pub fn collect_with<I: SampleIter + ?Sized>(
+    it: &mut I,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<()> {
+    it.collect_range(mint, maxt, out);
+    it.err().map_or(Ok(()), Err)
 }
 
 /// A series' labels as `(name, value)` pairs ([`Series::label_pairs`]).

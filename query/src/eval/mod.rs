@@ -295,12 +295,8 @@ pub(crate) fn decode_into(
     maxt: i64,
     buf: &mut Vec<(i64, f64)>,
 ) -> QResult<()> {
-    let mut it = s.iter();
-    it.collect_range(mint, maxt, buf);
-    match it.err() {
-        Some(e) => Err(QueryError::storage(e)),
-        None => Ok(()),
-    }
+    s.collect_range(mint, maxt, buf)
+        .map_err(QueryError::storage)
 }
 
 /// Whether any sample is a staleness marker; checks eight at a time without branching, as

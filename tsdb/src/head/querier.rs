@@ -614,9 +614,19 @@ impl Series for ChunkedSeries {
         self.labels.clone()
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
+        Box::new(self.sample_iter())
+    }
+    fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        crate::querier::collect_with(&mut self.sample_iter(), mint, maxt, out)
+    }
+}
+
+impl ChunkedSeries {
+    /// An iterator over the series' samples, resuming where the selection left off.
+    fn sample_iter(&self) -> ChunksIter<'_> {
         let mut it = ChunksIter::new(&self.chunks, self.mint, self.maxt);
         it.resume = self.resume;
-        Box::new(it)
+        it
     }
 }
 
