@@ -98,7 +98,12 @@ fn main() {
     };
     let rss_opened = rss_mib();
     let min_t = db.min_time().unwrap_or(0);
-    let max_t = db.head().max_time();
+    // The head's newest sample, or the blocks' end when the head is empty.
+    let max_t = db
+        .blocks()
+        .iter()
+        .map(|b| b.max_time() - 1)
+        .fold(db.head().max_time(), i64::max);
     println!(
         "opened {dir} in {:.2?}: data [{min_t}, {max_t}]",
         t0.elapsed()

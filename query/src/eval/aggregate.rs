@@ -237,6 +237,47 @@ impl<'g> GroupAssigner<'g> {
     }
 }
 
+/// Calls `add(k, f, first)` for every point `(ts, f)` of one series that falls on step `k`
+/// (`(ts - start) / interval`, below `flags.len()`, at most once per step), `first` when no
+/// series had a point there before; marks the step seen in `flags`, with `dn`.
+#[inline(always)]
+fn place_on_cells(
+    flags: &mut [u8],
+    dn: u8,
+    pts: &[(i64, f64)],
+    start: i64,
+    interval: i64,
+    mut add: impl FnMut(usize, f64, bool),
+) {
+    let nsteps = flags.len();
+    // `next_t` is the time of step `next_k`: points on consecutive steps (the usual case)
+    // need no division to find their step.
+    let mut next_k = 0usize;
+    let mut next_t = start;
+    for &(ts, f) in pts {
+        if ts < next_t {
+            continue;
+        }
+        let k = if ts == next_t {
+            next_k
+        } else {
+            let d = ts - start;
+            if d % interval != 0 {
+                continue;
+            }
+            (d / interval) as usize
+        };
+        if k >= nsteps {
+            continue;
+        }
+        next_k = k + 1;
+        next_t = ts + interval;
+        let first = flags[k] & FoldCells::SEEN == 0;
+        flags[k] |= FoldCells::SEEN | dn;
+        add(k, f, first);
+    }
+}
+
 /// Whether the label `name` is part of the group labels (the ones [`group_labels`] keeps).
 #[inline]
 fn in_group(name: &str, without: bool, grouping: &[String]) -> bool {
@@ -297,50 +338,59 @@ impl FoldCells {
         start: i64,
         interval: i64,
     ) {
-        let fold = self.fold;
         let dn = if drop_name { Self::DROP } else { 0 };
         let flags = &mut self.flags[base..base + nsteps];
-        // `next_t` is the time of step `next_k`: points on consecutive steps (the usual
-        // case) need no division to find their step.
-        let mut next_k = 0usize;
-        let mut next_t = start;
-        for &(ts, f) in pts {
-            if ts < next_t {
-                continue;
+        let cells = base..base + nsteps;
+        // One loop per operation, so that the step placement is not interleaved with a
+        // dispatch on the operation at every point.
+        match self.fold {
+            FoldOp::Sum => {
+                let sums = &mut self.sums[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                    if first {
+                        sums[k] = KahanSum::starting_at(f);
+                    } else {
+                        sums[k].add(f);
+                    }
+                });
             }
-            let k = if ts == next_t {
-                next_k
-            } else {
-                let d = ts - start;
-                if d % interval != 0 {
-                    continue;
-                }
-                (d / interval) as usize
-            };
-            if k >= nsteps {
-                continue;
+            FoldOp::Avg => {
+                let means = &mut self.means[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, f, _| means[k].add(f));
             }
-            next_k = k + 1;
-            next_t = ts + interval;
-            let c = base + k;
-            if flags[k] & Self::SEEN == 0 {
-                flags[k] = Self::SEEN | dn;
-                match fold {
-                    FoldOp::Sum => self.sums[c] = KahanSum::starting_at(f),
-                    FoldOp::Avg => self.means[c].add(f),
-                    FoldOp::Count | FoldOp::Group => self.vals[c] = 1.0,
-                    _ => self.vals[c] = f,
-                }
-                continue;
+            FoldOp::Count => {
+                let vals = &mut self.vals[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, _, first| {
+                    vals[k] = if first { 1.0 } else { vals[k] + 1.0 };
+                });
             }
-            flags[k] |= dn;
-            match fold {
-                FoldOp::Sum => self.sums[c].add(f),
-                FoldOp::Avg => self.means[c].add(f),
-                FoldOp::Count => self.vals[c] += 1.0,
-                FoldOp::Max if self.vals[c] < f || self.vals[c].is_nan() => self.vals[c] = f,
-                FoldOp::Min if self.vals[c] > f || self.vals[c].is_nan() => self.vals[c] = f,
-                _ => {}
+            FoldOp::Group => {
+                let vals = &mut self.vals[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, _, _| vals[k] = 1.0);
+            }
+            FoldOp::Max => {
+                let vals = &mut self.vals[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                    if first || vals[k] < f || vals[k].is_nan() {
+                        vals[k] = f;
+                    }
+                });
+            }
+            FoldOp::Min => {
+                let vals = &mut self.vals[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                    if first || vals[k] > f || vals[k].is_nan() {
+                        vals[k] = f;
+                    }
+                });
+            }
+            FoldOp::Stddev | FoldOp::Stdvar | FoldOp::Quantile => {
+                let vals = &mut self.vals[cells];
+                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                    if first {
+                        vals[k] = f;
+                    }
+                });
             }
         }
     }
