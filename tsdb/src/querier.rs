@@ -109,13 +109,22 @@ pub struct LabelPairs<'a>(PairsInner<'a>);
 #[derive(Clone)]
 enum PairsInner<'a> {
     Labels(std::slice::Iter<'a, crate::labels::Label>),
-    Symbols(&'a crate::index::IndexReader, std::slice::Iter<'a, (u32, u32)>),
+    Strs(std::slice::Iter<'a, (&'a str, &'a str)>),
+    Symbols(
+        &'a crate::index::IndexReader,
+        std::slice::Iter<'a, (u32, u32)>,
+    ),
 }
 
 impl<'a> LabelPairs<'a> {
     /// The pairs of `labels`.
     pub fn of_labels(labels: &'a Labels) -> Self {
         LabelPairs(PairsInner::Labels(labels.iter()))
+    }
+
+    /// The pairs of a list of `(name, value)` strings.
+    pub fn of_strs(pairs: &'a [(&'a str, &'a str)]) -> Self {
+        LabelPairs(PairsInner::Strs(pairs.iter()))
     }
 
     /// The pairs of symbol references `refs` in `index` (as read by
@@ -131,6 +140,7 @@ impl<'a> Iterator for LabelPairs<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
             PairsInner::Labels(it) => it.next().map(|l| (l.name.as_str(), l.value.as_str())),
+            PairsInner::Strs(it) => it.next().copied(),
             PairsInner::Symbols(index, it) => it.next().map(|&(n, v)| {
                 (
                     index.symbol(n).unwrap_or_default(),

@@ -82,6 +82,29 @@ impl Symbols {
         self.inner.read().strs[id as usize].clone()
     }
 
+    /// Appends the strings of the label pairs `lset` (name, value, name, value… ids) to
+    /// `out`, resolved under one read lock, with no lifetime bound.
+    ///
+    /// # Safety
+    ///
+    /// The strings must not be used after this table is dropped. Until then they stay valid:
+    /// strings are only ever added to the table, each in an allocation of its own that the
+    /// table holds (growing the list moves the `Arc`s, not the strings).
+    pub unsafe fn pairs_unbounded(
+        &self,
+        lset: &[u32],
+        out: &mut Vec<(&'static str, &'static str)>,
+    ) {
+        let g = self.inner.read();
+        let get = |id: u32| -> &'static str {
+            let p: *const str = Arc::as_ptr(&g.strs[id as usize]);
+            // SAFETY: valid for as long as the table lives (see above), which the caller
+            // promises to outlive every use.
+            unsafe { &*p }
+        };
+        out.extend(lset.chunks_exact(2).map(|p| (get(p[0]), get(p[1]))));
+    }
+
     /// A read guard resolving many ids under one lock.
     pub fn reader(&self) -> SymReader<'_> {
         SymReader(self.inner.read())

@@ -18,10 +18,10 @@ use super::index::{postings_for_matchers, SymReader};
 use super::series::{MemSeries, MmappedChunk};
 use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
-use crate::labels::{Labels, Matcher};
+use crate::labels::{Label, Labels, Matcher};
 use crate::querier::{
     run_parallel, select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
-    ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
+    LabelPairs, ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::Result;
 
@@ -291,7 +291,7 @@ fn series_of(
 ) -> Option<Item> {
     let resume = samples_in(&chunks, mint, maxt)?;
     Some(Ok(Arc::new(ChunkedSeries {
-        labels: Arc::new(head.labels_of(s)),
+        labels: SeriesLabels::of_head(head, s),
         chunks,
         mint,
         maxt,
@@ -594,7 +594,7 @@ impl ChunkQuerier for HeadQuerier {
 /// A series made of XOR chunks, limited to `[mint, maxt]`.
 pub struct ChunkedSeries {
     /// The series' labels.
-    pub labels: Arc<Labels>,
+    labels: SeriesLabels,
     /// Its chunks in time order (non-overlapping).
     pub chunks: Vec<ChunkMeta>,
     /// First timestamp returned.
@@ -606,12 +606,81 @@ pub struct ChunkedSeries {
     pub resume: Option<(usize, XorCursor)>,
 }
 
+/// The labels of a [`ChunkedSeries`]: given, or the head series' label strings borrowed from
+/// the head's symbol table and built into [`Labels`] only when asked for (a series merged and
+/// aggregated is compared and grouped by its label pairs, and its labels are never built).
+enum SeriesLabels {
+    Built(Arc<Labels>),
+    Head {
+        /// Keeps the symbol table that `pairs` borrow from alive.
+        _head: Head,
+        pairs: Box<[(&'static str, &'static str)]>,
+        built: std::sync::OnceLock<Arc<Labels>>,
+    },
+}
+
+impl SeriesLabels {
+    /// The labels of the head series `s`.
+    fn of_head(head: &Head, s: &MemSeries) -> Self {
+        let mut pairs = Vec::with_capacity(s.lset.len() / 2);
+        // SAFETY: the strings are used only through this value, which holds `head` and so
+        // its symbol table.
+        unsafe { head.symbols().pairs_unbounded(&s.lset, &mut pairs) };
+        SeriesLabels::Head {
+            _head: head.clone(),
+            pairs: pairs.into_boxed_slice(),
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Arc<Labels> {
+        match self {
+            SeriesLabels::Built(l) => l,
+            SeriesLabels::Head { pairs, built, .. } => built.get_or_init(|| {
+                Arc::new(Labels::from_sorted(
+                    pairs.iter().map(|&(n, v)| Label::new(n, v)).collect(),
+                ))
+            }),
+        }
+    }
+
+    fn pairs(&self) -> LabelPairs<'_> {
+        match self {
+            SeriesLabels::Built(l) => LabelPairs::of_labels(l),
+            SeriesLabels::Head { pairs, .. } => LabelPairs::of_strs(pairs),
+        }
+    }
+}
+
+impl ChunkedSeries {
+    /// A series labelled `labels` made of `chunks`, limited to `[mint, maxt]`; `resume` as
+    /// in [`ChunkedSeries::resume`].
+    pub fn new(
+        labels: Arc<Labels>,
+        chunks: Vec<ChunkMeta>,
+        mint: i64,
+        maxt: i64,
+        resume: Option<(usize, XorCursor)>,
+    ) -> Self {
+        ChunkedSeries {
+            labels: SeriesLabels::Built(labels),
+            chunks,
+            mint,
+            maxt,
+            resume,
+        }
+    }
+}
+
 impl Series for ChunkedSeries {
     fn labels(&self) -> &Labels {
-        &self.labels
+        self.labels.get()
     }
     fn shared_labels(&self) -> Arc<Labels> {
-        self.labels.clone()
+        self.labels.get().clone()
+    }
+    fn label_pairs(&self) -> LabelPairs<'_> {
+        self.labels.pairs()
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(self.sample_iter())
@@ -904,6 +973,37 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// A head series gives its label pairs from the symbol table, and its labels once
+    /// asked for, both valid after the head itself was dropped.
+    #[test]
+    fn head_series_labels_outlive_the_head() {
+        let h = Head::in_memory();
+        let ls = Labels::from_pairs(&[("__name__", "m"), ("job", "j"), ("x", "1")]);
+        let mut app = h.appender();
+        app.append(None, &ls, 1000, 1.0).unwrap();
+        // More symbols after the series' own, so that the table grows.
+        for i in 0..100 {
+            let other = Labels::from_pairs(&[("__name__", "n"), ("i", &i.to_string())]);
+            app.append(None, &other, 1000, 1.0).unwrap();
+        }
+        app.commit().unwrap();
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let series: Vec<Arc<dyn Series>> = h
+            .head_querier(0, 2000)
+            .select(true, None, &m)
+            .map(|s| s.unwrap())
+            .collect();
+        drop(h);
+        assert_eq!(series.len(), 1);
+        let pairs: Vec<(&str, &str)> = series[0].label_pairs().collect();
+        assert_eq!(pairs, vec![("__name__", "m"), ("job", "j"), ("x", "1")]);
+        assert_eq!(series[0].labels(), &ls);
+        assert!(Arc::ptr_eq(
+            &series[0].shared_labels(),
+            &series[0].shared_labels()
+        ));
+    }
+
     #[test]
     fn large_selections_snapshotted_in_parallel_keep_order_and_ranges() {
         let h = Head::in_memory();
@@ -1129,13 +1229,7 @@ mod tests {
             assert_eq!(resume.is_some(), !want.is_empty(), "[{mint}, {maxt}]");
             let Some(resume) = resume else { continue };
             assert!(resume.is_some(), "the range lies inside the chunk");
-            let s = ChunkedSeries {
-                labels: Arc::new(Labels::empty()),
-                chunks: cs.clone(),
-                mint,
-                maxt,
-                resume,
-            };
+            let s = ChunkedSeries::new(Arc::new(Labels::empty()), cs.clone(), mint, maxt, resume);
             let mut got = Vec::new();
             s.iter().collect_range(i64::MIN, i64::MAX, &mut got);
             assert_eq!(got, want, "[{mint}, {maxt}]");
