@@ -31,12 +31,6 @@ pub trait ChunkStore: Send + Sync {
     fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
         self.read(chunk_ref)
     }
-    /// [`ChunkStore::read`] for a query reading chunks far apart, which may well read the same
-    /// ones again soon: the disk store keeps a bounded number of their pages mapped. The same
-    /// as [`ChunkStore::read_unmapped`] by default.
-    fn read_sparse(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
-        self.read_unmapped(chunk_ref)
-    }
     /// Drops stored chunks that end before `mint`, where the store can (whole files for disk).
     fn truncate(&self, mint: i64) -> Result<()>;
     /// The storage region holding chunk `chunk_ref`. Reading many chunks grouped by region,

@@ -81,10 +81,6 @@ impl ChunkStore for DiskChunkStore {
         self.mapper.read().chunk_unmapped(HeadChunkRef(chunk_ref))
     }
 
-    fn read_sparse(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
-        self.mapper.read().chunk_sparse(HeadChunkRef(chunk_ref))
-    }
-
     fn truncate(&self, mint: i64) -> Result<()> {
         self.mapper.write().truncate(mint).map(|_| ())
     }

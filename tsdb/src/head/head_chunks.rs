@@ -37,7 +37,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::{Mmap, MmapOptions};
@@ -66,16 +65,6 @@ const WRITE_BUFFER_SIZE: usize = 1024 * 1024;
 /// Bytes [`ChunkDiskMapper::chunk_unmapped`] reads first: a whole chunk of 120 float samples
 /// with its header, most of the time.
 const UNMAPPED_READ: usize = 512;
-
-/// Page size assumed when counting the pages sparse reads map (Linux's on x86-64 and most
-/// arm64 systems; a larger one only makes the count high).
-const PAGE_SIZE: usize = 4096;
-
-/// Most pages the sparse-read maps keep mapped in all (16 MiB): small selections read head
-/// chunks a few per MiB of file, and once mapped a page costs the next query nothing, where
-/// `pread` costs a system call per chunk every time. Past this every sparse map is given back
-/// (`MADV_DONTNEED`) and counting starts again. It bounds what they add to the resident set.
-const SPARSE_MAPPED_PAGES: usize = 4096;
 
 /// Where a head chunk lives: `file sequence << 32 | byte offset of the chunk in the file`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -130,40 +119,6 @@ struct MappedFile {
     maxt: i64,
     /// Number of chunks in the file.
     chunks: usize,
-    /// A second map for sparse reads ([`ChunkDiskMapper::chunk_sparse`]), made on the first.
-    sparse: std::sync::OnceLock<Option<Mmap>>,
-    /// One bit per page of `sparse` that a sparse read has mapped since the last release.
-    sparse_pages: Box<[AtomicU64]>,
-}
-
-impl MappedFile {
-    fn new(mmap: Mmap, file: File, len: usize, maxt: i64, chunks: usize) -> Self {
-        let pages = mmap.len().div_ceil(PAGE_SIZE);
-        MappedFile {
-            sparse_pages: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-            sparse: std::sync::OnceLock::new(),
-            mmap,
-            file,
-            len,
-            maxt,
-            chunks,
-        }
-    }
-
-    /// The sparse-read map (as long as the main one), made on first use with `MADV_RANDOM`:
-    /// a fault maps only the page it touches, not the kernel's fault-around window. `None`
-    /// when it cannot be made.
-    fn sparse_map(&self, path: impl FnOnce() -> PathBuf) -> Option<&Mmap> {
-        self.sparse
-            .get_or_init(|| {
-                let m = map_file(&path(), &self.file, self.mmap.len()).ok()?;
-                if let Err(e) = m.advise(memmap2::Advice::Random) {
-                    tracing::debug!(err = %e, "madvise(RANDOM) on a head chunk file failed");
-                }
-                Some(m)
-            })
-            .as_ref()
-    }
 }
 
 struct CurrentFile {
@@ -190,9 +145,6 @@ pub struct ChunkDiskMapper {
     last_seq: u32,
     corruptions: Vec<HeadChunksCorruption>,
     read_only: bool,
-    /// Pages the sparse maps hold (counted by [`ChunkDiskMapper::chunk_sparse`], at most
-    /// [`SPARSE_MAPPED_PAGES`]).
-    sparse_mapped: AtomicUsize,
 }
 
 impl std::fmt::Debug for ChunkDiskMapper {
@@ -312,7 +264,6 @@ impl ChunkDiskMapper {
             last_seq: 0,
             corruptions: Vec::new(),
             read_only,
-            sparse_mapped: AtomicUsize::new(0),
         };
         if read_only && !dir.exists() {
             return Ok(empty(dir));
@@ -428,8 +379,16 @@ impl ChunkDiskMapper {
             if self.read_only {
                 tracing::warn!(file = %path.display(), offset = d.offset, reason = %d.reason,
                     "corrupted head chunk file: reading it up to the last good chunk");
-                self.files
-                    .insert(seq, MappedFile::new(mmap, file, at, maxt, chunks));
+                self.files.insert(
+                    seq,
+                    MappedFile {
+                        mmap,
+                        file,
+                        len: at,
+                        maxt,
+                        chunks,
+                    },
+                );
                 return Ok(damage);
             }
             tracing::warn!(file = %path.display(), offset = d.offset, reason = %d.reason,
@@ -446,8 +405,16 @@ impl ChunkDiskMapper {
             mmap
         };
         let len = mmap.len();
-        self.files
-            .insert(seq, MappedFile::new(mmap, file, len, maxt, chunks));
+        self.files.insert(
+            seq,
+            MappedFile {
+                mmap,
+                file,
+                len,
+                maxt,
+                chunks,
+            },
+        );
         Ok(damage)
     }
 
@@ -602,8 +569,16 @@ impl ChunkDiskMapper {
         buf.extend_from_slice(&MAGIC_HEAD_CHUNKS.to_be_bytes());
         buf.extend_from_slice(&[HEAD_CHUNKS_FORMAT_V1, 0, 0, 0]);
         let read_handle = file.try_clone().map_err(|e| Error::io(&path, e))?;
-        self.files
-            .insert(seq, MappedFile::new(mmap, read_handle, 0, i64::MIN, 0));
+        self.files.insert(
+            seq,
+            MappedFile {
+                mmap,
+                file: read_handle,
+                len: 0,
+                maxt: i64::MIN,
+                chunks: 0,
+            },
+        );
         self.cur = Some(CurrentFile {
             seq,
             file,
@@ -699,78 +674,6 @@ impl ChunkDiskMapper {
     pub fn chunk_and_encoding(&self, r: HeadChunkRef) -> Result<(u8, &[u8])> {
         let (local, h) = self.locate(r)?;
         Ok((h.encoding, &local[h.data_start..h.data_start + h.data_len]))
-    }
-
-    /// The data of chunk `r` (without its encoding), CRC-checked, read through its file's
-    /// sparse map ([`MappedFile::sparse_map`]), whose pages stay mapped between reads up to
-    /// [`SPARSE_MAPPED_PAGES`] in all: for chunks read a few per MiB by queries, which read
-    /// the same chunks again and again (dashboards). Chunks still in the write buffer are
-    /// copied from there.
-    pub fn chunk_sparse(&self, r: HeadChunkRef) -> Result<Arc<[u8]>> {
-        let (seq, off) = (r.seq(), r.offset() as usize);
-        let buffered = self
-            .cur
-            .as_ref()
-            .is_some_and(|c| c.seq == seq && off as u64 >= c.flushed);
-        let path = || chunk_file_name(&self.dir, seq);
-        let (f, map) = match self.files.get(&seq) {
-            Some(f) if !buffered && off >= FILE_HEADER_SIZE && off < f.len => {
-                match f.sparse_map(path) {
-                    Some(m) => (f, m),
-                    None => return self.chunk_unmapped(r),
-                }
-            }
-            // The write buffer, or a reference the mapped read reports as bad.
-            _ => return self.chunk(r).map(Arc::from),
-        };
-        let local = &map[off..f.len];
-        let h = match parse_chunk(local, 0) {
-            Ok(Some(h)) => h,
-            Ok(None) => {
-                return Err(Error::corruption(
-                    path(),
-                    off as u64,
-                    "no head chunk at reference",
-                ))
-            }
-            Err(reason) => return Err(Error::corruption(path(), off as u64, reason)),
-        };
-        let data = Arc::from(&local[h.data_start..h.data_start + h.data_len]);
-        self.count_sparse_pages(f, off, h.data_start + h.data_len + CRC_SIZE);
-        Ok(data)
-    }
-
-    /// Counts the pages of `len` bytes at `off` in `f`'s sparse map as mapped, and gives back
-    /// every sparse map's pages once they hold more than [`SPARSE_MAPPED_PAGES`].
-    fn count_sparse_pages(&self, f: &MappedFile, off: usize, len: usize) {
-        let mut new = 0;
-        for p in off / PAGE_SIZE..=(off + len.max(1) - 1) / PAGE_SIZE {
-            let bit = 1u64 << (p % 64);
-            if let Some(w) = f.sparse_pages.get(p / 64) {
-                if w.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-                    new += 1;
-                }
-            }
-        }
-        if new == 0
-            || self.sparse_mapped.fetch_add(new, Ordering::Relaxed) + new <= SPARSE_MAPPED_PAGES
-        {
-            return;
-        }
-        self.sparse_mapped.store(0, Ordering::Relaxed);
-        for f in self.files.values() {
-            let Some(Some(m)) = f.sparse.get() else {
-                continue;
-            };
-            f.sparse_pages
-                .iter()
-                .for_each(|w| w.store(0, Ordering::Relaxed));
-            // SAFETY: as in `release_pages`: a shared read-only file map, refaulted on access.
-            let res = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-            if let Err(e) = res {
-                tracing::debug!(err = %e, "madvise(DONTNEED) on a sparse head chunk map failed");
-            }
-        }
     }
 
     /// The data of chunk `r` (without its encoding), CRC-checked, read with `pread` instead of
@@ -953,7 +856,6 @@ mod tests {
                 // readable straight from the buffer
                 assert_eq!(m.chunk(r).unwrap(), &d[..]);
                 assert_eq!(&*m.chunk_unmapped(r).unwrap(), &d[..]);
-                assert_eq!(&*m.chunk_sparse(r).unwrap(), &d[..]);
                 refs.push((r, d));
             }
             assert!(m.file_seqs().len() > 1, "small max size cuts several files");
@@ -962,7 +864,6 @@ mod tests {
             for (r, d) in &refs {
                 assert_eq!(m.chunk(*r).unwrap(), &d[..]);
                 assert_eq!(&*m.chunk_unmapped(*r).unwrap(), &d[..]);
-                assert_eq!(&*m.chunk_sparse(*r).unwrap(), &d[..]);
             }
             // Dropping the mapped pages changes nothing a read sees, even a held slice.
             let held = m.chunk(refs[0].0).unwrap().to_vec();
@@ -1032,37 +933,6 @@ mod tests {
         std::os::unix::fs::FileExt::write_all_at(&f, &[0x55], (at + 3 + 100) as u64).unwrap();
         let err = m.chunk_unmapped(r).unwrap_err().to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
-        let err = m.chunk_sparse(r).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch"), "{err}");
-    }
-
-    /// Sparse reads count the pages they map, give every sparse map back past
-    /// SPARSE_MAPPED_PAGES, and read the same bytes before and after.
-    #[test]
-    fn sparse_reads_count_pages_and_give_them_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut m = ChunkDiskMapper::open(dir.path()).unwrap();
-        // One chunk every other page, more pages than the budget.
-        let n = SPARSE_MAPPED_PAGES + 10;
-        let mut refs = Vec::new();
-        for i in 0..n as u64 {
-            let mut d = vec![(i % 251) as u8; 2 * PAGE_SIZE - 40];
-            d[0] = 0;
-            d[1] = 1;
-            let r = m.write_chunk(i + 1, 0, 1, Encoding::Xor, &d).unwrap();
-            refs.push((r, d));
-        }
-        m.flush().unwrap();
-        for (k, (r, d)) in refs.iter().enumerate() {
-            assert_eq!(&*m.chunk_sparse(*r).unwrap(), &d[..], "chunk {k}");
-            assert!(m.sparse_mapped.load(Ordering::Relaxed) <= SPARSE_MAPPED_PAGES);
-        }
-        // Reading the same chunks again maps nothing new until the next give-back.
-        let before = m.sparse_mapped.load(Ordering::Relaxed);
-        assert!(before > 0);
-        let (r, d) = refs.last().unwrap();
-        assert_eq!(&*m.chunk_sparse(*r).unwrap(), &d[..]);
-        assert_eq!(m.sparse_mapped.load(Ordering::Relaxed), before);
     }
 
     #[test]

@@ -120,9 +120,9 @@ fn one_sample_chunk(t: i64, v: f64) -> ChunkMeta {
 }
 
 /// Chunks of one series overlapping a time range, snapshotted from the head. Full chunks are
-/// read as sparse reads ([`crate::head::ChunkStore::read_sparse`]): series taken one by one
-/// have their chunks far apart in the files, and a plain mapped read maps the whole
-/// fault-around window around each.
+/// read without mapping the chunk store ([`crate::head::ChunkStore::read_unmapped`]): series
+/// taken one by one have their chunks far apart in the files, and a mapped read maps the whole
+/// page-cache folio around it (up to the 1 MiB the file was written in).
 fn snapshot_chunks(
     head: &Head,
     s: &MemSeries,
@@ -133,7 +133,7 @@ fn snapshot_chunks(
     let (full, open) = lock_snapshot(s, mint, maxt, last_only);
     let mut out = Vec::with_capacity(full.len() + 1);
     for c in full {
-        out.push(c.with_data(head.chunk_store().read_sparse(c.chunk_ref)?));
+        out.push(c.with_data(head.chunk_store().read_unmapped(c.chunk_ref)?));
     }
     out.extend(open);
     Ok(out)
@@ -408,9 +408,9 @@ type ChunkBytes = Result<Arc<[u8]>>;
 /// 100k bench's 160 MiB of head chunks).
 const RELEASE_MIN_CHUNKS: usize = 512;
 
-/// Fewest chunks of one region a read maps through the store's main map; fewer are sparse
-/// reads ([`ChunkStore::read_sparse`]). Each main-map read maps the 64 KiB around it, and maps
-/// it again on the next query once the region's pages were given back, which made the
+/// Fewest chunks of one region a read maps; fewer are read without mapping the store
+/// ([`ChunkStore::read_unmapped`]). Each mapped read maps the 64 KiB around it, and maps it
+/// again on the next query once the region's pages were given back, which made the
 /// mapping and unmapping a third of a small range query's time (count_up_by_job [r] on the
 /// 100k bench: ~16 chunks per MiB region).
 const DENSE_REGION_CHUNKS: usize = 32;
@@ -419,7 +419,7 @@ const DENSE_REGION_CHUNKS: usize = 32;
 /// chunk store's order: grouped by [`ChunkStore::region_of`], regions in increasing order.
 /// A region with at least [`DENSE_REGION_CHUNKS`] chunks to read is read through the store's
 /// map and its pages given back once it has been read when `release` is set; the chunks of
-/// a sparser region are sparse reads.
+/// a sparser region are read without mapping it.
 fn read_in_store_order(
     head: &Head,
     refs: Vec<u64>,
@@ -479,7 +479,7 @@ fn read_in_store_order(
                             store.release_region(g);
                         }
                     } else {
-                        out.extend(run.iter().map(|&(i, r)| (i, store.read_sparse(r))));
+                        out.extend(run.iter().map(|&(i, r)| (i, store.read_unmapped(r))));
                     }
                     rest = next;
                 }
