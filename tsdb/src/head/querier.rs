@@ -670,6 +670,13 @@ impl ChunkedSeries {
             resume,
         }
     }
+
+    /// An iterator over the series' samples, resuming where the selection left off.
+    fn sample_iter(&self) -> ChunksIter<'_> {
+        let mut it = ChunksIter::new(&self.chunks, self.mint, self.maxt);
+        it.resume = self.resume;
+        it
+    }
 }
 
 impl Series for ChunkedSeries {
@@ -687,15 +694,6 @@ impl Series for ChunkedSeries {
     }
     fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
         crate::querier::collect_with(&mut self.sample_iter(), mint, maxt, out)
-    }
-}
-
-impl ChunkedSeries {
-    /// An iterator over the series' samples, resuming where the selection left off.
-    fn sample_iter(&self) -> ChunksIter<'_> {
-        let mut it = ChunksIter::new(&self.chunks, self.mint, self.maxt);
-        it.resume = self.resume;
-        it
     }
 }
 
@@ -981,11 +979,6 @@ mod tests {
         let ls = Labels::from_pairs(&[("__name__", "m"), ("job", "j"), ("x", "1")]);
         let mut app = h.appender();
         app.append(None, &ls, 1000, 1.0).unwrap();
-        // More symbols after the series' own, so that the table grows.
-        for i in 0..100 {
-            let other = Labels::from_pairs(&[("__name__", "n"), ("i", &i.to_string())]);
-            app.append(None, &other, 1000, 1.0).unwrap();
-        }
         app.commit().unwrap();
         let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
         let series: Vec<Arc<dyn Series>> = h
@@ -993,6 +986,13 @@ mod tests {
             .select(true, None, &m)
             .map(|s| s.unwrap())
             .collect();
+        // Many more symbols after the selection, so that the table's list grows and moves.
+        let mut app = h.appender();
+        for i in 0..1000 {
+            let other = Labels::from_pairs(&[("__name__", "n"), ("i", &i.to_string())]);
+            app.append(None, &other, 1000, 1.0).unwrap();
+        }
+        app.commit().unwrap();
         drop(h);
         assert_eq!(series.len(), 1);
         let pairs: Vec<(&str, &str)> = series[0].label_pairs().collect();
