@@ -28,7 +28,7 @@ use ulid::Ulid;
 use crate::chunkenc::{Encoding, ValueType, XorAppender, XorIterator};
 use crate::chunks::ChunkReader;
 use crate::index::{ChunkRefMeta, IndexReader};
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::{Labels, Matcher};
 use crate::querier::{
     select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier,
     Queryable, SampleIter, SelectHints, Series, SeriesSet, SELECT_WINDOW,
@@ -450,7 +450,7 @@ impl Block {
         let mut t = self.inner.tombstones.clone();
         let (mut lb, mut cb) = (Vec::new(), Vec::new());
         for r in refs {
-            index.series(r, &mut lb, &mut cb)?;
+            index.series_refs(r, &mut lb, &mut cb)?;
             if cb.iter().any(|c| c.max_time >= mint && c.min_time <= maxt) {
                 t.entry(r)
                     .or_default()
@@ -468,11 +468,10 @@ impl Block {
     /// The labels of a series from their symbol references (read by
     /// [`crate::index::IndexReader::series_refs`], which checked them).
     fn labels_of(&self, refs: &[(u32, u32)]) -> Labels {
-        Labels::from_sorted(
-            crate::querier::LabelPairs::of_symbols(&self.inner.index, refs)
-                .map(|(n, v)| Label::new(n, v))
-                .collect(),
-        )
+        Labels::from_sorted_pairs(crate::querier::LabelPairs::of_symbols(
+            &self.inner.index,
+            refs,
+        ))
     }
 
     /// Decodes every sample of the chunk `c`, for checks and tools.
@@ -640,8 +639,8 @@ impl BlockQuerier {
         let mut lb = Vec::new();
         let mut cb = Vec::new();
         for r in refs {
-            self.block.inner.index.series(r, &mut lb, &mut cb)?;
-            out.push(Labels::from_sorted(std::mem::take(&mut lb)));
+            self.block.inner.index.series_refs(r, &mut lb, &mut cb)?;
+            out.push(self.block.labels_of(&lb));
         }
         Ok(out)
     }

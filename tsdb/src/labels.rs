@@ -153,6 +153,12 @@ impl Labels {
         Labels(labels)
     }
 
+    /// Builds a label set from `(name, value)` pairs already sorted by name with unique names
+    /// and non-empty values (see [`Labels::from_sorted`]).
+    pub fn from_sorted_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Labels::from_sorted(pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -230,9 +230,8 @@ impl<'g> GroupAssigner<'g> {
         }
         let g = self.group_metric.len();
         self.key_to_group.insert(self.key.clone(), g);
-        self.group_metric.push(Arc::new(Labels::from_sorted(
-            kept.map(|(n, v)| tsdb::labels::Label::new(n, v)).collect(),
-        )));
+        self.group_metric
+            .push(Arc::new(Labels::from_sorted_pairs(kept)));
         g
     }
 }

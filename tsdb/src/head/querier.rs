@@ -18,7 +18,7 @@ use super::index::{postings_for_matchers, SymReader};
 use super::series::{MemSeries, MmappedChunk};
 use super::Head;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::{Labels, Matcher};
 use crate::querier::{
     run_parallel, select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
     LabelPairs, ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
@@ -636,11 +636,9 @@ impl SeriesLabels {
     fn get(&self) -> &Arc<Labels> {
         match self {
             SeriesLabels::Built(l) => l,
-            SeriesLabels::Head { pairs, built, .. } => built.get_or_init(|| {
-                Arc::new(Labels::from_sorted(
-                    pairs.iter().map(|&(n, v)| Label::new(n, v)).collect(),
-                ))
-            }),
+            SeriesLabels::Head { pairs, built, .. } => {
+                built.get_or_init(|| Arc::new(Labels::from_sorted_pairs(pairs.iter().copied())))
+            }
         }
     }
 
