@@ -45,8 +45,15 @@ struct Scratch {
     run_pts: Vec<(i64, f64)>,
 }
 
-/// Series in one unit of work of [`Evaluator::fused_fold`].
+/// Most series in one unit of work of [`Evaluator::fused_fold`].
 const CHUNK_SERIES: usize = 32;
+
+/// Fewest series-hours of data (selected series × the hours each is read over) for which
+/// [`Evaluator::fused_fold`] uses more than one thread: about 60k samples at a 15 s
+/// interval, a few hundred µs of decoding, against ~30 µs to start a thread. On the 100k
+/// bench, regex_pod_cpu [r] (54 series over 6h) ran on one thread with 256 series as the
+/// bar.
+const PARALLEL_FOLD_MIN_SERIES_HOURS: u128 = 256;
 
 /// What producing one series' per-step points reported.
 struct Produced {
@@ -90,6 +97,9 @@ struct RunSource<'g> {
     series: tsdb::SeriesSet,
     /// Series taken from `series` ahead of the runs (to size the thread count).
     ahead: std::vec::IntoIter<Arc<dyn tsdb::Series>>,
+    /// Series per run: [`CHUNK_SERIES`], fewer for a small selection so that every thread
+    /// gets some.
+    run_len: usize,
     groups: GroupAssigner<'g>,
     nsteps: usize,
     runs: usize,
@@ -99,15 +109,15 @@ struct RunSource<'g> {
 }
 
 impl RunSource<'_> {
-    /// The next run of up to [`CHUNK_SERIES`] series, `None` at the end of the selection or
-    /// once there are too many groups.
+    /// The next run of up to `run_len` series, `None` at the end of the selection or once
+    /// there are too many groups.
     fn next_run(&mut self) -> QResult<Option<RunIn>> {
         if self.too_many {
             return Ok(None);
         }
-        let mut series = Vec::with_capacity(CHUNK_SERIES);
-        series.extend(self.ahead.by_ref().take(CHUNK_SERIES));
-        while series.len() < CHUNK_SERIES {
+        let mut series = Vec::with_capacity(self.run_len);
+        series.extend(self.ahead.by_ref().take(self.run_len));
+        while series.len() < self.run_len {
             match self.series.next() {
                 Some(s) => series.push(s.map_err(QueryError::storage)?),
                 None => break,
@@ -263,7 +273,16 @@ impl Evaluator<'_> {
                 non_counter: st.non_counter,
             })
         };
-        let out = self.fused_fold(fold, series, without, grouping, &steps, job.drop, produce)?;
+        let out = self.fused_fold(
+            fold,
+            series,
+            maxt - mint,
+            without,
+            grouping,
+            &steps,
+            job.drop,
+            produce,
+        )?;
         Ok(out.map(Val::Vector))
     }
 
@@ -303,11 +322,21 @@ impl Evaluator<'_> {
                 non_counter: None,
             })
         };
-        let out = self.fused_fold(fold, picked, without, grouping, &steps, false, produce)?;
+        let out = self.fused_fold(
+            fold,
+            picked,
+            maxt - mint,
+            without,
+            grouping,
+            &steps,
+            false,
+            produce,
+        )?;
         Ok(out.map(Val::Vector))
     }
 
-    /// Groups `series`, then on all cores produces each series' per-step points with
+    /// Groups `series` (read over `span_ms` each), then on all cores produces each series'
+    /// per-step points with
     /// `produce` (into `Scratch::sc.pts`) and folds them into its group; `None` when there
     /// are too many group × step cells for the series-major fold.
     ///
@@ -322,6 +351,7 @@ impl Evaluator<'_> {
         &mut self,
         fold: FoldOp,
         mut series: tsdb::SeriesSet,
+        span_ms: i64,
         without: bool,
         grouping: &[String],
         steps: &[i64],
@@ -338,14 +368,24 @@ impl Evaluator<'_> {
             .take(PARALLEL_DECODE_MIN_SERIES)
             .collect::<tsdb::Result<Vec<Arc<dyn tsdb::Series>>>>()
             .map_err(QueryError::storage)?;
-        let threads = if ahead.len() < PARALLEL_DECODE_MIN_SERIES {
-            1
+        const HOUR_MS: u128 = 3_600_000;
+        let series_hours = ahead.len() as u128 * span_ms.max(0) as u128 / HOUR_MS;
+        let (threads, run_len) = if ahead.len() < PARALLEL_DECODE_MIN_SERIES {
+            if series_hours < PARALLEL_FOLD_MIN_SERIES_HOURS {
+                (1, CHUNK_SERIES)
+            } else {
+                // The whole selection is ahead: runs sized to give each thread a few.
+                let t = par::threads_for(ahead.len(), 2);
+                (t, ahead.len().div_ceil(4 * t).clamp(1, CHUNK_SERIES))
+            }
         } else {
-            par::threads_for(usize::MAX, PARALLEL_DECODE_MIN_SERIES)
+            let t = par::threads_for(usize::MAX, PARALLEL_DECODE_MIN_SERIES);
+            (t, CHUNK_SERIES)
         };
         let source = Mutex::new(RunSource {
             series,
             ahead: ahead.into_iter(),
+            run_len,
             groups: GroupAssigner::new(without, grouping),
             nsteps,
             runs: 0,

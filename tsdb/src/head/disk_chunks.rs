@@ -10,14 +10,17 @@ use parking_lot::RwLock;
 
 use super::chunk_store::ChunkStore;
 use super::head_chunks::{ChunkDiskMapper, HeadChunkRef, OOO_MASK};
+use super::sparse_cache::{SparseChunkCache, DEFAULT_BUDGET};
 use super::Head;
 use crate::chunkenc::Encoding;
 use crate::Result;
 
 /// Full head chunks in `chunks_head/`. Reads share the mapper (queries snapshot chunks on
-/// several threads); writes, truncation and closing take it alone.
+/// several threads); writes, truncation and closing take it alone. Chunks read one by one
+/// ([`ChunkStore::read_unmapped`]) are kept in a [`SparseChunkCache`].
 pub struct DiskChunkStore {
     mapper: RwLock<ChunkDiskMapper>,
+    sparse: SparseChunkCache,
 }
 
 impl DiskChunkStore {
@@ -25,6 +28,7 @@ impl DiskChunkStore {
     pub fn new(mapper: ChunkDiskMapper) -> Self {
         DiskChunkStore {
             mapper: RwLock::new(mapper),
+            sparse: SparseChunkCache::new(DEFAULT_BUDGET),
         }
     }
 
@@ -47,12 +51,21 @@ impl DiskChunkStore {
 
     /// Flushes buffered chunks and fsyncs.
     pub fn close(&self) -> Result<()> {
-        self.mapper.write().close()
+        let mut m = self.mapper.write();
+        self.sparse.clear();
+        m.close()
     }
 
-    /// Runs `f` on the mapper.
+    /// Runs `f` on the mapper (which may change any file, so the cache is cleared).
     pub fn with_mapper<R>(&self, f: impl FnOnce(&mut ChunkDiskMapper) -> R) -> R {
-        f(&mut self.mapper.write())
+        let mut m = self.mapper.write();
+        self.sparse.clear();
+        f(&mut m)
+    }
+
+    /// Bytes held by the cache of sparsely read chunks.
+    pub fn sparse_cache_bytes(&self) -> usize {
+        self.sparse.bytes()
     }
 }
 
@@ -78,11 +91,21 @@ impl ChunkStore for DiskChunkStore {
     }
 
     fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
-        self.mapper.read().chunk_unmapped(HeadChunkRef(chunk_ref))
+        if let Some(d) = self.sparse.get(chunk_ref) {
+            return Ok(d);
+        }
+        // Read and kept under the read lock: truncation clears the cache under the write lock,
+        // so no chunk of a deleted file is kept after it.
+        let m = self.mapper.read();
+        let d = m.chunk_unmapped(HeadChunkRef(chunk_ref))?;
+        self.sparse.insert(chunk_ref, &d);
+        Ok(d)
     }
 
     fn truncate(&self, mint: i64) -> Result<()> {
-        self.mapper.write().truncate(mint).map(|_| ())
+        let mut m = self.mapper.write();
+        self.sparse.clear();
+        m.truncate(mint).map(|_| ())
     }
 
     fn region_of(&self, chunk_ref: u64) -> u64 {
@@ -101,3 +124,41 @@ impl ChunkStore for DiskChunkStore {
 /// offset`, so `ref >> 20` names the file and the MiB in it. A page the kernel maps around a
 /// read (fault-around maps an aligned 64 KiB) never crosses a region's edge.
 const REGION_SHIFT: u32 = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_reads_are_cached_until_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapper = ChunkDiskMapper::open_with_max_file_size(dir.path(), 4096).unwrap();
+        let store = DiskChunkStore::new(mapper);
+        let mut refs = Vec::new();
+        for i in 0..60u8 {
+            let data: Vec<u8> = [0, 1].into_iter().chain((0..40).map(|j| i ^ j)).collect();
+            let t = i64::from(i) * 100;
+            refs.push((
+                store.write(1, t, t + 99, Encoding::Xor, &data).unwrap(),
+                data,
+            ));
+        }
+        store.with_mapper(|m| m.flush()).unwrap();
+        for (r, d) in &refs {
+            assert_eq!(&*store.read_unmapped(*r).unwrap(), &d[..]);
+        }
+        let held = store.sparse_cache_bytes();
+        assert!(held >= 60 * 42, "every chunk read is kept: {held}");
+        // Answered from the cache: the same bytes as through the map.
+        for (r, d) in &refs {
+            assert_eq!(&*store.read_unmapped(*r).unwrap(), &d[..]);
+            assert_eq!(&*store.read(*r).unwrap(), &d[..]);
+        }
+        assert_eq!(store.sparse_cache_bytes(), held);
+        // Truncation deletes files: nothing of them stays cached.
+        store.truncate(3000).unwrap();
+        assert_eq!(store.sparse_cache_bytes(), 0);
+        let (last, d) = refs.last().unwrap();
+        assert_eq!(&*store.read_unmapped(*last).unwrap(), &d[..]);
+    }
+}

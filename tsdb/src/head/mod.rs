@@ -21,6 +21,7 @@ pub mod index;
 pub mod querier;
 pub mod ref_table;
 pub mod series;
+pub mod sparse_cache;
 pub mod wal;
 
 use std::collections::HashMap;
