@@ -111,7 +111,7 @@ const EXACT_INT: f64 = 1e15;
 
 /// Appends `v` formatted as [`format_float`] does (without quotes): the shortest digits that
 /// read back as `v`, never with an exponent. Integral values take an integer fast path; the
-/// rest are formatted by `ryu` (shortest round-trip digits, possibly in exponent form) and
+/// rest are formatted by `zmij` (shortest round-trip digits, possibly in exponent form) and
 /// rewritten as a plain decimal.
 pub fn push_float(out: &mut String, v: f64) {
     if v.is_nan() {
@@ -127,9 +127,9 @@ pub fn push_float(out: &mut String, v: f64) {
             out.push_str(itoa::Buffer::new().format(v as i64));
         }
     } else {
-        let mut b = ryu::Buffer::new();
+        let mut b = zmij::Buffer::new();
         let s = b.format_finite(v);
-        // Without an exponent ryu's output is already plain and minimal, but for a `.0`
+        // Without an exponent zmij's output is already plain and minimal, but for a `.0`
         // after integral values.
         if !s.bytes().any(|c| c == b'e') {
             out.push_str(s.strip_suffix(".0").unwrap_or(s));
@@ -139,7 +139,7 @@ pub fn push_float(out: &mut String, v: f64) {
     }
 }
 
-/// Rewrites a decimal number in Rust/ryu syntax (`-1.25e-7`, `3.0`, `1e21`) as a plain decimal
+/// Rewrites a decimal number in Rust/zmij syntax (`-1.25e-7`, `3.0`, `1e21`, `1e+21`) as a plain decimal
 /// without exponent and without redundant zeros (`-0.000000125`, `3`, `1000000000000000000000`).
 fn push_plain_decimal(out: &mut String, s: &str) {
     const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -151,7 +151,7 @@ fn push_plain_decimal(out: &mut String, s: &str) {
         Some(i) => (&s[..i], s[i + 1..].parse::<i32>().unwrap_or(0)),
         None => (s, 0),
     };
-    // Digits without the point, at most 17 significant plus a few zeros from ryu.
+    // Digits without the point, at most 17 significant plus a few zeros from zmij.
     let mut digits = [0u8; 40];
     let mut n = 0;
     let mut point = None;
@@ -282,7 +282,7 @@ mod tests {
             (1e-5, "0.00001"),
             (4.5e15, "4500000000000000"),
             (0.5, "0.5"),
-            // An exact tie between two 17-digit candidates: Go (like ryu) rounds half to
+            // An exact tie between two 17-digit candidates: Go (like zmij) rounds half to
             // even, Rust's `Display` rounds up (…536.3).
             (f64::from_bits(0x4313_d27d_a8ac_08c1), "1394865425023536.2"),
         ] {
@@ -298,7 +298,7 @@ mod tests {
 
     /// Rust's `Display` also prints the shortest round-trip digits without exponent; the
     /// output must read back as the same value with as many digits as `Display`'s, and equal
-    /// it except where the two candidates tie (Go and ryu round half to even there).
+    /// it except where the two candidates tie (Go and zmij round half to even there).
     #[test]
     fn floats_roundtrip_with_shortest_digits() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

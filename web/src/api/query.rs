@@ -135,10 +135,17 @@ async fn run_query(
 fn estimate_len(v: &QueryValue) -> usize {
     256 + match v {
         QueryValue::Vector(vs) => vs.len() * 230,
-        QueryValue::Matrix(m) => m.iter().map(|x| 300 + x.samples.len() * 40).sum(),
+        QueryValue::Matrix(m) => matrix_len(m),
         QueryValue::Scalar(..) => 0,
         QueryValue::String(_, v) => v.len(),
     }
+}
+
+/// A generous estimate of the encoded length of matrix series `m` (a point takes up to ~36
+/// bytes: `[1795766340,"0.12345678901234567"],`): a buffer of this size is never grown,
+/// which would copy it.
+fn matrix_len(m: &[RangeSeries]) -> usize {
+    m.iter().map(|x| 300 + x.samples.len() * 40).sum()
 }
 
 /// Fewest points of a matrix result for it to be encoded on two threads (a point takes
@@ -208,10 +215,9 @@ pub fn encode_data_into(s: &mut String, out: &QueryOutput, took: Duration, want_
                     })
                     .map_or(m.len(), |i| (i + 1).min(m.len() - 1));
                 let (a, b) = m.split_at(cut);
-                let b_points: usize = b.iter().map(|x| x.samples.len()).sum();
                 let second = std::thread::scope(|sc| {
                     let h = sc.spawn(|| {
-                        let mut t = String::with_capacity(b_points * 32);
+                        let mut t = String::with_capacity(matrix_len(b));
                         encode_matrix_series(&mut t, b);
                         t
                     });
