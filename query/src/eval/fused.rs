@@ -335,12 +335,11 @@ impl Evaluator<'_> {
         Ok(out.map(Val::Vector))
     }
 
-    /// Groups `series` (read over `span_ms` each), then on all cores produces each series'
-    /// per-step points with
-    /// `produce` (into `Scratch::sc.pts`) and folds them into its group; `None` when there
-    /// are too many group × step cells for the series-major fold.
+    /// Groups `series` (each read over `span_ms`), then on all cores produces each series'
+    /// per-step points with `produce` (into `Scratch::sc.pts`) and folds them into its group;
+    /// `None` when there are too many group × step cells for the series-major fold.
     ///
-    /// Threads take runs of [`CHUNK_SERIES`] consecutive series from the stream (input
+    /// Threads take runs of up to [`CHUNK_SERIES`] consecutive series from the stream (input
     /// order, which is the storage order: neighbouring series share index and chunk pages),
     /// number their groups, and produce their points into a buffer of the run; runs are
     /// folded strictly in input order by whichever thread completes the next one, so every

@@ -8,11 +8,11 @@
 //! the order of the block symbol numbers, so sorting compares integers, not strings. Chunks are
 //! read from the chunk store only when their series comes.
 //!
-//! Full chunks are read from the chunk files without mapping them
-//! ([`super::ChunkStore::read_unmapped`]): a series' chunks lie far apart in the files, and a
-//! mapped read maps the whole page-cache folio around it — up to the 1 MiB the file was written
-//! in, so a few series' reads mapped tens of MiB into the process's RSS (the peak of the
-//! 100k-series replay came at each head block write).
+//! Full chunks are read from the chunk files without mapping them and without keeping them
+//! for later reads ([`super::ChunkStore::read_once`]): a series' chunks lie far apart in the
+//! files, and a mapped read maps the whole page-cache folio around it — up to the 1 MiB the
+//! file was written in, so a few series' reads mapped tens of MiB into the process's RSS (the
+//! peak of the 100k-series replay came at each head block write).
 //!
 //! Series created after the source was made are not in it (as with any head querier); series
 //! without chunks inside the range are skipped by the writer.
@@ -174,7 +174,7 @@ impl SymbolSeriesSource for HeadBlockSource {
         let store = self.head.chunk_store();
         let open = chunks.pop();
         for c in &self.refs {
-            chunks.push(c.with_data(store.read_unmapped(c.chunk_ref)?));
+            chunks.push(c.with_data(store.read_once(c.chunk_ref)?));
         }
         chunks.extend(open);
         labels.extend(s.lset.iter().map(|&id| self.remap[id as usize]));

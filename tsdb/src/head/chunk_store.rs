@@ -31,6 +31,12 @@ pub trait ChunkStore: Send + Sync {
     fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
         self.read(chunk_ref)
     }
+    /// [`ChunkStore::read_unmapped`] of a chunk read once, by a pass over the whole head
+    /// (writing a block): the store keeps nothing of it for later reads. The same as
+    /// `read_unmapped` by default.
+    fn read_once(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
+        self.read_unmapped(chunk_ref)
+    }
     /// Drops stored chunks that end before `mint`, where the store can (whole files for disk).
     fn truncate(&self, mint: i64) -> Result<()>;
     /// The storage region holding chunk `chunk_ref`. Reading many chunks grouped by region,

@@ -102,6 +102,13 @@ impl ChunkStore for DiskChunkStore {
         Ok(d)
     }
 
+    fn read_once(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
+        match self.sparse.get(chunk_ref) {
+            Some(d) => Ok(d),
+            None => self.mapper.read().chunk_unmapped(HeadChunkRef(chunk_ref)),
+        }
+    }
+
     fn truncate(&self, mint: i64) -> Result<()> {
         let mut m = self.mapper.write();
         self.sparse.clear();
@@ -144,6 +151,11 @@ mod tests {
             ));
         }
         store.with_mapper(|m| m.flush()).unwrap();
+        // A block write's reads keep nothing.
+        for (r, d) in &refs {
+            assert_eq!(&*store.read_once(*r).unwrap(), &d[..]);
+        }
+        assert_eq!(store.sparse_cache_bytes(), 0);
         for (r, d) in &refs {
             assert_eq!(&*store.read_unmapped(*r).unwrap(), &d[..]);
         }

@@ -6,7 +6,8 @@
 //! disturb a running query. The full chunks of a window of the selection (`HEAD_SELECT_WINDOW`
 //! series, prepared when the reader gets to it) are then copied out of the chunk store in its
 //! order, region by region: a region read densely through the store's map and its pages given
-//! back after it, a sparsely read one without mapping it (see `read_in_store_order`). A
+//! back after it, a sparsely read one without mapping it (see `read_in_store_order`; the
+//! disk store keeps chunks read that way in a [`super::sparse_cache::SparseChunkCache`]). A
 //! selection with a series limit reads series one by one. Series without samples in the range
 //! are skipped.
 
