@@ -10,7 +10,7 @@ use tsdb::Labels;
 
 use super::aggregate::go_g;
 use super::fnlib;
-use super::{unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val};
+use super::{advance, unparen, Evaluator, Ext, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 use crate::functions::extended;
 use crate::functions::range::{RangeCtx, RangeFn};
@@ -1075,21 +1075,6 @@ impl Window {
         self.dlo = lo - self.lo;
         self.lo = lo;
     }
-}
-
-/// The first index from `i` on whose sample is later than `bound` (samples in time order),
-/// `i + guess` being checked first.
-#[inline(always)]
-fn advance(data: &[(i64, f64)], i: usize, bound: i64, guess: usize) -> usize {
-    let j = i + guess;
-    if j < data.len() && data[j].0 > bound && (guess == 0 || data[j - 1].0 <= bound) {
-        return j;
-    }
-    let mut k = i;
-    while k < data.len() && data[k].0 <= bound {
-        k += 1;
-    }
-    k
 }
 
 #[cfg(test)]

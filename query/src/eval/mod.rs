@@ -348,11 +348,13 @@ pub(crate) fn place_on_steps(
     pts.clear();
     ts_orig.clear();
     let mut idx = 0usize; // first sample with t > rt
+                          // How far `idx` moved at the last step: the guess for this one (see `advance`).
+    let mut moved = 0usize;
     for &ts in steps {
         let rt = at.unwrap_or(ts) - offset;
-        while idx < samples.len() && samples[idx].0 <= rt {
-            idx += 1;
-        }
+        let next = advance(samples, idx, rt, moved);
+        moved = next - idx;
+        idx = next;
         if idx == 0 {
             continue;
         }
@@ -365,6 +367,21 @@ pub(crate) fn place_on_steps(
             ts_orig.push(t);
         }
     }
+}
+
+/// The first index from `i` on whose sample is later than `bound` (samples in time order),
+/// `i + guess` being checked first.
+#[inline(always)]
+pub(super) fn advance(data: &[(i64, f64)], i: usize, bound: i64, guess: usize) -> usize {
+    let j = i + guess;
+    if j < data.len() && data[j].0 > bound && (guess == 0 || data[j - 1].0 <= bound) {
+        return j;
+    }
+    let mut k = i;
+    while k < data.len() && data[k].0 <= bound {
+        k += 1;
+    }
+    k
 }
 
 impl<'a> Evaluator<'a> {
