@@ -22,6 +22,8 @@
 //!                         + meaningful bits
 //! ```
 
+use std::mem::MaybeUninit;
+
 use super::bstream::BitWriter;
 use super::ValueType;
 
@@ -762,8 +764,9 @@ fn decode_padded(
 ) -> Result<(), ChunkDecodeError> {
     let base = out.len();
     let total: usize = chunks.iter().map(|c| num_samples(c)).sum();
-    out.resize(base + total, (0, 0.0));
-    let (mut at, mut bit) = (base, 0usize);
+    // Written in place of the spare capacity, not zeroed first.
+    out.reserve(total);
+    let (mut done, mut bit) = (0usize, 0usize);
     for (i, c) in chunks.iter().enumerate() {
         let end = bit + c.len().saturating_sub(2) * 8;
         let mut lane = Lane {
@@ -774,13 +777,20 @@ fn decode_padded(
             end,
         };
         let n = num_samples(c);
-        if !decode_lane(buf, &mut lane, &mut out[at..at + n]) {
-            out.truncate(at);
+        if !decode_lane(
+            buf,
+            &mut lane,
+            &mut out.spare_capacity_mut()[done..done + n],
+        ) {
+            // SAFETY: the lanes before this one wrote every one of their `done` slots.
+            unsafe { out.set_len(base + done) };
             return decode_stepwise(&chunks[i..], i, out);
         }
-        at += n;
+        done += n;
         bit = end;
     }
+    // SAFETY: every lane succeeded, and a successful lane writes each of its slots.
+    unsafe { out.set_len(base + total) };
     Ok(())
 }
 
@@ -889,12 +899,12 @@ fn fast_sample(buf: &[u8], s: &mut State) {
 
 /// Decodes the first `out.len()` (at most 2) samples of a lane into `out`; false on an error.
 #[inline(always)]
-fn lane_first_two(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
+fn lane_first_two(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
     for (k, o) in out.iter_mut().take(2).enumerate() {
         if decode_head(buf, l.end, &mut l.s, k == 0).is_err() {
             return false;
         }
-        *o = (l.s.t, f64::from_bits(l.s.v));
+        o.write((l.s.t, f64::from_bits(l.s.v)));
     }
     true
 }
@@ -902,18 +912,18 @@ fn lane_first_two(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
 /// Decodes a lane's samples after the second into `out` (one slot per sample); false on an
 /// error.
 #[inline(always)]
-fn lane_rest(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
+fn lane_rest(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
     let mut s = l.s;
     for o in out.iter_mut() {
         fast_sample(buf, &mut s);
-        *o = (s.t, f64::from_bits(s.v));
+        o.write((s.t, f64::from_bits(s.v)));
     }
     l.s = s;
     s.pos <= l.end
 }
 
 /// Decodes all `out.len()` samples of one lane into `out`; false on an error.
-fn decode_lane(buf: &[u8], l: &mut Lane, out: &mut [(i64, f64)]) -> bool {
+fn decode_lane(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
     lane_first_two(buf, l, out) && lane_rest(buf, l, out.get_mut(2..).unwrap_or(&mut []))
 }
 
