@@ -263,33 +263,37 @@ impl Iterator for MergeSet {
                 return s.next();
             }
         }
-        // The smallest labels, held through their series (no copy of the labels).
-        let mut min: Option<Arc<dyn Series>> = None;
-        for s in self.sets.iter_mut() {
-            if let Some(Ok(x)) = s.peek() {
-                if min
-                    .as_ref()
-                    .is_none_or(|m| cmp_labels(x.as_ref(), m.as_ref()).is_lt())
-                {
-                    min = Some(x.clone());
-                }
-            }
-        }
-        let min = min?;
-        let mut parts: Vec<Arc<dyn Series>> = Vec::with_capacity(self.sets.len());
-        for s in self.sets.iter_mut() {
-            let same = match s.peek() {
-                Some(Ok(x)) => Arc::ptr_eq(x, &min) || cmp_labels(x.as_ref(), min.as_ref()).is_eq(),
-                _ => false,
+        // The inputs whose next series has the smallest labels, found with one comparison
+        // per input (an equal series of every input is the common case, and each comparison
+        // of equal labels walks all of them).
+        let mut min: Vec<usize> = Vec::with_capacity(self.sets.len());
+        let mut min_series: Option<Arc<dyn Series>> = None;
+        for (i, s) in self.sets.iter_mut().enumerate() {
+            let Some(Ok(x)) = s.peek() else {
+                continue;
             };
-            if same {
-                if let Some(Ok(x)) = s.next() {
-                    parts.push(x);
+            let order = match &min_series {
+                None => std::cmp::Ordering::Less,
+                Some(m) => cmp_labels(x.as_ref(), m.as_ref()),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    min.clear();
+                    min.push(i);
+                    min_series = Some(x.clone());
                 }
+                std::cmp::Ordering::Equal => min.push(i),
+                std::cmp::Ordering::Greater => {}
             }
         }
-        drop(min);
-        if parts.len() == 1 {
+        drop(min_series);
+        let mut parts: Vec<Arc<dyn Series>> = Vec::with_capacity(min.len());
+        for i in min {
+            if let Some(Ok(x)) = self.sets[i].next() {
+                parts.push(x);
+            }
+        }
+        if parts.len() <= 1 {
             return parts.pop().map(Ok);
         }
         Some(Ok(Arc::new(MergedSeries::of_parts(parts))))
