@@ -347,9 +347,9 @@ pub(crate) fn place_on_steps(
 ) {
     pts.clear();
     ts_orig.clear();
-    let mut idx = 0usize; // first sample with t > rt
-                          // How far `idx` moved at the last step: the guess for this one (see `advance`).
-    let mut moved = 0usize;
+    // `idx`: the first sample later than the step's time; `moved`: how far it moved at the
+    // last step, the guess for this one (see `advance`).
+    let (mut idx, mut moved) = (0usize, 0usize);
     for &ts in steps {
         let rt = at.unwrap_or(ts) - offset;
         let next = advance(samples, idx, rt, moved);
