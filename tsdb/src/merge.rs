@@ -247,6 +247,8 @@ type Item = Result<Arc<dyn Series>>;
 struct MergeSet {
     sets: Vec<Peekable<SeriesSet>>,
     failed: bool,
+    /// Indices of the inputs holding the next smallest labels (reused at every step).
+    min: Vec<usize>,
 }
 
 impl Iterator for MergeSet {
@@ -266,7 +268,8 @@ impl Iterator for MergeSet {
         // The inputs whose next series has the smallest labels, found with one comparison
         // per input (an equal series of every input is the common case, and each comparison
         // of equal labels walks all of them).
-        let mut min: Vec<usize> = Vec::with_capacity(self.sets.len());
+        let min = &mut self.min;
+        min.clear();
         let mut min_series: Option<Arc<dyn Series>> = None;
         for (i, s) in self.sets.iter_mut().enumerate() {
             let Some(Ok(x)) = s.peek() else {
@@ -288,7 +291,7 @@ impl Iterator for MergeSet {
         }
         drop(min_series);
         let mut parts: Vec<Arc<dyn Series>> = Vec::with_capacity(min.len());
-        for i in min {
+        for &i in min.iter() {
             if let Some(Ok(x)) = self.sets[i].next() {
                 parts.push(x);
             }
@@ -311,6 +314,7 @@ pub fn merge_series_sets(sets: Vec<SeriesSet>) -> SeriesSet {
         _ => Box::new(MergeSet {
             sets: sets.into_iter().map(Iterator::peekable).collect(),
             failed: false,
+            min: Vec::new(),
         }),
     }
 }

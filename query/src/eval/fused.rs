@@ -26,7 +26,7 @@ use super::aggregate::{FoldCells, FoldOp, GroupAssigner, SERIES_MAJOR_MAX_CELLS}
 use super::call::{run_series_into, SeriesJob, SeriesScratch};
 use super::{
     decode_into, ext_modifier, fnlib, has_stale, offset_ms, par, place_on_steps, selector_matchers,
-    unparen, Evaluator, OutCollector, Val, PARALLEL_DECODE_MIN_SERIES,
+    unparen, Evaluator, OutCollector, Val, HOUR_MS, PARALLEL_DECODE_MIN_SERIES,
 };
 use crate::error::{QResult, QueryError};
 use crate::functions::range::RangeFn;
@@ -367,7 +367,6 @@ impl Evaluator<'_> {
             .take(PARALLEL_DECODE_MIN_SERIES)
             .collect::<tsdb::Result<Vec<Arc<dyn tsdb::Series>>>>()
             .map_err(QueryError::storage)?;
-        const HOUR_MS: u128 = 3_600_000;
         let series_hours = ahead.len() as u128 * span_ms.max(0) as u128 / HOUR_MS;
         let (threads, run_len) = if ahead.len() < PARALLEL_DECODE_MIN_SERIES {
             if series_hours < PARALLEL_FOLD_MIN_SERIES_HOURS {

@@ -176,13 +176,15 @@ pub(crate) struct MatrixSpan {
 /// Series count from which selected series are decoded on several threads.
 pub(crate) const PARALLEL_DECODE_MIN_SERIES: usize = 256;
 
+/// An hour in milliseconds, the unit of the series-hours that size parallel work.
+pub(crate) const HOUR_MS: u128 = 3_600_000;
+
 /// Threads to decode `series` selected series over `[mint, maxt]` with: several from
 /// [`PARALLEL_DECODE_MIN_SERIES`] series when they span an hour or more, and from
 /// proportionally more series over shorter spans. An instant query's 5-minute lookback over
 /// a few hundred series is less work than starting a thread: on the 100k bench,
 /// count_up_by_job [i] (445 series) spent ~20% of its CPU starting and waking the second.
 pub(crate) fn decode_threads(series: usize, mint: i64, maxt: i64) -> usize {
-    const HOUR_MS: u128 = 3_600_000;
     let span = (maxt.saturating_sub(mint).max(0) as u128).max(1);
     let work = series as u128 * span.min(HOUR_MS);
     if work < PARALLEL_DECODE_MIN_SERIES as u128 * HOUR_MS {

@@ -64,7 +64,8 @@ impl DiskChunkStore {
     }
 
     /// Bytes held by the cache of sparsely read chunks.
-    pub fn sparse_cache_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn sparse_cache_bytes(&self) -> usize {
         self.sparse.bytes()
     }
 }

@@ -139,8 +139,9 @@ pub fn push_float(out: &mut String, v: f64) {
     }
 }
 
-/// Rewrites a decimal number in Rust/zmij syntax (`-1.25e-7`, `3.0`, `1e21`, `1e+21`) as a plain decimal
-/// without exponent and without redundant zeros (`-0.000000125`, `3`, `1000000000000000000000`).
+/// Rewrites a decimal number in Rust/zmij syntax (`-1.25e-7`, `3.0`, `1e21`, `1e+21`) as a
+/// plain decimal without exponent and without redundant zeros (`-0.000000125`, `3`,
+/// `1000000000000000000000`).
 fn push_plain_decimal(out: &mut String, s: &str) {
     const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
     let (neg, s) = match s.strip_prefix('-') {
