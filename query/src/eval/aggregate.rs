@@ -12,7 +12,7 @@ use tsdb::{Label, Labels};
 use super::{Evaluator, FxMap, OutCollector, StepCursor, StepSeries, Val};
 use crate::error::{QResult, QueryError};
 use crate::functions::aggregate::{
-    quantile, ratio_keep, ratio_sample_offset, KahanSum, Mean, Variance,
+    kahan_inc, quantile, ratio_keep, ratio_sample_offset, KahanSum, Mean, Variance,
 };
 use crate::functions::gofmt;
 
@@ -249,6 +249,14 @@ fn place_on_cells(
     mut add: impl FnMut(usize, f64, bool),
 ) {
     let nsteps = flags.len();
+    if on_every_step(pts, nsteps, start, interval) {
+        for (k, &(_, f)) in pts.iter().enumerate() {
+            let first = flags[k] & FoldCells::SEEN == 0;
+            flags[k] |= FoldCells::SEEN | dn;
+            add(k, f, first);
+        }
+        return;
+    }
     // `next_t` is the time of step `next_k`: points on consecutive steps (the usual case)
     // need no division to find their step.
     let mut next_k = 0usize;
@@ -277,6 +285,110 @@ fn place_on_cells(
     }
 }
 
+/// Whether `pts` holds exactly one point on each of the `nsteps` steps from `start`, in order
+/// (a series with a point at every step: the usual range-function output).
+#[inline]
+fn on_every_step(pts: &[(i64, f64)], nsteps: usize, start: i64, interval: i64) -> bool {
+    pts.len() == nsteps
+        && pts
+            .iter()
+            .zip((0..).map(|k: i64| start + k * interval))
+            .fold(true, |ok, (p, t)| ok & (p.0 == t))
+}
+
+/// Adds the values of `pts`, one per step, to the compensated sums `sum`/`comp`
+/// ([`kahan_inc`]); a cell not seen before starts at its value. With `counts`, also counts
+/// the values of each cell (`avg`). Written without branches so that it compiles to vector
+/// code (see [`add_every_step`]).
+#[inline(always)]
+fn add_every_step_generic(
+    sum: &mut [f64],
+    comp: &mut [f64],
+    mut counts: Option<&mut [f64]>,
+    flags: &mut [u8],
+    dn: u8,
+    pts: &[(i64, f64)],
+) {
+    let n = pts.len().min(sum.len()).min(comp.len()).min(flags.len());
+    let (sum, comp, flags, pts) = (&mut sum[..n], &mut comp[..n], &mut flags[..n], &pts[..n]);
+    let mut counts = counts.as_deref_mut().map(|c| &mut c[..n]);
+    for k in 0..n {
+        let f = pts[k].1;
+        let seen = flags[k] & FoldCells::SEEN != 0;
+        flags[k] |= FoldCells::SEEN | dn;
+        let (s, c) = kahan_inc(f, sum[k], comp[k]);
+        sum[k] = if seen { s } else { f };
+        comp[k] = if seen { c } else { 0.0 };
+        if let Some(counts) = counts.as_deref_mut() {
+            counts[k] = if seen { counts[k] + 1.0 } else { 1.0 };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_every_step_avx2(
+    sum: &mut [f64],
+    comp: &mut [f64],
+    counts: Option<&mut [f64]>,
+    flags: &mut [u8],
+    dn: u8,
+    pts: &[(i64, f64)],
+) {
+    add_every_step_generic(sum, comp, counts, flags, dn, pts)
+}
+
+/// [`add_every_step_generic`], in AVX2 where the CPU has it.
+fn add_every_step(
+    sum: &mut [f64],
+    comp: &mut [f64],
+    counts: Option<&mut [f64]>,
+    flags: &mut [u8],
+    dn: u8,
+    pts: &[(i64, f64)],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { add_every_step_avx2(sum, comp, counts, flags, dn, pts) };
+            return;
+        }
+    }
+    add_every_step_generic(sum, comp, counts, flags, dn, pts)
+}
+
+/// `sum`'s dense path: [`add_every_step`] without counts.
+fn sum_every_step(sum: &mut [f64], comp: &mut [f64], flags: &mut [u8], dn: u8, pts: &[(i64, f64)]) {
+    add_every_step(sum, comp, None, flags, dn, pts)
+}
+
+/// `avg`'s dense path while no sum overflows ([`sums_stay_finite`]): the cells stay sums,
+/// which is what [`Mean::add`] does then.
+fn avg_every_step(
+    sum: &mut [f64],
+    comp: &mut [f64],
+    counts: &mut [f64],
+    flags: &mut [u8],
+    dn: u8,
+    pts: &[(i64, f64)],
+) {
+    add_every_step(sum, comp, Some(counts), flags, dn, pts)
+}
+
+/// Whether adding the values of `pts`, one per step, to the sums `sum` (a cell not seen yet
+/// starting at its value) leaves every sum finite or NaN: then no `avg` cell switches to its
+/// incremental form.
+fn sums_stay_finite(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
+    sum.iter()
+        .zip(flags)
+        .zip(pts)
+        .fold(true, |ok, ((&s, &fl), &(_, f))| {
+            let t = if fl & FoldCells::SEEN != 0 { s + f } else { f };
+            ok & !t.is_infinite()
+        })
+}
+
 /// Whether the label `name` is part of the group labels (the ones [`group_labels`] keeps).
 #[inline]
 fn in_group(name: &str, without: bool, grouping: &[String]) -> bool {
@@ -292,9 +404,15 @@ fn in_group(name: &str, without: bool, grouping: &[String]) -> bool {
 pub(super) struct FoldCells {
     fold: FoldOp,
     flags: Vec<u8>,
-    sums: Vec<KahanSum>,
-    means: Vec<Mean>,
+    /// Compensated sums of `sum` and `avg` ([`kahan_inc`]) in two columns: the running sums
+    /// and their compensations.
+    sums: Vec<f64>,
+    comps: Vec<f64>,
+    /// The values of `count`, `min`, `max`, `group`, …; the number of values of `avg`.
     vals: Vec<f64>,
+    /// `avg` cells whose sum overflowed, as incremental means (see [`Mean`]); all other
+    /// `avg` cells are a sum in `sums`/`comps` over `vals` values.
+    overflowed: FxMap<usize, Mean>,
 }
 
 impl FoldCells {
@@ -307,8 +425,9 @@ impl FoldCells {
             fold,
             flags: Vec::new(),
             sums: Vec::new(),
-            means: Vec::new(),
+            comps: Vec::new(),
             vals: Vec::new(),
+            overflowed: FxMap::default(),
         };
         c.grow(cells);
         c
@@ -318,8 +437,15 @@ impl FoldCells {
     pub(super) fn grow(&mut self, cells: usize) {
         self.flags.resize(cells, 0);
         match self.fold {
-            FoldOp::Sum => self.sums.resize(cells, KahanSum::new()),
-            FoldOp::Avg => self.means.resize(cells, Mean::new()),
+            FoldOp::Sum => {
+                self.sums.resize(cells, 0.0);
+                self.comps.resize(cells, 0.0);
+            }
+            FoldOp::Avg => {
+                self.sums.resize(cells, 0.0);
+                self.comps.resize(cells, 0.0);
+                self.vals.resize(cells, 0.0);
+            }
             _ => self.vals.resize(cells, 0.0),
         }
     }
@@ -344,18 +470,47 @@ impl FoldCells {
         // dispatch on the operation at every point.
         match self.fold {
             FoldOp::Sum => {
-                let sums = &mut self.sums[cells];
+                let (sums, comps) = (&mut self.sums[cells.clone()], &mut self.comps[cells]);
+                if on_every_step(pts, nsteps, start, interval) {
+                    sum_every_step(sums, comps, flags, dn, pts);
+                    return;
+                }
                 place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
-                    if first {
-                        sums[k] = KahanSum::starting_at(f);
+                    (sums[k], comps[k]) = if first {
+                        (f, 0.0)
                     } else {
-                        sums[k].add(f);
-                    }
+                        kahan_inc(f, sums[k], comps[k])
+                    };
                 });
             }
             FoldOp::Avg => {
-                let means = &mut self.means[cells];
-                place_on_cells(flags, dn, pts, start, interval, |k, f, _| means[k].add(f));
+                let (sums, comps) = (
+                    &mut self.sums[cells.clone()],
+                    &mut self.comps[cells.clone()],
+                );
+                let counts = &mut self.vals[cells];
+                let overflowed = &mut self.overflowed;
+                if overflowed.is_empty()
+                    && on_every_step(pts, nsteps, start, interval)
+                    && sums_stay_finite(sums, flags, pts)
+                {
+                    avg_every_step(sums, comps, counts, flags, dn, pts);
+                    return;
+                }
+                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                    let mut m = match overflowed.get(&(base + k)) {
+                        Some(m) => *m,
+                        None if first => Mean::new(),
+                        None => Mean::summed(counts[k], sums[k], comps[k]),
+                    };
+                    m.add(f);
+                    match m.as_summed() {
+                        Some((n, s, c)) => (counts[k], sums[k], comps[k]) = (n, s, c),
+                        None => {
+                            overflowed.insert(base + k, m);
+                        }
+                    }
+                });
             }
             FoldOp::Count => {
                 let vals = &mut self.vals[cells];
@@ -403,8 +558,15 @@ impl FoldCells {
             return None;
         }
         let v = match self.fold {
-            FoldOp::Sum => self.sums[c].value(),
-            FoldOp::Avg => self.means[c].value(),
+            FoldOp::Sum => KahanSum {
+                sum: self.sums[c],
+                c: self.comps[c],
+            }
+            .value(),
+            FoldOp::Avg => match self.overflowed.get(&c) {
+                Some(m) => m.value(),
+                None => Mean::summed(self.vals[c], self.sums[c], self.comps[c]).value(),
+            },
             _ => self.vals[c],
         };
         Some((v, fl & Self::DROP != 0))
@@ -913,6 +1075,56 @@ mod tests {
             want.dedup();
             assert_eq!(got, want, "{ts:?}");
             assert!((0..nsteps).all(|k| cells.get(k).is_none_or(|(v, _)| v == 1.0)));
+        }
+    }
+
+    /// Dense (a point at every step) and sparse series into `sum` and `avg` cells give the
+    /// same bits as [`KahanSum`] and [`Mean`] fed point by point, also when a sum
+    /// overflows and the mean turns incremental.
+    #[test]
+    fn dense_sum_and_avg_equal_the_point_by_point_fold() {
+        let (start, interval, nsteps) = (0i64, 10i64, 9usize);
+        let dense = |f: &dyn Fn(usize) -> f64| -> Vec<(i64, f64)> {
+            (0..nsteps).map(|k| (start + k as i64 * interval, f(k))).collect()
+        };
+        let series: Vec<Vec<(i64, f64)>> = vec![
+            dense(&|k| k as f64 * 0.1 + 1e15),
+            dense(&|k| -(k as f64) * 3.3),
+            vec![(10, 7.0), (40, f64::NAN), (80, 1e-3)],
+            dense(&|k| if k == 4 { f64::MAX } else { 1.0 / (k as f64 + 1.0) }),
+            dense(&|k| if k == 4 { f64::MAX } else { f64::INFINITY * (k % 3) as f64 }),
+            dense(&|k| 2.5e-17 * k as f64),
+        ];
+        for fold in [FoldOp::Sum, FoldOp::Avg] {
+            let mut cells = FoldCells::new(fold, nsteps);
+            let mut sums = vec![None::<KahanSum>; nsteps];
+            let mut means = vec![Mean::new(); nsteps];
+            for s in &series {
+                cells.add_series(0, nsteps, s, false, start, interval);
+                for &(t, v) in s {
+                    let k = ((t - start) / interval) as usize;
+                    sums[k] = Some(match sums[k] {
+                        None => KahanSum::starting_at(v),
+                        Some(mut x) => {
+                            x.add(v);
+                            x
+                        }
+                    });
+                    means[k].add(v);
+                }
+                for k in 0..nsteps {
+                    let want = match fold {
+                        FoldOp::Sum => sums[k].map(|x| x.value()),
+                        _ => sums[k].map(|_| means[k].value()),
+                    };
+                    let got = cells.get(k).map(|(v, _)| v);
+                    assert_eq!(
+                        got.map(f64::to_bits),
+                        want.map(f64::to_bits),
+                        "step {k}: {got:?} vs {want:?}"
+                    );
+                }
+            }
         }
     }
 }

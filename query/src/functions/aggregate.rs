@@ -108,6 +108,24 @@ impl Mean {
         self.c = c;
     }
 
+    /// A mean of `count` values (at least one) whose compensated sum is `sum` + `c`, before
+    /// any overflow: the state [`Mean::add`] leaves while the sum stays finite.
+    pub fn summed(count: f64, sum: f64, c: f64) -> Self {
+        Mean {
+            count,
+            sum,
+            mean: 0.0,
+            c,
+            incremental: false,
+        }
+    }
+
+    /// `(count, sum, compensation)` while the mean is kept as a sum (see [`Mean::summed`]);
+    /// `None` once it has switched to the incremental form.
+    pub fn as_summed(&self) -> Option<(f64, f64, f64)> {
+        (!self.incremental).then_some((self.count, self.sum, self.c))
+    }
+
     /// Number of values added.
     pub fn count(&self) -> f64 {
         self.count
