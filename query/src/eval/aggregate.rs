@@ -304,14 +304,14 @@ fn on_every_step(pts: &[(i64, f64)], nsteps: usize, start: i64, interval: i64) -
 fn add_every_step_generic(
     sum: &mut [f64],
     comp: &mut [f64],
-    mut counts: Option<&mut [f64]>,
+    counts: Option<&mut [f64]>,
     flags: &mut [u8],
     dn: u8,
     pts: &[(i64, f64)],
 ) {
     let n = pts.len().min(sum.len()).min(comp.len()).min(flags.len());
     let (sum, comp, flags, pts) = (&mut sum[..n], &mut comp[..n], &mut flags[..n], &pts[..n]);
-    let mut counts = counts.as_deref_mut().map(|c| &mut c[..n]);
+    let mut counts = counts.map(|c| &mut c[..n]);
     for k in 0..n {
         let f = pts[k].1;
         let seen = flags[k] & FoldCells::SEEN != 0;
