@@ -980,16 +980,16 @@ impl SampleIter for BlockSampleIter<'_> {
                 self.fail(e);
                 return;
             }
-            let mut it = XorIterator::new(data);
             let from = out.len();
-            let past_hi = it.collect_into(lo, hi, out);
+            let res = crate::chunkenc::xor::decode_chunk_cut(data, lo, hi, out);
             drop_deleted(s.deleted.as_ref(), out, from);
-            if let Some(e) = it.err() {
-                self.fail(s.block.chunk_err(c, e));
-                return;
-            }
-            if past_hi {
-                return;
+            match res {
+                Err(e) => {
+                    self.fail(s.block.chunk_err(c, e));
+                    return;
+                }
+                Ok(true) => return,
+                Ok(false) => {}
             }
         }
         if let Some(e) = flush(&mut run, run_first, out) {

@@ -1085,14 +1085,28 @@ mod tests {
     fn dense_sum_and_avg_equal_the_point_by_point_fold() {
         let (start, interval, nsteps) = (0i64, 10i64, 9usize);
         let dense = |f: &dyn Fn(usize) -> f64| -> Vec<(i64, f64)> {
-            (0..nsteps).map(|k| (start + k as i64 * interval, f(k))).collect()
+            (0..nsteps)
+                .map(|k| (start + k as i64 * interval, f(k)))
+                .collect()
         };
         let series: Vec<Vec<(i64, f64)>> = vec![
             dense(&|k| k as f64 * 0.1 + 1e15),
             dense(&|k| -(k as f64) * 3.3),
             vec![(10, 7.0), (40, f64::NAN), (80, 1e-3)],
-            dense(&|k| if k == 4 { f64::MAX } else { 1.0 / (k as f64 + 1.0) }),
-            dense(&|k| if k == 4 { f64::MAX } else { f64::INFINITY * (k % 3) as f64 }),
+            dense(&|k| {
+                if k == 4 {
+                    f64::MAX
+                } else {
+                    1.0 / (k as f64 + 1.0)
+                }
+            }),
+            dense(&|k| {
+                if k == 4 {
+                    f64::MAX
+                } else {
+                    f64::INFINITY * (k % 3) as f64
+                }
+            }),
             dense(&|k| 2.5e-17 * k as f64),
         ];
         for fold in [FoldOp::Sum, FoldOp::Avg] {

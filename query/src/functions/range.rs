@@ -637,8 +637,9 @@ impl CounterWindows {
     fn compute_generic(&mut self, range_s: f64, is_rate: bool) {
         let n = self.n;
         self.out.clear();
-        self.out.resize(n, 0.0);
-        let out = &mut self.out[..n];
+        self.out.reserve(n);
+        // Written in place of the spare capacity, not zeroed first.
+        let out = &mut self.out.spare_capacity_mut()[..n];
         let (a, b, c) = (&self.to_start[..n], &self.to_end[..n], &self.sampled[..n]);
         let (g, fv, res) = (&self.gaps[..n], &self.first_v[..n], &self.result[..n]);
         for i in 0..n {
@@ -669,8 +670,10 @@ impl CounterWindows {
                 1.0
             };
             let factor = if is_rate { factor / range_s } else { factor };
-            out[i] = res[i] * factor;
+            out[i].write(res[i] * factor);
         }
+        // SAFETY: the loop wrote each of the first `n` slots.
+        unsafe { self.out.set_len(n) };
     }
 }
 

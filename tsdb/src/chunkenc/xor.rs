@@ -747,6 +747,38 @@ pub fn decode_chunks_into(
     })
 }
 
+/// Appends the samples of the whole XOR chunk `chunk` with `lo <= t <= hi` to `out`, as
+/// [`XorIterator::collect_into`] over a new iterator does (and with the same result: whether a
+/// sample after `hi` was seen, or the decoding error, after which `out` holds the in-range
+/// samples before the bad one). The chunk is decoded whole by [`decode_chunks_into`] and cut
+/// after: XOR samples can only be read from the chunk's start, and the batch decoder reads
+/// even the samples after `hi` faster than the step-by-step one stops before them.
+pub fn decode_chunk_cut(
+    chunk: &[u8],
+    lo: i64,
+    hi: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<bool, crate::Error> {
+    let from = out.len();
+    let res = decode_chunks_into(&[chunk], out);
+    let end = out[from..].iter().position(|s| s.0 > hi);
+    out.truncate(from + end.unwrap_or(out.len() - from));
+    let mut kept = from;
+    for i in from..out.len() {
+        if out[i].0 >= lo {
+            out[kept] = out[i];
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
+    match res {
+        // Sequential decoding stops at the first sample after `hi`, before any later error.
+        _ if end.is_some() => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(e.err),
+    }
+}
+
 /// Most bytes [`PADDED`] keeps between calls; a longer run's copy is freed after it.
 const PADDED_KEEP: usize = 1 << 20;
 
@@ -1269,6 +1301,47 @@ mod tests {
             );
             let mut it = XorIterator::new(&b);
             it.seek(i64::MAX);
+        }
+    }
+
+    /// `decode_chunk_cut` gives what `collect_into` over a new iterator gives (samples,
+    /// whether it passed `hi`, the error) on whole, cut and bit-flipped chunks and random
+    /// bounds.
+    #[test]
+    fn decode_chunk_cut_matches_collect_into() {
+        let mut rnd = xorshift(0x5eed_0f_c0ffee_u64);
+        for round in 0..3000 {
+            let samples = mixed_samples(rnd(), 1 + (rnd() % 200) as usize);
+            let mut b = encode(&samples);
+            if round % 3 == 1 {
+                let cut = 2 + (rnd() as usize) % (b.len() - 1);
+                b.truncate(cut);
+            }
+            if round % 4 == 2 {
+                let bit = (rnd() as usize) % (b.len() * 8);
+                b[bit / 8] ^= 0x80 >> (bit % 8);
+            }
+            let pick = |r: u64| samples[(r as usize) % samples.len()].0 + (r % 3) as i64 - 1;
+            let (lo, hi) = match round % 5 {
+                0 => (i64::MIN, i64::MAX),
+                1 => (pick(rnd()), i64::MAX),
+                2 => (i64::MIN, pick(rnd())),
+                _ => (pick(rnd()), pick(rnd())),
+            };
+            let mut want = vec![(1, 1.0)];
+            let mut it = XorIterator::new(&b);
+            let past = it.collect_into(lo, hi, &mut want);
+            let want_res = match it.err() {
+                Some(e) if !past => Err(e.to_string()),
+                _ => Ok(past),
+            };
+            let mut got = vec![(1, 1.0)];
+            let got_res = decode_chunk_cut(&b, lo, hi, &mut got).map_err(|e| e.to_string());
+            let bits = |v: &[(i64, f64)]| -> Vec<(i64, u64)> {
+                v.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+            };
+            assert_eq!(bits(&got), bits(&want), "round {round} [{lo}, {hi}]");
+            assert_eq!(got_res, want_res, "round {round} [{lo}, {hi}]");
         }
     }
 

@@ -816,13 +816,13 @@ impl SampleIter for ChunksIter<'_> {
                 self.err = Some(e);
                 break;
             }
-            let mut it = XorIterator::new(&c.data);
-            if it.collect_into(lo, hi, out) {
-                break;
-            }
-            if let Some(e) = it.err() {
-                self.err = Some(e);
-                break;
+            match crate::chunkenc::xor::decode_chunk_cut(&c.data, lo, hi, out) {
+                Ok(false) => {}
+                Ok(true) => break,
+                Err(e) => {
+                    self.err = Some(e);
+                    break;
+                }
             }
         }
         if self.err.is_none() {
