@@ -1309,7 +1309,7 @@ mod tests {
     /// bounds.
     #[test]
     fn decode_chunk_cut_matches_collect_into() {
-        let mut rnd = xorshift(0x5eed_0f_c0ffee_u64);
+        let mut rnd = xorshift(0x5eed_0fc0_ffee_u64);
         for round in 0..3000 {
             let samples = mixed_samples(rnd(), 1 + (rnd() % 200) as usize);
             let mut b = encode(&samples);
