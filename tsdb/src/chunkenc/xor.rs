@@ -376,6 +376,18 @@ struct State {
 /// Reads a Go varint stored as whole bytes (8-bit fields) at the state's position.
 #[inline(never)]
 fn read_byte_varint(body: &[u8], nbits: usize, s: &mut State, signed: bool) -> Option<i64> {
+    if s.pos % 8 == 0 {
+        // On a byte boundary (always, in a well-formed chunk: the two varints are the first
+        // fields of samples 0 and 1, after whole bytes): decoded from the bytes in place.
+        let bytes = body.get(s.pos / 8..(nbits / 8).min(body.len()))?;
+        let (x, n) = if signed {
+            crate::encoding::varint(bytes)?
+        } else {
+            crate::encoding::uvarint(bytes).map(|(x, n)| (x as i64, n))?
+        };
+        s.pos += n * 8;
+        return Some(x);
+    }
     let mut buf = [0u8; 10];
     for i in 0..10 {
         if s.pos + 8 > nbits {
@@ -789,7 +801,38 @@ thread_local! {
 }
 
 /// [`decode_chunks_into`] over `buf`, the chunk bodies' padded copy.
+///
+/// On x86-64 CPUs with BMI2 and LZCNT the loop is compiled for them: the bit fields' variable
+/// shifts become `shlx`/`shrx` and the leading-ones count `lzcnt` instead of `bsr`.
 fn decode_padded(
+    chunks: &[&[u8]],
+    buf: &[u8],
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), ChunkDecodeError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+        {
+            // SAFETY: the CPU has BMI2 and LZCNT, checked just above.
+            return unsafe { decode_padded_bmi2(chunks, buf, out) };
+        }
+    }
+    decode_padded_generic(chunks, buf, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi1,bmi2,lzcnt")]
+unsafe fn decode_padded_bmi2(
+    chunks: &[&[u8]],
+    buf: &[u8],
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), ChunkDecodeError> {
+    decode_padded_generic(chunks, buf, out)
+}
+
+#[inline(always)]
+fn decode_padded_generic(
     chunks: &[&[u8]],
     buf: &[u8],
     out: &mut Vec<(i64, f64)>,
@@ -955,6 +998,7 @@ fn lane_rest(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> b
 }
 
 /// Decodes all `out.len()` samples of one lane into `out`; false on an error.
+#[inline(always)]
 fn decode_lane(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
     lane_first_two(buf, l, out) && lane_rest(buf, l, out.get_mut(2..).unwrap_or(&mut []))
 }
