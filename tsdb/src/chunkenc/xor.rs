@@ -376,7 +376,7 @@ struct State {
 /// Reads a Go varint stored as whole bytes (8-bit fields) at the state's position.
 #[inline(never)]
 fn read_byte_varint(body: &[u8], nbits: usize, s: &mut State, signed: bool) -> Option<i64> {
-    if s.pos % 8 == 0 {
+    if s.pos.is_multiple_of(8) {
         // On a byte boundary (always, in a well-formed chunk: the two varints are the first
         // fields of samples 0 and 1, after whole bytes): decoded from the bytes in place.
         let bytes = body.get(s.pos / 8..(nbits / 8).min(body.len()))?;
