@@ -249,8 +249,8 @@ fn place_on_cells(
     mut add: impl FnMut(usize, f64, bool),
 ) {
     let nsteps = flags.len();
-    if on_every_step(pts, nsteps, start, interval) {
-        for (k, &(_, f)) in pts.iter().enumerate() {
+    if let Some(k0) = consecutive_steps(pts, nsteps, start, interval) {
+        for (k, &(_, f)) in (k0..).zip(pts) {
             let first = flags[k] & FoldCells::SEEN == 0;
             flags[k] |= FoldCells::SEEN | dn;
             add(k, f, first);
@@ -285,18 +285,32 @@ fn place_on_cells(
     }
 }
 
-/// Whether `pts` holds exactly one point on each of the `nsteps` steps from `start`, in order
-/// (a series with a point at every step: the usual range-function output).
+/// The index of the first step when `pts` holds one point on each of consecutive steps
+/// within the `nsteps` steps from `start`, in order (the usual range-function output: a point
+/// at every step where the series has data); `None` otherwise.
 #[inline]
-fn on_every_step(pts: &[(i64, f64)], nsteps: usize, start: i64, interval: i64) -> bool {
-    pts.len() == nsteps
-        && pts
-            .iter()
-            .zip((0..).map(|k: i64| start + k * interval))
-            .fold(true, |ok, (p, t)| ok & (p.0 == t))
+fn consecutive_steps(
+    pts: &[(i64, f64)],
+    nsteps: usize,
+    start: i64,
+    interval: i64,
+) -> Option<usize> {
+    let first = pts.first()?.0;
+    let d = first.checked_sub(start)?;
+    if d < 0 || d % interval != 0 {
+        return None;
+    }
+    let k0 = usize::try_from(d / interval).ok()?;
+    if k0.checked_add(pts.len())? > nsteps {
+        return None;
+    }
+    pts.iter()
+        .zip((0..).map(|k: i64| first.wrapping_add(k.wrapping_mul(interval))))
+        .fold(true, |ok, (p, t)| ok & (p.0 == t))
+        .then_some(k0)
 }
 
-/// Adds the values of `pts`, one per step, to the compensated sums `sum`/`comp`
+/// Adds the values of `pts`, one per cell, to the compensated sums `sum`/`comp`
 /// ([`kahan_inc`]); a cell not seen before starts at its value. With `counts`, also counts
 /// the values of each cell (`avg`). Written without branches so that it compiles to vector
 /// code (see [`add_every_step`]).
@@ -376,7 +390,7 @@ fn avg_every_step(
     add_every_step(sum, comp, Some(counts), flags, dn, pts)
 }
 
-/// Whether adding the values of `pts`, one per step, to the sums `sum` (a cell not seen yet
+/// Whether adding the values of `pts`, one per cell, to the sums `sum` (a cell not seen yet
 /// starting at its value) leaves every sum finite or NaN: then no `avg` cell switches to its
 /// incremental form.
 fn sums_stay_finite(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
@@ -471,8 +485,15 @@ impl FoldCells {
         match self.fold {
             FoldOp::Sum => {
                 let (sums, comps) = (&mut self.sums[cells.clone()], &mut self.comps[cells]);
-                if on_every_step(pts, nsteps, start, interval) {
-                    sum_every_step(sums, comps, flags, dn, pts);
+                if let Some(k0) = consecutive_steps(pts, nsteps, start, interval) {
+                    let r = k0..k0 + pts.len();
+                    sum_every_step(
+                        &mut sums[r.clone()],
+                        &mut comps[r.clone()],
+                        &mut flags[r],
+                        dn,
+                        pts,
+                    );
                     return;
                 }
                 place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
@@ -490,11 +511,21 @@ impl FoldCells {
                 );
                 let counts = &mut self.vals[cells];
                 let overflowed = &mut self.overflowed;
-                if overflowed.is_empty()
-                    && on_every_step(pts, nsteps, start, interval)
-                    && sums_stay_finite(sums, flags, pts)
-                {
-                    avg_every_step(sums, comps, counts, flags, dn, pts);
+                let dense = consecutive_steps(pts, nsteps, start, interval)
+                    .map(|k0| k0..k0 + pts.len())
+                    .filter(|r| {
+                        overflowed.is_empty()
+                            && sums_stay_finite(&sums[r.clone()], &flags[r.clone()], pts)
+                    });
+                if let Some(r) = dense {
+                    avg_every_step(
+                        &mut sums[r.clone()],
+                        &mut comps[r.clone()],
+                        &mut counts[r.clone()],
+                        &mut flags[r],
+                        dn,
+                        pts,
+                    );
                     return;
                 }
                 place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
@@ -1078,9 +1109,9 @@ mod tests {
         }
     }
 
-    /// Dense (a point at every step) and sparse series into `sum` and `avg` cells give the
-    /// same bits as [`KahanSum`] and [`Mean`] fed point by point, also when a sum
-    /// overflows and the mean turns incremental.
+    /// Dense (a point at every step, or at consecutive ones) and sparse series into `sum` and
+    /// `avg` cells give the same bits as [`KahanSum`] and [`Mean`] fed point by point, also
+    /// when a sum overflows and the mean turns incremental.
     #[test]
     fn dense_sum_and_avg_equal_the_point_by_point_fold() {
         let (start, interval, nsteps) = (0i64, 10i64, 9usize);
@@ -1108,6 +1139,10 @@ mod tests {
                 }
             }),
             dense(&|k| 2.5e-17 * k as f64),
+            // On consecutive steps, but not all of them.
+            dense(&|k| k as f64 * 7.0)[2..6].to_vec(),
+            dense(&|k| f64::MAX / (k as f64 + 1.0))[5..].to_vec(),
+            dense(&|k| -1e300 * k as f64)[..3].to_vec(),
         ];
         for fold in [FoldOp::Sum, FoldOp::Avg] {
             let mut cells = FoldCells::new(fold, nsteps);
