@@ -372,24 +372,6 @@ fn add_every_step(
     add_every_step_generic(sum, comp, counts, flags, dn, pts)
 }
 
-/// `sum`'s dense path: [`add_every_step`] without counts.
-fn sum_every_step(sum: &mut [f64], comp: &mut [f64], flags: &mut [u8], dn: u8, pts: &[(i64, f64)]) {
-    add_every_step(sum, comp, None, flags, dn, pts)
-}
-
-/// `avg`'s dense path while no sum overflows ([`sums_stay_finite`]): the cells stay sums,
-/// which is what [`Mean::add`] does then.
-fn avg_every_step(
-    sum: &mut [f64],
-    comp: &mut [f64],
-    counts: &mut [f64],
-    flags: &mut [u8],
-    dn: u8,
-    pts: &[(i64, f64)],
-) {
-    add_every_step(sum, comp, Some(counts), flags, dn, pts)
-}
-
 /// Whether adding the values of `pts`, one per cell, to the sums `sum` (a cell not seen yet
 /// starting at its value) leaves every sum finite or NaN: then no `avg` cell switches to its
 /// incremental form.
@@ -487,9 +469,10 @@ impl FoldCells {
                 let (sums, comps) = (&mut self.sums[cells.clone()], &mut self.comps[cells]);
                 if let Some(k0) = consecutive_steps(pts, nsteps, start, interval) {
                     let r = k0..k0 + pts.len();
-                    sum_every_step(
+                    add_every_step(
                         &mut sums[r.clone()],
                         &mut comps[r.clone()],
+                        None,
                         &mut flags[r],
                         dn,
                         pts,
@@ -518,10 +501,11 @@ impl FoldCells {
                             && sums_stay_finite(&sums[r.clone()], &flags[r.clone()], pts)
                     });
                 if let Some(r) = dense {
-                    avg_every_step(
+                    // The cells stay sums, as `Mean::add` keeps them while they are finite.
+                    add_every_step(
                         &mut sums[r.clone()],
                         &mut comps[r.clone()],
-                        &mut counts[r.clone()],
+                        Some(&mut counts[r.clone()]),
                         &mut flags[r],
                         dn,
                         pts,
