@@ -310,19 +310,26 @@ fn consecutive_steps(
         .then_some(k0)
 }
 
-/// Adds the values of `pts`, one per cell, to the compensated sums `sum`/`comp`
-/// ([`kahan_inc`]); a cell not seen before starts at its value. With `counts`, also counts
-/// the values of each cell (`avg`). Written without branches so that it compiles to vector
-/// code (see [`add_every_step`]).
+/// The cells of one group that a series with points on consecutive steps is added to, one
+/// per point: compensated sums (see [`FoldCells`]), with their counts for `avg`.
+struct DenseCells<'a> {
+    sum: &'a mut [f64],
+    comp: &'a mut [f64],
+    counts: Option<&'a mut [f64]>,
+    flags: &'a mut [u8],
+}
+
+/// Adds the values of `pts`, one per cell, to `cells`' compensated sums ([`kahan_inc`]); a
+/// cell not seen before starts at its value. Written without branches so that it compiles to
+/// vector code (see [`add_every_step`]).
 #[inline(always)]
-fn add_every_step_generic(
-    sum: &mut [f64],
-    comp: &mut [f64],
-    counts: Option<&mut [f64]>,
-    flags: &mut [u8],
-    dn: u8,
-    pts: &[(i64, f64)],
-) {
+fn add_every_step_generic(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
+    let DenseCells {
+        sum,
+        comp,
+        counts,
+        flags,
+    } = cells;
     let n = pts.len().min(sum.len()).min(comp.len()).min(flags.len());
     let (sum, comp, flags, pts) = (&mut sum[..n], &mut comp[..n], &mut flags[..n], &pts[..n]);
     let mut counts = counts.map(|c| &mut c[..n]);
@@ -341,35 +348,21 @@ fn add_every_step_generic(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn add_every_step_avx2(
-    sum: &mut [f64],
-    comp: &mut [f64],
-    counts: Option<&mut [f64]>,
-    flags: &mut [u8],
-    dn: u8,
-    pts: &[(i64, f64)],
-) {
-    add_every_step_generic(sum, comp, counts, flags, dn, pts)
+unsafe fn add_every_step_avx2(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
+    add_every_step_generic(cells, dn, pts)
 }
 
 /// [`add_every_step_generic`], in AVX2 where the CPU has it.
-fn add_every_step(
-    sum: &mut [f64],
-    comp: &mut [f64],
-    counts: Option<&mut [f64]>,
-    flags: &mut [u8],
-    dn: u8,
-    pts: &[(i64, f64)],
-) {
+fn add_every_step(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { add_every_step_avx2(sum, comp, counts, flags, dn, pts) };
+            unsafe { add_every_step_avx2(cells, dn, pts) };
             return;
         }
     }
-    add_every_step_generic(sum, comp, counts, flags, dn, pts)
+    add_every_step_generic(cells, dn, pts)
 }
 
 /// Whether adding the values of `pts`, one per cell, to the sums `sum` (a cell not seen yet
@@ -469,14 +462,13 @@ impl FoldCells {
                 let (sums, comps) = (&mut self.sums[cells.clone()], &mut self.comps[cells]);
                 if let Some(k0) = consecutive_steps(pts, nsteps, start, interval) {
                     let r = k0..k0 + pts.len();
-                    add_every_step(
-                        &mut sums[r.clone()],
-                        &mut comps[r.clone()],
-                        None,
-                        &mut flags[r],
-                        dn,
-                        pts,
-                    );
+                    let cells = DenseCells {
+                        sum: &mut sums[r.clone()],
+                        comp: &mut comps[r.clone()],
+                        counts: None,
+                        flags: &mut flags[r],
+                    };
+                    add_every_step(cells, dn, pts);
                     return;
                 }
                 place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
@@ -502,14 +494,13 @@ impl FoldCells {
                     });
                 if let Some(r) = dense {
                     // The cells stay sums, as `Mean::add` keeps them while they are finite.
-                    add_every_step(
-                        &mut sums[r.clone()],
-                        &mut comps[r.clone()],
-                        Some(&mut counts[r.clone()]),
-                        &mut flags[r],
-                        dn,
-                        pts,
-                    );
+                    let cells = DenseCells {
+                        sum: &mut sums[r.clone()],
+                        comp: &mut comps[r.clone()],
+                        counts: Some(&mut counts[r.clone()]),
+                        flags: &mut flags[r],
+                    };
+                    add_every_step(cells, dn, pts);
                     return;
                 }
                 place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
