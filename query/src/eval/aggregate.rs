@@ -238,18 +238,20 @@ impl<'g> GroupAssigner<'g> {
 
 /// Calls `add(k, f, first)` for every point `(ts, f)` of one series that falls on step `k`
 /// (`(ts - start) / interval`, below `flags.len()`, at most once per step), `first` when no
-/// series had a point there before; marks the step seen in `flags`, with `dn`.
+/// series had a point there before; marks the step seen in `flags`, with `dn`. `dense` is
+/// [`consecutive_steps`] of the points, as the caller found it.
 #[inline(always)]
 fn place_on_cells(
     flags: &mut [u8],
     dn: u8,
     pts: &[(i64, f64)],
+    dense: Option<usize>,
     start: i64,
     interval: i64,
     mut add: impl FnMut(usize, f64, bool),
 ) {
     let nsteps = flags.len();
-    if let Some(k0) = consecutive_steps(pts, nsteps, start, interval) {
+    if let Some(k0) = dense {
         for (k, &(_, f)) in (k0..).zip(pts) {
             let first = flags[k] & FoldCells::SEEN == 0;
             flags[k] |= FoldCells::SEEN | dn;
@@ -455,12 +457,13 @@ impl FoldCells {
         let dn = if drop_name { Self::DROP } else { 0 };
         let flags = &mut self.flags[base..base + nsteps];
         let cells = base..base + nsteps;
+        let dense = consecutive_steps(pts, nsteps, start, interval);
         // One loop per operation, so that the step placement is not interleaved with a
         // dispatch on the operation at every point.
         match self.fold {
             FoldOp::Sum => {
                 let (sums, comps) = (&mut self.sums[cells.clone()], &mut self.comps[cells]);
-                if let Some(k0) = consecutive_steps(pts, nsteps, start, interval) {
+                if let Some(k0) = dense {
                     let r = k0..k0 + pts.len();
                     let cells = DenseCells {
                         sum: &mut sums[r.clone()],
@@ -471,7 +474,7 @@ impl FoldCells {
                     add_every_step(cells, dn, pts);
                     return;
                 }
-                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, f, first| {
                     (sums[k], comps[k]) = if first {
                         (f, 0.0)
                     } else {
@@ -486,13 +489,11 @@ impl FoldCells {
                 );
                 let counts = &mut self.vals[cells];
                 let overflowed = &mut self.overflowed;
-                let dense = consecutive_steps(pts, nsteps, start, interval)
-                    .map(|k0| k0..k0 + pts.len())
-                    .filter(|r| {
-                        overflowed.is_empty()
-                            && sums_stay_finite(&sums[r.clone()], &flags[r.clone()], pts)
-                    });
-                if let Some(r) = dense {
+                let summed = dense.map(|k0| k0..k0 + pts.len()).filter(|r| {
+                    overflowed.is_empty()
+                        && sums_stay_finite(&sums[r.clone()], &flags[r.clone()], pts)
+                });
+                if let Some(r) = summed {
                     // The cells stay sums, as `Mean::add` keeps them while they are finite.
                     let cells = DenseCells {
                         sum: &mut sums[r.clone()],
@@ -503,7 +504,7 @@ impl FoldCells {
                     add_every_step(cells, dn, pts);
                     return;
                 }
-                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, f, first| {
                     let mut m = match overflowed.get(&(base + k)) {
                         Some(m) => *m,
                         None if first => Mean::new(),
@@ -520,17 +521,19 @@ impl FoldCells {
             }
             FoldOp::Count => {
                 let vals = &mut self.vals[cells];
-                place_on_cells(flags, dn, pts, start, interval, |k, _, first| {
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, _, first| {
                     vals[k] = if first { 1.0 } else { vals[k] + 1.0 };
                 });
             }
             FoldOp::Group => {
                 let vals = &mut self.vals[cells];
-                place_on_cells(flags, dn, pts, start, interval, |k, _, _| vals[k] = 1.0);
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, _, _| {
+                    vals[k] = 1.0
+                });
             }
             FoldOp::Max => {
                 let vals = &mut self.vals[cells];
-                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, f, first| {
                     if first || vals[k] < f || vals[k].is_nan() {
                         vals[k] = f;
                     }
@@ -538,7 +541,7 @@ impl FoldCells {
             }
             FoldOp::Min => {
                 let vals = &mut self.vals[cells];
-                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, f, first| {
                     if first || vals[k] > f || vals[k].is_nan() {
                         vals[k] = f;
                     }
@@ -546,7 +549,7 @@ impl FoldCells {
             }
             FoldOp::Stddev | FoldOp::Stdvar | FoldOp::Quantile => {
                 let vals = &mut self.vals[cells];
-                place_on_cells(flags, dn, pts, start, interval, |k, f, first| {
+                place_on_cells(flags, dn, pts, dense, start, interval, |k, f, first| {
                     if first {
                         vals[k] = f;
                     }
