@@ -6,8 +6,12 @@
 
 For A/B runs of two builds (or one build with an env switch) on the same data dir, where
 measure.py's five runs per query are too few to tell small differences apart.
+
+`--verify MANIFEST` first runs measure.py's verify step (a `count_over_time` over the whole
+dataset per metric name of the gen_rw.py manifest); with `--warmup 1 --runs 5` the queries then
+follow measure.py's own order and count.
 """
-import argparse, http.client, os, statistics, time, urllib.parse
+import argparse, http.client, json, os, statistics, time, urllib.parse
 
 ap = argparse.ArgumentParser()
 ap.add_argument("port", type=int)
@@ -18,9 +22,32 @@ ap.add_argument("--step", default="60")
 ap.add_argument("--queries", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "../../shared/bench/queries_dashboard.txt"))
 ap.add_argument("--only", nargs="*", help="query names to run (default: all)")
+ap.add_argument("--verify", metavar="MANIFEST", help="gen_rw.py manifest.json: run measure.py's verify step first")
 a = ap.parse_args()
 
 conn = http.client.HTTPConnection("127.0.0.1", a.port)
+
+
+def get(path, params):
+    """GETs path with params over the keep-alive connection; returns (status, seconds)."""
+    t = time.perf_counter()
+    conn.request("GET", path + "?" + urllib.parse.urlencode(params))
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status, time.perf_counter() - t
+
+
+if a.verify:
+    man = json.load(open(a.verify))
+    end_s = int(man["last_ts_ms"] // 1000) + 1
+    span = end_s - man["first_ts_ms"] // 1000 + 60
+    t0 = time.perf_counter()
+    for n in man["names"]:
+        q = 'sum(count_over_time({__name__="%s"}[%ds]))' % (n, span)
+        status, _ = get("/api/v1/query", {"query": q, "time": end_s})
+        if status != 200:
+            raise SystemExit("verify %s: HTTP %d" % (n, status))
+    print("verify: %.1f s" % (time.perf_counter() - t0))
 for line in open(a.queries):
     line = line.strip()
     if not line or line.startswith("#"):
@@ -32,15 +59,11 @@ for line in open(a.queries):
         path, params = "/api/v1/query", {"query": q, "time": a.time}
     else:
         path, params = "/api/v1/query_range", {"query": q, "start": a.start, "end": a.end, "step": a.step}
-    url = path + "?" + urllib.parse.urlencode(params)
     lat = []
     for i in range(a.warmup + a.runs):
-        t = time.perf_counter()
-        conn.request("GET", url)
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            raise SystemExit("%s: HTTP %d" % (name, resp.status))
+        status, dt = get(path, params)
+        if status != 200:
+            raise SystemExit("%s: HTTP %d" % (name, status))
         if i >= a.warmup:
-            lat.append((time.perf_counter() - t) * 1000)
+            lat.append(dt * 1000)
     print("%-22s %-8s %8.2f ms median  %8.2f ms min" % (name, kind, statistics.median(lat), min(lat)))
