@@ -113,7 +113,19 @@ pub fn put_varint(b: &mut Vec<u8>, v: i64) {
 }
 
 /// Decodes a Go uvarint from the start of `b`: the value and the bytes it took.
+#[inline]
 pub fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    // One and two bytes (values below 16384) inline: most lengths, references and deltas.
+    match *b {
+        [b0, ..] if b0 < 0x80 => Some((u64::from(b0), 1)),
+        [b0, b1, ..] if b1 < 0x80 => Some((u64::from(b0 & 0x7f) | u64::from(b1) << 7, 2)),
+        _ => uvarint_long(b),
+    }
+}
+
+/// [`uvarint`] of three bytes or more, or cut short.
+#[inline(never)]
+fn uvarint_long(b: &[u8]) -> Option<(u64, usize)> {
     let mut x: u64 = 0;
     let mut s = 0u32;
     for (i, &byte) in b.iter().enumerate() {
@@ -216,12 +228,14 @@ impl<'a> Decbuf<'a> {
         Ok(f64::from_bits(self.be64()?))
     }
     /// Reads a Go uvarint.
+    #[inline]
     pub fn uvarint(&mut self) -> DecResult<u64> {
         let (v, n) = uvarint(self.rest()).ok_or_else(|| short("uvarint", self.pos))?;
         self.pos += n;
         Ok(v)
     }
     /// Reads a Go uvarint that must fit in u32.
+    #[inline]
     pub fn uvarint32(&mut self) -> DecResult<u32> {
         let v = self.uvarint()?;
         u32::try_from(v).map_err(|_| {
@@ -229,10 +243,10 @@ impl<'a> Decbuf<'a> {
         })
     }
     /// Reads a Go zig-zag varint.
+    #[inline]
     pub fn varint(&mut self) -> DecResult<i64> {
-        let (v, n) = varint(self.rest()).ok_or_else(|| short("varint", self.pos))?;
-        self.pos += n;
-        Ok(v)
+        let ux = self.uvarint().map_err(|_| short("varint", self.pos))?;
+        Ok(((ux >> 1) as i64) ^ -((ux & 1) as i64))
     }
     /// Reads a uvarint-length-prefixed byte string.
     pub fn uvarint_bytes(&mut self) -> DecResult<&'a [u8]> {
@@ -263,6 +277,38 @@ mod tests {
         put_uvarint(&mut b, 300);
         assert_eq!(b, [0xac, 0x02]);
         assert_eq!(uvarint(&[0x80]), None);
+    }
+
+    #[test]
+    fn uvarints_of_every_length_decode_in_and_out_of_line() {
+        // Around each length's edge (the one- and two-byte cases are inlined, the rest not),
+        // through the free function and a `Decbuf`, followed by other bytes or not.
+        let mut vals = vec![0u64, u64::MAX];
+        for bits in (7..64).step_by(7) {
+            vals.extend([(1u64 << bits) - 1, 1 << bits, (1 << bits) + 1]);
+        }
+        for v in vals {
+            let mut b = Vec::new();
+            put_uvarint(&mut b, v);
+            let n = b.len();
+            assert_eq!(uvarint(&b), Some((v, n)), "{v}");
+            assert_eq!(uvarint(&b[..n - 1]), None, "{v} cut short");
+            b.extend([0x7f, 0x01]);
+            assert_eq!(uvarint(&b), Some((v, n)), "{v} with more after");
+            let mut d = Decbuf::new(&b);
+            assert_eq!(d.uvarint().unwrap(), v);
+            assert_eq!(d.position(), n);
+            let mut d = Decbuf::new(&b[..n - 1]);
+            assert!(d.uvarint().is_err());
+        }
+        // Eleven bytes, or a tenth byte above 1, overflow 64 bits.
+        assert_eq!(uvarint(&[0xff; 11]), None);
+        assert_eq!(
+            uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            None
+        );
+        let mut d = Decbuf::new(&[0x03, 0x80, 0x01]);
+        assert_eq!((d.varint().unwrap(), d.varint().unwrap()), (-2, 64));
     }
 
     #[test]

@@ -960,16 +960,24 @@ fn fast_sample(buf: &[u8], s: &mut State) {
         s.pos += 1;
         return;
     }
-    let (lead, sig, hdr) = value_window(wv, s);
+    // '10' keeps the window; '11' reads a new one, the only place a window can be corrupt
+    // (leading zeros + meaningful bits over 64): the position then moves far past any end.
+    let (hdr, sig) = if wv & (1 << 62) == 0 {
+        (2, s.sig)
+    } else {
+        let (lead, sig, _) = value_window(wv, s);
+        s.pos += usize::from(lead + sig > 64) << 40;
+        s.lead = lead;
+        s.sig = sig;
+        (13, sig)
+    };
     let payload = if hdr + sig <= avail {
         (wv << hdr) >> (64 - sig)
     } else {
         bits_from(|p| window_padded(buf, p), s.pos + hdr as usize, sig)
     };
-    s.v ^= payload.wrapping_shl(64u32.wrapping_sub(lead + sig));
-    s.lead = lead;
-    s.sig = sig;
-    s.pos += (hdr + sig) as usize + (usize::from(lead + sig > 64) << 40);
+    s.v ^= payload.wrapping_shl(64u32.wrapping_sub(s.lead + sig));
+    s.pos += (hdr + sig) as usize;
 }
 
 /// Decodes the first `out.len()` (at most 2) samples of a lane into `out`; false on an error.

@@ -122,9 +122,15 @@ impl IndexReader {
             .be32()
             .map_err(self.dec_err(toc.symbols, "symbol table"))?;
         let mut offs = Vec::with_capacity(n as usize);
+        let mut prev: Option<&str> = None;
         for _ in 0..n {
             let at = toc.symbols + 4 + d.position() as u64;
             let sym = d.uvarint_str().map_err(self.dec_err(at, "symbol"))?;
+            // Sorted, so that symbol references order as their strings (see `series_refs`).
+            if prev.is_some_and(|p| p >= sym) {
+                return Err(self.corrupt(at, format!("symbols not sorted at {sym:?}")));
+            }
+            prev = Some(sym);
             let start = toc.symbols + 4 + (d.position() - sym.len()) as u64;
             let start =
                 u32::try_from(start).map_err(|_| self.corrupt(at, "symbol offset beyond 4 GiB"))?;
@@ -469,19 +475,24 @@ impl IndexReader {
         }
         let mut d = Decbuf::new(body);
         let nl = d.uvarint().map_err(&err)?;
-        let mut prev: Option<&str> = None;
+        // Symbols are sorted (checked on opening): names in increasing order have increasing
+        // references, compared without reading the strings.
+        let mut prev: Option<u32> = None;
+        let nsym = self.symbol_offsets.len();
         for _ in 0..nl {
             let n = d.uvarint32().map_err(&err)?;
             let v = d.uvarint32().map_err(&err)?;
-            let name = self.symbol(n)?;
-            self.symbol(v)?;
-            if prev.is_some_and(|p| p >= name) {
+            if n as usize >= nsym || v as usize >= nsym {
+                return Err(self.corrupt(off, format!("series {r}: symbol reference out of range")));
+            }
+            if prev.is_some_and(|p| p >= n) {
+                let name = self.symbol(n)?;
                 return Err(self.corrupt(
                     off,
                     format!("series {r}: label names not sorted at {name:?}"),
                 ));
             }
-            prev = Some(name);
+            prev = Some(n);
             labels.push((n, v));
         }
         let nc = d.uvarint().map_err(&err)?;
