@@ -228,14 +228,14 @@ impl<'a> Decbuf<'a> {
         Ok(f64::from_bits(self.be64()?))
     }
     /// Reads a Go uvarint.
-    #[inline]
+    #[inline(always)]
     pub fn uvarint(&mut self) -> DecResult<u64> {
         let (v, n) = uvarint(self.rest()).ok_or_else(|| short("uvarint", self.pos))?;
         self.pos += n;
         Ok(v)
     }
     /// Reads a Go uvarint that must fit in u32.
-    #[inline]
+    #[inline(always)]
     pub fn uvarint32(&mut self) -> DecResult<u32> {
         let v = self.uvarint()?;
         u32::try_from(v).map_err(|_| {
@@ -243,7 +243,7 @@ impl<'a> Decbuf<'a> {
         })
     }
     /// Reads a Go zig-zag varint.
-    #[inline]
+    #[inline(always)]
     pub fn varint(&mut self) -> DecResult<i64> {
         let ux = self.uvarint().map_err(|_| short("varint", self.pos))?;
         Ok(((ux >> 1) as i64) ^ -((ux & 1) as i64))

@@ -141,12 +141,9 @@ impl<'a> Iterator for LabelPairs<'a> {
         match &mut self.0 {
             PairsInner::Labels(it) => it.next().map(|l| (l.name.as_str(), l.value.as_str())),
             PairsInner::Strs(it) => it.next().copied(),
-            PairsInner::Symbols(index, it) => it.next().map(|&(n, v)| {
-                (
-                    index.symbol(n).unwrap_or_default(),
-                    index.symbol(v).unwrap_or_default(),
-                )
-            }),
+            PairsInner::Symbols(index, it) => it
+                .next()
+                .map(|&(n, v)| (index.symbol_or_empty(n), index.symbol_or_empty(v))),
         }
     }
 }

@@ -950,21 +950,62 @@ fn non_counter_name<'m>(
 /// counter reset between samples `i` and `i + 1`). Scans eight pairs at a time without
 /// branching, as resets are rare.
 pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
-    if data.len() < 2 {
-        return;
-    }
-    let pairs = data.len() - 1;
-    let mut i = 0;
-    while i + 8 <= pairs {
-        let mut any = false;
-        for j in i..i + 8 {
-            any |= data[j + 1].1 < data[j].1;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { find_resets_avx2(data, out) };
         }
-        if any {
+    }
+    find_resets_generic(data, out);
+}
+
+/// [`find_resets`] with AVX2: the values of eight samples and of their successors are
+/// gathered from the `(t, v)` pairs by two unpacks each and compared in two vector compares
+/// (`<` on NaN is false, as in the scalar loop).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn find_resets_avx2(data: &[(i64, f64)], out: &mut Vec<usize>) {
+    use std::arch::x86_64::*;
+    let p = data.as_ptr().cast::<f64>();
+    let mut i = 0;
+    while i + 9 <= data.len() {
+        // SAFETY: samples `i..i + 9` exist, and a sample is two 8-byte words (`t`, `v`); each
+        // load reads two whole samples of them.
+        let (prev, next) = unsafe {
+            let load = |k: usize| _mm256_loadu_pd(p.add(2 * k));
+            // [v(i), v(i+2), v(i+1), v(i+3)] and the same one sample later, for i and i + 4.
+            let values = |k: usize| _mm256_unpackhi_pd(load(k), load(k + 2));
+            ([values(i), values(i + 4)], [values(i + 1), values(i + 5)])
+        };
+        let lower = _mm256_or_pd(
+            _mm256_cmp_pd::<_CMP_LT_OQ>(next[0], prev[0]),
+            _mm256_cmp_pd::<_CMP_LT_OQ>(next[1], prev[1]),
+        );
+        if _mm256_movemask_pd(lower) != 0 {
             out.extend((i..i + 8).filter(|&j| data[j + 1].1 < data[j].1));
         }
         i += 8;
     }
+    let pairs = data.len().saturating_sub(1);
+    out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
+}
+
+#[inline(always)]
+fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) {
+    let mut i = 0;
+    // Eight pairs (nine samples) at a time.
+    while let Some(w) = data.get(i..i + 9) {
+        let mut any = false;
+        for j in 0..8 {
+            any |= w[j + 1].1 < w[j].1;
+        }
+        if any {
+            out.extend((0..8).filter(|&j| w[j + 1].1 < w[j].1).map(|j| i + j));
+        }
+        i += 8;
+    }
+    let pairs = data.len().saturating_sub(1);
     out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
 }
 
@@ -1111,18 +1152,31 @@ mod tests {
 
     #[test]
     fn find_resets_matches_a_plain_scan() {
-        for n in [0usize, 1, 2, 7, 8, 9, 16, 17, 40, 100] {
+        for n in [0usize, 1, 2, 7, 8, 9, 10, 16, 17, 18, 40, 100] {
             for period in [3usize, 5, 8, 13, 1000] {
-                let data: Vec<(i64, f64)> = (0..n)
-                    .map(|i| (i as i64 * 15_000, (i % period) as f64))
-                    .collect();
-                let want: Vec<usize> = (0..n.saturating_sub(1))
-                    .filter(|&i| data[i + 1].1 < data[i].1)
-                    .collect();
-                let mut got = vec![usize::MAX];
-                find_resets(&data, &mut got);
-                assert_eq!(got[0], usize::MAX, "appends");
-                assert_eq!(&got[1..], &want[..], "n {n} period {period}");
+                // Every seventh value NaN where `nan` (never lower, nor higher, than another).
+                for nan in [false, true] {
+                    let data: Vec<(i64, f64)> = (0..n)
+                        .map(|i| {
+                            let v = if nan && i % 7 == 3 {
+                                f64::NAN
+                            } else {
+                                (i % period) as f64
+                            };
+                            (i as i64 * 15_000, v)
+                        })
+                        .collect();
+                    let want: Vec<usize> = (0..n.saturating_sub(1))
+                        .filter(|&i| data[i + 1].1 < data[i].1)
+                        .collect();
+                    let mut got = vec![usize::MAX];
+                    find_resets(&data, &mut got);
+                    assert_eq!(got[0], usize::MAX, "appends");
+                    assert_eq!(&got[1..], &want[..], "n {n} period {period} nan {nan}");
+                    let mut generic = Vec::new();
+                    find_resets_generic(&data, &mut generic);
+                    assert_eq!(generic, want, "generic: n {n} period {period} nan {nan}");
+                }
             }
         }
     }

@@ -247,6 +247,18 @@ impl IndexReader {
         Ok(unsafe { std::str::from_utf8_unchecked(b) })
     }
 
+    /// The symbol with reference `i`, or `""` if there is none: for references already
+    /// checked (those [`IndexReader::series_refs`] returns), read without building an error.
+    #[inline]
+    pub fn symbol_or_empty(&self, i: u32) -> &str {
+        let Some(&(off, len)) = self.symbol_offsets.get(i as usize) else {
+            return "";
+        };
+        let b = self.map.get(off as usize..off as usize + len as usize);
+        // SAFETY: as in `symbol`.
+        b.map_or("", |b| unsafe { std::str::from_utf8_unchecked(b) })
+    }
+
     /// All symbols in order.
     pub fn symbols(&self) -> impl Iterator<Item = Result<&str>> + '_ {
         (0..self.symbol_offsets.len() as u32).map(move |i| self.symbol(i))
