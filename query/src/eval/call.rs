@@ -1184,7 +1184,7 @@ mod tests {
     #[test]
     fn has_stale_finds_a_marker_anywhere() {
         let stale = f64::from_bits(tsdb::chunkenc::STALE_NAN_BITS);
-        for n in [0usize, 1, 7, 8, 9, 23] {
+        for n in [0usize, 1, 7, 8, 9, 16, 17, 23] {
             let mut data: Vec<(i64, f64)> = (0..n).map(|i| (i as i64, f64::NAN)).collect();
             assert!(!super::super::has_stale(&data), "n {n}");
             for k in 0..n {

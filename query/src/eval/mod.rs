@@ -304,6 +304,46 @@ pub(crate) fn decode_into(
 /// Whether any sample is a staleness marker; checks eight at a time without branching, as
 /// markers are rare.
 pub(crate) fn has_stale(buf: &[(i64, f64)]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { has_stale_avx2(buf) };
+        }
+    }
+    has_stale_generic(buf)
+}
+
+/// [`has_stale`] with AVX2: the value bits of eight samples, unpacked from the `(t, v)`
+/// pairs, compared with the marker's in two vector compares.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn has_stale_avx2(buf: &[(i64, f64)]) -> bool {
+    use std::arch::x86_64::*;
+    let marker = _mm256_set1_epi64x(tsdb::chunkenc::STALE_NAN_BITS as i64);
+    let p = buf.as_ptr().cast::<f64>();
+    let mut i = 0;
+    while i + 8 <= buf.len() {
+        // SAFETY: samples `i..i + 8` exist; each load reads two whole (t, v) samples.
+        let v = unsafe {
+            let load = |k: usize| _mm256_loadu_pd(p.add(2 * k));
+            let values = |k: usize| _mm256_castpd_si256(_mm256_unpackhi_pd(load(k), load(k + 2)));
+            [values(i), values(i + 4)]
+        };
+        let hit = _mm256_or_si256(
+            _mm256_cmpeq_epi64(v[0], marker),
+            _mm256_cmpeq_epi64(v[1], marker),
+        );
+        if _mm256_testz_si256(hit, hit) == 0 {
+            return true;
+        }
+        i += 8;
+    }
+    has_stale_generic(&buf[i..])
+}
+
+#[inline(always)]
+fn has_stale_generic(buf: &[(i64, f64)]) -> bool {
     let bits = tsdb::chunkenc::STALE_NAN_BITS;
     let mut chunks = buf.chunks_exact(8);
     for c in chunks.by_ref() {
