@@ -815,56 +815,21 @@ pub(super) fn run_series_into<'m>(
     if let Some(is_rate) = counter {
         let resets = &mut sc.resets;
         resets.clear();
-        find_resets(data, resets);
+        let even = find_resets(data, resets);
         pts.reserve(job.steps.len());
         // Windows are collected first and extrapolated together (see `CounterWindows`).
         let cw = &mut sc.windows;
-        let mut slots = cw.slots(job.steps.len());
-        let mut rlo = 0usize;
-        let mut win = Window::default();
-        let range = job.range;
-        // The window of one step `ts` evaluated at `rt`, once `win` covers it.
-        macro_rules! record {
-            ($win:expr, $ts:expr, $rt:expr) => {{
-                let (win, ts, rt): (&Window, i64, i64) = ($win, $ts, $rt);
-                let (lo, hi) = (win.lo, win.hi);
-                samples += (hi - lo) as u64;
-                if hi - lo < 2 {
-                    continue;
-                }
-                if rlo < resets.len() {
-                    while rlo < resets.len() && resets[rlo] < lo {
-                        rlo += 1;
-                    }
-                    let inside = resets[rlo..]
-                        .iter()
-                        .take_while(|&&i| i + 1 < hi)
-                        .map(|&i| data[i].1);
-                    slots.push(ts, &data[lo..hi], rt - range, rt, inside);
-                } else {
-                    slots.push(ts, &data[lo..hi], rt - range, rt, std::iter::empty());
-                }
-            }};
-        }
-        // The two loops differ in whether the window moves: the test is hoisted out of the
-        // step loop rather than made at every step.
-        match job.at {
-            None => {
-                for &ts in job.steps {
-                    let rt = ts - job.offset;
-                    win.slide(data, rt, range);
-                    record!(&win, ts, rt);
-                }
+        let even = match job.at {
+            None if even && resets.is_empty() => {
+                cw.record_even(data, job.steps, job.offset, job.range)
             }
-            Some(at) => {
-                let rt = at - job.offset;
-                win.slide(data, rt, range);
-                for &ts in job.steps {
-                    record!(&win, ts, rt);
-                }
-            }
+            _ => None,
+        };
+        if let Some(n) = even {
+            samples = n;
+        } else {
+            record_sliding(data, job, resets, cw, &mut samples);
         }
-        drop(slots);
         if job.from_subquery {
             samples = 0;
         }
@@ -930,6 +895,63 @@ pub(super) fn run_series_into<'m>(
     })
 }
 
+/// Records the window of every step of a counter function in `cw` one by one, sliding
+/// over `data`; adds the samples of all windows to `samples`.
+fn record_sliding(
+    data: &[(i64, f64)],
+    job: &SeriesJob,
+    resets: &[usize],
+    cw: &mut crate::functions::range::CounterWindows,
+    samples: &mut u64,
+) {
+    let mut slots = cw.slots(job.steps.len());
+
+    let mut rlo = 0usize;
+    let mut win = Window::default();
+    let range = job.range;
+    // The window of one step `ts` evaluated at `rt`, once `win` covers it.
+    macro_rules! record {
+        ($win:expr, $ts:expr, $rt:expr) => {{
+            let (win, ts, rt): (&Window, i64, i64) = ($win, $ts, $rt);
+            let (lo, hi) = (win.lo, win.hi);
+            *samples += (hi - lo) as u64;
+            if hi - lo < 2 {
+                continue;
+            }
+            if rlo < resets.len() {
+                while rlo < resets.len() && resets[rlo] < lo {
+                    rlo += 1;
+                }
+                let inside = resets[rlo..]
+                    .iter()
+                    .take_while(|&&i| i + 1 < hi)
+                    .map(|&i| data[i].1);
+                slots.push(ts, &data[lo..hi], rt - range, rt, inside);
+            } else {
+                slots.push(ts, &data[lo..hi], rt - range, rt, std::iter::empty());
+            }
+        }};
+    }
+    // The two loops differ in whether the window moves: the test is hoisted out of the
+    // step loop rather than made at every step.
+    match job.at {
+        None => {
+            for &ts in job.steps {
+                let rt = ts - job.offset;
+                win.slide(data, rt, range);
+                record!(&win, ts, rt);
+            }
+        }
+        Some(at) => {
+            let rt = at - job.offset;
+            win.slide(data, rt, range);
+            for &ts in job.steps {
+                record!(&win, ts, rt);
+            }
+        }
+    }
+}
+
 /// The metric name when `rate`/`increase` gave points for a series not named like a counter.
 fn non_counter_name<'m>(
     job: &SeriesJob,
@@ -947,9 +969,10 @@ fn non_counter_name<'m>(
 }
 
 /// Appends to `out` the index `i` of every sample whose successor has a lower value (a
-/// counter reset between samples `i` and `i + 1`). Scans eight pairs at a time without
-/// branching, as resets are rare.
-pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
+/// counter reset between samples `i` and `i + 1`), and returns whether the samples are evenly
+/// spaced in time (at least two, at a positive interval). Scans eight pairs at a time
+/// without branching, as resets are rare.
+pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -957,42 +980,66 @@ pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) {
             return unsafe { find_resets_avx2(data, out) };
         }
     }
-    find_resets_generic(data, out);
+    find_resets_generic(data, out)
 }
 
-/// [`find_resets`] with AVX2: the values of eight samples and of their successors are
-/// gathered from the `(t, v)` pairs by two unpacks each and compared in two vector compares
-/// (`<` on NaN is false, as in the scalar loop).
+/// The distance between the first two samples, when positive: the interval of samples
+/// that are evenly spaced.
+fn first_gap(data: &[(i64, f64)]) -> Option<i64> {
+    match data {
+        [(a, _), (b, _), ..] if b > a => Some(b - a),
+        _ => None,
+    }
+}
+
+/// [`find_resets`] with AVX2: the values and times of eight samples and of their successors
+/// are unpacked from the `(t, v)` pairs and compared in vector compares (`<` on NaN is false,
+/// as in the scalar loop).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn find_resets_avx2(data: &[(i64, f64)], out: &mut Vec<usize>) {
+unsafe fn find_resets_avx2(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
     use std::arch::x86_64::*;
+    let Some(gap) = first_gap(data) else {
+        return find_resets_generic(data, out);
+    };
     let p = data.as_ptr().cast::<f64>();
+    let gaps = _mm256_set1_epi64x(gap);
+    let mut even = _mm256_set1_epi64x(-1);
     let mut i = 0;
     while i + 9 <= data.len() {
         // SAFETY: samples `i..i + 9` exist, and a sample is two 8-byte words (`t`, `v`); each
         // load reads two whole samples of them.
-        let (prev, next) = unsafe {
+        let (t, v) = unsafe {
             let load = |k: usize| _mm256_loadu_pd(p.add(2 * k));
-            // [v(i), v(i+2), v(i+1), v(i+3)] and the same one sample later, for i and i + 4.
-            let values = |k: usize| _mm256_unpackhi_pd(load(k), load(k + 2));
-            ([values(i), values(i + 4)], [values(i + 1), values(i + 5)])
+            // [x(k), x(k+2), x(k+1), x(k+3)] of the times and of the values.
+            let halves = |k: usize| {
+                let (a, b) = (load(k), load(k + 2));
+                (_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b))
+            };
+            let h = [halves(i), halves(i + 4), halves(i + 1), halves(i + 5)];
+            (h.map(|x| _mm256_castpd_si256(x.0)), h.map(|x| x.1))
         };
         let lower = _mm256_or_pd(
-            _mm256_cmp_pd::<_CMP_LT_OQ>(next[0], prev[0]),
-            _mm256_cmp_pd::<_CMP_LT_OQ>(next[1], prev[1]),
+            _mm256_cmp_pd::<_CMP_LT_OQ>(v[2], v[0]),
+            _mm256_cmp_pd::<_CMP_LT_OQ>(v[3], v[1]),
         );
         if _mm256_movemask_pd(lower) != 0 {
             out.extend((i..i + 8).filter(|&j| data[j + 1].1 < data[j].1));
         }
+        even = _mm256_and_si256(even, _mm256_cmpeq_epi64(_mm256_sub_epi64(t[2], t[0]), gaps));
+        even = _mm256_and_si256(even, _mm256_cmpeq_epi64(_mm256_sub_epi64(t[3], t[1]), gaps));
         i += 8;
     }
     let pairs = data.len().saturating_sub(1);
     out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
+    // The pairs from sample `i` on were not compared above.
+    _mm256_movemask_pd(_mm256_castsi256_pd(even)) == 0b1111
+        && data[i..].windows(2).all(|w| w[1].0 - w[0].0 == gap)
 }
 
+/// [`find_resets`] eight pairs at a time without vectors.
 #[inline(always)]
-fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) {
+fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
     let mut i = 0;
     // Eight pairs (nine samples) at a time.
     while let Some(w) = data.get(i..i + 9) {
@@ -1007,6 +1054,7 @@ fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) {
     }
     let pairs = data.len().saturating_sub(1);
     out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
+    first_gap(data).is_some_and(|d| data.windows(2).all(|w| w[1].0 - w[0].0 == d))
 }
 
 /// Runs the range function over already decoded series, on several threads when many (one
@@ -1121,6 +1169,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::functions::range::CounterWindows;
 
     #[test]
     fn window_slides_like_a_plain_scan() {
@@ -1156,29 +1205,107 @@ mod tests {
             for period in [3usize, 5, 8, 13, 1000] {
                 // Every seventh value NaN where `nan` (never lower, nor higher, than another).
                 for nan in [false, true] {
-                    let data: Vec<(i64, f64)> = (0..n)
-                        .map(|i| {
-                            let v = if nan && i % 7 == 3 {
-                                f64::NAN
-                            } else {
-                                (i % period) as f64
-                            };
-                            (i as i64 * 15_000, v)
-                        })
-                        .collect();
-                    let want: Vec<usize> = (0..n.saturating_sub(1))
-                        .filter(|&i| data[i + 1].1 < data[i].1)
-                        .collect();
-                    let mut got = vec![usize::MAX];
-                    find_resets(&data, &mut got);
-                    assert_eq!(got[0], usize::MAX, "appends");
-                    assert_eq!(&got[1..], &want[..], "n {n} period {period} nan {nan}");
-                    let mut generic = Vec::new();
-                    find_resets_generic(&data, &mut generic);
-                    assert_eq!(generic, want, "generic: n {n} period {period} nan {nan}");
+                    // Evenly spaced, or one sample (any one) 1 ms late.
+                    for late in [None].into_iter().chain((0..n).map(Some)) {
+                        let data: Vec<(i64, f64)> = (0..n)
+                            .map(|i| {
+                                let v = if nan && i % 7 == 3 {
+                                    f64::NAN
+                                } else {
+                                    (i % period) as f64
+                                };
+                                (i as i64 * 15_000 + i64::from(late == Some(i)), v)
+                            })
+                            .collect();
+                        let want: Vec<usize> = (0..n.saturating_sub(1))
+                            .filter(|&i| data[i + 1].1 < data[i].1)
+                            .collect();
+                        let even = n == 2 || n > 2 && late.is_none();
+                        let mut got = vec![usize::MAX];
+                        let case = format!("n {n} period {period} nan {nan} late {late:?}");
+                        assert_eq!(find_resets(&data, &mut got), even, "{case}");
+                        assert_eq!(got[0], usize::MAX, "appends");
+                        assert_eq!(&got[1..], &want[..], "{case}");
+                        let mut generic = Vec::new();
+                        assert_eq!(find_resets_generic(&data, &mut generic), even, "{case}");
+                        assert_eq!(generic, want, "generic: {case}");
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn even_windows_are_recorded_as_sliding_ones_are() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pick = |r: u64, xs: &[i64]| xs[(r % xs.len() as u64) as usize];
+        let mut ran = 0;
+        for case in 0..3000 {
+            let n = if case % 10 == 0 {
+                2 + (rnd() % 3) as usize
+            } else {
+                2 + (rnd() % 400) as usize
+            };
+            let interval = pick(rnd(), &[1, 7, 1_000, 15_000, 60_000]);
+            let t0 = (rnd() % 4_000_000) as i64 - 2_000_000;
+            // Increasing values (no counter reset), some NaN, some repeated.
+            let mut v = (rnd() % 100) as f64;
+            let data: Vec<(i64, f64)> = (0..n as i64)
+                .map(|i| {
+                    v += (rnd() % 4) as f64 * 0.5;
+                    let val = if rnd() % 50 == 0 { f64::NAN } else { v };
+                    (t0 + i * interval, val)
+                })
+                .collect();
+            let step = pick(rnd(), &[1, 1_000, 15_000, 60_000, 3_600_000]);
+            let range = pick(rnd(), &[1, 14_999, 15_000, 60_000, 300_000, 3_600_000]);
+            let offset = pick(rnd(), &[0, 0, 60_000, -300_000, 7]);
+            let span = n as i64 * interval;
+            let first = t0 - span / 2 + (rnd() % (2 * span as u64 + 1)) as i64;
+            let steps: Vec<i64> = (0..1 + rnd() % 40)
+                .map(|k| first + k as i64 * step)
+                .collect();
+            let job = SeriesJob {
+                name: "rate",
+                steps: &steps,
+                params: &[],
+                at: None,
+                offset,
+                range,
+                from_subquery: false,
+                sts_src: None,
+                drop: true,
+                deadline: None,
+                cancel: None,
+                metric_name: None,
+            };
+            let (mut even, mut sliding) = (CounterWindows::default(), CounterWindows::default());
+            let Some(got) = even.record_even(&data, &steps, offset, range) else {
+                // Only without AVX2.
+                continue;
+            };
+            ran += 1;
+            let mut want = 0;
+            record_sliding(&data, &job, &[], &mut sliding, &mut want);
+            assert_eq!(got, want, "case {case}: samples");
+            for cw in [&mut even, &mut sliding] {
+                cw.compute(range as f64 / 1000.0, true);
+            }
+            assert_eq!(even.step_ts(), sliding.step_ts(), "case {case}: steps");
+            let bits = |cw: &CounterWindows| cw.out.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&even), bits(&sliding), "case {case}: values");
+        }
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            ran == 3000 || !std::arch::is_x86_feature_detected!("avx2"),
+            "{ran} cases"
+        );
     }
 
     #[test]

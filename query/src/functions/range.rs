@@ -613,6 +613,178 @@ impl CounterWindows {
         }
     }
 
+    /// Records the window `(rt - range, rt]` of every step `ts` (`rt = ts - offset`) over
+    /// `data` at once, as [`WindowSlots::push`] records them one by one, for samples that are
+    /// evenly spaced (at least two, at the positive interval of the first two) and hold no
+    /// counter reset; returns the number of samples in all windows, or `None` (nothing
+    /// recorded) when the times are too large to be exact in f64 or the CPU lacks AVX2.
+    ///
+    /// With samples at `t0 + i * interval`, the samples at or before a time `t0 + a` are the
+    /// first `floor(a / interval) + 1`, and a window's first and last sample times follow from
+    /// its edges: four steps are computed together in vectors, only the first and last values
+    /// being read from `data`. The steps must be evenly spaced (the evaluator's are).
+    pub fn record_even(
+        &mut self,
+        data: &[(i64, f64)],
+        steps: &[i64],
+        offset: i64,
+        range: i64,
+    ) -> Option<u64> {
+        let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
+        let [(t0, _), (t1, _), ..] = *data else {
+            return None;
+        };
+        let interval = t1 - t0;
+        // Every time and count below is an integer well inside f64's exact range.
+        const LIMIT: i64 = 1 << 50;
+        let (lo, hi) = (first_ts - offset - range - t0, last_ts - offset - t0);
+        let exact = [lo, hi, interval, range].iter().all(|x| x.abs() < LIMIT);
+        if !exact || interval <= 0 || data.len() >= 1 << 30 {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return Some(unsafe {
+                    self.record_even_avx2(data, steps, offset, range, interval)
+                });
+            }
+        }
+        None
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn record_even_avx2(
+        &mut self,
+        data: &[(i64, f64)],
+        steps: &[i64],
+        offset: i64,
+        range: i64,
+        interval: i64,
+    ) -> u64 {
+        use std::arch::x86_64::*;
+        let m = steps.len();
+        // Whole vectors of four windows are written, the last one partly past `m`.
+        self.clear();
+        while self.result.len() < m + 3 {
+            self.grow();
+        }
+        if self.step_ts.len() < self.result.len() {
+            self.step_ts.resize(self.result.len(), 0);
+        }
+        let n = data.len();
+        let step = if m >= 2 { steps[1] - steps[0] } else { 0 };
+        let (t0, d) = (data[0].0, interval as f64);
+        let splat = _mm256_set1_pd;
+        let (dv, inv, one, zero, nv) = (
+            splat(d),
+            splat(1.0 / d),
+            splat(1.0),
+            splat(0.0),
+            splat(n as f64),
+        );
+        // floor(a / interval), exactly: the product with the reciprocal is off by at most one.
+        let floor_div = |a: __m256d| {
+            let q = _mm256_floor_pd(_mm256_mul_pd(a, inv));
+            let up = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_mul_pd(_mm256_add_pd(q, one), dv), a);
+            let q = _mm256_add_pd(q, _mm256_and_pd(up, one));
+            let down = _mm256_cmp_pd::<_CMP_GT_OQ>(_mm256_mul_pd(q, dv), a);
+            _mm256_sub_pd(q, _mm256_and_pd(down, one))
+        };
+        // Samples at or before a time, as a count clamped to 0..=n.
+        let count_to =
+            |a: __m256d| _mm256_min_pd(_mm256_max_pd(_mm256_add_pd(floor_div(a), one), zero), nv);
+        let values: *const f64 = &data[0].1;
+        let first_end = (steps[0] - offset - t0) as f64;
+        let lane = _mm256_set_pd(3.0, 2.0, 1.0, 0.0);
+        let (range_f, step_f, last) = (
+            splat(range as f64),
+            splat(step as f64),
+            splat((m - 1) as f64),
+        );
+        let mut samples = zero;
+        let mut all_valid = true;
+        let mut k = 0;
+        while k < m {
+            let ks = _mm256_add_pd(lane, splat(k as f64));
+            // Lanes past the last step are computed but neither counted nor kept.
+            let live = _mm256_cmp_pd::<_CMP_LE_OQ>(ks, last);
+            let a_hi = _mm256_add_pd(splat(first_end), _mm256_mul_pd(ks, step_f));
+            let a_lo = _mm256_sub_pd(a_hi, range_f);
+            let (lo, hi) = (count_to(a_lo), count_to(a_hi));
+            let count = _mm256_and_pd(_mm256_sub_pd(hi, lo), live);
+            samples = _mm256_add_pd(samples, count);
+            let valid = _mm256_cmp_pd::<_CMP_GE_OQ>(count, splat(2.0));
+            all_valid &=
+                _mm256_movemask_pd(_mm256_or_pd(valid, _mm256_cmp_pd::<_CMP_GT_OQ>(ks, last)))
+                    == 0b1111;
+            let last_i = _mm256_max_pd(_mm256_sub_pd(hi, one), zero);
+            let first_i = _mm256_min_pd(lo, _mm256_sub_pd(nv, one));
+            // Value `i` is the f64 at 2 * i + 1 of the (t, v) pairs; the indices are clamped
+            // into the data, windows of fewer than two samples being dropped below.
+            let idx = |x: __m256d| _mm_slli_epi32::<1>(_mm256_cvttpd_epi32(x));
+            // SAFETY: both indices are within `0..n`, and `values` points at sample 0's value.
+            let (first_v, last_v) = unsafe {
+                (
+                    _mm256_i32gather_pd::<8>(values, idx(first_i)),
+                    _mm256_i32gather_pd::<8>(values, idx(last_i)),
+                )
+            };
+            let to_start = _mm256_sub_pd(_mm256_mul_pd(lo, dv), a_lo);
+            let to_end = _mm256_sub_pd(a_hi, _mm256_mul_pd(last_i, dv));
+            let sampled = _mm256_mul_pd(_mm256_sub_pd(last_i, lo), dv);
+            let gaps = _mm256_sub_pd(count, one);
+            // SAFETY: every vector has at least `m + 3` slots (grown above), so the four
+            // from `k < m` on are inside it.
+            unsafe {
+                _mm256_storeu_pd(self.to_start.as_mut_ptr().add(k), to_start);
+                _mm256_storeu_pd(self.to_end.as_mut_ptr().add(k), to_end);
+                _mm256_storeu_pd(self.sampled.as_mut_ptr().add(k), sampled);
+                _mm256_storeu_pd(self.gaps.as_mut_ptr().add(k), gaps);
+                _mm256_storeu_pd(self.first_v.as_mut_ptr().add(k), first_v);
+                _mm256_storeu_pd(
+                    self.result.as_mut_ptr().add(k),
+                    _mm256_sub_pd(last_v, first_v),
+                );
+            }
+            k += 4;
+        }
+        self.step_ts[..m].copy_from_slice(steps);
+        self.n = m;
+        if !all_valid {
+            self.drop_short_windows();
+        }
+        let mut sum = [0.0f64; 4];
+        // SAFETY: `sum` holds four f64s.
+        unsafe { _mm256_storeu_pd(sum.as_mut_ptr(), samples) };
+        sum.iter().sum::<f64>() as u64
+    }
+
+    /// Removes the windows of fewer than two samples (`gaps < 1`), keeping the others in
+    /// order.
+    fn drop_short_windows(&mut self) {
+        let mut kept = 0;
+        for k in 0..self.n {
+            if self.gaps[k] >= 1.0 {
+                for v in [
+                    &mut self.to_start,
+                    &mut self.to_end,
+                    &mut self.sampled,
+                    &mut self.gaps,
+                    &mut self.first_v,
+                    &mut self.result,
+                ] {
+                    v[kept] = v[k];
+                }
+                self.step_ts[kept] = self.step_ts[k];
+                kept += 1;
+            }
+        }
+        self.n = kept;
+    }
+
     /// Computes every recorded window into [`CounterWindows::out`]; `range_s` is the window
     /// length in seconds.
     pub fn compute(&mut self, range_s: f64, is_rate: bool) {
