@@ -820,9 +820,7 @@ pub(super) fn run_series_into<'m>(
         // Windows are collected first and extrapolated together (see `CounterWindows`).
         let cw = &mut sc.windows;
         let even = match job.at {
-            None if even && resets.is_empty() => {
-                cw.record_even(data, job.steps, job.offset, job.range)
-            }
+            None if even => cw.record_even(data, job.steps, job.offset, job.range, resets),
             _ => None,
         };
         if let Some(n) = even {
@@ -1254,15 +1252,20 @@ mod tests {
             };
             let interval = pick(rnd(), &[1, 7, 1_000, 15_000, 60_000]);
             let t0 = (rnd() % 4_000_000) as i64 - 2_000_000;
-            // Increasing values (no counter reset), some NaN, some repeated.
+            // Increasing values with some counter resets, some NaN, some repeated.
             let mut v = (rnd() % 100) as f64;
             let data: Vec<(i64, f64)> = (0..n as i64)
                 .map(|i| {
                     v += (rnd() % 4) as f64 * 0.5;
+                    if rnd() % 40 == 0 {
+                        v = (rnd() % 3) as f64 * 0.25;
+                    }
                     let val = if rnd() % 50 == 0 { f64::NAN } else { v };
                     (t0 + i * interval, val)
                 })
                 .collect();
+            let mut resets = Vec::new();
+            find_resets(&data, &mut resets);
             let step = pick(rnd(), &[1, 1_000, 15_000, 60_000, 3_600_000]);
             let range = pick(rnd(), &[1, 14_999, 15_000, 60_000, 300_000, 3_600_000]);
             let offset = pick(rnd(), &[0, 0, 60_000, -300_000, 7]);
@@ -1286,13 +1289,13 @@ mod tests {
                 metric_name: None,
             };
             let (mut even, mut sliding) = (CounterWindows::default(), CounterWindows::default());
-            let Some(got) = even.record_even(&data, &steps, offset, range) else {
+            let Some(got) = even.record_even(&data, &steps, offset, range, &resets) else {
                 // Only without AVX2.
                 continue;
             };
             ran += 1;
             let mut want = 0;
-            record_sliding(&data, &job, &[], &mut sliding, &mut want);
+            record_sliding(&data, &job, &resets, &mut sliding, &mut want);
             assert_eq!(got, want, "case {case}: samples");
             for cw in [&mut even, &mut sliding] {
                 cw.compute(range as f64 / 1000.0, true);

@@ -497,6 +497,10 @@ pub struct CounterWindows {
     result: Vec<f64>,
     /// The step timestamp of each window written through [`WindowSlots`].
     step_ts: Vec<i64>,
+    /// Index of each window's first and last sample, written by
+    /// [`CounterWindows::record_even`] for its counter-reset corrections.
+    first_at: Vec<f64>,
+    last_at: Vec<f64>,
     /// The value of each window in push order, after [`CounterWindows::compute`].
     pub out: Vec<f64>,
 }
@@ -615,9 +619,10 @@ impl CounterWindows {
 
     /// Records the window `(rt - range, rt]` of every step `ts` (`rt = ts - offset`) over
     /// `data` at once, as [`WindowSlots::push`] records them one by one, for samples that are
-    /// evenly spaced (at least two, at the positive interval of the first two) and hold no
-    /// counter reset; returns the number of samples in all windows, or `None` (nothing
-    /// recorded) when the times are too large to be exact in f64 or the CPU lacks AVX2.
+    /// evenly spaced (at least two, at the positive interval of the first two) with counter
+    /// resets after the samples `resets` (in order); returns the number of samples in all
+    /// windows, or `None` (nothing recorded) when the times are too large to be exact in f64
+    /// or the CPU lacks AVX2.
     ///
     /// With samples at `t0 + i * interval`, the samples at or before a time `t0 + a` are the
     /// first `floor(a / interval) + 1`, and a window's first and last sample times follow from
@@ -629,6 +634,7 @@ impl CounterWindows {
         steps: &[i64],
         offset: i64,
         range: i64,
+        resets: &[usize],
     ) -> Option<u64> {
         let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
         let [(t0, _), (t1, _), ..] = *data else {
@@ -646,9 +652,13 @@ impl CounterWindows {
         {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                return Some(unsafe {
-                    self.record_even_avx2(data, steps, offset, range, interval)
-                });
+                let samples =
+                    unsafe { self.record_even_avx2(data, steps, offset, range, interval) };
+                self.add_resets(data, resets);
+                if self.gaps[..self.n].iter().any(|&g| g < 1.0) {
+                    self.drop_short_windows();
+                }
+                return Some(samples);
             }
         }
         None
@@ -671,9 +681,10 @@ impl CounterWindows {
         while self.result.len() < m + 3 {
             self.grow();
         }
-        if self.step_ts.len() < self.result.len() {
-            self.step_ts.resize(self.result.len(), 0);
-        }
+        let len = self.result.len();
+        self.step_ts.resize(len.max(self.step_ts.len()), 0);
+        self.first_at.resize(len, 0.0);
+        self.last_at.resize(len, 0.0);
         let n = data.len();
         let step = if m >= 2 { steps[1] - steps[0] } else { 0 };
         let (t0, d) = (data[0].0, interval as f64);
@@ -705,7 +716,6 @@ impl CounterWindows {
             splat((m - 1) as f64),
         );
         let mut samples = zero;
-        let mut all_valid = true;
         let mut k = 0;
         while k < m {
             let ks = _mm256_add_pd(lane, splat(k as f64));
@@ -716,10 +726,6 @@ impl CounterWindows {
             let (lo, hi) = (count_to(a_lo), count_to(a_hi));
             let count = _mm256_and_pd(_mm256_sub_pd(hi, lo), live);
             samples = _mm256_add_pd(samples, count);
-            let valid = _mm256_cmp_pd::<_CMP_GE_OQ>(count, splat(2.0));
-            all_valid &=
-                _mm256_movemask_pd(_mm256_or_pd(valid, _mm256_cmp_pd::<_CMP_GT_OQ>(ks, last)))
-                    == 0b1111;
             let last_i = _mm256_max_pd(_mm256_sub_pd(hi, one), zero);
             let first_i = _mm256_min_pd(lo, _mm256_sub_pd(nv, one));
             // Value `i` is the f64 at 2 * i + 1 of the (t, v) pairs; the indices are clamped
@@ -748,18 +754,33 @@ impl CounterWindows {
                     self.result.as_mut_ptr().add(k),
                     _mm256_sub_pd(last_v, first_v),
                 );
+                _mm256_storeu_pd(self.first_at.as_mut_ptr().add(k), lo);
+                _mm256_storeu_pd(self.last_at.as_mut_ptr().add(k), last_i);
             }
             k += 4;
         }
         self.step_ts[..m].copy_from_slice(steps);
         self.n = m;
-        if !all_valid {
-            self.drop_short_windows();
-        }
         let mut sum = [0.0f64; 4];
         // SAFETY: `sum` holds four f64s.
         unsafe { _mm256_storeu_pd(sum.as_mut_ptr(), samples) };
         sum.iter().sum::<f64>() as u64
+    }
+
+    /// Adds to each window recorded by [`CounterWindows::record_even`] the value before every
+    /// counter reset inside it (a reset after sample `i` is inside when samples `i` and
+    /// `i + 1` both are), in order, as the sliding path adds them.
+    fn add_resets(&mut self, data: &[(i64, f64)], resets: &[usize]) {
+        if resets.is_empty() {
+            return;
+        }
+        for k in 0..self.n {
+            let (first, last) = (self.first_at[k] as usize, self.last_at[k] as usize);
+            let from = resets.partition_point(|&i| i < first);
+            for &i in resets[from..].iter().take_while(|&&i| i < last) {
+                self.result[k] += data[i].1;
+            }
+        }
     }
 
     /// Removes the windows of fewer than two samples (`gaps < 1`), keeping the others in
