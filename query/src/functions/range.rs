@@ -652,10 +652,10 @@ impl CounterWindows {
         {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                let samples =
+                let (samples, all_long) =
                     unsafe { self.record_even_avx2(data, steps, offset, range, interval) };
                 self.add_resets(data, resets);
-                if self.gaps[..self.n].iter().any(|&g| g < 1.0) {
+                if !all_long {
                     self.drop_short_windows();
                 }
                 return Some(samples);
@@ -673,7 +673,7 @@ impl CounterWindows {
         offset: i64,
         range: i64,
         interval: i64,
-    ) -> u64 {
+    ) -> (u64, bool) {
         use std::arch::x86_64::*;
         let m = steps.len();
         // Whole vectors of four windows are written, the last one partly past `m`.
@@ -716,6 +716,10 @@ impl CounterWindows {
             splat((m - 1) as f64),
         );
         let mut samples = zero;
+        // Whether every window holds two samples or more (lanes past the last step count as
+        // such).
+        let mut long = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+        let two = splat(2.0);
         let mut k = 0;
         while k < m {
             let ks = _mm256_add_pd(lane, splat(k as f64));
@@ -726,6 +730,11 @@ impl CounterWindows {
             let (lo, hi) = (count_to(a_lo), count_to(a_hi));
             let count = _mm256_and_pd(_mm256_sub_pd(hi, lo), live);
             samples = _mm256_add_pd(samples, count);
+            let past = _mm256_cmp_pd::<_CMP_GT_OQ>(ks, last);
+            long = _mm256_and_pd(
+                long,
+                _mm256_or_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(count, two), past),
+            );
             let last_i = _mm256_max_pd(_mm256_sub_pd(hi, one), zero);
             let first_i = _mm256_min_pd(lo, _mm256_sub_pd(nv, one));
             // Value `i` is the f64 at 2 * i + 1 of the (t, v) pairs; the indices are clamped
@@ -764,7 +773,10 @@ impl CounterWindows {
         let mut sum = [0.0f64; 4];
         // SAFETY: `sum` holds four f64s.
         unsafe { _mm256_storeu_pd(sum.as_mut_ptr(), samples) };
-        sum.iter().sum::<f64>() as u64
+        (
+            sum.iter().sum::<f64>() as u64,
+            _mm256_movemask_pd(long) == 0b1111,
+        )
     }
 
     /// Adds to each window recorded by [`CounterWindows::record_even`] the value before every
