@@ -815,18 +815,18 @@ pub(super) fn run_series_into<'m>(
     if let Some(is_rate) = counter {
         let resets = &mut sc.resets;
         resets.clear();
-        let even = find_resets(data, resets);
+        let evenly_spaced = find_resets(data, resets);
         pts.reserve(job.steps.len());
-        // Windows are collected first and extrapolated together (see `CounterWindows`).
+        // Windows are collected first and extrapolated together (see `CounterWindows`): all
+        // at once when the samples are evenly spaced, else sliding step by step.
         let cw = &mut sc.windows;
-        let even = match job.at {
-            None if even => cw.record_even(data, job.steps, job.offset, job.range, resets),
+        let recorded = match job.at {
+            None if evenly_spaced => cw.record_even(data, job.steps, job.offset, job.range, resets),
             _ => None,
         };
-        if let Some(n) = even {
-            samples = n;
-        } else {
-            record_sliding(data, job, resets, cw, &mut samples);
+        match recorded {
+            Some(n) => samples = n,
+            None => record_sliding(data, job, resets, cw, &mut samples),
         }
         if job.from_subquery {
             samples = 0;
@@ -903,7 +903,6 @@ fn record_sliding(
     samples: &mut u64,
 ) {
     let mut slots = cw.slots(job.steps.len());
-
     let mut rlo = 0usize;
     let mut win = Window::default();
     let range = job.range;
