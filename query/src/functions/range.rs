@@ -601,18 +601,23 @@ impl CounterWindows {
         &self.step_ts[..self.n]
     }
 
-    /// Makes room for more windows in every per-window vector.
-    #[cold]
-    fn grow(&mut self) {
-        let len = (self.result.len() * 2).max(64);
-        for v in [
+    /// The per-window vectors the extrapolation reads.
+    fn columns(&mut self) -> [&mut Vec<f64>; 6] {
+        [
             &mut self.to_start,
             &mut self.to_end,
             &mut self.sampled,
             &mut self.gaps,
             &mut self.first_v,
             &mut self.result,
-        ] {
+        ]
+    }
+
+    /// Makes room for more windows in every per-window vector.
+    #[cold]
+    fn grow(&mut self) {
+        let len = (self.result.len() * 2).max(64);
+        for v in self.columns() {
             v.resize(len, 0.0);
         }
     }
@@ -801,14 +806,7 @@ impl CounterWindows {
         let mut kept = 0;
         for k in 0..self.n {
             if self.gaps[k] >= 1.0 {
-                for v in [
-                    &mut self.to_start,
-                    &mut self.to_end,
-                    &mut self.sampled,
-                    &mut self.gaps,
-                    &mut self.first_v,
-                    &mut self.result,
-                ] {
+                for v in self.columns() {
                     v[kept] = v[k];
                 }
                 self.step_ts[kept] = self.step_ts[k];
