@@ -815,13 +815,15 @@ pub(super) fn run_series_into<'m>(
     if let Some(is_rate) = counter {
         let resets = &mut sc.resets;
         resets.clear();
-        let evenly_spaced = find_resets(data, resets);
+        let interval = find_resets(data, resets);
         pts.reserve(job.steps.len());
         // Windows are collected first and extrapolated together (see `CounterWindows`): all
         // at once when the samples are evenly spaced, else sliding step by step.
         let cw = &mut sc.windows;
-        let recorded = match job.at {
-            None if evenly_spaced => cw.record_even(data, job.steps, job.offset, job.range, resets),
+        let recorded = match (job.at, interval) {
+            (None, Some(interval)) => {
+                cw.record_even(data, interval, job.steps, job.offset, job.range, resets)
+            }
             _ => None,
         };
         match recorded {
@@ -966,10 +968,10 @@ fn non_counter_name<'m>(
 }
 
 /// Appends to `out` the index `i` of every sample whose successor has a lower value (a
-/// counter reset between samples `i` and `i + 1`), and returns whether the samples are evenly
-/// spaced in time (at least two, at a positive interval). Scans eight pairs at a time
-/// without branching, as resets are rare.
-pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
+/// counter reset between samples `i` and `i + 1`), and returns the interval between the
+/// samples when they are evenly spaced in time (at least two, at a positive interval). Scans
+/// eight pairs at a time without branching, as resets are rare.
+pub(super) fn find_resets(data: &[(i64, f64)], out: &mut Vec<usize>) -> Option<i64> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -994,7 +996,7 @@ fn first_gap(data: &[(i64, f64)]) -> Option<i64> {
 /// as in the scalar loop).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn find_resets_avx2(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
+unsafe fn find_resets_avx2(data: &[(i64, f64)], out: &mut Vec<usize>) -> Option<i64> {
     use std::arch::x86_64::*;
     let Some(gap) = first_gap(data) else {
         return find_resets_generic(data, out);
@@ -1030,13 +1032,14 @@ unsafe fn find_resets_avx2(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
     let pairs = data.len().saturating_sub(1);
     out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
     // The pairs from sample `i` on were not compared above.
-    _mm256_movemask_pd(_mm256_castsi256_pd(even)) == 0b1111
-        && data[i..].windows(2).all(|w| w[1].0 - w[0].0 == gap)
+    let even = _mm256_movemask_pd(_mm256_castsi256_pd(even)) == 0b1111
+        && data[i..].windows(2).all(|w| w[1].0 - w[0].0 == gap);
+    even.then_some(gap)
 }
 
 /// [`find_resets`] eight pairs at a time without vectors.
 #[inline(always)]
-fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
+fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) -> Option<i64> {
     let mut i = 0;
     // Eight pairs (nine samples) at a time.
     while let Some(w) = data.get(i..i + 9) {
@@ -1051,7 +1054,7 @@ fn find_resets_generic(data: &[(i64, f64)], out: &mut Vec<usize>) -> bool {
     }
     let pairs = data.len().saturating_sub(1);
     out.extend((i..pairs).filter(|&j| data[j + 1].1 < data[j].1));
-    first_gap(data).is_some_and(|d| data.windows(2).all(|w| w[1].0 - w[0].0 == d))
+    first_gap(data).filter(|&d| data.windows(2).all(|w| w[1].0 - w[0].0 == d))
 }
 
 /// Runs the range function over already decoded series, on several threads when many (one
@@ -1220,11 +1223,12 @@ mod tests {
                         let even = n == 2 || n > 2 && late.is_none();
                         let mut got = vec![usize::MAX];
                         let case = format!("n {n} period {period} nan {nan} late {late:?}");
-                        assert_eq!(find_resets(&data, &mut got), even, "{case}");
+                        assert_eq!(find_resets(&data, &mut got).is_some(), even, "{case}");
                         assert_eq!(got[0], usize::MAX, "appends");
                         assert_eq!(&got[1..], &want[..], "{case}");
                         let mut generic = Vec::new();
-                        assert_eq!(find_resets_generic(&data, &mut generic), even, "{case}");
+                        let gap = find_resets_generic(&data, &mut generic);
+                        assert_eq!(gap.is_some(), even, "{case}");
                         assert_eq!(generic, want, "generic: {case}");
                     }
                 }
@@ -1288,7 +1292,8 @@ mod tests {
                 metric_name: None,
             };
             let (mut even, mut sliding) = (CounterWindows::default(), CounterWindows::default());
-            let Some(got) = even.record_even(&data, &steps, offset, range, &resets) else {
+            let Some(got) = even.record_even(&data, interval, &steps, offset, range, &resets)
+            else {
                 // Only without AVX2.
                 continue;
             };

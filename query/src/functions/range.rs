@@ -623,11 +623,11 @@ impl CounterWindows {
     }
 
     /// Records the window `(rt - range, rt]` of every step `ts` (`rt = ts - offset`) over
-    /// `data` at once, as [`WindowSlots::push`] records them one by one, for samples that are
-    /// evenly spaced (at least two, at the positive interval of the first two) with counter
-    /// resets after the samples `resets` (in order); returns the number of samples in all
-    /// windows, or `None` (nothing recorded) when the times are too large to be exact in f64
-    /// or the CPU lacks AVX2.
+    /// `data` at once, as [`WindowSlots::push`] records them one by one, for samples evenly
+    /// spaced at `interval` (at least two, as the evaluator's `find_resets` reports) with
+    /// counter resets after the samples `resets` (in order); returns the number of samples in
+    /// all windows, or `None` (nothing recorded) when the times are too large to be exact in
+    /// f64 or the CPU lacks AVX2.
     ///
     /// With samples at `t0 + i * interval`, the samples at or before a time `t0 + a` are the
     /// first `floor(a / interval) + 1`, and a window's first and last sample times follow from
@@ -636,21 +636,20 @@ impl CounterWindows {
     pub fn record_even(
         &mut self,
         data: &[(i64, f64)],
+        interval: i64,
         steps: &[i64],
         offset: i64,
         range: i64,
         resets: &[usize],
     ) -> Option<u64> {
         let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
-        let [(t0, _), (t1, _), ..] = *data else {
-            return None;
-        };
-        let interval = t1 - t0;
+        let t0 = data.first()?.0;
+        debug_assert!(interval > 0 && data.len() >= 2);
         // Every time and count below is an integer well inside f64's exact range.
         const LIMIT: i64 = 1 << 50;
         let (lo, hi) = (first_ts - offset - range - t0, last_ts - offset - t0);
         let exact = [lo, hi, interval, range].iter().all(|x| x.abs() < LIMIT);
-        if !exact || interval <= 0 || data.len() >= 1 << 30 {
+        if !exact || data.len() >= 1 << 30 {
             return None;
         }
         #[cfg(target_arch = "x86_64")]
