@@ -929,17 +929,47 @@ fn window_padded(buf: &[u8], pos: usize) -> u64 {
     load_padded(buf, pos >> 3) << (pos & 7)
 }
 
+/// The shifts a '10' value (same window as the last one) needs, worked out once per window by
+/// [`Shifts::of`] instead of at every sample.
+#[derive(Clone, Copy)]
+struct Shifts {
+    /// `64 - sig`: moves the window's meaningful bits from the top of a word to its bottom.
+    payload: u32,
+    /// `64 - lead - sig`: moves them from the bottom to their place in the value.
+    place: u32,
+    /// `2 + sig`: the bits a '10' value takes.
+    advance: usize,
+    /// Whether a '10' value fits the bits left after a '0' timestamp (56).
+    fits_56: bool,
+    /// Whether it fits a freshly loaded window (57).
+    fits_57: bool,
+}
+
+impl Shifts {
+    #[inline(always)]
+    fn of(s: &State) -> Shifts {
+        Shifts {
+            payload: 64u32.wrapping_sub(s.sig),
+            place: 64u32.wrapping_sub(s.lead + s.sig),
+            advance: 2 + s.sig as usize,
+            fits_56: 2 + s.sig <= 56,
+            fits_57: 2 + s.sig <= 57,
+        }
+    }
+}
+
 /// Decodes one sample after the second from the padded buffer without checking positions:
 /// the caller compares the position with the lane's end once the lane is done (positions only
 /// grow, and past the buffer's end loads give zeros, so a lane that ran off its data stays
 /// off it). A corrupt value window (leading zeros + meaningful bits over 64) moves the
-/// position far past any end.
+/// position far past any end. `k` holds the shifts of the state's value window and is
+/// updated with it.
 #[inline(always)]
-fn fast_sample(buf: &[u8], s: &mut State) {
+fn fast_sample(buf: &[u8], s: &mut State, k: &mut Shifts) {
     let w = window_padded(buf, s.pos);
-    let (wv, avail) = if (w as i64) >= 0 {
+    let (wv, avail, fits) = if (w as i64) >= 0 {
         s.pos += 1;
-        (w << 1, 56)
+        (w << 1, 56, k.fits_56)
     } else {
         let ones = (!w).leading_zeros();
         let dod = if ones <= 3 {
@@ -953,15 +983,21 @@ fn fast_sample(buf: &[u8], s: &mut State) {
             ((hi << 32) | lo) as i64
         };
         s.td = s.td.wrapping_add(dod);
-        (window_padded(buf, s.pos), 57)
+        (window_padded(buf, s.pos), 57, k.fits_57)
     };
     s.t = s.t.wrapping_add(s.td);
     if (wv as i64) >= 0 {
         s.pos += 1;
         return;
     }
-    // '10' keeps the window; '11' reads a new one, the only place a window can be corrupt
-    // (leading zeros + meaningful bits over 64): the position then moves far past any end.
+    // '10' keeps the window: the common case, with the shifts ready.
+    if wv & (1 << 62) == 0 && fits {
+        s.v ^= ((wv << 2) >> k.payload).wrapping_shl(k.place);
+        s.pos += k.advance;
+        return;
+    }
+    // '11' reads a new window, the only place one can be corrupt (leading zeros + meaningful
+    // bits over 64): the position then moves far past any end.
     let (hdr, sig) = if wv & (1 << 62) == 0 {
         (2, s.sig)
     } else {
@@ -969,6 +1005,7 @@ fn fast_sample(buf: &[u8], s: &mut State) {
         s.pos += usize::from(lead + sig > 64) << 40;
         s.lead = lead;
         s.sig = sig;
+        *k = Shifts::of(s);
         (13, sig)
     };
     let payload = if hdr + sig <= avail {
@@ -997,8 +1034,9 @@ fn lane_first_two(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>])
 #[inline(always)]
 fn lane_rest(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
     let mut s = l.s;
+    let mut k = Shifts::of(&s);
     for o in out.iter_mut() {
-        fast_sample(buf, &mut s);
+        fast_sample(buf, &mut s, &mut k);
         o.write((s.t, f64::from_bits(s.v)));
     }
     l.s = s;
