@@ -820,20 +820,27 @@ pub(super) fn run_series_into<'m>(
         // Windows are collected first and extrapolated together (see `CounterWindows`): all
         // at once when the samples are evenly spaced, else sliding step by step.
         let cw = &mut sc.windows;
-        let recorded = match (job.at, interval) {
-            (None, Some(interval)) => {
-                cw.record_even(data, interval, job.steps, job.offset, job.range, resets)
-            }
+        let (steps, offset, range) = (job.steps, job.offset, job.range);
+        let regular = match (job.at, interval) {
+            (None, Some(iv)) => cw.compute_regular(data, iv, steps, offset, range, resets, is_rate),
             _ => None,
         };
-        match recorded {
-            Some(n) => samples = n,
-            None => record_sliding(data, job, resets, cw, &mut samples),
+        if let Some(n) = regular {
+            samples = n;
+        } else {
+            let recorded = match (job.at, interval) {
+                (None, Some(iv)) => cw.record_even(data, iv, steps, offset, range, resets),
+                _ => None,
+            };
+            match recorded {
+                Some(n) => samples = n,
+                None => record_sliding(data, job, resets, cw, &mut samples),
+            }
+            cw.compute(range as f64 / 1000.0, is_rate);
         }
         if job.from_subquery {
             samples = 0;
         }
-        cw.compute(job.range as f64 / 1000.0, is_rate);
         pts.extend(cw.step_ts().iter().copied().zip(cw.out.iter().copied()));
         return Ok(SeriesStats {
             samples,
@@ -1246,7 +1253,7 @@ mod tests {
             x
         };
         let pick = |r: u64, xs: &[i64]| xs[(r % xs.len() as u64) as usize];
-        let mut ran = 0;
+        let (mut ran, mut regulars) = (0, 0);
         for case in 0..3000 {
             let n = if case % 10 == 0 {
                 2 + (rnd() % 3) as usize
@@ -1255,8 +1262,13 @@ mod tests {
             };
             let interval = pick(rnd(), &[1, 7, 1_000, 15_000, 60_000]);
             let t0 = (rnd() % 4_000_000) as i64 - 2_000_000;
-            // Increasing values with some counter resets, some NaN, some repeated.
-            let mut v = (rnd() % 100) as f64;
+            // Increasing values with some counter resets, some NaN, some repeated; some from
+            // zero, where the extrapolation stops at the counter's zero point.
+            let mut v = if case % 3 == 0 {
+                0.0
+            } else {
+                (rnd() % 100) as f64
+            };
             let data: Vec<(i64, f64)> = (0..n as i64)
                 .map(|i| {
                     v += (rnd() % 4) as f64 * 0.5;
@@ -1307,11 +1319,33 @@ mod tests {
             assert_eq!(even.step_ts(), sliding.step_ts(), "case {case}: steps");
             let bits = |cw: &CounterWindows| cw.out.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&even), bits(&sliding), "case {case}: values");
+            // Where the step is a multiple of the interval, the one-pass path agrees too.
+            let mut regular = CounterWindows::default();
+            if let Some(got) =
+                regular.compute_regular(&data, interval, &steps, offset, range, &resets, true)
+            {
+                regulars += 1;
+                assert_eq!(got, want, "case {case}: regular samples");
+                assert_eq!(
+                    regular.step_ts(),
+                    sliding.step_ts(),
+                    "case {case}: regular steps"
+                );
+                assert_eq!(
+                    bits(&regular),
+                    bits(&sliding),
+                    "case {case}: regular values"
+                );
+            }
         }
         #[cfg(target_arch = "x86_64")]
         assert!(
             ran == 3000 || !std::arch::is_x86_feature_detected!("avx2"),
             "{ran} cases"
+        );
+        assert!(
+            regulars > 500,
+            "{regulars} cases with the step a multiple of the interval"
         );
     }
 

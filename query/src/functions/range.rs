@@ -783,6 +783,134 @@ impl CounterWindows {
         )
     }
 
+    /// Computes every window `(rt - range, rt]` (`rt = ts - offset`) of the steps into
+    /// [`CounterWindows::out`] and [`CounterWindows::step_ts`] in one pass, giving what
+    /// [`CounterWindows::record_even`] and [`CounterWindows::compute`] give, for samples
+    /// evenly spaced at `interval` when the step is a multiple of it: the window of step `k`
+    /// then starts and ends `k × step / interval` samples after the first one's, and every
+    /// window inside the data has the same geometry, so its extrapolation factor is worked
+    /// out once. Returns the number of samples in all windows, or `None` (nothing computed)
+    /// when the step is not a multiple of the interval or the times are too large.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute_regular(
+        &mut self,
+        data: &[(i64, f64)],
+        interval: i64,
+        steps: &[i64],
+        offset: i64,
+        range: i64,
+        resets: &[usize],
+        is_rate: bool,
+    ) -> Option<u64> {
+        let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
+        let t0 = data.first()?.0;
+        let step = match steps {
+            [a, b, ..] => b - a,
+            _ => interval,
+        };
+        // Every time below is an integer well inside f64's exact range, as in `record_even`.
+        const LIMIT: i64 = 1 << 50;
+        let (lo, hi) = (first_ts - offset - range - t0, last_ts - offset - t0);
+        let exact = [lo, hi, interval, range].iter().all(|x| x.abs() < LIMIT);
+        if interval <= 0 || step <= 0 || step % interval != 0 || !exact || data.len() >= 1 << 30 {
+            return None;
+        }
+        let (n, d, q) = (data.len() as i64, interval, step / interval);
+        let range_s = range as f64 / 1000.0;
+        // Window k holds the samples from index l0 + k q up to (not including) h0 + k q,
+        // clamped to the data.
+        let a_hi0 = first_ts - offset - t0;
+        let a_lo0 = a_hi0 - range;
+        let (l0, h0) = (a_lo0.div_euclid(d) + 1, a_hi0.div_euclid(d) + 1);
+        // The windows wholly inside the data share one geometry and, unless a counter's zero
+        // point limits the start, one factor.
+        let inner = Geometry::new(
+            (l0 * d - a_lo0) as f64,
+            (a_hi0 - (h0 - 1) * d) as f64,
+            ((h0 - 1 - l0) * d) as f64,
+            (h0 - l0 - 1) as f64,
+        );
+        let inner_factor = inner.factor_from(inner.dts, range_s, is_rate);
+        // See `InnerRun::zero_bound`.
+        let zero_bound = inner.dts / inner.sampled_interval * 1.000_001;
+        self.clear();
+        let m = steps.len();
+        self.out.reserve(m);
+        if self.step_ts.len() < m {
+            self.step_ts.resize(m, 0);
+        }
+        // The steps whose windows lie wholly inside the data: `l0 + k q >= 0` and
+        // `h0 + k q <= n`.
+        let k_in = if l0 >= 0 { 0 } else { (-l0 + q - 1) / q };
+        let k_out = if h0 > n { 0 } else { (n - h0) / q + 1 };
+        let (k_in, k_out) = (k_in.min(m as i64) as usize, k_out.min(m as i64) as usize);
+        let k_out = k_out.max(k_in);
+        let mut samples = 0u64;
+        // A window at the data's edges: its samples and its value, if it has two samples.
+        let edge = |k: usize| -> (u64, Option<f64>) {
+            let a_lo = a_lo0 + k as i64 * step;
+            let (lo, hi) = (
+                (l0 + k as i64 * q).clamp(0, n),
+                (h0 + k as i64 * q).clamp(0, n),
+            );
+            if hi - lo < 2 {
+                return ((hi - lo) as u64, None);
+            }
+            let (lo, last) = (lo as usize, hi as usize - 1);
+            let first = data[lo].1;
+            let res = with_resets(data, resets, lo, last, data[last].1 - first);
+            let geo = Geometry::new(
+                (lo as i64 * d - a_lo) as f64,
+                (a_lo + range - last as i64 * d) as f64,
+                ((last - lo) as i64 * d) as f64,
+                (last - lo) as f64,
+            );
+            let v = res * geo.factor(first, res, range_s, is_rate);
+            ((last + 1 - lo) as u64, Some(v))
+        };
+        let (out, step_ts) = (&mut self.out, &mut self.step_ts);
+        let mut kept = 0usize;
+        let mut k = 0;
+        while k < m {
+            if k == k_in && k_out > k_in && h0 - l0 >= 2 {
+                // Inside: the first and the last sample move by `q` each step.
+                samples += (k_out - k_in) as u64 * (h0 - l0) as u64;
+                let (lo, last) = (
+                    (l0 + k_in as i64 * q) as usize,
+                    (h0 - 1 + k_in as i64 * q) as usize,
+                );
+                let len = k_out - k_in;
+                InnerRun {
+                    data,
+                    resets,
+                    lo,
+                    last,
+                    q: q as usize,
+                    geo: inner,
+                    zero_bound,
+                    factor: inner_factor,
+                    range_s,
+                    is_rate,
+                }
+                .extend(out, len);
+                step_ts[kept..kept + len].copy_from_slice(&steps[k_in..k_out]);
+                kept += len;
+                k = k_out;
+                continue;
+            }
+            let (count, v) = edge(k);
+            samples += count;
+            if let Some(v) = v {
+                out.push(v);
+                step_ts[kept] = steps[k];
+                kept += 1;
+            }
+            k += 1;
+        }
+        self.n = kept;
+        Some(samples)
+    }
+
     /// Adds to each window recorded by [`CounterWindows::record_even`] the value before every
     /// counter reset inside it (a reset after sample `i` is inside when samples `i` and
     /// `i + 1` both are), in order, as the sliding path adds them.
@@ -792,10 +920,7 @@ impl CounterWindows {
         }
         for k in 0..self.n {
             let (first, last) = (self.first_at[k] as usize, self.last_at[k] as usize);
-            let from = resets.partition_point(|&i| i < first);
-            for &i in resets[from..].iter().take_while(|&&i| i < last) {
-                self.result[k] += data[i].1;
-            }
+            self.result[k] = with_resets(data, resets, first, last, self.result[k]);
         }
     }
 
@@ -845,38 +970,199 @@ impl CounterWindows {
         let (a, b, c) = (&self.to_start[..n], &self.to_end[..n], &self.sampled[..n]);
         let (g, fv, res) = (&self.gaps[..n], &self.first_v[..n], &self.result[..n]);
         for i in 0..n {
-            let sampled_interval = c[i] / 1000.0;
-            let avg_between = sampled_interval / g[i];
-            let threshold = avg_between * 1.1;
-            let dts = a[i] / 1000.0;
-            let dts = if dts >= threshold {
-                avg_between / 2.0
-            } else {
-                dts
-            };
-            let to_zero = sampled_interval * (fv[i] / res[i]);
-            let dts = if res[i] > 0.0 && fv[i] >= 0.0 && to_zero < dts {
-                to_zero
-            } else {
-                dts
-            };
-            let dte = b[i] / 1000.0;
-            let dte = if dte >= threshold {
-                avg_between / 2.0
-            } else {
-                dte
-            };
-            let factor = if sampled_interval != 0.0 {
-                (sampled_interval + dts + dte) / sampled_interval
-            } else {
-                1.0
-            };
-            let factor = if is_rate { factor / range_s } else { factor };
-            out[i].write(res[i] * factor);
+            let geo = Geometry::new(a[i], b[i], c[i], g[i]);
+            out[i].write(res[i] * geo.factor(fv[i], res[i], range_s, is_rate));
         }
         // SAFETY: the loop wrote each of the first `n` slots.
         unsafe { self.out.set_len(n) };
     }
+}
+
+/// The extrapolation geometry of one counter window (times in ms as recorded): what
+/// `extrapolatedRate` derives from the window's edges and samples before it looks at the
+/// values.
+#[derive(Clone, Copy)]
+struct Geometry {
+    /// Time between the first and the last sample, in seconds.
+    sampled_interval: f64,
+    /// Extrapolation before the first sample (seconds), before the zero-point limit.
+    dts: f64,
+    /// Extrapolation after the last sample (seconds).
+    dte: f64,
+}
+
+impl Geometry {
+    /// From the gaps between the window's start and its first sample (`to_start`), its last
+    /// sample and its end (`to_end`), its first and last sample (`sampled`), all in ms, and
+    /// the number of gaps between its samples.
+    #[inline(always)]
+    fn new(to_start: f64, to_end: f64, sampled: f64, gaps: f64) -> Geometry {
+        let sampled_interval = sampled / 1000.0;
+        let avg_between = sampled_interval / gaps;
+        let threshold = avg_between * 1.1;
+        let half_gap = avg_between / 2.0;
+        let dts = to_start / 1000.0;
+        let dte = to_end / 1000.0;
+        // Half the average gap between samples: the extrapolation past an edge sample
+        // when the window's edge is further away than 1.1 average gaps.
+        Geometry {
+            sampled_interval,
+            dts: if dts >= threshold { half_gap } else { dts },
+            dte: if dte >= threshold { half_gap } else { dte },
+        }
+    }
+
+    /// The extrapolation start for a window whose first value is `first` and whose increase
+    /// is `res`: a counter is not extrapolated below zero.
+    #[inline(always)]
+    fn start(&self, first: f64, res: f64) -> f64 {
+        let to_zero = self.sampled_interval * (first / res);
+        if res > 0.0 && first >= 0.0 && to_zero < self.dts {
+            to_zero
+        } else {
+            self.dts
+        }
+    }
+
+    /// What the increase `res` is multiplied by (divided by the range for a rate), the
+    /// window's first value being `first`.
+    #[inline(always)]
+    fn factor(&self, first: f64, res: f64, range_s: f64, is_rate: bool) -> f64 {
+        self.factor_from(self.start(first, res), range_s, is_rate)
+    }
+
+    /// [`Geometry::factor`] for the extrapolation start `dts`.
+    #[inline(always)]
+    fn factor_from(&self, dts: f64, range_s: f64, is_rate: bool) -> f64 {
+        let si = self.sampled_interval;
+        let factor = if si != 0.0 {
+            (si + dts + self.dte) / si
+        } else {
+            1.0
+        };
+        if is_rate {
+            factor / range_s
+        } else {
+            factor
+        }
+    }
+}
+
+/// The windows of [`CounterWindows::compute_regular`] inside the data: window `j` runs from
+/// sample `lo + j q` to sample `last + j q`, and all have the geometry `geo`, so they share
+/// the extrapolation `factor` unless the counter's zero point may limit their start.
+struct InnerRun<'a> {
+    data: &'a [(i64, f64)],
+    resets: &'a [usize],
+    lo: usize,
+    last: usize,
+    q: usize,
+    geo: Geometry,
+    /// A first value above `res × zero_bound` is surely too far from zero to limit the
+    /// start: the margin dwarfs the rounding of [`Geometry::start`]'s test.
+    zero_bound: f64,
+    factor: f64,
+    range_s: f64,
+    is_rate: bool,
+}
+
+impl InnerRun<'_> {
+    /// Appends the values of the first `len` windows to `out`.
+    fn extend(&self, out: &mut Vec<f64>, len: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if self.resets.is_empty() && std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { self.extend_avx2(out, len) };
+                return;
+            }
+        }
+        out.extend((0..len).map(|j| self.value(j)));
+    }
+
+    /// Whether a window with first value `first` and increase `res` takes the shared factor.
+    #[inline(always)]
+    fn plain(&self, first: f64, res: f64) -> bool {
+        !(res > 0.0 && first >= 0.0) || first > res * self.zero_bound
+    }
+
+    /// The value of window `j`.
+    #[inline(always)]
+    fn value(&self, j: usize) -> f64 {
+        let (lo, last) = (self.lo + j * self.q, self.last + j * self.q);
+        let first = self.data[lo].1;
+        let res = self.data[last].1 - first;
+        let res = with_resets(self.data, self.resets, lo, last, res);
+        if self.plain(first, res) {
+            res * self.factor
+        } else {
+            res * self.geo.factor(first, res, self.range_s, self.is_rate)
+        }
+    }
+
+    /// [`InnerRun::extend`] four windows at a time, for windows without counter resets.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn extend_avx2(&self, out: &mut Vec<f64>, len: usize) {
+        use std::arch::x86_64::*;
+        let (data, q) = (self.data, self.q);
+        assert!(len == 0 || self.last + (len - 1) * q < data.len());
+        out.reserve(len);
+        let base = out.len();
+        let dst = out.spare_capacity_mut().as_mut_ptr().cast::<f64>();
+        // SAFETY: every index passed is at most `last + (len - 1) q` (asserted above).
+        let value = |i: usize| unsafe { data.get_unchecked(i).1 };
+        let (zero, bound, factor) = (
+            _mm256_setzero_pd(),
+            _mm256_set1_pd(self.zero_bound),
+            _mm256_set1_pd(self.factor),
+        );
+        let mut j = 0;
+        while j + 4 <= len {
+            let at = |start: usize| {
+                let i = start + j * q;
+                _mm256_set_pd(value(i + 3 * q), value(i + 2 * q), value(i + q), value(i))
+            };
+            let (first, last) = (at(self.lo), at(self.last));
+            let res = _mm256_sub_pd(last, first);
+            // SAFETY: `out` has room for `len` more values, and `j + 4 <= len`.
+            unsafe { _mm256_storeu_pd(dst.add(j), _mm256_mul_pd(res, factor)) };
+            // The windows where `plain` does not hold (increase > 0, first >= 0, first not
+            // above `res × zero_bound`) are done again one by one.
+            let limited = _mm256_andnot_pd(
+                _mm256_cmp_pd::<_CMP_GT_OQ>(first, _mm256_mul_pd(res, bound)),
+                _mm256_and_pd(
+                    _mm256_cmp_pd::<_CMP_GT_OQ>(res, zero),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(first, zero),
+                ),
+            );
+            let mut lanes = _mm256_movemask_pd(limited);
+            while lanes != 0 {
+                let lane = lanes.trailing_zeros() as usize;
+                // SAFETY: as for the store above.
+                unsafe { dst.add(j + lane).write(self.value(j + lane)) };
+                lanes &= lanes - 1;
+            }
+            j += 4;
+        }
+        for j in j..len {
+            // SAFETY: `out` has room for `len` more values.
+            unsafe { dst.add(j).write(self.value(j)) };
+        }
+        // SAFETY: the loops wrote every one of the `len` slots.
+        unsafe { out.set_len(base + len) };
+    }
+}
+
+/// `res` plus the value before every counter reset inside the window of samples
+/// `first..=last` (a reset after sample `i` with `first <= i < last`), in order.
+#[inline(always)]
+fn with_resets(data: &[(i64, f64)], resets: &[usize], first: usize, last: usize, res: f64) -> f64 {
+    let from = resets.partition_point(|&i| i < first);
+    resets[from..]
+        .iter()
+        .take_while(|&&i| i < last)
+        .fold(res, |acc, &i| acc + data[i].1)
 }
 
 /// The extrapolation of `extrapolated_rate_st` once the raw difference `result` (counter
