@@ -939,10 +939,6 @@ struct Shifts {
     place: u32,
     /// `2 + sig`: the bits a '10' value takes.
     advance: usize,
-    /// Whether a '10' value fits the bits left after a '0' timestamp (56).
-    fits_56: bool,
-    /// Whether it fits a freshly loaded window (57).
-    fits_57: bool,
 }
 
 impl Shifts {
@@ -952,8 +948,6 @@ impl Shifts {
             payload: 64u32.wrapping_sub(s.sig),
             place: 64u32.wrapping_sub(s.lead + s.sig),
             advance: 2 + s.sig as usize,
-            fits_56: 2 + s.sig <= 56,
-            fits_57: 2 + s.sig <= 57,
         }
     }
 }
@@ -967,31 +961,38 @@ impl Shifts {
 #[inline(always)]
 fn fast_sample(buf: &[u8], s: &mut State, k: &mut Shifts) {
     let w = window_padded(buf, s.pos);
-    let (wv, avail, fits) = if (w as i64) >= 0 {
+    if (w as i64) >= 0 {
         s.pos += 1;
-        (w << 1, 56, k.fits_56)
+        s.t = s.t.wrapping_add(s.td);
+        // The bits after a '0' timestamp: 56 of them are the stream's.
+        return fast_value::<56>(buf, s, k, w << 1);
+    }
+    let ones = (!w).leading_zeros();
+    let dod = if ones <= 3 {
+        let (dod, used) = short_dod(w, ones);
+        s.pos += used;
+        dod
     } else {
-        let ones = (!w).leading_zeros();
-        let dod = if ones <= 3 {
-            let (dod, used) = short_dod(w, ones);
-            s.pos += used;
-            dod
-        } else {
-            let hi = window_padded(buf, s.pos + 4) >> 32;
-            let lo = window_padded(buf, s.pos + 36) >> 32;
-            s.pos += 68;
-            ((hi << 32) | lo) as i64
-        };
-        s.td = s.td.wrapping_add(dod);
-        (window_padded(buf, s.pos), 57, k.fits_57)
+        let hi = window_padded(buf, s.pos + 4) >> 32;
+        let lo = window_padded(buf, s.pos + 36) >> 32;
+        s.pos += 68;
+        ((hi << 32) | lo) as i64
     };
+    s.td = s.td.wrapping_add(dod);
     s.t = s.t.wrapping_add(s.td);
+    fast_value::<57>(buf, s, k, window_padded(buf, s.pos));
+}
+
+/// The value part of [`fast_sample`]: `wv` holds the stream from the value on, its top
+/// `AVAIL` bits being the stream's.
+#[inline(always)]
+fn fast_value<const AVAIL: u32>(buf: &[u8], s: &mut State, k: &mut Shifts, wv: u64) {
     if (wv as i64) >= 0 {
         s.pos += 1;
         return;
     }
     // '10' keeps the window: the common case, with the shifts ready.
-    if wv & (1 << 62) == 0 && fits {
+    if wv & (1 << 62) == 0 && k.advance <= AVAIL as usize {
         s.v ^= ((wv << 2) >> k.payload).wrapping_shl(k.place);
         s.pos += k.advance;
         return;
@@ -1008,7 +1009,7 @@ fn fast_sample(buf: &[u8], s: &mut State, k: &mut Shifts) {
         *k = Shifts::of(s);
         (13, sig)
     };
-    let payload = if hdr + sig <= avail {
+    let payload = if hdr + sig <= AVAIL {
         (wv << hdr) >> (64 - sig)
     } else {
         bits_from(|p| window_padded(buf, p), s.pos + hdr as usize, sig)
