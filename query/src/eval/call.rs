@@ -817,26 +817,24 @@ pub(super) fn run_series_into<'m>(
         resets.clear();
         let interval = find_resets(data, resets);
         pts.reserve(job.steps.len());
-        // Windows are collected first and extrapolated together (see `CounterWindows`): all
-        // at once when the samples are evenly spaced, else sliding step by step.
+        // Evenly spaced samples with the step a multiple of their interval are computed in
+        // one pass; otherwise windows are collected first (all at once when the samples are
+        // evenly spaced, else sliding step by step) and extrapolated together (see
+        // `CounterWindows`).
         let cw = &mut sc.windows;
         let (steps, offset, range) = (job.steps, job.offset, job.range);
-        let regular = match (job.at, interval) {
-            (None, Some(iv)) => cw.compute_regular(data, iv, steps, offset, range, resets, is_rate),
-            _ => None,
-        };
-        if let Some(n) = regular {
-            samples = n;
-        } else {
-            let recorded = match (job.at, interval) {
-                (None, Some(iv)) => cw.record_even(data, iv, steps, offset, range, resets),
-                _ => None,
-            };
-            match recorded {
-                Some(n) => samples = n,
-                None => record_sliding(data, job, resets, cw, &mut samples),
+        let even = if job.at.is_none() { interval } else { None };
+        match even
+            .and_then(|iv| cw.compute_regular(data, iv, steps, offset, range, resets, is_rate))
+        {
+            Some(n) => samples = n,
+            None => {
+                match even.and_then(|iv| cw.record_even(data, iv, steps, offset, range, resets)) {
+                    Some(n) => samples = n,
+                    None => record_sliding(data, job, resets, cw, &mut samples),
+                }
+                cw.compute(range as f64 / 1000.0, is_rate);
             }
-            cw.compute(range as f64 / 1000.0, is_rate);
         }
         if job.from_subquery {
             samples = 0;
@@ -1313,8 +1311,9 @@ mod tests {
             let mut want = 0;
             record_sliding(&data, &job, &resets, &mut sliding, &mut want);
             assert_eq!(got, want, "case {case}: samples");
+            let is_rate = case % 2 == 0;
             for cw in [&mut even, &mut sliding] {
-                cw.compute(range as f64 / 1000.0, true);
+                cw.compute(range as f64 / 1000.0, is_rate);
             }
             assert_eq!(even.step_ts(), sliding.step_ts(), "case {case}: steps");
             let bits = |cw: &CounterWindows| cw.out.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -1322,7 +1321,7 @@ mod tests {
             // Where the step is a multiple of the interval, the one-pass path agrees too.
             let mut regular = CounterWindows::default();
             if let Some(got) =
-                regular.compute_regular(&data, interval, &steps, offset, range, &resets, true)
+                regular.compute_regular(&data, interval, &steps, offset, range, &resets, is_rate)
             {
                 regulars += 1;
                 assert_eq!(got, want, "case {case}: regular samples");

@@ -942,6 +942,7 @@ struct Shifts {
 }
 
 impl Shifts {
+    /// The shifts of `s`'s value window.
     #[inline(always)]
     fn of(s: &State) -> Shifts {
         Shifts {
