@@ -642,16 +642,8 @@ impl CounterWindows {
         range: i64,
         resets: &[usize],
     ) -> Option<u64> {
-        let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
-        let t0 = data.first()?.0;
         debug_assert!(interval > 0 && data.len() >= 2);
-        // Every time and count below is an integer well inside f64's exact range.
-        const LIMIT: i64 = 1 << 50;
-        let (lo, hi) = (first_ts - offset - range - t0, last_ts - offset - t0);
-        let exact = [lo, hi, interval, range].iter().all(|x| x.abs() < LIMIT);
-        if !exact || data.len() >= 1 << 30 {
-            return None;
-        }
+        exact_in_f64(data, interval, steps, offset, range)?;
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -802,17 +794,12 @@ impl CounterWindows {
         resets: &[usize],
         is_rate: bool,
     ) -> Option<u64> {
-        let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
-        let t0 = data.first()?.0;
+        let (first_ts, t0) = exact_in_f64(data, interval, steps, offset, range)?;
         let step = match steps {
             [a, b, ..] => b - a,
             _ => interval,
         };
-        // Every time below is an integer well inside f64's exact range, as in `record_even`.
-        const LIMIT: i64 = 1 << 50;
-        let (lo, hi) = (first_ts - offset - range - t0, last_ts - offset - t0);
-        let exact = [lo, hi, interval, range].iter().all(|x| x.abs() < LIMIT);
-        if interval <= 0 || step <= 0 || step % interval != 0 || !exact || data.len() >= 1 << 30 {
+        if interval <= 0 || step <= 0 || step % interval != 0 {
             return None;
         }
         let (n, d, q) = (data.len() as i64, interval, step / interval);
@@ -1046,6 +1033,25 @@ impl Geometry {
             factor
         }
     }
+}
+
+/// The first step and the first sample's time when every time and count the even-spacing
+/// paths ([`CounterWindows::record_even`], [`CounterWindows::compute_regular`]) derive from
+/// these arguments is an integer well inside f64's exact range; `None` otherwise, or when
+/// there are no steps or no samples.
+fn exact_in_f64(
+    data: &[(i64, f64)],
+    interval: i64,
+    steps: &[i64],
+    offset: i64,
+    range: i64,
+) -> Option<(i64, i64)> {
+    const LIMIT: i64 = 1 << 50;
+    let (&first_ts, &last_ts) = (steps.first()?, steps.last()?);
+    let t0 = data.first()?.0;
+    let (lo, hi) = (first_ts - offset - range - t0, last_ts - offset - t0);
+    let exact = [lo, hi, interval, range].iter().all(|x| x.abs() < LIMIT);
+    (exact && data.len() < 1 << 30).then_some((first_ts, t0))
 }
 
 /// The windows of [`CounterWindows::compute_regular`] inside the data: window `j` runs from
