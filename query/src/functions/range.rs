@@ -817,9 +817,6 @@ impl CounterWindows {
             ((h0 - 1 - l0) * d) as f64,
             (h0 - l0 - 1) as f64,
         );
-        let inner_factor = inner.factor_from(inner.dts, range_s, is_rate);
-        // See `InnerRun::zero_bound`.
-        let zero_bound = inner.dts / inner.sampled_interval * 1.000_001;
         self.clear();
         let m = steps.len();
         self.out.reserve(m);
@@ -867,18 +864,14 @@ impl CounterWindows {
                     (h0 - 1 + k_in as i64 * q) as usize,
                 );
                 let len = k_out - k_in;
-                InnerRun {
+                InnerRun::new(
                     data,
                     resets,
-                    lo,
-                    last,
-                    q: q as usize,
-                    geo: inner,
-                    zero_bound,
-                    factor: inner_factor,
+                    (lo, last, q as usize),
+                    inner,
                     range_s,
                     is_rate,
-                }
+                )
                 .extend(out, len);
                 step_ts[kept..kept + len].copy_from_slice(&steps[k_in..k_out]);
                 kept += len;
@@ -987,11 +980,11 @@ impl Geometry {
         let sampled_interval = sampled / 1000.0;
         let avg_between = sampled_interval / gaps;
         let threshold = avg_between * 1.1;
+        // Half the average gap between samples: the extrapolation past an edge sample
+        // when the window's edge is further away than 1.1 average gaps.
         let half_gap = avg_between / 2.0;
         let dts = to_start / 1000.0;
         let dte = to_end / 1000.0;
-        // Half the average gap between samples: the extrapolation past an edge sample
-        // when the window's edge is further away than 1.1 average gaps.
         Geometry {
             sampled_interval,
             dts: if dts >= threshold { half_gap } else { dts },
@@ -1072,7 +1065,31 @@ struct InnerRun<'a> {
     is_rate: bool,
 }
 
-impl InnerRun<'_> {
+impl<'a> InnerRun<'a> {
+    /// The run whose window `j` spans samples `lo + j q ..= last + j q` (`(lo, last, q)`),
+    /// every window having the geometry `geo`.
+    fn new(
+        data: &'a [(i64, f64)],
+        resets: &'a [usize],
+        (lo, last, q): (usize, usize, usize),
+        geo: Geometry,
+        range_s: f64,
+        is_rate: bool,
+    ) -> Self {
+        InnerRun {
+            data,
+            resets,
+            lo,
+            last,
+            q,
+            geo,
+            zero_bound: geo.dts / geo.sampled_interval * 1.000_001,
+            factor: geo.factor_from(geo.dts, range_s, is_rate),
+            range_s,
+            is_rate,
+        }
+    }
+
     /// Appends the values of the first `len` windows to `out`.
     fn extend(&self, out: &mut Vec<f64>, len: usize) {
         #[cfg(target_arch = "x86_64")]
