@@ -25,13 +25,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use crate::chunkenc::xor::TailedChunk;
 use crate::chunkenc::{Encoding, ValueType, XorAppender, XorIterator};
 use crate::chunks::ChunkReader;
 use crate::index::{ChunkRefMeta, IndexReader};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
-    select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet, Querier,
-    Queryable, SampleIter, SelectHints, Series, SeriesSet, SELECT_WINDOW,
+    select_threads, windowed, ChunkData, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
+    Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet, SELECT_WINDOW,
 };
 use crate::tombstones::{read_tombstones, Intervals, Tombstones};
 use crate::{Error, Result};
@@ -800,7 +801,7 @@ fn chunks_of(block: &Block, sel: &Selected, mint: i64, maxt: i64) -> Result<Vec<
                 min_time: c.min_time,
                 max_time: c.max_time,
                 encoding: enc,
-                data: Arc::from(data),
+                data: ChunkData::from(data),
             });
             continue;
         }
@@ -829,7 +830,7 @@ fn chunks_of(block: &Block, sel: &Selected, mint: i64, maxt: i64) -> Result<Vec<
                 min_time: lo,
                 max_time: hi,
                 encoding: Encoding::Xor,
-                data: Arc::from(app.bytes()),
+                data: ChunkData::from(app.bytes()),
             });
         }
     }
@@ -933,16 +934,17 @@ impl SampleIter for BlockSampleIter<'_> {
             }
         }
         // Runs of whole chunks inside [lo, hi] are decoded in one batch, unfiltered (see
-        // `decode_chunks_into`); `run` holds such a run's bytes, from chunk `run_first` on.
+        // `decode_tailed_into`); `run` holds such a run's chunks, from chunk `run_first` on,
+        // where they lie in the segment.
         // A chunk at an edge of the range is cut while decoding.
-        let mut run: Vec<&[u8]> = Vec::new();
+        let mut run: Vec<TailedChunk> = Vec::new();
         let mut run_first = 0;
-        let flush = |run: &mut Vec<&[u8]>, run_first: usize, out: &mut Vec<(i64, f64)>| {
+        let flush = |run: &mut Vec<TailedChunk>, run_first: usize, out: &mut Vec<(i64, f64)>| {
             if run.is_empty() {
                 return None;
             }
             let from = out.len();
-            let res = crate::chunkenc::xor::decode_chunks_into(run, out);
+            let res = crate::chunkenc::xor::decode_tailed_into(run, out);
             run.clear();
             drop_deleted(s.deleted.as_ref(), out, from);
             res.err()
@@ -955,9 +957,9 @@ impl SampleIter for BlockSampleIter<'_> {
             if c.min_time > hi {
                 break;
             }
-            let data = match s.block.inner.chunks.chunk(c.chunk_ref) {
-                Ok((Encoding::Xor, data)) => data,
-                Ok((enc, _)) => {
+            let (data, ext) = match s.block.inner.chunks.chunk_tailed(c.chunk_ref) {
+                Ok((Encoding::Xor, data, ext)) => (data, ext),
+                Ok((enc, _, _)) => {
                     let e = flush(&mut run, run_first, out).unwrap_or_else(|| {
                         Error::Other(format!("chunk encoding {enc:?} is not supported"))
                     });
@@ -973,7 +975,7 @@ impl SampleIter for BlockSampleIter<'_> {
                 if run.is_empty() {
                     run_first = k;
                 }
-                run.push(data);
+                run.push(TailedChunk::new(ext, data.len()));
                 continue;
             }
             if let Some(e) = flush(&mut run, run_first, out) {

@@ -348,6 +348,13 @@ impl ChunkReader {
 
     /// The encoding and bytes of the chunk at `r`, borrowed from the map, CRC-checked.
     pub fn chunk(&self, r: u64) -> Result<(Encoding, &[u8])> {
+        self.chunk_tailed(r).map(|(enc, data, _)| (enc, data))
+    }
+
+    /// [`ChunkReader::chunk`], with the chunk's data also given as the start of
+    /// `ext`: the rest of the segment from the data on, so that a decoder may read past the
+    /// chunk's end ([`crate::chunkenc::xor::TailedChunk`]).
+    pub fn chunk_tailed(&self, r: u64) -> Result<(Encoding, &[u8], &[u8])> {
         let (seg, off) = split_chunk_ref(r);
         let Some(s) = self.segments.get(seg as usize) else {
             return Err(Error::corruption(
@@ -401,7 +408,7 @@ impl ChunkReader {
                 format!("unknown chunk encoding {}", body[0]),
             )
         })?;
-        Ok((enc, &body[1..]))
+        Ok((enc, &body[1..], &b[enc_pos + 1..]))
     }
 }
 

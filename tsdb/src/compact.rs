@@ -25,7 +25,7 @@ use crate::chunkenc::{Encoding, ValueType, XorAppender, XorIterator};
 use crate::chunks::{sync_dir, ChunkWriter};
 use crate::index::{ChunkRefMeta, IndexWriter};
 use crate::labels::{Labels, MatchType, Matcher};
-use crate::querier::{ChunkMeta, ChunkSeries, ChunkSeriesSet};
+use crate::querier::{ChunkData, ChunkMeta, ChunkSeries, ChunkSeriesSet};
 use crate::tombstones::{write_tombstones, Tombstones};
 use crate::{Error, Result};
 
@@ -69,7 +69,7 @@ fn finish_chunk(app: XorAppender, min_time: i64, max_time: i64) -> ChunkMeta {
         min_time,
         max_time,
         encoding: Encoding::Xor,
-        data: Arc::from(app.bytes()),
+        data: ChunkData::from(app.bytes()),
     }
 }
 
@@ -869,7 +869,7 @@ mod tests {
             decode_chunk(&m[0]).unwrap(),
             vec![(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0)]
         );
-        assert!(Arc::ptr_eq(&m[1].data, &c_bytes));
+        assert!(std::ptr::eq(&*m[1].data, &*c_bytes));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use crate::chunkenc::xor::{TailedChunk, PAD};
 use crate::chunkenc::{Encoding, ValueType};
 use crate::labels::{Labels, Matcher};
 use crate::Result;
@@ -214,7 +215,93 @@ pub struct ChunkMeta {
     /// The chunk's encoding.
     pub encoding: Encoding,
     /// The encoded bytes (for XOR: header included).
-    pub data: Arc<[u8]>,
+    pub data: ChunkData,
+}
+
+/// A chunk's encoded bytes: all of a shared buffer, or a range of one that holds many chunks
+/// read together (one allocation for a whole read instead of one per chunk). Whatever follows
+/// the chunk in its buffer is there for decoders that load past a chunk's end
+/// ([`ChunkData::tailed`]).
+#[derive(Clone)]
+pub struct ChunkData {
+    buf: Arc<[u8]>,
+    start: usize,
+    len: usize,
+}
+
+impl ChunkData {
+    /// The bytes `range` of `buf`.
+    ///
+    /// # Panics
+    /// When `range` is not inside `buf`.
+    pub fn in_buffer(buf: Arc<[u8]>, range: std::ops::Range<usize>) -> Self {
+        assert!(range.start <= range.end && range.end <= buf.len());
+        ChunkData {
+            buf,
+            start: range.start,
+            len: range.end - range.start,
+        }
+    }
+
+    /// Copies `chunks` into one new buffer, one after another and followed by [`PAD`] zero
+    /// bytes, and gives each its part of it; errors are passed through.
+    pub fn pack(chunks: Vec<Result<&[u8]>>) -> Vec<Result<ChunkData>> {
+        let sizes = chunks.iter().map(|c| c.as_ref().map_or(0, |c| c.len()));
+        let total = sizes.sum::<usize>() + PAD;
+        let mut buf = Arc::<[u8]>::new_uninit_slice(total);
+        let dst = Arc::get_mut(&mut buf).expect("a new buffer has no other owner");
+        let mut at = 0;
+        let mut parts = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            parts.push(c.map(|c| {
+                for (d, &b) in dst[at..at + c.len()].iter_mut().zip(c) {
+                    d.write(b);
+                }
+                at += c.len();
+                at - c.len()..at
+            }));
+        }
+        for d in &mut dst[at..] {
+            d.write(0);
+        }
+        // SAFETY: every byte was written above: the chunks' bytes up to `at`, zeros after.
+        let buf = unsafe { buf.assume_init() };
+        parts
+            .into_iter()
+            .map(|p| p.map(|range| ChunkData::in_buffer(buf.clone(), range)))
+            .collect()
+    }
+
+    /// The chunk with the rest of its buffer after it, for the batch decoder.
+    pub fn tailed(&self) -> TailedChunk<'_> {
+        TailedChunk::new(&self.buf[self.start..], self.len)
+    }
+}
+
+impl std::ops::Deref for ChunkData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl std::fmt::Debug for ChunkData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl From<Arc<[u8]>> for ChunkData {
+    fn from(buf: Arc<[u8]>) -> Self {
+        let len = buf.len();
+        ChunkData { buf, start: 0, len }
+    }
+}
+
+impl From<&[u8]> for ChunkData {
+    fn from(bytes: &[u8]) -> Self {
+        Arc::<[u8]>::from(bytes).into()
+    }
 }
 
 /// A series at chunk level.
@@ -684,6 +771,24 @@ pub(crate) fn run_parallel<T: Send + 'static>(parts: Vec<ParallelPart<T>>) -> Ve
 mod tests {
     use super::*;
     use crate::labels::MatchType;
+
+    #[test]
+    fn packed_chunks_share_one_padded_buffer() {
+        let (a, b) = (vec![1u8, 2, 3], vec![9u8; 40]);
+        let err = || Err(crate::Error::Other("gone".into()));
+        let parts = ChunkData::pack(vec![Ok(&a[..]), err(), Ok(&b[..]), Ok(&[][..])]);
+        assert_eq!(parts.len(), 4);
+        let d: Vec<&ChunkData> = parts.iter().filter_map(|p| p.as_ref().ok()).collect();
+        assert!(parts[1].is_err());
+        assert_eq!((&d[0][..], &d[1][..], d[2].len()), (&a[..], &b[..], 0));
+        // Each chunk is followed by the next ones, then by PAD zeros.
+        let t = d[0].tailed();
+        assert_eq!(t.bytes(), &a[..]);
+        assert_eq!(d[0].buf.len(), 3 + 40 + PAD);
+        assert!(d[2].buf[43..].iter().all(|&z| z == 0));
+        assert!(Arc::ptr_eq(&d[0].buf, &d[1].buf));
+        assert_eq!(format!("{:?}", d[0]), "[1, 2, 3]");
+    }
 
     #[test]
     fn mem_queryable_selects_by_matchers_and_range() {

@@ -718,15 +718,17 @@ pub struct ChunkDecodeError {
     pub err: crate::Error,
 }
 
-/// Zero bytes after the chunk bodies in [`decode_chunks_into`]'s scratch copy, so that every
-/// 8-byte load starting inside the data (a field's load, or a wide field's second load at most
-/// 8 bytes further) lies wholly inside the buffer.
-const PAD: usize = 32;
+/// Bytes after a chunk body that the batch decoder may load: zeros after the bodies in
+/// [`decode_chunks_into`]'s scratch copy, and what a [`TailedChunk`] decoded in place needs
+/// after it, so that every 8-byte load starting inside the data (a field's load, or a wide
+/// field's second load at most 8 bytes further) lies wholly inside the buffer.
+pub const PAD: usize = 32;
 
 /// Appends every sample of the given whole XOR chunks (header included), chunk after chunk,
 /// to `out`: the samples [`XorIterator::collect_into`] gives over each chunk in turn.
 ///
-/// The chunk bodies are first copied into one zero-padded buffer, so the decoding loop loads
+/// The chunk bodies are first copied into one zero-padded buffer (or decoded where they lie,
+/// see [`decode_tailed_into`]), so the decoding loop loads
 /// eight bytes anywhere without a length check and compares its position with the chunk's
 /// end once per chunk instead of after every field. Output is sized once from the chunk
 /// headers and written in place, not pushed sample by sample.
@@ -742,16 +744,80 @@ pub fn decode_chunks_into(
     chunks: &[&[u8]],
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
+    let tailed: Vec<TailedChunk> = chunks
+        .iter()
+        .map(|c| TailedChunk::new(c, c.len()))
+        .collect();
+    decode_tailed_into(&tailed, out)
+}
+
+/// An XOR chunk (header included) at the start of `ext`, the buffer it is stored in from the
+/// chunk on: `ext[..len]` is the chunk, the rest whatever follows it there (the next chunks of
+/// a file or of a buffer of chunks read together, a checksum, padding). See
+/// [`decode_tailed_into`].
+#[derive(Clone, Copy, Debug)]
+pub struct TailedChunk<'a> {
+    ext: &'a [u8],
+    len: usize,
+}
+
+impl<'a> TailedChunk<'a> {
+    /// The chunk `ext[..len]` followed by the rest of `ext` (`len` is cut to `ext`'s length).
+    pub fn new(ext: &'a [u8], len: usize) -> Self {
+        TailedChunk {
+            ext,
+            len: len.min(ext.len()),
+        }
+    }
+
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        &self.ext[..self.len]
+    }
+
+    /// The chunk's body (after the header).
+    fn body(&self) -> &'a [u8] {
+        self.bytes().get(2..).unwrap_or(&[])
+    }
+
+    /// Whether enough bytes follow the chunk for it to be decoded where it lies.
+    fn in_place(&self) -> bool {
+        self.ext.len() - self.len >= PAD
+    }
+}
+
+/// [`decode_chunks_into`] over chunks as they lie in longer buffers. A chunk followed by at
+/// least [`PAD`] bytes where it lies is decoded there, without a copy: every load starting
+/// inside its data lies inside the buffer, and the bytes after the chunk only reach the bits
+/// of a field that runs past the chunk's end, which the end check rejects either way. The
+/// other chunks are decoded from the padded copy.
+pub fn decode_tailed_into(
+    chunks: &[TailedChunk<'_>],
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), ChunkDecodeError> {
     if chunks.is_empty() {
         return Ok(());
     }
     PADDED.with_borrow_mut(|buf| {
         buf.clear();
-        for c in chunks {
-            buf.extend_from_slice(c.get(2..).unwrap_or(&[]));
+        for c in chunks.iter().filter(|c| !c.in_place()) {
+            buf.extend_from_slice(c.body());
         }
-        buf.resize(buf.len() + PAD, 0);
-        let res = decode_padded(chunks, buf, out);
+        if !buf.is_empty() {
+            buf.resize(buf.len() + PAD, 0);
+        }
+        let padded = &buf[..];
+        let mut bit = 0;
+        let lane = |i: usize| {
+            let c = &chunks[i];
+            if c.in_place() {
+                return (&c.ext[2..], 0);
+            }
+            let start = bit;
+            bit += c.body().len() * 8;
+            (padded, start)
+        };
+        let res = decode_lanes(chunks.len(), |i| chunks[i].bytes(), lane, out);
         if buf.capacity() > PADDED_KEEP {
             *buf = Vec::new();
         }
@@ -772,7 +838,7 @@ pub fn decode_chunk_cut(
     out: &mut Vec<(i64, f64)>,
 ) -> Result<bool, crate::Error> {
     let from = out.len();
-    let res = decode_chunks_into(&[chunk], out);
+    let res = decode_tailed_into(&[TailedChunk::new(chunk, chunk.len())], out);
     let end = out[from..].iter().position(|s| s.0 > hi);
     out.truncate(from + end.unwrap_or(out.len() - from));
     let mut kept = from;
@@ -800,13 +866,17 @@ thread_local! {
     static PADDED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`decode_chunks_into`] over `buf`, the chunk bodies' padded copy.
+/// Decodes the `n` chunks `chunk(0..n)` (header included) into `out`, each from the buffer
+/// `lane(i)` gives it: a buffer holding the chunk's body from the given bit on, with at least
+/// [`PAD`] bytes after it. `lane` is called once per chunk, in order.
 ///
 /// On x86-64 CPUs with BMI2 and LZCNT the loop is compiled for them: the bit fields' variable
 /// shifts become `shlx`/`shrx` and the leading-ones count `lzcnt` instead of `bsr`.
-fn decode_padded(
-    chunks: &[&[u8]],
-    buf: &[u8],
+#[inline(always)]
+fn decode_lanes<'c, 'l>(
+    n: usize,
+    chunk: impl Fn(usize) -> &'c [u8],
+    lane: impl FnMut(usize) -> (&'l [u8], usize),
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
     #[cfg(target_arch = "x86_64")]
@@ -815,54 +885,52 @@ fn decode_padded(
             && std::arch::is_x86_feature_detected!("lzcnt")
         {
             // SAFETY: the CPU has BMI2 and LZCNT, checked just above.
-            return unsafe { decode_padded_bmi2(chunks, buf, out) };
+            return unsafe { decode_lanes_bmi2(n, &chunk, lane, out) };
         }
     }
-    decode_padded_generic(chunks, buf, out)
+    decode_lanes_generic(n, &chunk, lane, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi1,bmi2,lzcnt")]
-unsafe fn decode_padded_bmi2(
-    chunks: &[&[u8]],
-    buf: &[u8],
+unsafe fn decode_lanes_bmi2<'c, 'l>(
+    n: usize,
+    chunk: &dyn Fn(usize) -> &'c [u8],
+    lane: impl FnMut(usize) -> (&'l [u8], usize),
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
-    decode_padded_generic(chunks, buf, out)
+    decode_lanes_generic(n, chunk, lane, out)
 }
 
 #[inline(always)]
-fn decode_padded_generic(
-    chunks: &[&[u8]],
-    buf: &[u8],
+fn decode_lanes_generic<'c, 'l>(
+    n: usize,
+    chunk: &dyn Fn(usize) -> &'c [u8],
+    mut lane: impl FnMut(usize) -> (&'l [u8], usize),
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
     let base = out.len();
-    let total: usize = chunks.iter().map(|c| num_samples(c)).sum();
+    let total: usize = (0..n).map(|i| num_samples(chunk(i))).sum();
     // Written in place of the spare capacity, not zeroed first.
     out.reserve(total);
-    let (mut done, mut bit) = (0usize, 0usize);
-    for (i, c) in chunks.iter().enumerate() {
-        let end = bit + c.len().saturating_sub(2) * 8;
-        let mut lane = Lane {
+    let mut done = 0usize;
+    for i in 0..n {
+        let c = chunk(i);
+        let (buf, bit) = lane(i);
+        let mut l = Lane {
             s: State {
                 pos: bit,
                 ..start_state()
             },
-            end,
+            end: bit + c.len().saturating_sub(2) * 8,
         };
-        let n = num_samples(c);
-        if !decode_lane(
-            buf,
-            &mut lane,
-            &mut out.spare_capacity_mut()[done..done + n],
-        ) {
+        let k = num_samples(c);
+        if !decode_lane(buf, &mut l, &mut out.spare_capacity_mut()[done..done + k]) {
             // SAFETY: the lanes before this one wrote every one of their `done` slots.
             unsafe { out.set_len(base + done) };
-            return decode_stepwise(&chunks[i..], i, out);
+            return decode_stepwise((i..n).map(chunk), i, out);
         }
-        done += n;
-        bit = end;
+        done += k;
     }
     // SAFETY: every lane succeeded, and a successful lane writes each of its slots.
     unsafe { out.set_len(base + total) };
@@ -870,15 +938,15 @@ fn decode_padded_generic(
 }
 
 /// [`decode_chunks_into`] one chunk at a time through [`XorIterator::collect_into`]; `first`
-/// is the index of `chunks[0]` in the caller's list.
+/// is the index of the first of `chunks` in the caller's list.
 #[cold]
 #[inline(never)]
-fn decode_stepwise(
-    chunks: &[&[u8]],
+fn decode_stepwise<'c>(
+    chunks: impl Iterator<Item = &'c [u8]>,
     first: usize,
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
-    for (k, c) in chunks.iter().enumerate() {
+    for (k, c) in chunks.enumerate() {
         let mut it = XorIterator::new(c);
         it.collect_into(i64::MIN, i64::MAX, out);
         if let Some(err) = it.err() {
@@ -1469,12 +1537,37 @@ mod tests {
 
     /// `decode_chunks_into` after a prefix already in the output: what it appended and its
     /// error as (chunk, message).
+    ///
+    /// Also decodes the chunks through `decode_tailed_into`, each followed by bytes of junk
+    /// (none, fewer than `PAD`, `PAD` or more: chunks decoded in place and from the copy,
+    /// mixed), and checks that it gives the same.
     fn batch(chunks: &[&[u8]]) -> Decoded {
-        let mut out = vec![(7, 7.0); 3];
-        let res = decode_chunks_into(chunks, &mut out);
-        assert_eq!(&out[..3], &[(7, 7.0); 3], "prefix kept");
-        let bits = out[3..].iter().map(|&(t, v)| (t, v.to_bits())).collect();
-        (bits, res.err().map(|e| (e.chunk, e.err.to_string())))
+        type Decoder<'a> = &'a dyn Fn(&mut Vec<(i64, f64)>) -> Result<(), ChunkDecodeError>;
+        let run = |f: Decoder| {
+            let mut out = vec![(7, 7.0); 3];
+            let res = f(&mut out);
+            assert_eq!(&out[..3], &[(7, 7.0); 3], "prefix kept");
+            let bits = out[3..].iter().map(|&(t, v)| (t, v.to_bits())).collect();
+            (bits, res.err().map(|e| (e.chunk, e.err.to_string())))
+        };
+        let copied = run(&|out| decode_chunks_into(chunks, out));
+        let mut junk = xorshift(0x1357_9bdf_2468_ace0 ^ chunks.len() as u64);
+        let stored: Vec<Vec<u8>> = chunks
+            .iter()
+            .map(|c| {
+                let tail = [0, 5, PAD, PAD + 17][(junk() % 4) as usize];
+                let mut v = c.to_vec();
+                v.extend((0..tail).map(|_| junk() as u8));
+                v
+            })
+            .collect();
+        let tailed: Vec<TailedChunk> = stored
+            .iter()
+            .zip(chunks)
+            .map(|(v, c)| TailedChunk::new(v, c.len()))
+            .collect();
+        assert_eq!(run(&|out| decode_tailed_into(&tailed, out)), copied);
+        copied
     }
 
     fn encode(samples: &[(i64, f64)]) -> Vec<u8> {

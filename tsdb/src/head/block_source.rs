@@ -23,7 +23,7 @@ use super::series::MemSeries;
 use super::Head;
 use crate::chunkenc::Encoding;
 use crate::compact::SymbolSeriesSource;
-use crate::querier::ChunkMeta;
+use crate::querier::{ChunkData, ChunkMeta};
 use crate::Result;
 
 /// How often (in series) the source checks whether the database is closing.
@@ -167,14 +167,14 @@ impl SymbolSeriesSource for HeadBlockSource {
                     min_time: h.min_time,
                     max_time: h.max_time,
                     encoding: Encoding::Xor,
-                    data: Arc::from(h.app.bytes()),
+                    data: ChunkData::from(h.app.bytes()),
                 });
             }
         }
         let store = self.head.chunk_store();
         let open = chunks.pop();
         for c in &self.refs {
-            chunks.push(c.with_data(store.read_once(c.chunk_ref)?));
+            chunks.push(c.with_data(store.read_once(c.chunk_ref)?.into()));
         }
         chunks.extend(open);
         labels.extend(s.lset.iter().map(|&id| self.remap[id as usize]));

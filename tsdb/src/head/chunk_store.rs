@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::chunkenc::Encoding;
+use crate::querier::ChunkData;
 use crate::Result;
 
 /// Storage for the head's full chunks.
@@ -26,6 +27,15 @@ pub trait ChunkStore: Send + Sync {
     ) -> Result<u64>;
     /// The bytes of a stored chunk (header included).
     fn read(&self, chunk_ref: u64) -> Result<Arc<[u8]>>;
+    /// The bytes of the stored chunks `refs`, as [`ChunkStore::read`] gives them, for reads
+    /// of many chunks at once: a store that copies chunks out packs them into one buffer
+    /// ([`ChunkData::pack`]) instead of allocating one per chunk. Each chunk by itself by
+    /// default.
+    fn read_many(&self, refs: &[u64]) -> Vec<Result<ChunkData>> {
+        refs.iter()
+            .map(|&r| self.read(r).map(ChunkData::from))
+            .collect()
+    }
     /// [`ChunkStore::read`] without mapping the store's files into memory, for chunks read
     /// far apart (see [`ChunkStore::region_of`]). The same as `read` by default.
     fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {

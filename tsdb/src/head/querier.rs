@@ -18,11 +18,13 @@ use roaring::RoaringBitmap;
 use super::index::{postings_for_matchers, SymReader};
 use super::series::{MemSeries, MmappedChunk};
 use super::Head;
+use crate::chunkenc::xor::TailedChunk;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
-    run_parallel, select_threads, windowed, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
-    LabelPairs, ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
+    run_parallel, select_threads, windowed, ChunkData, ChunkMeta, ChunkQuerier, ChunkSeries,
+    ChunkSeriesSet, LabelPairs, ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series,
+    SeriesSet,
 };
 use crate::Result;
 
@@ -103,7 +105,7 @@ fn lock_snapshot(
             min_time: h.min_time,
             max_time: h.max_time,
             encoding: Encoding::Xor,
-            data: Arc::from(h.app.bytes()),
+            data: ChunkData::from(h.app.bytes()),
         });
     (full, open)
 }
@@ -116,7 +118,7 @@ fn one_sample_chunk(t: i64, v: f64) -> ChunkMeta {
         min_time: t,
         max_time: t,
         encoding: Encoding::Xor,
-        data: Arc::from(app.bytes()),
+        data: ChunkData::from(app.bytes()),
     }
 }
 
@@ -134,7 +136,7 @@ fn snapshot_chunks(
     let (full, open) = lock_snapshot(s, mint, maxt, last_only);
     let mut out = Vec::with_capacity(full.len() + 1);
     for c in full {
-        out.push(c.with_data(head.chunk_store().read_unmapped(c.chunk_ref)?));
+        out.push(c.with_data(head.chunk_store().read_unmapped(c.chunk_ref)?.into()));
     }
     out.extend(open);
     Ok(out)
@@ -400,7 +402,7 @@ fn select_parallel(
 const PARALLEL_READ_MIN_CHUNKS: usize = 1024;
 
 /// A full chunk's bytes as read from the chunk store.
-type ChunkBytes = Result<Arc<[u8]>>;
+type ChunkBytes = Result<ChunkData>;
 
 /// Fewest chunks a selection reads for it to give each region's pages back after reading
 /// it; a smaller read maps at most this many × 64 KiB and leaves them. Any larger read maps
@@ -475,12 +477,16 @@ fn read_in_store_order(
                         .unwrap_or(rest.len());
                     let (run, next) = rest.split_at(n);
                     if n >= DENSE_REGION_CHUNKS {
-                        out.extend(run.iter().map(|&(i, r)| (i, store.read(r))));
+                        let refs: Vec<u64> = run.iter().map(|&(_, r)| r).collect();
+                        out.extend(run.iter().map(|&(i, _)| i).zip(store.read_many(&refs)));
                         if release {
                             store.release_region(g);
                         }
                     } else {
-                        out.extend(run.iter().map(|&(i, r)| (i, store.read_unmapped(r))));
+                        out.extend(
+                            run.iter()
+                                .map(|&(i, r)| (i, store.read_unmapped(r).map(ChunkData::from))),
+                        );
                     }
                     rest = next;
                 }
@@ -788,10 +794,10 @@ impl SampleIter for ChunksIter<'_> {
             }
         }
         // Runs of whole chunks inside [lo, hi] are decoded in one batch, unfiltered (see
-        // `decode_chunks_into`); a chunk at an edge of the range is cut while decoding.
-        let mut run: Vec<&[u8]> = Vec::new();
-        let flush = |run: &mut Vec<&[u8]>, out: &mut Vec<(i64, f64)>| {
-            let res = crate::chunkenc::xor::decode_chunks_into(run, out);
+        // `decode_tailed_into`); a chunk at an edge of the range is cut while decoding.
+        let mut run: Vec<TailedChunk> = Vec::new();
+        let flush = |run: &mut Vec<TailedChunk>, out: &mut Vec<(i64, f64)>| {
+            let res = crate::chunkenc::xor::decode_tailed_into(run, out);
             run.clear();
             res.err().map(|e| e.err)
         };
@@ -809,7 +815,7 @@ impl SampleIter for ChunksIter<'_> {
                 break;
             }
             if c.min_time >= lo && c.max_time <= hi {
-                run.push(&c.data);
+                run.push(c.data.tailed());
                 continue;
             }
             if let Some(e) = flush(&mut run, out) {
@@ -919,7 +925,7 @@ mod tests {
             min_time: samples[0].0,
             max_time: samples[samples.len() - 1].0,
             encoding: Encoding::Xor,
-            data: Arc::from(app.bytes()),
+            data: ChunkData::from(app.bytes()),
         }
     }
 
@@ -1122,8 +1128,8 @@ mod tests {
         let got = read_in_store_order(&h, refs.clone(), 1, true);
         for (r, d) in refs.iter().zip(&got) {
             assert_eq!(
-                d.as_ref().unwrap(),
-                &ChunkStore::read(&store.mem, *r).unwrap()
+                &d.as_ref().unwrap()[..],
+                &ChunkStore::read(&store.mem, *r).unwrap()[..]
             );
         }
         let log = std::mem::take(&mut *store.log.lock());

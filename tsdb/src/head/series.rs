@@ -33,7 +33,7 @@ pub struct MmappedChunk {
 
 impl MmappedChunk {
     /// The chunk as read: its time range with its bytes `data` from the chunk store.
-    pub fn with_data(&self, data: std::sync::Arc<[u8]>) -> crate::querier::ChunkMeta {
+    pub fn with_data(&self, data: crate::querier::ChunkData) -> crate::querier::ChunkMeta {
         crate::querier::ChunkMeta {
             min_time: self.min_time,
             max_time: self.max_time,
