@@ -983,7 +983,12 @@ impl SampleIter for BlockSampleIter<'_> {
                 return;
             }
             let from = out.len();
-            let res = crate::chunkenc::xor::decode_chunk_cut(data, lo, hi, out);
+            let res = crate::chunkenc::xor::decode_chunk_cut(
+                TailedChunk::new(ext, data.len()),
+                lo,
+                hi,
+                out,
+            );
             drop_deleted(s.deleted.as_ref(), out, from);
             match res {
                 Err(e) => {

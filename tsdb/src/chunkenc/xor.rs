@@ -828,25 +828,24 @@ pub fn decode_tailed_into(
 /// Appends the samples of the whole XOR chunk `chunk` with `lo <= t <= hi` to `out`, as
 /// [`XorIterator::collect_into`] over a new iterator does (and with the same result: whether a
 /// sample after `hi` was seen, or the decoding error, after which `out` holds the in-range
-/// samples before the bad one). The chunk is decoded whole by [`decode_chunks_into`] and cut
-/// after: XOR samples can only be read from the chunk's start, and the batch decoder reads
-/// even the samples after `hi` faster than the step-by-step one stops before them.
+/// samples before the bad one). The chunk is decoded whole by [`decode_tailed_into`] (where it
+/// lies, when it can) and cut after: XOR samples can only be read from the chunk's start, and
+/// the batch decoder reads even the samples after `hi` faster than the step-by-step one stops
+/// before them.
 pub fn decode_chunk_cut(
-    chunk: &[u8],
+    chunk: TailedChunk<'_>,
     lo: i64,
     hi: i64,
     out: &mut Vec<(i64, f64)>,
 ) -> Result<bool, crate::Error> {
     let from = out.len();
-    let res = decode_tailed_into(&[TailedChunk::new(chunk, chunk.len())], out);
+    let res = decode_tailed_into(&[chunk], out);
     let end = out[from..].iter().position(|s| s.0 > hi);
     out.truncate(from + end.unwrap_or(out.len() - from));
     let mut kept = from;
     for i in from..out.len() {
-        if out[i].0 >= lo {
-            out[kept] = out[i];
-            kept += 1;
-        }
+        out[kept] = out[i];
+        kept += usize::from(out[i].0 >= lo);
     }
     out.truncate(kept);
     match res {
@@ -1496,7 +1495,8 @@ mod tests {
                 _ => Ok(past),
             };
             let mut got = vec![(1, 1.0)];
-            let got_res = decode_chunk_cut(&b, lo, hi, &mut got).map_err(|e| e.to_string());
+            let got_res = decode_chunk_cut(TailedChunk::new(&b, b.len()), lo, hi, &mut got)
+                .map_err(|e| e.to_string());
             let bits = |v: &[(i64, f64)]| -> Vec<(i64, u64)> {
                 v.iter().map(|&(t, v)| (t, v.to_bits())).collect()
             };

@@ -822,7 +822,7 @@ impl SampleIter for ChunksIter<'_> {
                 self.err = Some(e);
                 break;
             }
-            match crate::chunkenc::xor::decode_chunk_cut(&c.data, lo, hi, out) {
+            match crate::chunkenc::xor::decode_chunk_cut(c.data.tailed(), lo, hi, out) {
                 Ok(false) => {}
                 Ok(true) => break,
                 Err(e) => {
