@@ -806,18 +806,7 @@ pub fn decode_tailed_into(
         if !buf.is_empty() {
             buf.resize(buf.len() + PAD, 0);
         }
-        let padded = &buf[..];
-        let mut bit = 0;
-        let lane = |i: usize| {
-            let c = &chunks[i];
-            if c.in_place() {
-                return (&c.ext[2..], 0);
-            }
-            let start = bit;
-            bit += c.body().len() * 8;
-            (padded, start)
-        };
-        let res = decode_lanes(chunks.len(), |i| chunks[i].bytes(), lane, out);
+        let res = decode_lanes(chunks, buf, out);
         if buf.capacity() > PADDED_KEEP {
             *buf = Vec::new();
         }
@@ -865,17 +854,15 @@ thread_local! {
     static PADDED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Decodes the `n` chunks `chunk(0..n)` (header included) into `out`, each from the buffer
-/// `lane(i)` gives it: a buffer holding the chunk's body from the given bit on, with at least
-/// [`PAD`] bytes after it. `lane` is called once per chunk, in order.
+/// Decodes `chunks` into `out`: a chunk followed by [`PAD`] bytes where it lies from there
+/// ([`TailedChunk::in_place`]), the others from `padded`, which holds their bodies one after
+/// another, in order, with `PAD` zero bytes after the last.
 ///
 /// On x86-64 CPUs with BMI2 and LZCNT the loop is compiled for them: the bit fields' variable
 /// shifts become `shlx`/`shrx` and the leading-ones count `lzcnt` instead of `bsr`.
-#[inline(always)]
-fn decode_lanes<'c, 'l>(
-    n: usize,
-    chunk: impl Fn(usize) -> &'c [u8],
-    lane: impl FnMut(usize) -> (&'l [u8], usize),
+fn decode_lanes(
+    chunks: &[TailedChunk<'_>],
+    padded: &[u8],
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
     #[cfg(target_arch = "x86_64")]
@@ -884,69 +871,72 @@ fn decode_lanes<'c, 'l>(
             && std::arch::is_x86_feature_detected!("lzcnt")
         {
             // SAFETY: the CPU has BMI2 and LZCNT, checked just above.
-            return unsafe { decode_lanes_bmi2(n, &chunk, lane, out) };
+            return unsafe { decode_lanes_bmi2(chunks, padded, out) };
         }
     }
-    decode_lanes_generic(n, &chunk, lane, out)
+    decode_lanes_generic(chunks, padded, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi1,bmi2,lzcnt")]
-unsafe fn decode_lanes_bmi2<'c, 'l>(
-    n: usize,
-    chunk: &dyn Fn(usize) -> &'c [u8],
-    lane: impl FnMut(usize) -> (&'l [u8], usize),
+unsafe fn decode_lanes_bmi2(
+    chunks: &[TailedChunk<'_>],
+    padded: &[u8],
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
-    decode_lanes_generic(n, chunk, lane, out)
+    decode_lanes_generic(chunks, padded, out)
 }
 
 #[inline(always)]
-fn decode_lanes_generic<'c, 'l>(
-    n: usize,
-    chunk: &dyn Fn(usize) -> &'c [u8],
-    mut lane: impl FnMut(usize) -> (&'l [u8], usize),
+fn decode_lanes_generic(
+    chunks: &[TailedChunk<'_>],
+    padded: &[u8],
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
     let base = out.len();
-    let total: usize = (0..n).map(|i| num_samples(chunk(i))).sum();
+    let total: usize = chunks.iter().map(|c| num_samples(c.bytes())).sum();
     // Written in place of the spare capacity, not zeroed first.
     out.reserve(total);
-    let mut done = 0usize;
-    for i in 0..n {
-        let c = chunk(i);
-        let (buf, bit) = lane(i);
+    let (mut done, mut copied) = (0usize, 0usize);
+    for (i, c) in chunks.iter().enumerate() {
+        let bits = c.body().len() * 8;
+        let (buf, bit) = if c.in_place() {
+            (&c.ext[2..], 0)
+        } else {
+            copied += bits;
+            (padded, copied - bits)
+        };
         let mut l = Lane {
             s: State {
                 pos: bit,
                 ..start_state()
             },
-            end: bit + c.len().saturating_sub(2) * 8,
+            end: bit + bits,
         };
-        let k = num_samples(c);
-        if !decode_lane(buf, &mut l, &mut out.spare_capacity_mut()[done..done + k]) {
+        let n = num_samples(c.bytes());
+        if !decode_lane(buf, &mut l, &mut out.spare_capacity_mut()[done..done + n]) {
             // SAFETY: the lanes before this one wrote every one of their `done` slots.
             unsafe { out.set_len(base + done) };
-            return decode_stepwise((i..n).map(chunk), i, out);
+            return decode_stepwise(&chunks[i..], i, out);
         }
-        done += k;
+        done += n;
     }
     // SAFETY: every lane succeeded, and a successful lane writes each of its slots.
     unsafe { out.set_len(base + total) };
     Ok(())
 }
 
-/// [`decode_chunks_into`] one chunk at a time through [`XorIterator::collect_into`]; `first`
-/// is the index of the first of `chunks` in the caller's list.
+/// [`decode_tailed_into`] one chunk at a time through [`XorIterator::collect_into`]; `first`
+/// is the index of `chunks[0]` in the caller's list.
 #[cold]
 #[inline(never)]
-fn decode_stepwise<'c>(
-    chunks: impl Iterator<Item = &'c [u8]>,
+fn decode_stepwise(
+    chunks: &[TailedChunk<'_>],
     first: usize,
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), ChunkDecodeError> {
-    for (k, c) in chunks.enumerate() {
-        let mut it = XorIterator::new(c);
+    for (k, c) in chunks.iter().enumerate() {
+        let mut it = XorIterator::new(c.bytes());
         it.collect_into(i64::MIN, i64::MAX, out);
         if let Some(err) = it.err() {
             return Err(ChunkDecodeError {
