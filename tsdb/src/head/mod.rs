@@ -21,6 +21,7 @@ pub mod index;
 pub mod querier;
 pub mod ref_table;
 pub mod series;
+pub mod sorted_cache;
 pub mod sparse_cache;
 pub mod wal;
 
@@ -154,6 +155,8 @@ pub(crate) struct HeadInner {
     wal: RwLock<Option<Arc<dyn WalLog>>>,
     /// Full chunks read from disk before their series is known (WAL replay).
     pending_mmapped: Mutex<HashMap<u64, Vec<MmappedChunk>>>,
+    /// Recent large selections sorted by labels (see [`sorted_cache`]).
+    sorted: sorted_cache::SortedSelections,
 }
 
 /// The head block. Cloning gives another handle to the same head.
@@ -202,6 +205,7 @@ impl Head {
                 closed: AtomicBool::new(false),
                 wal: RwLock::new(None),
                 pending_mmapped: Mutex::new(HashMap::new()),
+                sorted: sorted_cache::SortedSelections::default(),
             }),
         })
     }
@@ -477,6 +481,10 @@ impl Head {
         &self.inner.postings
     }
 
+    pub(crate) fn sorted_selections(&self) -> &sorted_cache::SortedSelections {
+        &self.inner.sorted
+    }
+
     // ---- replay -------------------------------------------------------------------------
 
     /// Replays a WAL series record: creates the series with reference `r`, or, when a series
@@ -676,6 +684,9 @@ impl Head {
             for s in &removed {
                 p.remove(s.sref as u32, &s.lset);
             }
+        }
+        if !removed.is_empty() {
+            self.inner.sorted.clear();
         }
         for s in &removed {
             let ls = self.labels_of(s);

@@ -190,18 +190,29 @@ impl HeadQuerier {
     }
 
     /// Matching series, sorted by labels when asked. Their labels are built later, only for
-    /// the series that have samples in the range.
+    /// the series that have samples in the range. A large selection sorted before for the
+    /// same series comes from the head's [`super::sorted_cache::SortedSelections`].
     fn matching(&self, sorted: bool, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         if !self.overlaps_head() {
             return Vec::new();
         }
         let bm = self.selected(matchers);
+        let cache = self.head.sorted_selections();
+        let cached = sorted && bm.len() >= super::sorted_cache::MIN_SERIES;
+        if cached {
+            if let Some(v) = cache.get(&bm) {
+                return v.to_vec();
+            }
+        }
         let mut v: Vec<Arc<MemSeries>> = bm
             .iter()
             .filter_map(|id| self.head.series(u64::from(id)))
             .collect();
         if sorted {
             sort_by_labels(&self.head.symbols().reader(), &mut v);
+        }
+        if cached {
+            cache.insert(bm, Arc::from(&v[..]));
         }
         v
     }
