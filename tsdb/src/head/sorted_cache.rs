@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn head_selection_is_reused_until_the_series_change() {
         use crate::labels::Matcher;
-        use crate::querier::{Querier, Queryable};
+        use crate::querier::Queryable;
         let (h, _) = head_with(MIN_SERIES as usize + 10);
         let m = [Matcher::equal("__name__", "m")];
         let select = |h: &Head| -> Vec<String> {
