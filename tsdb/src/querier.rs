@@ -246,36 +246,48 @@ impl ChunkData {
     /// Copies `chunks` into one new buffer, one after another and followed by [`PAD`] zero
     /// bytes, and gives each its part of it; errors are passed through.
     pub fn pack(chunks: Vec<Result<&[u8]>>) -> Vec<Result<ChunkData>> {
-        let sizes = chunks.iter().map(|c| c.as_ref().map_or(0, |c| c.len()));
-        let total = sizes.sum::<usize>() + PAD;
-        let mut buf = Arc::<[u8]>::new_uninit_slice(total);
-        let dst = Arc::get_mut(&mut buf).expect("a new buffer has no other owner");
+        let buf = concat_padded(chunks.iter().filter_map(|c| c.as_ref().ok().copied()));
         let mut at = 0;
-        let mut parts = Vec::with_capacity(chunks.len());
-        for c in chunks {
-            parts.push(c.map(|c| {
-                for (d, &b) in dst[at..at + c.len()].iter_mut().zip(c) {
-                    d.write(b);
-                }
-                at += c.len();
-                at - c.len()..at
-            }));
-        }
-        for d in &mut dst[at..] {
-            d.write(0);
-        }
-        // SAFETY: every byte was written above: the chunks' bytes up to `at`, zeros after.
-        let buf = unsafe { buf.assume_init() };
-        parts
+        chunks
             .into_iter()
-            .map(|p| p.map(|range| ChunkData::in_buffer(buf.clone(), range)))
+            .map(|c| {
+                c.map(|c| {
+                    at += c.len();
+                    ChunkData::in_buffer(buf.clone(), at - c.len()..at)
+                })
+            })
             .collect()
+    }
+
+    /// A copy of `bytes` followed by [`PAD`] zero bytes, which the batch decoder reads where
+    /// it lies.
+    pub fn padded_copy(bytes: &[u8]) -> ChunkData {
+        ChunkData::in_buffer(concat_padded(std::iter::once(bytes)), 0..bytes.len())
     }
 
     /// The chunk with the rest of its buffer after it, for the batch decoder.
     pub fn tailed(&self) -> TailedChunk<'_> {
         TailedChunk::new(&self.buf[self.start..], self.len)
     }
+}
+
+/// A new buffer holding `parts` one after another, then [`PAD`] zero bytes.
+fn concat_padded<'a>(parts: impl Iterator<Item = &'a [u8]> + Clone) -> Arc<[u8]> {
+    let total = parts.clone().map(<[u8]>::len).sum::<usize>() + PAD;
+    let mut buf = Arc::<[u8]>::new_uninit_slice(total);
+    let dst = Arc::get_mut(&mut buf).expect("a new buffer has no other owner");
+    let mut at = 0;
+    for p in parts {
+        for (d, &b) in dst[at..at + p.len()].iter_mut().zip(p) {
+            d.write(b);
+        }
+        at += p.len();
+    }
+    for d in &mut dst[at..] {
+        d.write(0);
+    }
+    // SAFETY: every byte was written above: the parts' bytes up to `at`, zeros after.
+    unsafe { buf.assume_init() }
 }
 
 impl std::ops::Deref for ChunkData {

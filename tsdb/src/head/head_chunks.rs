@@ -635,15 +635,9 @@ impl ChunkDiskMapper {
     /// the files, each a cache miss that the hardware does not foresee. Nothing for a chunk
     /// not in a mapped file, or on other CPUs; a prefetch never faults.
     pub fn prefetch(&self, r: HeadChunkRef) {
-        #[cfg(target_arch = "x86_64")]
         if let Some(f) = self.files.get(&r.seq()) {
-            let off = r.offset() as usize;
-            for line in (off..(off + PREFETCH_BYTES).min(f.len)).step_by(64) {
-                let p = f.mmap[line..].as_ptr().cast::<i8>();
-                // SAFETY: a prefetch hint reads nothing architecturally and never faults;
-                // `p` points inside the map either way.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
-            }
+            let off = (r.offset() as usize).min(f.len);
+            super::prefetch(f.mmap[off..].as_ptr(), PREFETCH_BYTES.min(f.len - off));
         }
     }
 

@@ -105,7 +105,7 @@ fn lock_snapshot(
             min_time: h.min_time,
             max_time: h.max_time,
             encoding: Encoding::Xor,
-            data: ChunkData::from(h.app.bytes()),
+            data: ChunkData::padded_copy(h.app.bytes()),
         });
     (full, open)
 }
@@ -353,13 +353,20 @@ fn select_parallel(
         jobs.push(Box::new(move || {
             let mut refs = Vec::new();
             let pending = part
-                .into_iter()
-                .filter_map(|series| {
-                    let (full, open) = lock_snapshot(&series, mint, maxt, last_only);
+                .iter()
+                .enumerate()
+                .filter_map(|(i, series)| {
+                    // The series are scattered in memory: each is a cache miss or two.
+                    if let Some(ahead) = part.get(i + SNAPSHOT_AHEAD) {
+                        let p = Arc::as_ptr(ahead).cast::<u8>();
+                        super::prefetch(p, std::mem::size_of::<MemSeries>());
+                    }
+                    let (full, open) = lock_snapshot(series, mint, maxt, last_only);
                     if full.is_empty() && open.is_none() {
                         return None;
                     }
                     refs.extend(full.iter().map(|c| c.chunk_ref));
+                    let series = Arc::clone(series);
                     Some(Pending { series, full, open })
                 })
                 .collect();
@@ -407,6 +414,9 @@ fn select_parallel(
     }
     run_parallel(jobs).into_iter().flatten().collect()
 }
+
+/// How many series ahead of the one it snapshots [`select_parallel`] prefetches.
+const SNAPSHOT_AHEAD: usize = 4;
 
 /// Fewest full chunks a selection reads for the reads to be split over the cores whatever
 /// its series count (each chunk of a sparse region is one `pread`).
