@@ -191,4 +191,37 @@ mod tests {
         let (last, d) = refs.last().unwrap();
         assert_eq!(&*store.read_unmapped(*last).unwrap(), &d[..]);
     }
+
+    #[test]
+    fn read_many_packs_the_chunks_and_passes_errors_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapper = ChunkDiskMapper::open_with_max_file_size(dir.path(), 4096).unwrap();
+        let store = DiskChunkStore::new(mapper);
+        let mut refs = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..30u8 {
+            let data: Vec<u8> = [0, 1]
+                .into_iter()
+                .chain((0..20 + i).map(|j| i ^ j))
+                .collect();
+            let t = i64::from(i) * 100;
+            refs.push(store.write(1, t, t + 99, Encoding::Xor, &data).unwrap());
+            want.push(data);
+        }
+        store.with_mapper(|m| m.flush()).unwrap();
+        // Out of order, with a reference to a file that does not exist in the middle.
+        let mut asked: Vec<u64> = refs.iter().rev().copied().collect();
+        asked.insert(5, HeadChunkRef::new(999, 8).0);
+        let got = store.read_many(&asked);
+        assert_eq!(got.len(), asked.len());
+        assert!(got[5].is_err());
+        let ok: Vec<&ChunkData> = got.iter().filter_map(|d| d.as_ref().ok()).collect();
+        for (d, w) in ok.iter().zip(want.iter().rev()) {
+            assert_eq!(&d[..], &w[..]);
+        }
+        // One buffer for all of them, each chunk right after the one before.
+        for w in ok.windows(2) {
+            assert_eq!(w[0].as_ptr().wrapping_add(w[0].len()), w[1].as_ptr());
+        }
+    }
 }
