@@ -154,21 +154,32 @@ const REGION_SHIFT: u32 = 20;
 mod tests {
     use super::*;
 
-    #[test]
-    fn sparse_reads_are_cached_until_truncation() {
+    /// A store over a new directory of 4 KiB files holding `n` chunks of series 1, chunk `i`
+    /// being `[0, 1]` and `extra(i)` bytes after, 100 ms each; their references and bytes.
+    fn store_with(
+        n: u8,
+        extra: impl Fn(u8) -> u8,
+    ) -> (tempfile::TempDir, DiskChunkStore, Vec<(u64, Vec<u8>)>) {
         let dir = tempfile::tempdir().unwrap();
         let mapper = ChunkDiskMapper::open_with_max_file_size(dir.path(), 4096).unwrap();
         let store = DiskChunkStore::new(mapper);
         let mut refs = Vec::new();
-        for i in 0..60u8 {
-            let data: Vec<u8> = [0, 1].into_iter().chain((0..40).map(|j| i ^ j)).collect();
+        for i in 0..n {
+            let data: Vec<u8> = [0, 1]
+                .into_iter()
+                .chain((0..extra(i)).map(|j| i ^ j))
+                .collect();
             let t = i64::from(i) * 100;
-            refs.push((
-                store.write(1, t, t + 99, Encoding::Xor, &data).unwrap(),
-                data,
-            ));
+            let r = store.write(1, t, t + 99, Encoding::Xor, &data).unwrap();
+            refs.push((r, data));
         }
         store.with_mapper(|m| m.flush()).unwrap();
+        (dir, store, refs)
+    }
+
+    #[test]
+    fn sparse_reads_are_cached_until_truncation() {
+        let (_dir, store, refs) = store_with(60, |_| 40);
         // A block write's reads keep nothing.
         for (r, d) in &refs {
             assert_eq!(&*store.read_once(*r).unwrap(), &d[..]);
@@ -194,21 +205,8 @@ mod tests {
 
     #[test]
     fn read_many_packs_the_chunks_and_passes_errors_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let mapper = ChunkDiskMapper::open_with_max_file_size(dir.path(), 4096).unwrap();
-        let store = DiskChunkStore::new(mapper);
-        let mut refs = Vec::new();
-        let mut want = Vec::new();
-        for i in 0..30u8 {
-            let data: Vec<u8> = [0, 1]
-                .into_iter()
-                .chain((0..20 + i).map(|j| i ^ j))
-                .collect();
-            let t = i64::from(i) * 100;
-            refs.push(store.write(1, t, t + 99, Encoding::Xor, &data).unwrap());
-            want.push(data);
-        }
-        store.with_mapper(|m| m.flush()).unwrap();
+        let (_dir, store, written) = store_with(30, |i| 20 + i);
+        let (refs, want): (Vec<u64>, Vec<Vec<u8>>) = written.into_iter().unzip();
         // Out of order, with a reference to a file that does not exist in the middle.
         let mut asked: Vec<u64> = refs.iter().rev().copied().collect();
         asked.insert(5, HeadChunkRef::new(999, 8).0);
