@@ -10,6 +10,7 @@
 //! after the queries. `Q=<name>` runs only that query; `RANGE_S=<seconds>` shortens the range
 //! queries' 6h; `RW=1` opens the directory read-write as the server does (head chunks read
 //! from `chunks_head/` rather than kept in memory; it writes to the directory: use a copy).
+//! `GAP_MS=<ms>` sleeps between runs, as a client's round trip leaves the server idle.
 
 use std::time::Instant;
 
@@ -121,6 +122,12 @@ fn main() {
         std::process::exit(1)
     });
     let only = std::env::var("Q").ok();
+    let gap = std::time::Duration::from_millis(
+        std::env::var("GAP_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let e = Engine::new(EngineOptions::default());
     let q: &dyn Queryable = &db;
     let (mut tot_wall, mut tot_cpu) = (0.0, 0.0);
@@ -151,6 +158,9 @@ fn main() {
         let mut res = None;
         let mut c0 = cpu_s();
         for i in 0..=runs {
+            if gap.as_nanos() > 0 {
+                std::thread::sleep(gap);
+            }
             let t = Instant::now();
             let r = run();
             if i > 0 {

@@ -655,7 +655,7 @@ type Item = Result<Arc<dyn Series>>;
 /// reference order (the labels' order); the first error ends the result.
 fn select_parallel(it: &SelectIter, refs: Vec<u64>, threads: usize) -> Vec<Item> {
     let per = refs.len().div_ceil(threads.max(1)).max(1);
-    let jobs: Vec<crate::querier::ParallelPart<Vec<Item>>> = refs
+    let jobs: Vec<crate::parallel::ParallelPart<Vec<Item>>> = refs
         .chunks(per)
         .map(|c| {
             let mut p = it.part(c.to_vec());
@@ -669,10 +669,10 @@ fn select_parallel(it: &SelectIter, refs: Vec<u64>, threads: usize) -> Vec<Item>
                     }
                 }
                 v
-            }) as crate::querier::ParallelPart<Vec<Item>>
+            }) as crate::parallel::ParallelPart<Vec<Item>>
         })
         .collect();
-    let done = crate::querier::run_parallel(jobs);
+    let done = crate::parallel::run_parallel(jobs);
     let mut out = Vec::with_capacity(refs.len());
     for part in done {
         let failed = part.last().is_some_and(|x| x.is_err());

@@ -18,6 +18,7 @@ pub mod head;
 pub mod index;
 pub mod labels;
 pub mod merge;
+pub mod parallel;
 pub mod querier;
 pub mod tombstones;
 pub mod wal;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::chunkenc::xor::{TailedChunk, PAD};
 use crate::chunkenc::{Encoding, ValueType};
 use crate::labels::{Labels, Matcher};
+use crate::parallel::cores;
 use crate::Result;
 
 /// What the caller will do with the selected data. Implementations may use it to read less;
@@ -569,13 +570,6 @@ pub(crate) fn windowed<T: Send + 'static>(
     }))
 }
 
-/// The cores this process may run on, found once: `available_parallelism` reads the cgroup
-/// CPU limit files on every call, which cost ~5% of a small instant query.
-pub fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()))
-}
-
 /// Threads to prepare a selection of `n` series with: one per core, each with at least
 /// [`PARALLEL_SELECT_MIN`] / 2 series.
 pub(crate) fn select_threads(n: usize) -> usize {
@@ -589,13 +583,7 @@ pub(crate) fn select_threads(n: usize) -> usize {
 }
 
 /// Most threads one selection's work is split over.
-pub(crate) const MAX_SELECT_THREADS: usize = 8;
-
-/// One part of a parallel selection ([`run_parallel`]).
-pub(crate) type ParallelPart<T> = Box<dyn FnOnce() -> T + Send + 'static>;
-
-/// A job for the selection pool (a part wrapped to send its result back).
-type PoolJob = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) const MAX_SELECT_THREADS: usize = crate::parallel::MAX_WORKERS;
 
 /// The process-wide "thread idle" callback (see [`set_thread_idle_hook`]).
 static THREAD_IDLE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
@@ -613,170 +601,6 @@ pub fn thread_idle() {
     if let Some(hook) = THREAD_IDLE_HOOK.get() {
         hook();
     }
-}
-
-/// The selection pool: its job queue, its threads' idle-hook flags and how many threads
-/// serve it.
-struct SelectPool {
-    /// Jobs not taken yet.
-    queue: parking_lot::Mutex<std::collections::VecDeque<PoolJob>>,
-    /// Signalled when a job is queued or a thread is asked to run the idle hook.
-    wake: parking_lot::Condvar,
-    /// Per pool thread (by index): whether it ran a job since it last ran the idle hook.
-    dirty: Vec<std::sync::atomic::AtomicBool>,
-    /// Per pool thread: whether [`pool_idle`] asked it to run the idle hook.
-    collect: Vec<std::sync::atomic::AtomicBool>,
-    threads: usize,
-}
-
-/// The pool, once a large selection started it.
-static SELECT_POOL: std::sync::OnceLock<SelectPool> = std::sync::OnceLock::new();
-
-/// The long-lived threads [`run_parallel`] hands work to. Spawning threads for every large
-/// selection cost more than the thread start: each new thread got a fresh allocator heap,
-/// whose pages the kernel had to fault in again on every query (most of the page faults of a
-/// 100k-series instant query), and more so in a server whose heap was just churned by live
-/// ingestion. Pool threads keep their heaps warm.
-fn select_pool() -> &'static SelectPool {
-    SELECT_POOL.get_or_init(|| {
-        let wanted = cores().clamp(1, 8);
-        let mut threads = 0;
-        for i in 0..wanted {
-            let spawned = std::thread::Builder::new()
-                .name(format!("ignis-select-{i}"))
-                .spawn(move || pool_thread(i));
-            match spawned {
-                Ok(_) => threads += 1,
-                Err(e) => {
-                    tracing::warn!(err = %e, "cannot start a selection thread");
-                    break;
-                }
-            }
-        }
-        let flags = || {
-            (0..wanted)
-                .map(|_| std::sync::atomic::AtomicBool::new(false))
-                .collect()
-        };
-        SelectPool {
-            queue: parking_lot::Mutex::new(std::collections::VecDeque::new()),
-            wake: parking_lot::Condvar::new(),
-            dirty: flags(),
-            collect: flags(),
-            threads,
-        }
-    })
-}
-
-/// The loop of pool thread `i`: runs queued jobs and, when [`pool_idle`] asked it to and
-/// no job is waiting, the idle hook.
-fn pool_thread(i: usize) {
-    use std::sync::atomic::Ordering;
-    // The pool is being initialized by the thread that spawned this one; wait for it.
-    let pool = select_pool();
-    let mut queue = pool.queue.lock();
-    loop {
-        if let Some(job) = queue.pop_front() {
-            drop(queue);
-            pool.dirty[i].store(true, Ordering::Relaxed);
-            job();
-            queue = pool.queue.lock();
-        } else if pool.collect[i].swap(false, Ordering::AcqRel) {
-            drop(queue);
-            thread_idle();
-            queue = pool.queue.lock();
-        } else {
-            pool.wake.wait(&mut queue);
-        }
-    }
-}
-
-/// Asks every selection pool thread that ran a job since its last idle hook to run
-/// [`thread_idle`] once it has no job to do, without waiting for it: for the server after a
-/// query, once the series the pool built have been freed by other threads (memory an
-/// allocator gives back only when its owning thread looks at it). Each thread checks its own
-/// flag, so nothing is queued and no thread waits for another; a query that did not use the
-/// pool wakes nothing. Does nothing if no selection has started the pool yet or no hook is
-/// installed.
-pub fn pool_idle() {
-    use std::sync::atomic::Ordering;
-    let Some(pool) = SELECT_POOL.get() else {
-        return;
-    };
-    if pool.threads == 0 || THREAD_IDLE_HOOK.get().is_none() {
-        return;
-    }
-    let mut any = false;
-    for (dirty, collect) in pool.dirty.iter().zip(&pool.collect) {
-        if dirty.swap(false, Ordering::AcqRel) {
-            collect.store(true, Ordering::Release);
-            any = true;
-        }
-    }
-    if any {
-        // Under the lock, so that a thread between its flag check and its wait is not missed.
-        let _queue = pool.queue.lock();
-        pool.wake.notify_all();
-    }
-}
-
-/// Runs `parts` in parallel and returns their results in order: the first on the calling
-/// thread, the others on the selection pool's long-lived threads. A part that panics makes
-/// this panic on the calling thread with the same payload. Parts must not wait for other
-/// pool work (they would then be able to deadlock the pool).
-pub(crate) fn run_parallel<T: Send + 'static>(parts: Vec<ParallelPart<T>>) -> Vec<T> {
-    let n = parts.len();
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return Vec::new();
-    };
-    if n == 1 {
-        // Nothing to hand over: waking the pool would only cost its threads a futile
-        // context switch each, on the cores this thread needs.
-        return vec![first()];
-    }
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, std::thread::Result<T>)>();
-    let mut queued = 0usize;
-    let pool = select_pool();
-    if pool.threads == 0 {
-        // No pool thread could be started: run every part here.
-        for (i, part) in parts.enumerate() {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(part));
-            let _ = tx.send((i + 1, r));
-            queued += 1;
-        }
-    } else {
-        let mut queue = pool.queue.lock();
-        for (i, part) in parts.enumerate() {
-            let tx = tx.clone();
-            queue.push_back(Box::new(move || {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(part));
-                let _ = tx.send((i + 1, r));
-            }));
-            queued += 1;
-        }
-        drop(queue);
-        if queued == 1 {
-            pool.wake.notify_one();
-        } else {
-            pool.wake.notify_all();
-        }
-    }
-    drop(tx);
-    let first = first();
-    let mut rest: Vec<Option<T>> = (1..n).map(|_| None).collect();
-    for _ in 0..queued {
-        match rx.recv() {
-            Ok((i, Ok(v))) => rest[i - 1] = Some(v),
-            Ok((_, Err(panic))) => std::panic::resume_unwind(panic),
-            Err(_) => break,
-        }
-    }
-    let mut out = Vec::with_capacity(n);
-    out.push(first);
-    out.extend(rest.into_iter().flatten());
-    assert_eq!(out.len(), n, "a selection part was lost");
-    out
 }
 
 #[cfg(test)]
@@ -828,106 +652,5 @@ mod tests {
         assert_eq!(it.next(), ValueType::None);
         assert_eq!(qr.label_values("x", &m, 0).unwrap(), vec!["1", "2"]);
         assert_eq!(qr.label_names(&[], 0).unwrap(), vec!["__name__", "x"]);
-    }
-
-    #[test]
-    fn run_parallel_keeps_order_and_reuses_threads() {
-        for round in 0..3 {
-            let parts: Vec<ParallelPart<(usize, String)>> = (0..6)
-                .map(|i| {
-                    Box::new(move || {
-                        (
-                            i * 10 + round,
-                            std::thread::current().name().unwrap_or("").to_string(),
-                        )
-                    }) as ParallelPart<(usize, String)>
-                })
-                .collect();
-            let out = run_parallel(parts);
-            let vals: Vec<usize> = out.iter().map(|x| x.0).collect();
-            assert_eq!(vals, (0..6).map(|i| i * 10 + round).collect::<Vec<_>>());
-            // Parts after the first run on the named pool threads (or here, without a pool).
-            assert!(out[1..]
-                .iter()
-                .all(|x| x.1.starts_with("ignis-select-") || x.1 == out[0].1));
-        }
-        assert!(run_parallel::<u8>(Vec::new()).is_empty());
-    }
-
-    /// Names of the threads the test hook ran on.
-    static IDLE_CALLS: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
-
-    fn record_idle() {
-        let name = std::thread::current().name().unwrap_or("").to_string();
-        IDLE_CALLS.lock().push(name);
-    }
-
-    #[test]
-    fn pool_idle_runs_the_hook_once_on_every_pool_thread_that_worked() {
-        // Start the pool, install the hook (the only test that does).
-        let names = || {
-            let parts: Vec<ParallelPart<String>> = (0..8)
-                .map(|_| {
-                    Box::new(|| {
-                        // Long enough that the parts spread over the pool's threads.
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        std::thread::current().name().unwrap_or("").to_string()
-                    }) as ParallelPart<String>
-                })
-                .collect();
-            let mut out = run_parallel(parts);
-            out.remove(0);
-            out.sort();
-            out.dedup();
-            out
-        };
-        let worked = names();
-        assert!(!worked.is_empty());
-        assert!(set_thread_idle_hook(record_idle));
-        assert!(
-            !set_thread_idle_hook(record_idle),
-            "only the first hook is installed"
-        );
-        thread_idle();
-        let me = std::thread::current().name().unwrap_or("").to_string();
-        assert_eq!(*IDLE_CALLS.lock(), vec![me]);
-        IDLE_CALLS.lock().clear();
-
-        pool_idle();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let all_called = || {
-            let calls = IDLE_CALLS.lock();
-            worked.iter().all(|w| calls.contains(w))
-        };
-        while !all_called() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        // Every thread that ran a part ran the hook, once (other tests running parts at the
-        // same time may have made more pool threads due one), and only pool threads did.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut calls = IDLE_CALLS.lock().clone();
-        assert!(
-            worked.iter().all(|w| calls.contains(w)),
-            "{calls:?} {worked:?}"
-        );
-        assert!(calls.iter().all(|n| n.starts_with("ignis-select-")));
-        let n = calls.len();
-        calls.sort();
-        calls.dedup();
-        assert_eq!(calls.len(), n, "a thread ran the hook twice");
-
-        // The pool still runs parts after its threads went idle.
-        assert!(!names().is_empty());
-    }
-
-    #[test]
-    fn run_parallel_propagates_a_panic() {
-        let parts: Vec<ParallelPart<u32>> =
-            vec![Box::new(|| 1), Box::new(|| panic!("part failed"))];
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_parallel(parts)));
-        assert!(r.is_err());
-        // The pool still works afterwards.
-        let parts: Vec<ParallelPart<u32>> = vec![Box::new(|| 1), Box::new(|| 2)];
-        assert_eq!(run_parallel(parts), vec![1, 2]);
     }
 }

@@ -1,11 +1,12 @@
 //! Running independent per-series work on several threads.
 //!
 //! The work of one query step over many series (decoding selected series, sliding a range
-//! function's window) is split into as many contiguous parts as there are cores, each run on
-//! a scoped thread; results come back in input order. Below a size threshold everything runs
-//! on the calling thread, where spawning would cost more than it saves.
+//! function's window) is shared between the calling thread and the worker pool
+//! ([`tsdb::parallel`]), up to one thread per core. Below a size threshold everything runs
+//! on the calling thread, where waking a worker would cost more than it saves.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::error::{QResult, QueryError};
 
@@ -17,7 +18,7 @@ pub(crate) fn threads_for(n: usize, min: usize) -> usize {
     if n < min {
         return 1;
     }
-    tsdb::querier::cores().min(MAX_THREADS).min(n)
+    tsdb::parallel::cores().min(MAX_THREADS).min(n)
 }
 
 /// Splits `items` into at most `parts` runs of consecutive items, in order, each owned.
@@ -48,8 +49,9 @@ pub(crate) fn drop_all<T: Send>(items: Vec<T>) {
     let _ = par_map(split_owned(items, threads), threads, drop);
 }
 
-/// Maps `f` over `items` in order, on up to `threads` threads (contiguous parts). A panic in
-/// a worker becomes an `execution` error.
+/// Maps `f` over `items` in order, on up to `threads` threads (contiguous parts, run on the
+/// calling thread and the worker pool, [`tsdb::parallel`]). A panic in a part becomes an
+/// `execution` error.
 pub(crate) fn par_map<T, R, F>(items: Vec<T>, threads: usize, f: F) -> QResult<Vec<R>>
 where
     T: Send,
@@ -60,32 +62,25 @@ where
         return Ok(items.into_iter().map(f).collect());
     }
     let n = items.len();
-    let mut parts = split_owned(items, threads);
     let f = &f;
-    let mut first = parts.remove(0);
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| sc.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        // The calling thread takes the first part itself.
-        let mut out: Vec<R> = Vec::with_capacity(n);
-        out.extend(first.drain(..).map(f));
-        for h in handles {
-            match h.join() {
-                Ok(v) => out.extend(v),
-                Err(_) => return Err(QueryError::execution("query evaluation thread panicked")),
-            }
-        }
-        Ok(out)
-    })
+    let parts: Vec<_> = split_owned(items, threads)
+        .into_iter()
+        .map(|part| move || part.into_iter().map(f).collect::<Vec<R>>())
+        .collect();
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tsdb::parallel::run_parallel(parts)
+    }))
+    .map_err(|_| QueryError::execution("query evaluation thread panicked"))?;
+    let mut out = Vec::with_capacity(n);
+    out.extend(done.into_iter().flatten());
+    Ok(out)
 }
 
 /// Runs `f(&mut state, i)` for every `i` in `0..n` on up to `threads` threads (the caller
-/// being one), each thread taking the next index as soon as it is free, with one `state`
-/// per thread from `init`. Returns the results paired with their index, in no particular
-/// order; the first error stops every thread and is returned. A panic in a worker becomes
-/// an `execution` error.
+/// and the worker pool, [`tsdb::parallel`]), each thread taking the next index as soon as it
+/// is free, with one `state` per thread from `init`. Returns the results paired with their
+/// index, in no particular order; the first error stops every thread and is returned. A
+/// panic in a worker becomes an `execution` error.
 pub(crate) fn par_dynamic<S, R, I, F>(
     n: usize,
     threads: usize,
@@ -124,18 +119,23 @@ where
     if threads == 1 {
         return work();
     }
-    let work = &work;
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
-        let mut out = work()?;
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part?),
-                Err(_) => return Err(QueryError::execution("query evaluation thread panicked")),
+    // Each thread's results, or the first error.
+    let results: Mutex<QResult<Vec<(usize, R)>>> = Mutex::new(Ok(Vec::with_capacity(n)));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tsdb::parallel::broadcast(threads, &|| {
+            let mine = work();
+            let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
+            match (&mut *all, mine) {
+                (Ok(all), Ok(mut v)) => all.append(&mut v),
+                (Ok(_), Err(e)) => *all = Err(e),
+                (Err(_), _) => {}
             }
-        }
-        Ok(out)
-    })
+        })
+    }));
+    if ran.is_err() {
+        return Err(QueryError::execution("query evaluation thread panicked"));
+    }
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

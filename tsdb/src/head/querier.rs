@@ -21,10 +21,10 @@ use super::Head;
 use crate::chunkenc::xor::TailedChunk;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
 use crate::labels::{Labels, Matcher};
+use crate::parallel::{run_parallel, ParallelPart};
 use crate::querier::{
-    run_parallel, select_threads, windowed, ChunkData, ChunkMeta, ChunkQuerier, ChunkSeries,
-    ChunkSeriesSet, LabelPairs, ParallelPart, Querier, Queryable, SampleIter, SelectHints, Series,
-    SeriesSet,
+    select_threads, windowed, ChunkData, ChunkMeta, ChunkQuerier, ChunkSeries, ChunkSeriesSet,
+    LabelPairs, Querier, Queryable, SampleIter, SelectHints, Series, SeriesSet,
 };
 use crate::Result;
 
@@ -381,7 +381,7 @@ fn select_parallel(
     let release = all_refs.len() >= RELEASE_MIN_CHUNKS;
     // Reading is a system call per sparse chunk: worth both cores sooner than the rest.
     let read_threads = if all_refs.len() >= PARALLEL_READ_MIN_CHUNKS {
-        crate::querier::cores().min(crate::querier::MAX_SELECT_THREADS)
+        crate::parallel::cores().min(crate::querier::MAX_SELECT_THREADS)
     } else {
         threads
     };

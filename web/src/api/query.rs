@@ -57,7 +57,7 @@ fn query_param(p: &Params) -> Result<String, ApiError> {
 /// hold up the async workers; returns the body and the evaluation time.
 ///
 /// The body is handed back as soon as it is encoded: freeing the result and the allocator
-/// work after a query ([`tsdb::querier::thread_idle`], [`tsdb::querier::pool_idle`]) happen
+/// work after a query ([`tsdb::querier::thread_idle`], [`tsdb::parallel::pool_idle`]) happen
 /// on the blocking thread while the response is already on its way.
 async fn run_query(
     state: &SharedState,
@@ -106,7 +106,7 @@ async fn run_query(
         // that built the series sit idle after the query.
         drop(out);
         tsdb::querier::thread_idle();
-        tsdb::querier::pool_idle();
+        tsdb::parallel::pool_idle();
     }));
     let timeout = opts.timeout.unwrap_or(state.args.query_timeout);
     let (body, took) = match tokio::time::timeout(timeout, rx).await {
@@ -149,7 +149,7 @@ fn matrix_len(m: &[RangeSeries]) -> usize {
 }
 
 /// Fewest points of a matrix result for it to be encoded on two threads (a point takes
-/// ~50 ns to write; a thread ~30 µs to start).
+/// ~50 ns to write; a pool worker ~30–70 µs to wake).
 const PARALLEL_ENCODE_MIN_POINTS: usize = 8192;
 
 /// Appends the series of a matrix result, comma-separated, to `s`.
@@ -215,24 +215,22 @@ pub fn encode_data_into(s: &mut String, out: &QueryOutput, took: Duration, want_
                     })
                     .map_or(m.len(), |i| (i + 1).min(m.len() - 1));
                 let (a, b) = m.split_at(cut);
-                let second = std::thread::scope(|sc| {
-                    let h = sc.spawn(|| {
+                // The first half straight into `s`, the second into its own buffer.
+                let out = &mut *s;
+                let halves: Vec<Box<dyn FnOnce() -> Option<String> + Send + '_>> = vec![
+                    Box::new(move || {
+                        encode_matrix_series(out, a);
+                        None
+                    }),
+                    Box::new(|| {
                         let mut t = String::with_capacity(matrix_len(b));
                         encode_matrix_series(&mut t, b);
-                        t
-                    });
-                    encode_matrix_series(s, a);
-                    h.join()
-                });
-                match second {
-                    Ok(t) => {
-                        s.push(',');
-                        s.push_str(&t);
-                    }
-                    Err(_) => {
-                        s.push(',');
-                        encode_matrix_series(s, b);
-                    }
+                        Some(t)
+                    }),
+                ];
+                if let Some(Some(t)) = tsdb::parallel::run_parallel(halves).pop() {
+                    s.push(',');
+                    s.push_str(&t);
                 }
             } else {
                 encode_matrix_series(s, m);

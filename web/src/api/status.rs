@@ -60,7 +60,7 @@ pub async fn runtimeinfo(State(st): State<SharedState>) -> Response {
         "lastConfigTime": cfg.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "corruptionCount": 0,
         "goroutineCount": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
-        "GOMAXPROCS": tsdb::querier::cores(),
+        "GOMAXPROCS": tsdb::parallel::cores(),
         "GOMEMLIMIT": i64::MAX,
         "GOGC": "",
         "GODEBUG": "",

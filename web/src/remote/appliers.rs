@@ -31,7 +31,7 @@ fn appliers() -> &'static Appliers {
     APPLIERS.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let n = tsdb::querier::cores() * APPLIERS_PER_CORE;
+        let n = tsdb::parallel::cores() * APPLIERS_PER_CORE;
         for i in 0..n {
             let rx = Arc::clone(&rx);
             let started = std::thread::Builder::new()

@@ -102,7 +102,7 @@ impl DbStorage {
                     let res = me.db().map(|db| db.compact());
                     // Compaction frees the head's copy of what it wrote: hand the pages back.
                     tsdb::querier::thread_idle();
-                    tsdb::querier::pool_idle();
+                    tsdb::parallel::pool_idle();
                     res
                 })
                 .await;
