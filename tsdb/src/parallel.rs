@@ -1,6 +1,6 @@
-//! The worker pool: one long-lived thread per core (up to [`MAX_WORKERS`]), each pinned to
-//! its core, that runs the parallel parts of selections and query evaluations beside the
-//! thread that asked for them.
+//! The worker pool: long-lived threads, two per core (of up to [`MAX_WORKERS`] cores), each
+//! pinned to its core, that run the parallel parts of selections and query evaluations
+//! beside the thread that asked for them.
 //!
 //! Why pinned threads, and not threads spawned per query or a pool the scheduler places: on
 //! a small machine (measured on the 2-core bench VM, Linux 6.18) a thread spawned or woken
@@ -19,12 +19,12 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Condvar, Mutex};
 
-/// Most worker threads the pool starts (and so most threads one parallel section uses).
+/// Most cores the pool has workers on (and so most threads one parallel section uses).
 pub const MAX_WORKERS: usize = 8;
 
 /// The cores this process may run on, found once: `available_parallelism` reads the cgroup
@@ -176,6 +176,9 @@ struct Worker {
     wake: Condvar,
     /// The core this worker runs on, when pinned.
     cpu: Option<usize>,
+    /// Inside a job or about to take one (a hint for [`Pool::helpers_for`]: a job posted to a
+    /// busy worker may start late).
+    busy: AtomicBool,
 }
 
 #[derive(Default)]
@@ -189,12 +192,14 @@ struct Mailbox {
 
 impl Worker {
     fn post(&self, job: Arc<Job>) {
+        self.busy.store(true, Ordering::Relaxed);
         self.mailbox.lock().jobs.push_back(job);
         self.wake.notify_one();
     }
 }
 
 struct Pool {
+    /// [`WORKERS_PER_CORE`] per core, those of one core next to each other.
     workers: Vec<Worker>,
     /// Where the next caller that cannot tell its core starts looking for workers.
     rotor: AtomicUsize,
@@ -202,39 +207,52 @@ struct Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
+/// Workers per core. More than one, so that parallel work started inside a part (a
+/// selection window read while the evaluation's parts run) finds a free worker on the other
+/// cores while their first worker waits inside the outer part.
+const WORKERS_PER_CORE: usize = 2;
+
 impl Pool {
-    /// Up to `n` workers to help a caller: those pinned to other cores than the caller's
-    /// (a worker on the caller's core could only start once the caller blocks), starting
-    /// after it so that concurrent callers on different cores pick different workers.
-    fn helpers_for(&self, n: usize) -> impl Iterator<Item = &Worker> {
-        let len = self.workers.len();
+    /// Up to `n` workers to help a caller, each on a different core than the caller's and
+    /// than each other's (a worker on the caller's core could only start once the caller
+    /// blocks): per core, a worker not busy if there is one. Cores are taken in turn from
+    /// the one after the caller's, so that concurrent callers spread.
+    fn helpers_for(&self, n: usize) -> Vec<&Worker> {
+        let groups: Vec<&[Worker]> = self.workers.chunks(WORKERS_PER_CORE).collect();
         let here = current_cpu();
         let start = match here {
-            Some(c) => self
-                .workers
+            Some(c) => groups
                 .iter()
-                .position(|w| w.cpu == Some(c))
+                .position(|g| g[0].cpu == Some(c))
                 .map_or(0, |i| i + 1),
             None => self.rotor.fetch_add(1, Ordering::Relaxed),
         };
-        (0..len)
-            .map(move |k| &self.workers[(start + k) % len])
-            .filter(move |w| w.cpu.is_none() || w.cpu != here)
+        (0..groups.len())
+            .map(|k| groups[(start + k) % groups.len()])
+            .filter(|g| g[0].cpu.is_none() || g[0].cpu != here)
             .take(n)
+            .map(|g| {
+                g.iter()
+                    .find(|w| !w.busy.load(Ordering::Relaxed))
+                    .unwrap_or(&g[0])
+            })
+            .collect()
     }
 }
 
 /// The pool, started on first use.
 fn pool() -> &'static Pool {
     POOL.get_or_init(|| {
-        let n = cores().clamp(1, MAX_WORKERS);
-        let cpus = pin_targets(n);
+        let ncores = cores().clamp(1, MAX_WORKERS);
+        let cpus = pin_targets(ncores);
+        let n = ncores * WORKERS_PER_CORE;
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             workers.push(Worker {
                 mailbox: Mutex::new(Mailbox::default()),
                 wake: Condvar::new(),
-                cpu: cpus.as_ref().map(|c| c[i]),
+                cpu: cpus.as_ref().map(|c| c[i / WORKERS_PER_CORE]),
+                busy: AtomicBool::new(false),
             });
         }
         // Each thread looks itself up in the pool, once this initialization has finished.
@@ -244,7 +262,8 @@ fn pool() -> &'static Pool {
                 .spawn(move || worker_loop(i));
             if let Err(e) = spawned {
                 tracing::warn!(err = %e, "cannot start a worker thread");
-                workers.truncate(i);
+                // Whole cores only: `helpers_for` takes the workers a core at a time.
+                workers.truncate(i - i % WORKERS_PER_CORE);
                 break;
             }
         }
@@ -266,6 +285,7 @@ fn worker_loop(i: usize) {
     let mut m = me.mailbox.lock();
     loop {
         if let Some(job) = m.jobs.pop_front() {
+            me.busy.store(true, Ordering::Relaxed);
             m.dirty = true;
             drop(m);
             job.run();
@@ -276,6 +296,7 @@ fn worker_loop(i: usize) {
             crate::querier::thread_idle();
             m = me.mailbox.lock();
         } else {
+            me.busy.store(false, Ordering::Relaxed);
             me.wake.wait(&mut m);
         }
     }
