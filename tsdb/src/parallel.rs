@@ -45,13 +45,12 @@ pub fn broadcast(threads: usize, work: &(dyn Fn() + Sync)) {
         work();
         return;
     }
-    // SAFETY: the job's pointer outlives its use: workers call it only between entering and
-    // leaving the job (`Job::run`), and `Closer` below, run when this function returns or
-    // unwinds, closes the job and waits until no worker is inside; a worker that comes later
-    // sees the job closed and never touches the pointer.
-    let work: &'static (dyn Fn() + Sync) = unsafe { std::mem::transmute(work) };
+    // Workers call `work` only while the job is open (`Job::run`); `Closer` below, run when
+    // this function returns or unwinds, closes it and waits until no worker is inside.
+    // SAFETY: only the lifetime is erased, and the pointer is not used after the job closes.
+    let erased: *const (dyn Fn() + Sync + 'static) = unsafe { std::mem::transmute(work) };
     let job = Arc::new(Job {
-        work,
+        work: erased,
         state: Mutex::new(JobState::default()),
         left: Condvar::new(),
     });
@@ -118,11 +117,17 @@ pub fn pool_idle() {
 /// One parallel section: the caller's work, shared with the workers it was posted to.
 struct Job {
     /// The caller's work; valid while the job is open (see [`broadcast`]).
-    work: &'static (dyn Fn() + Sync),
+    work: *const (dyn Fn() + Sync),
     state: Mutex<JobState>,
     /// Signalled when the last worker inside a closed job leaves it.
     left: Condvar,
 }
+
+// SAFETY: `work` points to a `Sync` closure, called only while the job is open (see
+// `broadcast`); the rest is behind a mutex.
+unsafe impl Send for Job {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Job {}
 
 #[derive(Default)]
 struct JobState {
@@ -144,7 +149,10 @@ impl Job {
             }
             s.active += 1;
         }
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.work)()));
+        // SAFETY: the job is open and this worker is counted in `active`, so the caller is
+        // still inside `broadcast` and `work` still points to its closure.
+        let work = unsafe { &*self.work };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         let mut s = self.state.lock();
         s.active -= 1;
         if let Err(p) = r {
