@@ -529,4 +529,47 @@ mod tests {
         // The workers still help after going idle.
         assert!(!workers_that_ran_parts().is_empty());
     }
+
+    /// Spins for `us` microseconds.
+    fn busy(us: u64) {
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_micros(us) {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The measurement behind this module's choice (prints, asserts nothing about speed):
+    /// 1 ms of work on the caller and 1 ms on a helper, after an idle gap, with the helper a
+    /// scoped thread spawned for it and with the pool. `cargo test --release -p tsdb --lib
+    /// helper_placement -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn helper_placement_after_an_idle_gap() {
+        let median = |mut v: Vec<u128>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        for gap_ms in [0u64, 1, 5] {
+            let gap = std::time::Duration::from_millis(gap_ms);
+            let (mut spawned, mut pooled) = (Vec::new(), Vec::new());
+            for _ in 0..300 {
+                std::thread::sleep(gap);
+                let t = std::time::Instant::now();
+                std::thread::scope(|sc| {
+                    sc.spawn(|| busy(1000));
+                    busy(1000);
+                });
+                spawned.push(t.elapsed().as_micros());
+                std::thread::sleep(gap);
+                let t = std::time::Instant::now();
+                run_parallel(vec![|| busy(1000), || busy(1000)]);
+                pooled.push(t.elapsed().as_micros());
+            }
+            println!(
+                "gap {gap_ms} ms: scoped thread {} µs, pool {} µs (median of 300)",
+                median(spawned),
+                median(pooled)
+            );
+        }
+    }
 }

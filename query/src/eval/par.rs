@@ -10,15 +10,14 @@ use std::sync::Mutex;
 
 use crate::error::{QResult, QueryError};
 
-/// Most threads one evaluation uses.
-const MAX_THREADS: usize = 8;
-
 /// Threads worth using for `n` items when parallelism starts at `min` items.
 pub(crate) fn threads_for(n: usize, min: usize) -> usize {
     if n < min {
         return 1;
     }
-    tsdb::parallel::cores().min(MAX_THREADS).min(n)
+    tsdb::parallel::cores()
+        .min(tsdb::parallel::MAX_WORKERS)
+        .min(n)
 }
 
 /// Splits `items` into at most `parts` runs of consecutive items, in order, each owned.
