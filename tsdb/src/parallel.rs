@@ -226,17 +226,17 @@ impl Pool {
     /// blocks): per core, a worker not busy if there is one. Cores are taken in turn from
     /// the one after the caller's, so that concurrent callers spread.
     fn helpers_for(&self, n: usize) -> Vec<&Worker> {
-        let groups: Vec<&[Worker]> = self.workers.chunks(WORKERS_PER_CORE).collect();
+        let cores = self.workers.len() / WORKERS_PER_CORE;
+        let group = |k: usize| &self.workers[k * WORKERS_PER_CORE..(k + 1) * WORKERS_PER_CORE];
         let here = current_cpu();
         let start = match here {
-            Some(c) => groups
-                .iter()
-                .position(|g| g[0].cpu == Some(c))
+            Some(c) => (0..cores)
+                .position(|k| group(k)[0].cpu == Some(c))
                 .map_or(0, |i| i + 1),
             None => self.rotor.fetch_add(1, Ordering::Relaxed),
         };
-        (0..groups.len())
-            .map(|k| groups[(start + k) % groups.len()])
+        (0..cores)
+            .map(|k| group((start + k) % cores))
             .filter(|g| g[0].cpu.is_none() || g[0].cpu != here)
             .take(n)
             .map(|g| {
