@@ -672,6 +672,9 @@ impl Db {
         if let Some(w) = &self.wal {
             w.with_wal(|wal| wal.close())?;
         }
+        // Not needed for safety (the WAL holds their samples), but a restart then reads them
+        // back instead of rebuilding them.
+        self.head.write_waiting_chunks();
         if let HeadChunks::Disk(d) = &self.chunks {
             d.close()?;
         }

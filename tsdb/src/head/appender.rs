@@ -140,39 +140,19 @@ impl Appender {
             self.release();
             return Err(e);
         }
-        let chunk_range = self.head.inner.opts.chunk_range;
-        let store = self.head.chunk_store();
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
-        let mut err = None;
         // A block may have been cut since `append` checked the bound: drop what it covers.
         let min_valid = self.head.min_valid_time();
         for p in &self.samples {
-            if p.t < min_valid {
-                continue;
-            }
-            match p
-                .series
-                .data
-                .lock()
-                .append(p.series.sref, p.t, p.v, chunk_range, store)
-            {
-                Ok(true) => {
-                    mint = mint.min(p.t);
-                    maxt = maxt.max(p.t);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    err.get_or_insert(e);
-                }
+            if p.t >= min_valid && self.head.append_sample(&p.series, p.t, p.v) {
+                mint = mint.min(p.t);
+                maxt = maxt.max(p.t);
             }
         }
         self.head.update_time_range(mint, maxt);
         self.release();
         self.min_valid = self.head.appendable_min_valid_time();
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     fn log(&mut self) -> Result<()> {

@@ -156,27 +156,32 @@ impl SymbolSeriesSource for HeadBlockSource {
                     .iter()
                     .filter(|c| c.min_time >= mint && c.max_time < maxt),
             );
-            if let Some(h) = d
+            // Chunks waiting to be stored, and the open chunk when its series stopped getting
+            // samples inside the range, are copied under the lock.
+            let waiting = d.waiting.iter().map(|w| (w.min_time, w.max_time, &w.bytes[..]));
+            let open = d
                 .head
                 .as_ref()
-                .filter(|h| h.app.num_samples() > 0 && h.min_time >= mint && h.max_time < maxt)
-            {
-                // The open chunk lies inside the range when its series stopped getting
-                // samples; its bytes are copied under the lock.
-                chunks.push(ChunkMeta {
-                    min_time: h.min_time,
-                    max_time: h.max_time,
-                    encoding: Encoding::Xor,
-                    data: ChunkData::from(h.app.bytes()),
-                });
+                .filter(|h| h.app.num_samples() > 0)
+                .map(|h| (h.min_time, h.max_time, h.app.bytes()));
+            for (min_time, max_time, bytes) in waiting.chain(open) {
+                if min_time >= mint && max_time < maxt {
+                    chunks.push(ChunkMeta {
+                        min_time,
+                        max_time,
+                        encoding: Encoding::Xor,
+                        data: ChunkData::from(bytes),
+                    });
+                }
             }
         }
         let store = self.head.chunk_store();
-        let open = chunks.pop();
+        let in_memory = chunks.len();
         for c in &self.refs {
             chunks.push(c.with_data(store.read_once(c.chunk_ref)?.into()));
         }
-        chunks.extend(open);
+        // The stored chunks are the older ones.
+        chunks.rotate_left(in_memory);
         labels.extend(s.lset.iter().map(|&id| self.remap[id as usize]));
         Ok(true)
     }

@@ -141,7 +141,7 @@ pub(crate) struct RecordingStore {
 impl RecordingStore {
     /// A head over a new recording store holding series `m{k="0"}` to `m{k="2"}`, appended in
     /// turns one sample a second for `seconds` seconds, so their full chunks interleave in
-    /// the store.
+    /// the store (each commit's cut chunks are written before the next).
     pub(crate) fn interleaved_head(seconds: i64) -> (Arc<RecordingStore>, super::Head) {
         let store = Arc::new(RecordingStore::default());
         let h = super::Head::new(super::HeadOptions::default(), store.clone()).unwrap();
@@ -153,6 +153,7 @@ impl RecordingStore {
                 app.append(None, &ls, t * 1000, t as f64).unwrap();
             }
             app.commit().unwrap();
+            h.write_waiting_chunks();
         }
         (store, h)
     }

@@ -24,6 +24,7 @@ pub mod series;
 pub mod sorted_cache;
 pub mod sparse_cache;
 pub mod wal;
+pub mod waiting;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -157,6 +158,8 @@ pub(crate) struct HeadInner {
     pending_mmapped: Mutex<HashMap<u64, Vec<MmappedChunk>>>,
     /// Recent large selections sorted by labels (see [`sorted_cache`]).
     sorted: sorted_cache::SortedSelections,
+    /// Cut chunks not yet in `chunks` (see [`waiting`]).
+    waiting: waiting::WaitingChunks,
 }
 
 /// Asks the CPU to start loading the `bytes` bytes from `p` into its caches, for a reader
@@ -222,6 +225,7 @@ impl Head {
                 wal: RwLock::new(None),
                 pending_mmapped: Mutex::new(HashMap::new()),
                 sorted: sorted_cache::SortedSelections::default(),
+                waiting: waiting::WaitingChunks::default(),
             }),
         })
     }
@@ -302,7 +306,7 @@ impl Head {
         let mut num_chunks = 0u64;
         self.inner.by_ref.for_each(|s| {
             let d = s.data.lock();
-            num_chunks += d.mmapped.len() as u64
+            num_chunks += (d.mmapped.len() + d.waiting.len()) as u64
                 + d.head
                     .as_ref()
                     .map_or(0, |h| (h.app.num_samples() > 0) as u64);
@@ -337,6 +341,40 @@ impl Head {
     /// The series with reference `r`.
     pub(crate) fn series(&self, r: u64) -> Option<Arc<MemSeries>> {
         self.inner.by_ref.get(r)
+    }
+
+    /// Appends `(t, v)` to series `s` as [`series::SeriesData::append`] does. A chunk it cuts
+    /// waits in the series; when a batch of them is due, this thread writes it ([`waiting`]).
+    pub(crate) fn append_sample(&self, s: &Arc<MemSeries>, t: i64, v: f64) -> bool {
+        let mut d = s.data.lock();
+        let before = d.waiting.len();
+        let ok = d.append(t, v, self.inner.opts.chunk_range);
+        let cut = d
+            .waiting
+            .last()
+            .filter(|_| d.waiting.len() > before)
+            .map(|w| w.bytes.len());
+        drop(d);
+        if let Some(bytes) = cut {
+            if self.inner.waiting.add(s, before == 0, bytes) {
+                self.inner
+                    .waiting
+                    .write_batch(&*self.inner.chunks, self.metric_name_symbol());
+            }
+        }
+        ok
+    }
+
+    /// Writes every chunk waiting in a series to the chunk store (before closing it).
+    pub fn write_waiting_chunks(&self) {
+        self.inner
+            .waiting
+            .write_all(&*self.inner.chunks, self.metric_name_symbol());
+    }
+
+    /// The symbol of `__name__`, if any series has it.
+    fn metric_name_symbol(&self) -> Option<u32> {
+        self.inner.syms.lookup(crate::labels::METRIC_NAME)
     }
 
     /// The series `series_ref` (when still in the head) or the one with labels `ls` (created
@@ -522,13 +560,7 @@ impl Head {
         if t < self.min_valid_time() {
             return Ok(Some(false));
         }
-        let ok = s.data.lock().append(
-            s.sref,
-            t,
-            v,
-            self.inner.opts.chunk_range,
-            &*self.inner.chunks,
-        )?;
+        let ok = self.append_sample(&s, t, v);
         if ok {
             self.update_time_range(t, t);
         }
@@ -554,6 +586,9 @@ impl Head {
             .mmapped
             .iter()
             .any(|c| c.max_time >= mint && c.min_time <= maxt)
+            || d.waiting
+                .iter()
+                .any(|c| c.max_time >= mint && c.min_time <= maxt)
             || d.head.as_ref().is_some_and(|h| {
                 h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt
             });
@@ -574,6 +609,9 @@ impl Head {
         for c in &d.mmapped {
             decode(&self.inner.chunks.read(c.chunk_ref)?)?;
         }
+        for w in &d.waiting {
+            decode(&w.bytes)?;
+        }
         if let Some(h) = d.head.as_ref().filter(|h| h.app.num_samples() > 0) {
             decode(h.app.bytes())?;
         }
@@ -586,14 +624,9 @@ impl Head {
         let deleted = before - samples.len();
         let mut nd = SeriesData::default();
         for (t, v) in samples {
-            nd.append(
-                s.sref,
-                t,
-                v,
-                self.inner.opts.chunk_range,
-                &*self.inner.chunks,
-            )?;
+            nd.append(t, v, self.inner.opts.chunk_range);
         }
+        nd.store_waiting(s.sref, &*self.inner.chunks)?;
         *d = nd;
         Ok(deleted)
     }

@@ -66,19 +66,14 @@ impl Head {
     }
 }
 
-/// What one series' lock gives for `[mint, maxt]`: its full chunks overlapping the range
-/// (references into the chunk store, not read yet) and a copy of its open chunk if that
-/// overlaps.
+/// What one series' lock gives for `[mint, maxt]`: its stored full chunks overlapping the
+/// range (references into the chunk store, not read yet) and copies of its waiting full
+/// chunks and its open chunk that overlap it.
 ///
 /// With `last_only` ([`SelectHints::last_only`]), when the open chunk ends inside the range
 /// its newest sample, the newest of the series, is all that is given (as a one-sample
 /// chunk), and nothing when it ends before the range.
-fn lock_snapshot(
-    s: &MemSeries,
-    mint: i64,
-    maxt: i64,
-    last_only: bool,
-) -> (Vec<MmappedChunk>, Option<ChunkMeta>) {
+fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Locked {
     let d = s.data.lock();
     if last_only {
         if let Some(h) = d
@@ -88,7 +83,11 @@ fn lock_snapshot(
         {
             let newest = (h.max_time >= mint).then(|| (h.app.last_t(), h.app.last_v()));
             drop(d);
-            return (Vec::new(), newest.map(|(t, v)| one_sample_chunk(t, v)));
+            return Locked {
+                full: Vec::new(),
+                waiting: Vec::new(),
+                open: newest.map(|(t, v)| one_sample_chunk(t, v)),
+            };
         }
     }
     let full: Vec<MmappedChunk> = d
@@ -97,17 +96,51 @@ fn lock_snapshot(
         .filter(|c| c.max_time >= mint && c.min_time <= maxt)
         .copied()
         .collect();
+    let copy = |min_time, max_time, bytes: &[u8]| ChunkMeta {
+        min_time,
+        max_time,
+        encoding: Encoding::Xor,
+        data: ChunkData::padded_copy(bytes),
+    };
+    let waiting = d
+        .waiting
+        .iter()
+        .filter(|w| w.max_time >= mint && w.min_time <= maxt)
+        .map(|w| copy(w.min_time, w.max_time, &w.bytes))
+        .collect();
     let open = d
         .head
         .as_ref()
         .filter(|h| h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt)
-        .map(|h| ChunkMeta {
-            min_time: h.min_time,
-            max_time: h.max_time,
-            encoding: Encoding::Xor,
-            data: ChunkData::padded_copy(h.app.bytes()),
-        });
-    (full, open)
+        .map(|h| copy(h.min_time, h.max_time, h.app.bytes()));
+    Locked {
+        full,
+        waiting,
+        open,
+    }
+}
+
+/// A series' chunks as [`lock_snapshot`] took them, in time order: `full`, then `waiting`,
+/// then `open`.
+struct Locked {
+    full: Vec<MmappedChunk>,
+    waiting: Vec<ChunkMeta>,
+    open: Option<ChunkMeta>,
+}
+
+impl Locked {
+    fn is_empty(&self) -> bool {
+        self.full.is_empty() && self.waiting.is_empty() && self.open.is_none()
+    }
+
+    /// The chunks in time order, the full ones' bytes being `data` (in `full`'s order).
+    fn into_chunks(self, data: impl IntoIterator<Item = ChunkData>) -> Vec<ChunkMeta> {
+        let mut out = Vec::with_capacity(self.full.len() + self.waiting.len() + 1);
+        out.extend(self.full.iter().zip(data).map(|(c, d)| c.with_data(d)));
+        out.extend(self.waiting);
+        out.extend(self.open);
+        out
+    }
 }
 
 /// A chunk holding the one sample `(t, v)`.
@@ -133,13 +166,14 @@ fn snapshot_chunks(
     maxt: i64,
     last_only: bool,
 ) -> Result<Vec<ChunkMeta>> {
-    let (full, open) = lock_snapshot(s, mint, maxt, last_only);
-    let mut out = Vec::with_capacity(full.len() + 1);
-    for c in full {
-        out.push(c.with_data(head.chunk_store().read_unmapped(c.chunk_ref)?.into()));
-    }
-    out.extend(open);
-    Ok(out)
+    let locked = lock_snapshot(s, mint, maxt, last_only);
+    let store = head.chunk_store();
+    let data = locked
+        .full
+        .iter()
+        .map(|c| store.read_unmapped(c.chunk_ref).map(ChunkData::from))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(locked.into_chunks(data))
 }
 
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
@@ -317,10 +351,9 @@ fn series_of(
 /// chunks.
 struct Pending {
     series: Arc<MemSeries>,
-    /// Its full chunks in the range, in order; their bytes come from the selection's reads,
-    /// in the same order.
-    full: Vec<MmappedChunk>,
-    open: Option<ChunkMeta>,
+    /// Its chunks in the range; the bytes of the stored ones come from the selection's
+    /// reads, in the same order.
+    locked: Locked,
 }
 
 /// [`select_one`] over `list` (a window of the selection) on `threads` threads (one runs
@@ -361,13 +394,13 @@ fn select_parallel(
                         let p = Arc::as_ptr(ahead).cast::<u8>();
                         super::prefetch(p, std::mem::size_of::<MemSeries>());
                     }
-                    let (full, open) = lock_snapshot(series, mint, maxt, last_only);
-                    if full.is_empty() && open.is_none() {
+                    let locked = lock_snapshot(series, mint, maxt, last_only);
+                    if locked.is_empty() {
                         return None;
                     }
-                    refs.extend(full.iter().map(|c| c.chunk_ref));
+                    refs.extend(locked.full.iter().map(|c| c.chunk_ref));
                     let series = Arc::clone(series);
-                    Some(Pending { series, full, open })
+                    Some(Pending { series, locked })
                 })
                 .collect();
             (pending, refs)
@@ -394,20 +427,15 @@ fn select_parallel(
             let mut mine = mine.into_iter();
             let mut out = Vec::with_capacity(pending.len());
             for p in pending {
-                let mut chunks = Vec::with_capacity(p.full.len() + 1);
-                let mut failed = None;
-                for (c, d) in p.full.iter().zip(mine.by_ref()) {
-                    match d {
-                        Ok(data) => chunks.push(c.with_data(data)),
-                        Err(e) => failed = failed.or(Some(e)),
+                // All of the series' reads are taken, even after a failed one.
+                let data: Vec<ChunkBytes> = mine.by_ref().take(p.locked.full.len()).collect();
+                match data.into_iter().collect::<Result<Vec<_>>>() {
+                    Ok(data) => {
+                        let chunks = p.locked.into_chunks(data);
+                        out.extend(series_of(&head, &p.series, chunks, mint, maxt));
                     }
+                    Err(e) => out.push(Err(e)),
                 }
-                if let Some(e) = failed {
-                    out.push(Err(e));
-                    continue;
-                }
-                chunks.extend(p.open);
-                out.extend(series_of(&head, &p.series, chunks, mint, maxt));
             }
             out
         }));

@@ -1,7 +1,10 @@
 //! One in-memory series of the head ([`MemSeries`]) and Prometheus's chunk cutting rule.
 //!
-//! A series keeps its labels as interned symbol ids, the open XOR chunk it appends to, and for
-//! every full chunk only a small [`MmappedChunk`] (store reference, time range). A chunk is cut:
+//! A series keeps its labels as interned symbol ids, the open XOR chunk it appends to, the full
+//! chunks waiting to be written to the chunk store, and for every stored chunk only a small
+//! [`MmappedChunk`] (store reference, time range). A cut chunk waits in its series until the
+//! head writes a batch of them ([`super::waiting`]), so that the store's files hold the chunks
+//! of one metric together rather than in the order they were cut. A chunk is cut:
 //!
 //! * at the end of the chunk range: the first sample of a chunk fixes its deadline to the next
 //!   multiple of the chunk range (2h), so chunks never straddle a block boundary;
@@ -53,11 +56,23 @@ pub struct HeadChunk {
     pub max_time: i64,
 }
 
+/// A full chunk of a series waiting to be written to the chunk store (see [`super::waiting`]).
+pub struct WaitingChunk {
+    /// The chunk's bytes, header included, copied out of the appender's larger buffer.
+    pub bytes: Box<[u8]>,
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+}
+
 /// Mutable state of a series, behind its lock.
 #[derive(Default)]
 pub struct SeriesData {
-    /// Full chunks in time order.
+    /// Full chunks in the chunk store, in time order.
     pub mmapped: Vec<MmappedChunk>,
+    /// Full chunks not yet in the chunk store, in time order, all newer than `mmapped`'s.
+    pub waiting: Vec<WaitingChunk>,
     /// The chunk being appended to.
     pub head: Option<HeadChunk>,
     /// Timestamp at which the open chunk is cut.
@@ -107,15 +122,24 @@ impl SeriesData {
     pub fn max_time(&self) -> Option<i64> {
         match &self.head {
             Some(h) if h.max_time != i64::MIN => Some(h.max_time),
-            _ => self.mmapped.last().map(|c| c.max_time),
+            _ => self.last_full_max_time(),
+        }
+    }
+
+    /// Timestamp of the newest sample of the full chunks, if any.
+    fn last_full_max_time(&self) -> Option<i64> {
+        match self.waiting.last() {
+            Some(w) => Some(w.max_time),
+            None => self.mmapped.last().map(|c| c.max_time),
         }
     }
 
     /// Timestamp of the oldest sample, if any.
     pub fn min_time(&self) -> Option<i64> {
-        match self.mmapped.first() {
-            Some(c) => Some(c.min_time),
-            None => self
+        match (self.mmapped.first(), self.waiting.first()) {
+            (Some(c), _) => Some(c.min_time),
+            (None, Some(w)) => Some(w.min_time),
+            (None, None) => self
                 .head
                 .as_ref()
                 .filter(|h| h.max_time != i64::MIN)
@@ -131,27 +155,21 @@ impl SeriesData {
             .map(|h| h.app.last_v())
     }
 
-    /// Appends an in-order sample, cutting chunks as Prometheus does. Returns `Ok(false)` and
-    /// drops the sample when it is not newer than the series' last sample.
-    pub fn append(
-        &mut self,
-        sref: u64,
-        t: i64,
-        v: f64,
-        chunk_range: i64,
-        store: &dyn ChunkStore,
-    ) -> Result<bool> {
+    /// Appends an in-order sample, cutting chunks as Prometheus does (a cut chunk goes to
+    /// `waiting`). Returns `false` and drops the sample when it is not newer than the series'
+    /// last sample.
+    pub fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> bool {
         if self.head.is_none() {
-            if self.mmapped.last().is_some_and(|c| c.max_time >= t) {
-                return Ok(false);
+            if self.last_full_max_time().is_some_and(|m| m >= t) {
+                return false;
             }
-            self.cut(sref, t, chunk_range, store)?;
+            self.cut(t, chunk_range);
         }
         let Some(h) = self.head.as_ref() else {
-            return Ok(false);
+            return false;
         };
         if h.max_time >= t {
-            return Ok(false);
+            return false;
         }
         let n = h.app.num_samples();
         if n == 0 {
@@ -163,48 +181,75 @@ impl SeriesData {
             self.next_at = compute_chunk_end_time(h.min_time, h.max_time, self.next_at);
         }
         if n > 0 && (t >= self.next_at || n >= TARGET_SAMPLES_PER_CHUNK * 2) {
-            self.cut(sref, t, chunk_range, store)?;
+            self.cut(t, chunk_range);
         }
         if let Some(h) = self.head.as_mut() {
             h.app.append(t, v);
             h.max_time = t;
         }
-        Ok(true)
+        true
     }
 
-    /// Moves the open chunk (if it has samples) to the store and opens a new one at `t`.
-    fn cut(&mut self, sref: u64, t: i64, chunk_range: i64, store: &dyn ChunkStore) -> Result<()> {
-        self.flush(sref, store)?;
+    /// Closes the open chunk (if it has samples) and opens a new one at `t`.
+    fn cut(&mut self, t: i64, chunk_range: i64) {
+        self.close_open();
         self.head = Some(HeadChunk {
             app: new_appender(),
             min_time: t,
             max_time: i64::MIN,
         });
         self.next_at = range_for_timestamp(t, chunk_range);
-        Ok(())
     }
 
-    /// Writes the open chunk to the store if it holds samples; it stays open otherwise.
-    pub fn flush(&mut self, sref: u64, store: &dyn ChunkStore) -> Result<()> {
-        if let Some(h) = self.head.take() {
-            if h.app.num_samples() > 0 {
-                let chunk_ref =
-                    store.write(sref, h.min_time, h.max_time, Encoding::Xor, h.app.bytes())?;
-                self.mmapped.push(MmappedChunk {
-                    chunk_ref,
-                    min_time: h.min_time,
-                    max_time: h.max_time,
-                });
-            } else {
-                self.head = Some(h);
-            }
+    /// Moves the open chunk to `waiting` if it holds samples; it stays open otherwise.
+    pub fn close_open(&mut self) {
+        if let Some(h) = self.head.take_if(|h| h.app.num_samples() > 0) {
+            self.waiting.push(WaitingChunk {
+                bytes: h.app.bytes().into(),
+                min_time: h.min_time,
+                max_time: h.max_time,
+            });
         }
-        Ok(())
+    }
+
+    /// Writes the waiting chunks to the store, oldest first. On an error the chunks not
+    /// written stay waiting.
+    pub fn store_waiting(&mut self, sref: u64, store: &dyn ChunkStore) -> Result<()> {
+        let mut written = 0;
+        let mut res = Ok(());
+        for w in &self.waiting {
+            match store.write(sref, w.min_time, w.max_time, Encoding::Xor, &w.bytes) {
+                Ok(chunk_ref) => self.mmapped.push(MmappedChunk {
+                    chunk_ref,
+                    min_time: w.min_time,
+                    max_time: w.max_time,
+                }),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+            written += 1;
+        }
+        self.waiting.drain(..written);
+        if self.waiting.is_empty() {
+            // Most series wait with a chunk once every chunk range's quarter: keep no buffer
+            // in between (it would be 128 bytes in every series).
+            self.waiting = Vec::new();
+        }
+        res
+    }
+
+    /// Closes the open chunk and writes every full chunk to the store.
+    pub fn flush(&mut self, sref: u64, store: &dyn ChunkStore) -> Result<()> {
+        self.close_open();
+        self.store_waiting(sref, store)
     }
 
     /// Drops chunks that end before `mint`. Returns whether the series is now empty.
     pub fn truncate_before(&mut self, mint: i64) -> bool {
         self.mmapped.retain(|c| c.max_time >= mint);
+        self.waiting.retain(|c| c.max_time >= mint);
         if self
             .head
             .as_ref()
@@ -212,7 +257,9 @@ impl SeriesData {
         {
             self.head = None;
         }
-        self.mmapped.is_empty() && self.head.as_ref().is_none_or(|h| h.app.num_samples() == 0)
+        self.mmapped.is_empty()
+            && self.waiting.is_empty()
+            && self.head.as_ref().is_none_or(|h| h.app.num_samples() == 0)
     }
 }
 
@@ -229,9 +276,12 @@ mod tests {
         let mut s = SeriesData::default();
         // 15s interval across a full 2h range: 480 samples → 4 chunks of 120.
         for i in 0..480 {
-            assert!(s.append(1, i * 15_000, i as f64, H2, &store).unwrap());
+            assert!(s.append(i * 15_000, i as f64, H2));
         }
-        assert_eq!(s.mmapped.len(), 3);
+        // Cut chunks wait until stored.
+        assert_eq!((s.mmapped.len(), s.waiting.len()), (0, 3));
+        s.store_waiting(1, &store).unwrap();
+        assert_eq!((s.mmapped.len(), s.waiting.len()), (3, 0));
         let h = s.head.as_ref().unwrap();
         assert_eq!(h.app.num_samples(), 120);
         for c in &s.mmapped {
@@ -239,8 +289,9 @@ mod tests {
             assert_eq!(crate::chunkenc::xor::num_samples(&d), 120);
         }
         // The next sample is in the next range: cut at the boundary.
-        assert!(s.append(1, H2, 0.0, H2, &store).unwrap());
-        assert_eq!(s.mmapped.len(), 4);
+        assert!(s.append(H2, 0.0, H2));
+        assert_eq!(s.waiting.len(), 1);
+        assert_eq!(s.waiting[0].max_time, H2 - 15_000);
         assert_eq!(s.head.as_ref().unwrap().min_time, H2);
     }
 
@@ -250,8 +301,9 @@ mod tests {
         let mut s = SeriesData::default();
         // one sample per 10 minutes: 12 per range, chunks end at 2h boundaries.
         for i in 0..30 {
-            s.append(1, i * 600_000, 1.0, H2, &store).unwrap();
+            s.append(i * 600_000, 1.0, H2);
         }
+        s.store_waiting(1, &store).unwrap();
         assert_eq!(s.mmapped.len(), 2);
         assert!(s
             .mmapped
@@ -266,12 +318,13 @@ mod tests {
         let mut s = SeriesData::default();
         // slow start predicts a late end, then samples arrive every ms.
         for i in 0..31 {
-            s.append(1, i * 60_000, 1.0, H2, &store).unwrap();
+            s.append(i * 60_000, 1.0, H2);
         }
         let base = 31 * 60_000;
         for i in 0..300 {
-            s.append(1, base + i, 1.0, H2, &store).unwrap();
+            s.append(base + i, 1.0, H2);
         }
+        s.store_waiting(1, &store).unwrap();
         assert_eq!(s.mmapped.len(), 1);
         assert_eq!(
             crate::chunkenc::xor::num_samples(&store.read(s.mmapped[0].chunk_ref).unwrap()),
@@ -281,12 +334,31 @@ mod tests {
 
     #[test]
     fn out_of_order_is_dropped() {
-        let store = MemChunkStore::default();
         let mut s = SeriesData::default();
-        assert!(s.append(1, 10, 1.0, H2, &store).unwrap());
-        assert!(!s.append(1, 10, 1.0, H2, &store).unwrap());
-        assert!(!s.append(1, 5, 1.0, H2, &store).unwrap());
+        assert!(s.append(10, 1.0, H2));
+        assert!(!s.append(10, 1.0, H2));
+        assert!(!s.append(5, 1.0, H2));
         assert_eq!(s.max_time(), Some(10));
+    }
+
+    /// Waiting chunks count in the series' time range, are dropped by truncation like stored
+    /// ones, and a sample not newer than a waiting chunk's last is refused once the open chunk
+    /// is closed.
+    #[test]
+    fn waiting_chunks_count_until_stored_or_truncated() {
+        let mut s = SeriesData::default();
+        for i in 0..300 {
+            s.append(i * 15_000, 1.0, H2);
+        }
+        s.close_open();
+        assert!(s.head.is_none());
+        assert_eq!(s.waiting.len(), 3);
+        assert_eq!((s.min_time(), s.max_time()), (Some(0), Some(299 * 15_000)));
+        assert!(!s.append(299 * 15_000, 1.0, H2));
+        assert!(!s.truncate_before(150 * 15_000));
+        assert_eq!(s.waiting.len(), 2);
+        assert!(s.truncate_before(300 * 15_000));
+        assert!(s.waiting.is_empty());
     }
 
     #[test]
