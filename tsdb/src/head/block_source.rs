@@ -158,7 +158,10 @@ impl SymbolSeriesSource for HeadBlockSource {
             );
             // Chunks waiting to be stored, and the open chunk when its series stopped getting
             // samples inside the range, are copied under the lock.
-            let waiting = d.waiting.iter().map(|w| (w.min_time, w.max_time, &w.bytes[..]));
+            let waiting = d
+                .waiting
+                .iter()
+                .map(|w| (w.min_time, w.max_time, &w.bytes[..]));
             let open = d
                 .head
                 .as_ref()

@@ -94,6 +94,19 @@ impl ChunkStore for DiskChunkStore {
 
     fn read_many(&self, refs: &[u64]) -> Vec<Result<ChunkData>> {
         let m = self.mapper.read();
+        let span_refs: Vec<HeadChunkRef> = refs.iter().map(|&r| HeadChunkRef(r)).collect();
+        let spanned = SPAN.with_borrow_mut(|buf| {
+            let ranges = m.read_span(&span_refs, buf)?;
+            let chunks = ranges.into_iter().map(|r| r.map(|r| &buf[r])).collect();
+            let out = ChunkData::pack(chunks);
+            if buf.capacity() > SPAN_KEEP {
+                *buf = Vec::new();
+            }
+            Some(out)
+        });
+        if let Some(out) = spanned {
+            return out;
+        }
         let chunks = refs.iter().enumerate().map(|(i, &r)| {
             if let Some(&ahead) = refs.get(i + PREFETCH_AHEAD) {
                 m.prefetch(HeadChunkRef(ahead));
@@ -138,6 +151,14 @@ impl ChunkStore for DiskChunkStore {
             .read()
             .release_range(start.seq(), start.offset() as usize, 1 << REGION_SHIFT);
     }
+}
+
+/// Most bytes [`SPAN`] keeps between reads.
+const SPAN_KEEP: usize = 2 << 20;
+
+thread_local! {
+    /// The bytes of [`ChunkDiskMapper::read_span`]'s last read, kept per thread.
+    static SPAN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// How many chunks ahead of the one it reads [`DiskChunkStore::read_many`] prefetches
@@ -221,5 +242,45 @@ mod tests {
         for w in ok.windows(2) {
             assert_eq!(w[0].as_ptr().wrapping_add(w[0].len()), w[1].as_ptr());
         }
+    }
+
+    /// A dense run of one file is read in one span, in the asked order; a run over two files
+    /// is not; a damaged chunk in a span reads as an error and the others still read.
+    #[test]
+    fn read_many_reads_a_dense_run_in_one_span() {
+        let (dir, store, written) = store_with(150, |i| 20 + i % 7);
+        let seq = HeadChunkRef(written[0].0).seq();
+        let mut one_file: Vec<&(u64, Vec<u8>)> = written
+            .iter()
+            .filter(|(r, _)| HeadChunkRef(*r).seq() == seq)
+            .collect();
+        assert!(one_file.len() > 10 && one_file.len() < written.len());
+        one_file.reverse();
+        let refs: Vec<HeadChunkRef> = one_file.iter().map(|(r, _)| HeadChunkRef(*r)).collect();
+        let mut buf = Vec::new();
+        let spans = store.with_mapper(|m| m.read_span(&refs, &mut buf));
+        for (range, (_, want)) in spans.expect("one span").into_iter().zip(&one_file) {
+            assert_eq!(&buf[range.unwrap()], &want[..]);
+        }
+        let across: Vec<HeadChunkRef> = written.iter().map(|(r, _)| HeadChunkRef(*r)).collect();
+        assert!(store
+            .with_mapper(|m| m.read_span(&across, &mut buf))
+            .is_none());
+        // Damage one chunk's data in the file.
+        let bad = HeadChunkRef(one_file[3].0);
+        let path = dir.path().join(format!("{:06}", bad.seq()));
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Past the 25-byte fixed header and the one-byte length.
+        bytes[bad.offset() as usize + 28] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let asked: Vec<u64> = one_file.iter().map(|(r, _)| *r).collect();
+        let got = store.read_many(&asked);
+        for (k, (d, (_, want))) in got.iter().zip(&one_file).enumerate() {
+            match d {
+                Ok(d) => assert_eq!(&d[..], &want[..]),
+                Err(e) => assert!(k == 3, "chunk {k}: {e}"),
+            }
+        }
+        assert!(got[3].is_err());
     }
 }

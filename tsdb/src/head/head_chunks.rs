@@ -66,6 +66,14 @@ const WRITE_BUFFER_SIZE: usize = 1024 * 1024;
 /// with its header, most of the time.
 const UNMAPPED_READ: usize = 512;
 
+/// Most bytes per chunk between the first and the last chunk of a [`ChunkDiskMapper::read_span`]
+/// (a 120-sample chunk takes 150-500 bytes).
+const SPAN_GAP: usize = 2048;
+
+/// Bytes a [`ChunkDiskMapper::read_span`] reads from the start of its last chunk: enough for
+/// all but unusually long chunks.
+const SPAN_TAIL: usize = 4096;
+
 /// Where a head chunk lives: `file sequence << 32 | byte offset of the chunk in the file`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HeadChunkRef(pub u64);
@@ -741,6 +749,59 @@ impl ChunkDiskMapper {
             Ok(None) => Err(Error::corruption(path(), off, "no head chunk at reference")),
             Err(reason) => Err(Error::corruption(path(), off, reason)),
         }
+    }
+
+    /// The data of the chunks `refs`, CRC-checked, read with one `pread` into `buf` of the
+    /// bytes from the first chunk to [`SPAN_TAIL`] past the start of the last, as ranges of
+    /// `buf`, in `refs`' order. For chunks lying close together (chunks of one metric written
+    /// in a batch, see [`super::waiting`]): one read copies them and a little between,
+    /// instead of mapping their pages and giving them back. `None` when the span does not
+    /// suit (chunks of several files or in the write buffer, more than [`SPAN_GAP`] bytes
+    /// per chunk between the first and the last) or a read or chunk failed short of the
+    /// file's end (a chunk may run past the bytes read): the caller reads them another way.
+    pub fn read_span(
+        &self,
+        refs: &[HeadChunkRef],
+        buf: &mut Vec<u8>,
+    ) -> Option<Vec<Result<std::ops::Range<usize>>>> {
+        let seq = refs.first()?.seq();
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        for r in refs {
+            if r.seq() != seq {
+                return None;
+            }
+            lo = lo.min(u64::from(r.offset()));
+            hi = hi.max(u64::from(r.offset()));
+        }
+        let f = self.files.get(&seq)?;
+        let buffered = self
+            .cur
+            .as_ref()
+            .is_some_and(|c| c.seq == seq && hi >= c.flushed);
+        if buffered || lo < FILE_HEADER_SIZE as u64 || hi - lo > (refs.len() * SPAN_GAP) as u64 {
+            return None;
+        }
+        let end = (hi + SPAN_TAIL as u64).min(f.len as u64);
+        buf.resize((end - lo) as usize, 0);
+        // A failed read is left to the other way, which reports it per chunk.
+        std::os::unix::fs::FileExt::read_exact_at(&f.file, buf, lo).ok()?;
+        let path = || chunk_file_name(&self.dir, seq);
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let at = (u64::from(r.offset()) - lo) as usize;
+            out.push(match parse_chunk(buf, at) {
+                Ok(Some(h)) => Ok(h.data_start..h.data_start + h.data_len),
+                // Perhaps a chunk running past the bytes read: the other way tells.
+                Err(_) if (end as usize) < f.len => return None,
+                Ok(None) => Err(Error::corruption(
+                    path(),
+                    u64::from(r.offset()),
+                    "no head chunk at reference",
+                )),
+                Err(reason) => Err(Error::corruption(path(), u64::from(r.offset()), reason)),
+            });
+        }
+        Some(out)
     }
 
     /// Calls `f(series_ref, chunk_ref, mint, maxt, num_samples, encoding_byte)` for every chunk

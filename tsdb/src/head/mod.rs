@@ -23,8 +23,8 @@ pub mod ref_table;
 pub mod series;
 pub mod sorted_cache;
 pub mod sparse_cache;
-pub mod wal;
 pub mod waiting;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
