@@ -94,26 +94,48 @@ impl ChunkStore for DiskChunkStore {
 
     fn read_many(&self, refs: &[u64]) -> Vec<Result<ChunkData>> {
         let m = self.mapper.read();
-        let span_refs: Vec<HeadChunkRef> = refs.iter().map(|&r| HeadChunkRef(r)).collect();
-        let spanned = SPAN.with_borrow_mut(|buf| {
-            let ranges = m.read_span(&span_refs, buf)?;
-            let chunks = ranges.into_iter().map(|r| r.map(|r| &buf[r])).collect();
-            let out = ChunkData::pack(chunks);
-            if buf.capacity() > SPAN_KEEP {
-                *buf = Vec::new();
+        // Windows of up to SPAN_WINDOW bytes of one file (by offset), each read in one span
+        // where its chunks lie close enough, else through the map; each packed in `refs`'
+        // order.
+        let mut by_offset: Vec<u32> = (0..refs.len() as u32).collect();
+        by_offset.sort_unstable_by_key(|&i| refs[i as usize]);
+        let mut out: Vec<Option<Result<ChunkData>>> = (0..refs.len()).map(|_| None).collect();
+        let mut rest = &by_offset[..];
+        while let Some(&first) = rest.first() {
+            let start = refs[first as usize];
+            let n = rest
+                .iter()
+                .position(|&i| refs[i as usize] - start >= SPAN_WINDOW)
+                .unwrap_or(rest.len());
+            let (window, next) = rest.split_at(n);
+            rest = next;
+            let mut window = window.to_vec();
+            window.sort_unstable();
+            let wrefs: Vec<HeadChunkRef> = window
+                .iter()
+                .map(|&i| HeadChunkRef(refs[i as usize]))
+                .collect();
+            let spanned = SPAN.with_borrow_mut(|buf| {
+                let ranges = m.read_span(&wrefs, buf)?;
+                let chunks = ranges.into_iter().map(|r| r.map(|r| &buf[r])).collect();
+                Some(ChunkData::pack(chunks))
+            });
+            let got = spanned.unwrap_or_else(|| {
+                let chunks = wrefs.iter().enumerate().map(|(i, &r)| {
+                    if let Some(&ahead) = wrefs.get(i + PREFETCH_AHEAD) {
+                        m.prefetch(ahead);
+                    }
+                    m.chunk(r)
+                });
+                ChunkData::pack(chunks.collect())
+            });
+            for (&i, d) in window.iter().zip(got) {
+                out[i as usize] = Some(d);
             }
-            Some(out)
-        });
-        if let Some(out) = spanned {
-            return out;
         }
-        let chunks = refs.iter().enumerate().map(|(i, &r)| {
-            if let Some(&ahead) = refs.get(i + PREFETCH_AHEAD) {
-                m.prefetch(HeadChunkRef(ahead));
-            }
-            m.chunk(HeadChunkRef(r))
-        });
-        ChunkData::pack(chunks.collect())
+        out.into_iter()
+            .map(|d| d.unwrap_or_else(|| Err(crate::Error::Other("head chunk not read".into()))))
+            .collect()
     }
 
     fn read_unmapped(&self, chunk_ref: u64) -> Result<Arc<[u8]>> {
@@ -153,11 +175,13 @@ impl ChunkStore for DiskChunkStore {
     }
 }
 
-/// Most bytes [`SPAN`] keeps between reads.
-const SPAN_KEEP: usize = 2 << 20;
+/// Most bytes from the first to the last chunk that [`DiskChunkStore::read_many`] reads in
+/// one span: a quarter of a region keeps each thread's buffer small.
+const SPAN_WINDOW: u64 = 256 << 10;
 
 thread_local! {
-    /// The bytes of [`ChunkDiskMapper::read_span`]'s last read, kept per thread.
+    /// The bytes of [`ChunkDiskMapper::read_span`]'s last read, kept per thread (at most
+    /// [`SPAN_WINDOW`] and a chunk).
     static SPAN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -282,5 +306,30 @@ mod tests {
             }
         }
         assert!(got[3].is_err());
+    }
+
+    /// A run longer than a span window is read window by window, each chunk in its place.
+    #[test]
+    fn read_many_splits_a_long_run_into_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapper = ChunkDiskMapper::open_with_max_file_size(dir.path(), 4 << 20).unwrap();
+        let store = DiskChunkStore::new(mapper);
+        let mut written = Vec::new();
+        for i in 0..700u32 {
+            let data: Vec<u8> = (0..1000u32).map(|j| (i * 7 + j) as u8).collect();
+            let t = i64::from(i) * 100;
+            written.push((
+                store.write(1, t, t + 99, Encoding::Xor, &data).unwrap(),
+                data,
+            ));
+        }
+        store.with_mapper(|m| m.flush()).unwrap();
+        let span = written.last().unwrap().0 - written[0].0;
+        assert!(span > 2 * SPAN_WINDOW, "{span}");
+        written.reverse();
+        let refs: Vec<u64> = written.iter().map(|(r, _)| *r).collect();
+        for (got, (_, want)) in store.read_many(&refs).iter().zip(&written) {
+            assert_eq!(&got.as_ref().unwrap()[..], &want[..]);
+        }
     }
 }

@@ -7,7 +7,7 @@
 //!   one of all series, used by the querier ([`querier`]) to select series by matchers.
 //! * Each series keeps only its open XOR chunk in memory; full chunks (about 120 samples, see
 //!   [`series`]) go to a [`chunk_store::ChunkStore`] — the mmapped `chunks_head/` files in a
-//!   database, memory in tests.
+//!   database, memory in tests — in batches grouped by metric ([`waiting`]).
 //! * Writes go through an [`Appender`] ([`appender`]): samples are checked at `append`, written
 //!   to the WAL ([`WalLog`]) at `commit` and only then become visible.
 //! * After a block is cut, [`Head::truncate`] drops the chunks and series older than the block.

@@ -469,9 +469,10 @@ const DENSE_REGION_CHUNKS: usize = 32;
 
 /// The bytes of the full chunks `refs`, in `refs`' order, read on `threads` threads in the
 /// chunk store's order: grouped by [`ChunkStore::region_of`], regions in increasing order.
-/// A region with at least [`DENSE_REGION_CHUNKS`] chunks to read is read through the store's
-/// map and its pages given back once it has been read when `release` is set; the chunks of
-/// a sparser region are read without mapping it.
+/// A region with at least [`DENSE_REGION_CHUNKS`] chunks to read is read at once
+/// ([`ChunkStore::read_many`]: the disk store reads close-lying chunks with one `pread`,
+/// others through its map) and, when `release` is set, the pages it mapped given back after;
+/// the chunks of a sparser region are read one by one without mapping it.
 fn read_in_store_order(
     head: &Head,
     refs: Vec<u64>,
