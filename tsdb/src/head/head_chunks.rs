@@ -778,7 +778,8 @@ impl ChunkDiskMapper {
             .cur
             .as_ref()
             .is_some_and(|c| c.seq == seq && hi >= c.flushed);
-        if buffered || lo < FILE_HEADER_SIZE as u64 || hi - lo > (refs.len() * SPAN_GAP) as u64 {
+        let sparse = hi - lo > (refs.len() * SPAN_GAP) as u64;
+        if buffered || sparse || lo < FILE_HEADER_SIZE as u64 || hi >= f.len as u64 {
             return None;
         }
         let end = (hi + SPAN_TAIL as u64).min(f.len as u64);
