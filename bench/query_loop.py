@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""One range query N times against a running ignis over one keep-alive connection.
+
+    bench/query_loop.py PORT QUERY N [--start S] [--end E] [--step 60]
+
+Prints the client's median latency and, from the server's own `/metrics` read before and
+after, the mean time per query of its HTTP handler (`prometheus_http_request_duration_seconds`
+for /api/v1/query_range) and of the engine (`prometheus_engine_query_duration_seconds`,
+slice inner_eval). Five warm-up queries first. Default range: measure.py's range queries on
+session 19's 100k bench dataset (start 1795834860, end 1795856340). For A/B runs of two
+servers, alternate invocations between their ports.
+"""
+import argparse, http.client, re, statistics, time, urllib.parse
+
+ap = argparse.ArgumentParser()
+ap.add_argument("port", type=int)
+ap.add_argument("query")
+ap.add_argument("n", type=int)
+ap.add_argument("--start", type=int, default=1795834860)
+ap.add_argument("--end", type=int, default=1795856340)
+ap.add_argument("--step", default="60")
+a = ap.parse_args()
+
+conn = http.client.HTTPConnection("127.0.0.1", a.port)
+
+
+def sums():
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    http_s = re.search(r'prometheus_http_request_duration_seconds_sum\{handler="/api/v1/query_range"\} (\S+)', text)
+    eng_s = re.search(r'prometheus_engine_query_duration_seconds_sum\{slice="inner_eval"\} (\S+)', text)
+    return float(http_s.group(1)) if http_s else 0.0, float(eng_s.group(1)) if eng_s else 0.0
+
+
+body = urllib.parse.urlencode({"query": a.query, "start": a.start, "end": a.end, "step": a.step})
+hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def once():
+    t = time.perf_counter()
+    conn.request("POST", "/api/v1/query_range", body=body, headers=hdr)
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise SystemExit("HTTP %d: %s" % (r.status, data[:200]))
+    return time.perf_counter() - t
+
+
+for _ in range(5):
+    once()
+h0, e0 = sums()
+lat = [once() for _ in range(a.n)]
+h1, e1 = sums()
+print("client median %.3f ms, server http mean %.3f ms, engine mean %.3f ms"
+      % (statistics.median(lat) * 1e3, (h1 - h0) / a.n * 1e3, (e1 - e0) / a.n * 1e3))
