@@ -4,8 +4,8 @@
 //! when many series are scraped together they are cut together, so the chunks of one metric
 //! are spread thinly over every page of the files, and a query of that metric faults in (and
 //! gives back) most of the files' pages. Instead, a cut chunk stays in its series
-//! ([`super::series::SeriesData::waiting`], the appender's own buffer, not copied) and the
-//! series is put on a list; once [`BATCH_BYTES`] of chunks wait, the thread that cut the last
+//! ([`super::series::SeriesData::waiting`], copied out of the appender's larger buffer at its
+//! exact size) and the series is put on a list; once [`BATCH_BYTES`] of chunks wait, the thread that cut the last
 //! one writes the listed series' chunks ordered by metric name, then series, each series under
 //! its lock, so a reader sees every chunk either waiting or stored.
 //!
