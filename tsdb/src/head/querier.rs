@@ -133,13 +133,25 @@ impl Locked {
         self.full.is_empty() && self.waiting.is_empty() && self.open.is_none()
     }
 
-    /// The chunks in time order, the full ones' bytes being `data` (in `full`'s order).
-    fn into_chunks(self, data: impl IntoIterator<Item = ChunkData>) -> Vec<ChunkMeta> {
+    /// The chunks in time order, the full ones' bytes being the next `full.len()` items of
+    /// `data` (all of them taken, even after a failed read), or the first failed read.
+    fn into_chunks(self, data: impl Iterator<Item = ChunkBytes>) -> Result<Vec<ChunkMeta>> {
         let mut out = Vec::with_capacity(self.full.len() + self.waiting.len() + 1);
-        out.extend(self.full.iter().zip(data).map(|(c, d)| c.with_data(d)));
+        let mut failed = None;
+        for (c, d) in self.full.iter().zip(data) {
+            match d {
+                Ok(d) => out.push(c.with_data(d)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         out.extend(self.waiting);
         out.extend(self.open);
-        out
+        Ok(out)
     }
 }
 
@@ -172,8 +184,8 @@ fn snapshot_chunks(
         .full
         .iter()
         .map(|c| store.read_unmapped(c.chunk_ref).map(ChunkData::from))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(locked.into_chunks(data))
+        .collect::<Vec<_>>();
+    locked.into_chunks(data.into_iter())
 }
 
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
@@ -427,13 +439,8 @@ fn select_parallel(
             let mut mine = mine.into_iter();
             let mut out = Vec::with_capacity(pending.len());
             for p in pending {
-                // All of the series' reads are taken, even after a failed one.
-                let data: Vec<ChunkBytes> = mine.by_ref().take(p.locked.full.len()).collect();
-                match data.into_iter().collect::<Result<Vec<_>>>() {
-                    Ok(data) => {
-                        let chunks = p.locked.into_chunks(data);
-                        out.extend(series_of(&head, &p.series, chunks, mint, maxt));
-                    }
+                match p.locked.into_chunks(mine.by_ref()) {
+                    Ok(chunks) => out.extend(series_of(&head, &p.series, chunks, mint, maxt)),
                     Err(e) => out.push(Err(e)),
                 }
             }
