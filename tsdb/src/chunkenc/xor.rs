@@ -1105,7 +1105,43 @@ fn lane_rest(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> b
 /// Decodes all `out.len()` samples of one lane into `out`; false on an error.
 #[inline(always)]
 fn decode_lane(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
-    lane_first_two(buf, l, out) && lane_rest(buf, l, out.get_mut(2..).unwrap_or(&mut []))
+    if !lane_first_two(buf, l, out) {
+        return false;
+    }
+    let rest = out.get_mut(2..).unwrap_or(&mut []);
+    repeated_tail(buf, l, rest) || lane_rest(buf, l, rest)
+}
+
+/// Decodes a chunk's samples after the second into `out` when every one repeats the last
+/// interval and value (a constant series scraped at a steady interval, like `up`): the rest of
+/// the body is then two zero bits per sample (a '0' timestamp, a '0' value) and less than a
+/// byte of padding. False, with nothing decoded, for any other chunk; a chunk whose body is
+/// that short but not all zeros goes to [`lane_rest`], which checks it sample by sample.
+#[inline(always)]
+fn repeated_tail(buf: &[u8], l: &mut Lane, out: &mut [MaybeUninit<(i64, f64)>]) -> bool {
+    let bits = 2 * out.len();
+    let left = l.end.saturating_sub(l.s.pos);
+    if out.is_empty() || left < bits || left - bits >= 8 {
+        return false;
+    }
+    // A window holds 57 bits of the stream; check 56 at a time.
+    let mut at = l.s.pos;
+    while at < l.s.pos + bits {
+        let take = (l.s.pos + bits - at).min(56) as u32;
+        if window_padded(buf, at) >> (64 - take) != 0 {
+            return false;
+        }
+        at += take as usize;
+    }
+    let v = f64::from_bits(l.s.v);
+    let (mut t, td) = (l.s.t, l.s.td);
+    for o in out.iter_mut() {
+        t = t.wrapping_add(td);
+        o.write((t, v));
+    }
+    l.s.t = t;
+    l.s.pos += bits;
+    true
 }
 
 #[cfg(test)]
@@ -1653,6 +1689,49 @@ mod tests {
             assert_eq!(batch(&chunks), want, "round {round}");
         }
         assert!(errors > 1000, "only {errors} corrupt lists failed");
+    }
+
+    /// Chunks of a constant series at a steady interval (decoded by `repeated_tail`) give what
+    /// sequential decoding gives, of every length, and so do the same chunks with one sample
+    /// changed, cut short, with a header claiming more samples, or with bits flipped.
+    #[test]
+    fn batch_repeated_chunks_match_sequential() {
+        let mut rnd = xorshift(0x0c05_7a7e_u64);
+        for n in 0..=140usize {
+            let steady: Vec<(i64, f64)> =
+                (0..n as i64).map(|i| (5_000 + i * 15_000, 1.0)).collect();
+            let whole = encode(&steady);
+            let mut variants = vec![whole.clone()];
+            if n > 2 {
+                let mut changed = steady.clone();
+                let k = 2 + (rnd() as usize) % (n - 2);
+                if rnd().is_multiple_of(2) {
+                    changed[k].1 = 2.0;
+                } else {
+                    changed[k].0 += 1;
+                }
+                variants.push(encode(&changed));
+                let mut cut = whole.clone();
+                cut.truncate(whole.len() - 1 - (rnd() as usize) % 3.min(whole.len() - 13));
+                variants.push(cut);
+                let mut more = whole.clone();
+                more[..2].copy_from_slice(&(n as u16 + 1 + (rnd() % 4) as u16).to_be_bytes());
+                variants.push(more);
+                let mut flipped = whole.clone();
+                let bit = 8 * 13 + (rnd() as usize) % ((whole.len() - 13) * 8);
+                flipped[bit / 8] ^= 0x80 >> (bit % 8);
+                variants.push(flipped);
+            }
+            for v in &variants {
+                let other = encode(&mixed_samples(n as u64 + 3, 9));
+                for list in [vec![v.as_slice()], vec![other.as_slice(), v.as_slice()]] {
+                    assert_eq!(batch(&list), sequential(&list), "{n} samples");
+                }
+            }
+            let mut out = Vec::new();
+            decode_chunks_into(&[&whole], &mut out).expect("valid chunk");
+            assert_eq!(out, steady, "{n} samples");
+        }
     }
 
     /// Microbenchmark: `cargo test --release -p tsdb --lib decode_throughput -- --ignored
