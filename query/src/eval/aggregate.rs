@@ -354,10 +354,25 @@ unsafe fn add_every_step_avx2(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)])
     add_every_step_generic(cells, dn, pts)
 }
 
-/// [`add_every_step_generic`], in AVX2 where the CPU has it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn add_every_step_avx512(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
+    add_every_step_generic(cells, dn, pts)
+}
+
+/// [`add_every_step_generic`], in AVX-512 or AVX2 where the CPU has them.
 fn add_every_step(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU supports these AVX-512 subsets (and so AVX-512F), checked
+            // just above.
+            unsafe { add_every_step_avx512(cells, dn, pts) };
+            return;
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { add_every_step_avx2(cells, dn, pts) };
