@@ -154,6 +154,7 @@ const PARALLEL_ENCODE_MIN_POINTS: usize = 8192;
 
 /// Appends the series of a matrix result, comma-separated, to `s`.
 fn encode_matrix_series(s: &mut String, m: &[RangeSeries]) {
+    let mut w = json::SampleWriter::default();
     for (i, x) in m.iter().enumerate() {
         if i > 0 {
             s.push(',');
@@ -161,12 +162,7 @@ fn encode_matrix_series(s: &mut String, m: &[RangeSeries]) {
         s.push_str("{\"metric\":");
         write_labels(s, &x.labels);
         s.push_str(",\"values\":[");
-        for (j, &(t, v)) in x.samples.iter().enumerate() {
-            if j > 0 {
-                s.push(',');
-            }
-            write_sample(s, t, v);
-        }
+        w.write_samples(s, &x.samples);
         s.push_str("]}");
     }
 }
