@@ -348,6 +348,17 @@ fn add_every_step_generic(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
     }
 }
 
+/// Counts one more point in every cell of `vals` (a cell not seen before starts at 1) and
+/// marks them seen, with `dn`: `count`'s fold of a series with a point at each of these
+/// steps, in a loop without branches or bounds checks, which compiles to vector code.
+fn count_every_step(vals: &mut [f64], flags: &mut [u8], dn: u8) {
+    for (v, fl) in vals.iter_mut().zip(flags.iter_mut()) {
+        let seen = *fl & FoldCells::SEEN != 0;
+        *fl |= FoldCells::SEEN | dn;
+        *v = if seen { *v + 1.0 } else { 1.0 };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn add_every_step_avx2(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
@@ -536,6 +547,11 @@ impl FoldCells {
             }
             FoldOp::Count => {
                 let vals = &mut self.vals[cells];
+                if let Some(k0) = dense {
+                    let r = k0..k0 + pts.len();
+                    count_every_step(&mut vals[r.clone()], &mut flags[r], dn);
+                    return;
+                }
                 place_on_cells(flags, dn, pts, dense, start, interval, |k, _, first| {
                     vals[k] = if first { 1.0 } else { vals[k] + 1.0 };
                 });
@@ -1099,6 +1115,34 @@ mod tests {
             want.dedup();
             assert_eq!(got, want, "{ts:?}");
             assert!((0..nsteps).all(|k| cells.get(k).is_none_or(|(v, _)| v == 1.0)));
+        }
+    }
+
+    /// `count` over dense and sparse series counts, at each step, the series with a point
+    /// there, and marks the name dropped where any of them dropped it.
+    #[test]
+    fn count_counts_series_with_a_point_at_each_step() {
+        let (start, interval, nsteps) = (0i64, 10i64, 9usize);
+        let on = |ks: &[usize]| -> Vec<(i64, f64)> {
+            ks.iter()
+                .map(|&k| (start + k as i64 * interval, 5.0))
+                .collect()
+        };
+        let series = [
+            (on(&[0, 1, 2, 3, 4, 5, 6, 7, 8]), false),
+            (on(&[2, 3, 4]), true),
+            (on(&[1, 4, 8]), false),
+            (on(&[4, 5, 6, 7, 8]), false),
+        ];
+        let mut cells = FoldCells::new(FoldOp::Count, nsteps);
+        for (pts, drop) in &series {
+            cells.add_series(0, nsteps, pts, *drop, start, interval);
+        }
+        for k in 0..nsteps {
+            let at = |pts: &Vec<(i64, f64)>| pts.iter().any(|p| p.0 == k as i64 * interval);
+            let n = series.iter().filter(|(p, _)| at(p)).count();
+            let dropped = series.iter().any(|(p, d)| *d && at(p));
+            assert_eq!(cells.get(k), Some((n as f64, dropped)), "step {k}");
         }
     }
 
