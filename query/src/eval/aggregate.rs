@@ -395,8 +395,40 @@ fn add_every_step(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
 
 /// Whether adding the values of `pts`, one per cell, to the sums `sum` (a cell not seen yet
 /// starting at its value) leaves every sum finite or NaN: then no `avg` cell switches to its
-/// incremental form.
+/// incremental form. In AVX-512 or AVX2 where the CPU has them.
 fn sums_stay_finite(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU supports these AVX-512 subsets (and so AVX-512F), checked
+            // just above.
+            return unsafe { sums_stay_finite_avx512(sum, flags, pts) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { sums_stay_finite_avx2(sum, flags, pts) };
+        }
+    }
+    sums_stay_finite_generic(sum, flags, pts)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn sums_stay_finite_avx512(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
+    sums_stay_finite_generic(sum, flags, pts)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sums_stay_finite_avx2(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
+    sums_stay_finite_generic(sum, flags, pts)
+}
+
+#[inline(always)]
+fn sums_stay_finite_generic(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
     sum.iter()
         .zip(flags)
         .zip(pts)
