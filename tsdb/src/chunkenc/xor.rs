@@ -831,12 +831,25 @@ pub fn decode_chunk_cut(
     let res = decode_tailed_into(&[chunk], out);
     let end = out[from..].iter().position(|s| s.0 > hi);
     out.truncate(from + end.unwrap_or(out.len() - from));
-    let mut kept = from;
-    for i in from..out.len() {
-        out[kept] = out[i];
-        kept += usize::from(out[i].0 >= lo);
+    // The samples before `lo` are a prefix in a chunk written in time order: one move of the
+    // rest over them. Otherwise (a damaged chunk) each sample is kept or dropped in turn.
+    let first = out[from..]
+        .iter()
+        .position(|s| s.0 >= lo)
+        .unwrap_or(out.len() - from);
+    if out[from + first..]
+        .iter()
+        .fold(true, |ok, s| ok & (s.0 >= lo))
+    {
+        out.drain(from..from + first);
+    } else {
+        let mut kept = from;
+        for i in from..out.len() {
+            out[kept] = out[i];
+            kept += usize::from(out[i].0 >= lo);
+        }
+        out.truncate(kept);
     }
-    out.truncate(kept);
     match res {
         // Sequential decoding stops at the first sample after `hi`, before any later error.
         _ if end.is_some() => Ok(true),
