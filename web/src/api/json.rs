@@ -496,7 +496,7 @@ mod tests {
     }
 
     /// The batched writer gives what `write_sample` gives, point by point, on every kind of
-    /// value and timestamp, across buffer flushes and timestamp-cache collisions.
+    /// value and timestamp, across buffer flushes, on and off the step grid.
     #[test]
     fn sample_writer_matches_write_sample() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
