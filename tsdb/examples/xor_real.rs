@@ -65,64 +65,64 @@ fn main() {
         .sum();
     println!("{} chunks, {total} samples", chunks.len());
 
-    let c0 = cpu_s();
-    let mut sum = 0.0f64;
-    for _ in 0..rounds {
-        for c in &chunks {
-            let mut it = XorIterator::new(std::hint::black_box(c));
-            while it.next() == ValueType::Float {
-                let (t, v) = it.at();
-                sum += v + t as f64;
+    // Runs `decode` (which returns a checksum of the values) and prints its CPU time per
+    // sample.
+    let per_sample = |label: &str, decode: &mut dyn FnMut() -> f64| {
+        let c0 = cpu_s();
+        let sum = decode();
+        let cpu = cpu_s() - c0;
+        println!(
+            "{label:<19} {:.2} ns/sample (cpu {cpu:.2}s, checksum {sum:e})",
+            cpu * 1e9 / (total * rounds) as f64
+        );
+    };
+    per_sample("next():", &mut || {
+        let mut sum = 0.0f64;
+        for _ in 0..rounds {
+            for c in &chunks {
+                let mut it = XorIterator::new(std::hint::black_box(c));
+                while it.next() == ValueType::Float {
+                    let (t, v) = it.at();
+                    sum += v + t as f64;
+                }
             }
         }
-    }
-    let cpu = cpu_s() - c0;
-    println!(
-        "next():        {:.2} ns/sample (cpu {cpu:.2}s, checksum {sum:e})",
-        cpu * 1e9 / (total * rounds) as f64
-    );
-
-    let c0 = cpu_s();
-    let mut sum = 0.0f64;
+        sum
+    });
     let mut out = Vec::with_capacity(256);
-    for _ in 0..rounds {
-        for c in &chunks {
-            out.clear();
-            let mut it = XorIterator::new(std::hint::black_box(c));
-            it.collect_into(i64::MIN, i64::MAX, &mut out);
-            for &(t, v) in &out {
-                sum += v + t as f64;
+    per_sample("collect_into:", &mut || {
+        let mut sum = 0.0f64;
+        for _ in 0..rounds {
+            for c in &chunks {
+                out.clear();
+                let mut it = XorIterator::new(std::hint::black_box(c));
+                it.collect_into(i64::MIN, i64::MAX, &mut out);
+                for &(t, v) in &out {
+                    sum += v + t as f64;
+                }
             }
         }
-    }
-    let cpu = cpu_s() - c0;
-    println!(
-        "collect_into:  {:.2} ns/sample (cpu {cpu:.2}s, checksum {sum:e})",
-        cpu * 1e9 / (total * rounds) as f64
-    );
-
-    let c0 = cpu_s();
-    let mut sum = 0.0f64;
-    for _ in 0..rounds {
-        // Four chunks per call, about what a query decodes of one series over a few hours.
-        for group in chunks.chunks(4) {
-            out.clear();
-            let group: Vec<&[u8]> = group.iter().map(|c| c.as_slice()).collect();
-            if tsdb::chunkenc::xor::decode_chunks_into(std::hint::black_box(&group), &mut out)
-                .is_err()
-            {
-                eprintln!("decode_chunks_into failed");
-            }
-            for &(t, v) in &out {
-                sum += v + t as f64;
+        sum
+    });
+    per_sample("decode_chunks_into:", &mut || {
+        let mut sum = 0.0f64;
+        for _ in 0..rounds {
+            // Four chunks per call, about what a query decodes of one series over a few hours.
+            for group in chunks.chunks(4) {
+                out.clear();
+                let group: Vec<&[u8]> = group.iter().map(|c| c.as_slice()).collect();
+                let res =
+                    tsdb::chunkenc::xor::decode_chunks_into(std::hint::black_box(&group), &mut out);
+                if res.is_err() {
+                    eprintln!("decode_chunks_into failed");
+                }
+                for &(t, v) in &out {
+                    sum += v + t as f64;
+                }
             }
         }
-    }
-    let cpu = cpu_s() - c0;
-    println!(
-        "decode_chunks_into: {:.2} ns/sample (cpu {cpu:.2}s, checksum {sum:e})",
-        cpu * 1e9 / (total * rounds) as f64
-    );
+        sum
+    });
 
     let c0 = cpu_s();
     let mut n = 0usize;
@@ -136,7 +136,7 @@ fn main() {
     }
     let cpu = cpu_s() - c0;
     println!(
-        "seek(end):     {:.2} ns/sample (cpu {cpu:.2}s, {n} samples)",
+        "seek(end):          {:.2} ns/sample (cpu {cpu:.2}s, {n} samples)",
         cpu * 1e9 / (total * rounds) as f64
     );
 }

@@ -359,6 +359,15 @@ fn count_every_step(vals: &mut [f64], flags: &mut [u8], dn: u8) {
     }
 }
 
+/// Whether the CPU has the AVX-512 subsets (F, BW, DQ, VL) the folds' AVX-512 variants are
+/// compiled for (BW, DQ and VL each imply F).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn add_every_step_avx2(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
@@ -375,12 +384,8 @@ unsafe fn add_every_step_avx512(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)
 fn add_every_step(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the CPU supports these AVX-512 subsets (and so AVX-512F), checked
-            // just above.
+        if has_avx512() {
+            // SAFETY: the CPU supports the AVX-512 subsets the function is compiled for.
             unsafe { add_every_step_avx512(cells, dn, pts) };
             return;
         }
@@ -399,12 +404,8 @@ fn add_every_step(cells: DenseCells<'_>, dn: u8, pts: &[(i64, f64)]) {
 fn sums_stay_finite(sum: &[f64], flags: &[u8], pts: &[(i64, f64)]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the CPU supports these AVX-512 subsets (and so AVX-512F), checked
-            // just above.
+        if has_avx512() {
+            // SAFETY: the CPU supports the AVX-512 subsets the function is compiled for.
             return unsafe { sums_stay_finite_avx512(sum, flags, pts) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
