@@ -27,7 +27,7 @@ use ulid::Ulid;
 
 use crate::chunkenc::xor::TailedChunk;
 use crate::chunkenc::{Encoding, ValueType, XorAppender, XorIterator};
-use crate::chunks::ChunkReader;
+use crate::chunks::{ChunkReader, CHUNK_GROUP};
 use crate::index::{ChunkRefMeta, IndexReader};
 use crate::labels::{Labels, Matcher};
 use crate::querier::{
@@ -950,14 +950,31 @@ impl SampleIter for BlockSampleIter<'_> {
             res.err()
                 .map(|e| s.block.chunk_err(&s.chunks[run_first + e.chunk], e.err))
         };
-        for (k, c) in s.chunks.iter().enumerate() {
-            if c.max_time < lo {
-                continue;
+        // The chunks in the range, read (and CRC-checked) a group at a time.
+        let mut in_range = s
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.max_time >= lo)
+            .take_while(|(_, c)| c.min_time <= hi);
+        let reader = &s.block.inner.chunks;
+        let mut group = [const { None }; CHUNK_GROUP];
+        let (mut at, mut len) = (0, 0);
+        while let Some((k, c)) = in_range.next() {
+            if at == len {
+                let mut refs = [0u64; CHUNK_GROUP];
+                let ahead = std::iter::once(c).chain(in_range.clone().map(|(_, c)| c));
+                len = refs
+                    .iter_mut()
+                    .zip(ahead)
+                    .map(|(r, c)| *r = c.chunk_ref)
+                    .count();
+                group = reader.chunks_tailed(&refs[..len]);
+                at = 0;
             }
-            if c.min_time > hi {
-                break;
-            }
-            let (data, ext) = match s.block.inner.chunks.chunk_tailed(c.chunk_ref) {
+            let read = group[at].take().expect("read with its group");
+            at += 1;
+            let (data, ext) = match read {
                 Ok((Encoding::Xor, data, ext)) => (data, ext),
                 Ok((enc, _, _)) => {
                     let e = flush(&mut run, run_first, out).unwrap_or_else(|| {

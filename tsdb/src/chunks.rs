@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::Mmap;
 
 use crate::chunkenc::Encoding;
-use crate::encoding::{crc32c, crc32c_append, put_uvarint, uvarint};
+use crate::encoding::{crc32c, crc32c_append, crc32c_many, put_uvarint, uvarint};
 use crate::{Error, Result};
 
 /// Magic number at the start of every chunk segment file.
@@ -354,7 +354,31 @@ impl ChunkReader {
     /// [`ChunkReader::chunk`], with the chunk's data also given as the start of
     /// `ext`: the rest of the segment from the data on, so that a decoder may read past the
     /// chunk's end ([`crate::chunkenc::xor::TailedChunk`]).
-    pub fn chunk_tailed(&self, r: u64) -> Result<(Encoding, &[u8], &[u8])> {
+    pub fn chunk_tailed(&self, r: u64) -> Result<TailedRead<'_>> {
+        let c = self.locate(r)?;
+        let got = crc32c(c.body);
+        c.checked(got)
+    }
+
+    /// [`ChunkReader::chunk_tailed`] of each of `refs` (at most [`CHUNK_GROUP`]), their CRCs
+    /// computed side by side ([`crc32c_many`]); `None` past `refs`' length.
+    pub fn chunks_tailed(&self, refs: &[u64]) -> [Option<Result<TailedRead<'_>>>; CHUNK_GROUP] {
+        let located: [Option<Result<Located<'_>>>; CHUNK_GROUP] =
+            std::array::from_fn(|i| refs.get(i).map(|&r| self.locate(r)));
+        let mut body = [&[][..]; CHUNK_GROUP];
+        let mut n = 0;
+        for c in located.iter().flatten().flatten() {
+            body[n] = c.body;
+            n += 1;
+        }
+        let mut crc = [0u32; CHUNK_GROUP];
+        crc32c_many(&body[..n], &mut crc[..n]);
+        let mut crc = crc.into_iter();
+        located.map(|l| l.map(|l| l.and_then(|c| c.checked(crc.next().unwrap_or_default()))))
+    }
+
+    /// Where the chunk `r` lies, its bounds checked (not its CRC) and its pages read ahead.
+    fn locate(&self, r: u64) -> Result<Located<'_>> {
         let (seg, off) = split_chunk_ref(r);
         let Some(s) = self.segments.get(seg as usize) else {
             return Err(Error::corruption(
@@ -391,30 +415,103 @@ impl ChunkReader {
         }
         s.read_up_to(end);
         let end = end as usize;
-        let body = &b[enc_pos..end - 4];
-        let want = u32::from_be_bytes([b[end - 4], b[end - 3], b[end - 2], b[end - 1]]);
-        let got = crc32c(body);
-        if want != got {
+        Ok(Located {
+            segment: s,
+            off,
+            enc_pos,
+            body: &b[enc_pos..end - 4],
+            stored: u32::from_be_bytes([b[end - 4], b[end - 3], b[end - 2], b[end - 1]]),
+        })
+    }
+}
+
+/// What [`ChunkReader::chunk_tailed`] gives: the chunk's encoding, its data, and the segment
+/// from its data on.
+pub type TailedRead<'a> = (Encoding, &'a [u8], &'a [u8]);
+
+/// Most chunks [`ChunkReader::chunks_tailed`] reads at once: four CRCs side by side hide the
+/// CRC instruction's latency.
+pub const CHUNK_GROUP: usize = 4;
+
+/// A chunk found in a segment by [`ChunkReader::locate`], before its CRC is checked.
+struct Located<'a> {
+    segment: &'a Segment,
+    off: u64,
+    enc_pos: usize,
+    /// The encoding byte and the data: what the CRC covers.
+    body: &'a [u8],
+    /// The CRC stored after it.
+    stored: u32,
+}
+
+impl<'a> Located<'a> {
+    /// The chunk read, given the CRC computed over its body.
+    fn checked(self, got: u32) -> Result<TailedRead<'a>> {
+        let s = self.segment;
+        if self.stored != got {
             return Err(Error::corruption(
                 &s.path,
-                off,
-                format!("chunk checksum mismatch: stored {want:#010x}, computed {got:#010x}"),
+                self.off,
+                format!(
+                    "chunk checksum mismatch: stored {:#010x}, computed {got:#010x}",
+                    self.stored
+                ),
             ));
         }
-        let enc = Encoding::from_u8(body[0]).ok_or_else(|| {
+        let enc = Encoding::from_u8(self.body[0]).ok_or_else(|| {
             Error::corruption(
                 &s.path,
-                enc_pos as u64,
-                format!("unknown chunk encoding {}", body[0]),
+                self.enc_pos as u64,
+                format!("unknown chunk encoding {}", self.body[0]),
             )
         })?;
-        Ok((enc, &body[1..], &b[enc_pos + 1..]))
+        Ok((enc, &self.body[1..], &s.map[self.enc_pos + 1..]))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks read as a group are the chunks read one by one; a damaged one fails alone.
+    #[test]
+    fn chunks_read_in_a_group_are_checked_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("chunks");
+        let mut w = ChunkWriter::new(&cdir).unwrap();
+        let written: Vec<(u64, Vec<u8>)> = (0..6u8)
+            .map(|i| {
+                let data: Vec<u8> = (0..40 + 50 * u32::from(i)).map(|j| (j as u8) ^ i).collect();
+                (w.write_chunk(Encoding::Xor, &data).unwrap(), data)
+            })
+            .collect();
+        w.close().unwrap();
+        // Damage chunk 1's data.
+        let path = cdir.join("000001");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[split_chunk_ref(written[1].0).1 as usize + 10] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let r = ChunkReader::open(&cdir).unwrap();
+        let refs: Vec<u64> = written.iter().map(|(r, _)| *r).collect();
+        let first = r.chunks_tailed(&refs[..CHUNK_GROUP]);
+        let rest = r.chunks_tailed(&refs[CHUNK_GROUP..]);
+        let got: Vec<_> = first.into_iter().chain(rest).flatten().collect();
+        assert_eq!(got.len(), written.len());
+        for (k, (g, (rf, want))) in got.into_iter().zip(&written).enumerate() {
+            match g {
+                Ok((enc, data, ext)) => {
+                    assert_eq!((enc, data), (Encoding::Xor, &want[..]), "chunk {k}");
+                    assert!(ext.starts_with(data));
+                    assert_eq!(r.chunk(*rf).unwrap().1, data);
+                }
+                Err(e) => {
+                    assert_eq!(k, 1);
+                    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+                    assert!(r.chunk(*rf).is_err());
+                }
+            }
+        }
+    }
 
     #[test]
     fn write_read_round_trip_and_segment_cut() {

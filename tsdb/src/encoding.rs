@@ -6,8 +6,102 @@
 //! zig-zag `binary.PutVarint`. Strings are a uvarint length followed by the bytes.
 
 /// CRC-32 Castagnoli of `data`.
+///
+/// Short buffers (a chunk, a record) go through [`crc32c_short`]; longer ones through the
+/// `crc32c` crate, which splits them into three interleaved streams.
 pub fn crc32c(data: &[u8]) -> u32 {
+    if data.len() < SHORT_CRC_MAX {
+        if let Some(c) = crc32c_short(data) {
+            return c;
+        }
+    }
     crc32c::crc32c(data)
+}
+
+/// CRC-32 Castagnoli of each of `bufs` into `out` (as long), computed four at a time side
+/// by side: the CPU's CRC instruction has a latency of three cycles and a throughput of
+/// one, so three or four independent buffers go nearly as fast as one (the chunks of one
+/// series, checked before decoding).
+pub fn crc32c_many(bufs: &[&[u8]], out: &mut [u32]) {
+    assert_eq!(bufs.len(), out.len());
+    let mut groups = bufs.chunks_exact(4);
+    let mut o = out.chunks_exact_mut(4);
+    for (b, o) in groups.by_ref().zip(o.by_ref()) {
+        o.copy_from_slice(&crc32c_each([b[0], b[1], b[2], b[3]]));
+    }
+    let (b, o) = (groups.remainder(), o.into_remainder());
+    match *b {
+        [x, y, z] => o.copy_from_slice(&crc32c_each([x, y, z])),
+        [x, y] => o.copy_from_slice(&crc32c_each([x, y])),
+        [x] => o[0] = crc32c(x),
+        _ => {}
+    }
+}
+
+/// [`crc32c_many`] of `K` buffers.
+fn crc32c_each<const K: usize>(bufs: [&[u8]; K]) -> [u32; K] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE 4.2, checked just above.
+        return unsafe { hw::crc32c_each(bufs) };
+    }
+    bufs.map(crc32c::crc32c)
+}
+
+/// Buffers shorter than this are checked by [`crc32c_short`]; from about three times the
+/// crate's 256-byte stride on, its three interleaved streams are faster.
+const SHORT_CRC_MAX: usize = 768;
+
+/// CRC-32 Castagnoli of a short buffer with the CPU's CRC instruction over unaligned 8-byte
+/// loads (the crate first walks byte by byte to an aligned address, at three cycles a
+/// byte); `None` without the instruction.
+fn crc32c_short(data: &[u8]) -> Option<u32> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE 4.2, checked just above.
+        return Some(unsafe { hw::crc32c_each([data])[0] });
+    }
+    let _ = data;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod hw {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+
+    /// The 8-byte little-endian word of `b` at `at`.
+    #[inline(always)]
+    fn word(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"))
+    }
+
+    /// [`super::crc32c_each`] with the CRC instruction: the words all buffers have, in
+    /// lockstep, then each buffer's rest on its own.
+    #[target_feature(enable = "sse4.2")]
+    pub(super) fn crc32c_each<const K: usize>(bufs: [&[u8]; K]) -> [u32; K] {
+        let mut crc = [u64::from(u32::MAX); K];
+        let common = bufs.iter().map(|b| b.len() / 8).min().unwrap_or(0);
+        for w in 0..common {
+            for (c, b) in crc.iter_mut().zip(&bufs) {
+                *c = _mm_crc32_u64(*c, word(b, w * 8));
+            }
+        }
+        let mut out = [0u32; K];
+        for ((o, &c), b) in out.iter_mut().zip(&crc).zip(&bufs) {
+            let mut c = c;
+            let mut at = common * 8;
+            while at + 8 <= b.len() {
+                c = _mm_crc32_u64(c, word(b, at));
+                at += 8;
+            }
+            let mut c = c as u32;
+            for &x in &b[at..] {
+                c = _mm_crc32_u8(c, x);
+            }
+            *o = !c;
+        }
+        out
+    }
 }
 
 /// Continues a CRC-32 Castagnoli over more data.
@@ -322,5 +416,37 @@ mod tests {
     #[test]
     fn crc_is_castagnoli() {
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    /// The short-buffer and side-by-side paths agree with the crate at every length and
+    /// alignment, with buffers of different lengths checked together.
+    #[test]
+    fn crc_paths_agree_with_the_crate() {
+        let data: Vec<u8> = (0..2000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in (0..900).step_by(7).chain([0, 1, 7, 8, 9, 767, 768, 769]) {
+            for off in 0..9 {
+                let b = &data[off..off + len];
+                let want = crc32c::crc32c(b);
+                assert_eq!(crc32c(b), want, "len {len} at {off}");
+                let c = &data[off + 3..off + 3 + len / 2];
+                let [x, y, z] = crc32c_each([b, c, &data[..off]]);
+                assert_eq!(
+                    (x, y, z),
+                    (want, crc32c::crc32c(c), crc32c::crc32c(&data[..off]))
+                );
+            }
+        }
+        assert_eq!(crc32c_each::<0>([]), [0u32; 0]);
+        for n in 0..11 {
+            let bufs: Vec<&[u8]> = (0..n)
+                .map(|i| &data[i * 13..i * 13 + 100 + i * 37])
+                .collect();
+            let mut got = vec![0; n];
+            crc32c_many(&bufs, &mut got);
+            let want: Vec<u32> = bufs.iter().map(|b| crc32c::crc32c(b)).collect();
+            assert_eq!(got, want, "{n} buffers");
+        }
     }
 }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use memmap2::{Mmap, MmapOptions};
 
 use crate::chunkenc::Encoding;
-use crate::encoding::{crc32c, uvarint};
+use crate::encoding::{crc32c, crc32c_many, uvarint};
 use crate::fsutil::{numbered_files, sync_dir};
 use crate::{Error, Result};
 
@@ -184,6 +184,17 @@ struct ChunkHeader {
 /// Parses and CRC-checks the chunk at `at` in `b`. `Ok(None)` at an end marker (all-zero
 /// header or only zeros left).
 fn parse_chunk(b: &[u8], at: usize) -> std::result::Result<Option<ChunkHeader>, String> {
+    match parse_unchecked(b, at)? {
+        Some(h) => {
+            let computed = crc32c(&b[at..h.data_start + h.data_len]);
+            check_crc(b, h, computed).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// [`parse_chunk`] without the CRC check (see [`check_crc`]).
+fn parse_unchecked(b: &[u8], at: usize) -> std::result::Result<Option<ChunkHeader>, String> {
     let rest = &b[at.min(b.len())..];
     if rest.len() < FIXED_META + 1 {
         return if rest.iter().all(|&x| x == 0) {
@@ -211,23 +222,28 @@ fn parse_chunk(b: &[u8], at: usize) -> std::result::Result<Option<ChunkHeader>, 
         .ok_or_else(|| {
             format!("chunk of {len} bytes runs past the end of the file (torn write)")
         })?;
-    let data_end = end - CRC_SIZE;
-    let stored = u32::from_be_bytes(rest[data_end..end].try_into().unwrap_or([0; 4]));
-    let computed = crc32c(&rest[..data_end]);
-    if stored != computed {
-        return Err(format!(
-            "checksum mismatch: stored {stored:08x}, computed {computed:08x}"
-        ));
-    }
     Ok(Some(ChunkHeader {
         series_ref,
         mint,
         maxt,
         encoding,
         data_start: at + data_start,
-        data_len: data_end - data_start,
+        data_len: end - CRC_SIZE - data_start,
         end: at + end,
     }))
+}
+
+/// The chunk `h` of `b` ([`parse_unchecked`]) when `computed`, the CRC of its header and
+/// data, is the one stored after them.
+fn check_crc(b: &[u8], h: ChunkHeader, computed: u32) -> std::result::Result<ChunkHeader, String> {
+    let data_end = h.data_start + h.data_len;
+    let stored = u32::from_be_bytes(b[data_end..h.end].try_into().unwrap_or([0; 4]));
+    if stored != computed {
+        return Err(format!(
+            "checksum mismatch: stored {stored:08x}, computed {computed:08x}"
+        ));
+    }
+    Ok(h)
 }
 
 /// Bytes from a chunk's start that [`ChunkDiskMapper::prefetch`] asks for: its header and
@@ -787,10 +803,27 @@ impl ChunkDiskMapper {
         // A failed read is left to the other way, which reports it per chunk.
         std::os::unix::fs::FileExt::read_exact_at(&f.file, buf, lo).ok()?;
         let path = || chunk_file_name(&self.dir, seq);
+        let at = |r: &HeadChunkRef| (u64::from(r.offset()) - lo) as usize;
+        // Headers first, then the CRCs of all the chunks found, several side by side.
+        let parsed: Vec<_> = refs.iter().map(|r| parse_unchecked(buf, at(r))).collect();
+        let covered: Vec<&[u8]> = refs
+            .iter()
+            .zip(&parsed)
+            .filter_map(|(r, p)| match p {
+                Ok(Some(h)) => Some(&buf[at(r)..h.data_start + h.data_len]),
+                _ => None,
+            })
+            .collect();
+        let mut crcs = vec![0; covered.len()];
+        crc32c_many(&covered, &mut crcs);
+        let mut crcs = crcs.into_iter();
         let mut out = Vec::with_capacity(refs.len());
-        for r in refs {
-            let at = (u64::from(r.offset()) - lo) as usize;
-            out.push(match parse_chunk(buf, at) {
+        for (r, p) in refs.iter().zip(parsed) {
+            let p = p.and_then(|h| {
+                h.map(|h| check_crc(buf, h, crcs.next().unwrap_or_default()))
+                    .transpose()
+            });
+            out.push(match p {
                 Ok(Some(h)) => Ok(h.data_start..h.data_start + h.data_len),
                 // Perhaps a chunk running past the bytes read: the other way tells.
                 Err(_) if (end as usize) < f.len => return None,
