@@ -829,30 +829,33 @@ pub fn decode_chunk_cut(
 ) -> Result<bool, crate::Error> {
     let from = out.len();
     let res = decode_tailed_into(&[chunk], out);
-    let end = out[from..].iter().position(|s| s.0 > hi);
-    out.truncate(from + end.unwrap_or(out.len() - from));
-    // The samples before `lo` are a prefix in a chunk written in time order: one move of the
-    // rest over them. Otherwise (a damaged chunk) each sample is kept or dropped in turn.
-    let first = out[from..]
-        .iter()
-        .position(|s| s.0 >= lo)
-        .unwrap_or(out.len() - from);
-    if out[from + first..]
-        .iter()
-        .fold(true, |ok, s| ok & (s.0 >= lo))
-    {
+    let got = &out[from..];
+    // Whether a sample after `hi` was seen, after which sequential decoding stops.
+    let cut = if got.windows(2).fold(true, |ok, w| ok & (w[0].0 <= w[1].0)) {
+        // In time order (checked without branching): both edges found by bisection, the
+        // samples before `lo` dropped with one move of the rest over them.
+        let end = got.partition_point(|s| s.0 <= hi);
+        let first = got[..end].partition_point(|s| s.0 < lo);
+        let cut = end < got.len();
+        out.truncate(from + end);
         out.drain(from..from + first);
+        cut
     } else {
+        // A damaged chunk, whose times may go back: the first sample after `hi` ends it,
+        // and each sample before is kept or dropped in turn.
+        let end = got.iter().position(|s| s.0 > hi);
+        out.truncate(from + end.unwrap_or(got.len()));
         let mut kept = from;
         for i in from..out.len() {
             out[kept] = out[i];
             kept += usize::from(out[i].0 >= lo);
         }
         out.truncate(kept);
-    }
+        end.is_some()
+    };
     match res {
         // Sequential decoding stops at the first sample after `hi`, before any later error.
-        _ if end.is_some() => Ok(true),
+        _ if cut => Ok(true),
         Ok(()) => Ok(false),
         Err(e) => Err(e.err),
     }
