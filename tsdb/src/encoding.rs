@@ -7,13 +7,13 @@
 
 /// CRC-32 Castagnoli of `data`.
 ///
-/// Short buffers (a chunk, a record) go through [`crc32c_short`]; longer ones through the
-/// `crc32c` crate, which splits them into three interleaved streams.
+/// Short buffers (a chunk, a record) go through the CPU's CRC instruction over unaligned
+/// 8-byte loads (the `crc32c` crate first walks byte by byte to an aligned address, at three
+/// cycles a byte); longer ones through the crate, which splits them into three interleaved
+/// streams.
 pub fn crc32c(data: &[u8]) -> u32 {
     if data.len() < SHORT_CRC_MAX {
-        if let Some(c) = crc32c_short(data) {
-            return c;
-        }
+        return crc32c_each([data])[0];
     }
     crc32c::crc32c(data)
 }
@@ -48,22 +48,9 @@ fn crc32c_each<const K: usize>(bufs: [&[u8]; K]) -> [u32; K] {
     bufs.map(crc32c::crc32c)
 }
 
-/// Buffers shorter than this are checked by [`crc32c_short`]; from about three times the
-/// crate's 256-byte stride on, its three interleaved streams are faster.
+/// Buffers shorter than this are checked word by word ([`crc32c`]); from about three times
+/// the crate's 256-byte stride on, its three interleaved streams are faster.
 const SHORT_CRC_MAX: usize = 768;
-
-/// CRC-32 Castagnoli of a short buffer with the CPU's CRC instruction over unaligned 8-byte
-/// loads (the crate first walks byte by byte to an aligned address, at three cycles a
-/// byte); `None` without the instruction.
-fn crc32c_short(data: &[u8]) -> Option<u32> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("sse4.2") {
-        // SAFETY: the CPU has SSE 4.2, checked just above.
-        return Some(unsafe { hw::crc32c_each([data])[0] });
-    }
-    let _ = data;
-    None
-}
 
 #[cfg(target_arch = "x86_64")]
 mod hw {

@@ -661,7 +661,7 @@ impl ChunkDiskMapper {
     pub fn prefetch(&self, r: HeadChunkRef) {
         if let Some(f) = self.files.get(&r.seq()) {
             let off = (r.offset() as usize).min(f.len);
-            super::prefetch(f.mmap[off..].as_ptr(), PREFETCH_BYTES.min(f.len - off));
+            crate::prefetch(f.mmap[off..].as_ptr(), PREFETCH_BYTES.min(f.len - off));
         }
     }
 

@@ -162,22 +162,6 @@ pub(crate) struct HeadInner {
     waiting: waiting::WaitingChunks,
 }
 
-/// Asks the CPU to start loading the `bytes` bytes from `p` into its caches, for a reader
-/// walking scattered memory (series, mapped chunks) to prefetch a few items ahead. Nothing on
-/// CPUs other than x86-64; a prefetch never faults, whatever `p` points to.
-#[inline]
-pub(crate) fn prefetch(p: *const u8, bytes: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for line in (0..bytes).step_by(64) {
-        // SAFETY: a prefetch hint reads nothing architecturally and never faults.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                p.wrapping_add(line).cast(),
-            )
-        };
-    }
-}
-
 /// The head block. Cloning gives another handle to the same head.
 #[derive(Clone)]
 pub struct Head {

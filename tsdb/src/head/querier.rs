@@ -404,7 +404,7 @@ fn select_parallel(
                     // The series are scattered in memory: each is a cache miss or two.
                     if let Some(ahead) = part.get(i + SNAPSHOT_AHEAD) {
                         let p = Arc::as_ptr(ahead).cast::<u8>();
-                        super::prefetch(p, std::mem::size_of::<MemSeries>());
+                        crate::prefetch(p, std::mem::size_of::<MemSeries>());
                     }
                     let locked = lock_snapshot(series, mint, maxt, last_only);
                     if locked.is_empty() {
