@@ -374,7 +374,7 @@ impl ChunkReader {
         // A block is read in series order, which is its files' order: the bytes as far past
         // these chunks as the reader will be a few series on start loading now (the CPU's own
         // prefetcher stops at each 4 KiB page).
-        if let Some(Some(Ok(last))) = located.iter().rev().find(|l| l.is_some()) {
+        if let Some(last) = located.iter().flatten().flatten().last() {
             let map = &last.segment.map;
             let end = last.enc_pos + last.body.len();
             let read: usize = body[..n].iter().map(|b| b.len()).sum();
@@ -387,7 +387,8 @@ impl ChunkReader {
         located.map(|l| l.map(|l| l.and_then(|c| c.checked(crc.next().unwrap_or_default()))))
     }
 
-    /// Where the chunk `r` lies, its bounds checked (not its CRC) and its pages read ahead.
+    /// Where the chunk `r` lies, its bounds checked (not its CRC), the read noted in its
+    /// segment (which gives back the pages far behind it).
     fn locate(&self, r: u64) -> Result<Located<'_>> {
         let (seg, off) = split_chunk_ref(r);
         let Some(s) = self.segments.get(seg as usize) else {
