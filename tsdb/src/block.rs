@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use ulid::Ulid;
 
 use crate::chunkenc::xor::TailedChunk;
@@ -535,10 +536,19 @@ pub struct BlockQuerier {
 /// [`crate::index::IndexReader::series_refs`]), the chunks overlapping the range, minus
 /// deleted ones.
 struct Selected {
-    label_refs: Box<[(u32, u32)]>,
-    chunks: Vec<ChunkRefMeta>,
+    label_refs: LabelRefs,
+    chunks: ChunkRefs,
     deleted: Option<Intervals>,
 }
+
+/// A selected series' label symbol references, held inline up to a typical label count: a
+/// large selection builds thousands of series, each read again when it is merged and folded,
+/// and a separate allocation would be one more allocation and one more cache miss each.
+type LabelRefs = SmallVec<[(u32, u32); 10]>;
+
+/// A selected series' chunks in the range, held inline up to the four chunks a 2h block has
+/// of a series scraped every 15 s (as [`LabelRefs`]).
+type ChunkRefs = SmallVec<[ChunkRefMeta; 4]>;
 
 /// Iterates the selected series of a block lazily.
 struct SelectIter {
@@ -563,8 +573,7 @@ impl SelectIter {
             labels: std::sync::OnceLock::new(),
             chunks: sel.chunks,
             deleted: sel.deleted,
-            block: self.block.clone(),
-            _tok: self.tok.clone(),
+            tok: self.tok.clone(),
             mint: self.mint,
             maxt: self.maxt,
         }) as Arc<dyn Series>))
@@ -600,7 +609,7 @@ impl SelectIter {
                 .get(&r)
                 .filter(|d| !d.is_empty());
             let (mint, maxt) = (self.mint, self.maxt);
-            let chunks: Vec<ChunkRefMeta> = self
+            let chunks: ChunkRefs = self
                 .cbuf
                 .iter()
                 .filter(|c| c.max_time >= mint && c.min_time <= maxt)
@@ -611,7 +620,7 @@ impl SelectIter {
                 continue;
             }
             return Some(Ok(Selected {
-                label_refs: self.lbuf.as_slice().into(),
+                label_refs: SmallVec::from_slice(&self.lbuf),
                 chunks,
                 deleted: deleted.cloned(),
             }));
@@ -841,18 +850,22 @@ fn chunks_of(block: &Block, sel: &Selected, mint: i64, maxt: i64) -> Result<Vec<
 /// are built from their symbol references only when asked for: a series merged with the
 /// head's answers with the head's labels.
 struct BlockSeries {
-    label_refs: Box<[(u32, u32)]>,
+    label_refs: LabelRefs,
     labels: std::sync::OnceLock<Arc<Labels>>,
-    chunks: Vec<ChunkRefMeta>,
+    chunks: ChunkRefs,
     deleted: Option<Intervals>,
-    block: Block,
-    /// Keeps the chunk files' pages mapped while the series may be read.
-    _tok: Arc<ReadToken>,
+    /// The block, whose chunk files' pages stay mapped while the series may be read.
+    tok: Arc<ReadToken>,
     mint: i64,
     maxt: i64,
 }
 
 impl BlockSeries {
+    /// The series' block.
+    fn block(&self) -> &Block {
+        &self.tok.block
+    }
+
     /// An iterator over the series' samples.
     fn sample_iter(&self) -> BlockSampleIter<'_> {
         BlockSampleIter {
@@ -869,7 +882,7 @@ impl BlockSeries {
     /// The labels, built on the first call.
     fn built_labels(&self) -> &Arc<Labels> {
         self.labels
-            .get_or_init(|| Arc::new(self.block.labels_of(&self.label_refs)))
+            .get_or_init(|| Arc::new(self.block().labels_of(&self.label_refs)))
     }
 }
 
@@ -881,7 +894,7 @@ impl Series for BlockSeries {
         self.built_labels().clone()
     }
     fn label_pairs(&self) -> crate::querier::LabelPairs<'_> {
-        crate::querier::LabelPairs::of_symbols(&self.block.inner.index, &self.label_refs)
+        crate::querier::LabelPairs::of_symbols(&self.block().inner.index, &self.label_refs)
     }
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(self.sample_iter())
@@ -948,7 +961,7 @@ impl SampleIter for BlockSampleIter<'_> {
             run.clear();
             drop_deleted(s.deleted.as_ref(), out, from);
             res.err()
-                .map(|e| s.block.chunk_err(&s.chunks[run_first + e.chunk], e.err))
+                .map(|e| s.block().chunk_err(&s.chunks[run_first + e.chunk], e.err))
         };
         // The chunks in the range, read (and CRC-checked) a group at a time.
         let mut in_range = s
@@ -957,7 +970,7 @@ impl SampleIter for BlockSampleIter<'_> {
             .enumerate()
             .filter(|(_, c)| c.max_time >= lo)
             .take_while(|(_, c)| c.min_time <= hi);
-        let reader = &s.block.inner.chunks;
+        let reader = &s.block().inner.chunks;
         let mut group = [const { None }; CHUNK_GROUP];
         let (mut at, mut len) = (0, 0);
         while let Some((k, c)) = in_range.next() {
@@ -1009,7 +1022,7 @@ impl SampleIter for BlockSampleIter<'_> {
             drop_deleted(s.deleted.as_ref(), out, from);
             match res {
                 Err(e) => {
-                    self.fail(s.block.chunk_err(c, e));
+                    self.fail(s.block().chunk_err(c, e));
                     return;
                 }
                 Ok(true) => return,
@@ -1033,7 +1046,7 @@ impl SampleIter for BlockSampleIter<'_> {
                     self.done = true;
                     return ValueType::None;
                 };
-                match s.block.inner.chunks.chunk(c.chunk_ref) {
+                match s.block().inner.chunks.chunk(c.chunk_ref) {
                     Ok((Encoding::Xor, data)) => self.it = Some(XorIterator::new(data)),
                     Ok((enc, _)) => {
                         return self.fail(Error::Other(format!(
@@ -1047,7 +1060,7 @@ impl SampleIter for BlockSampleIter<'_> {
             if it.next() != ValueType::Float {
                 if let Some(e) = it.err() {
                     let c = s.chunks[self.ci];
-                    return self.fail(s.block.chunk_err(&c, e));
+                    return self.fail(s.block().chunk_err(&c, e));
                 }
                 self.it = None;
                 self.ci += 1;

@@ -11,6 +11,8 @@
 use std::iter::Peekable;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::chunkenc::ValueType;
 use crate::labels::{Labels, Matcher};
 use crate::querier::{cmp_labels, Querier, SampleIter, SelectHints, Series, SeriesSet};
@@ -20,22 +22,26 @@ use crate::Result;
 pub struct MergedSeries {
     /// The labels, when given; else those of the last part (there is one).
     labels: Option<Labels>,
-    parts: Vec<Arc<dyn Series>>,
+    parts: Parts,
 }
+
+/// The parts of a [`MergedSeries`], inline up to the two blocks and the head a dashboard's
+/// range usually spans (a large selection merges thousands of series).
+type Parts = SmallVec<[Arc<dyn Series>; 3]>;
 
 impl MergedSeries {
     /// A series merging `parts`, which all have labels `labels`.
     pub fn new(labels: Labels, parts: Vec<Arc<dyn Series>>) -> Self {
         MergedSeries {
             labels: Some(labels),
-            parts,
+            parts: Parts::from_vec(parts),
         }
     }
 
     /// A series merging `parts` (at least one), which have the same labels: they are read
     /// from the last part rather than copied. That is the newest source, the head when the
     /// series is in it, which shares its labels; a block series would build them.
-    fn of_parts(parts: Vec<Arc<dyn Series>>) -> Self {
+    fn of_parts(parts: Parts) -> Self {
         MergedSeries {
             labels: None,
             parts,
@@ -290,7 +296,7 @@ impl Iterator for MergeSet {
             }
         }
         drop(min_series);
-        let mut parts: Vec<Arc<dyn Series>> = Vec::with_capacity(min.len());
+        let mut parts = Parts::new();
         for &i in min.iter() {
             if let Some(Ok(x)) = self.sets[i].next() {
                 parts.push(x);

@@ -93,7 +93,7 @@ impl Symbols {
     pub unsafe fn pairs_unbounded(
         &self,
         lset: &[u32],
-        out: &mut Vec<(&'static str, &'static str)>,
+        out: &mut impl Extend<(&'static str, &'static str)>,
     ) {
         let g = self.inner.read();
         let get = |id: u32| -> &'static str {

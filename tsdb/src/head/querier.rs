@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
+use smallvec::SmallVec;
 
 use super::index::{postings_for_matchers, SymReader};
 use super::series::{MemSeries, MmappedChunk};
@@ -135,8 +136,8 @@ impl Locked {
 
     /// The chunks in time order, the full ones' bytes being the next `full.len()` items of
     /// `data` (all of them taken, even after a failed read), or the first failed read.
-    fn into_chunks(self, data: impl Iterator<Item = ChunkBytes>) -> Result<Vec<ChunkMeta>> {
-        let mut out = Vec::with_capacity(self.full.len() + self.waiting.len() + 1);
+    fn into_chunks(self, data: impl Iterator<Item = ChunkBytes>) -> Result<SeriesChunks> {
+        let mut out = SeriesChunks::with_capacity(self.full.len() + self.waiting.len() + 1);
         let mut failed = None;
         for (c, d) in self.full.iter().zip(data) {
             match d {
@@ -177,7 +178,7 @@ fn snapshot_chunks(
     mint: i64,
     maxt: i64,
     last_only: bool,
-) -> Result<Vec<ChunkMeta>> {
+) -> Result<SeriesChunks> {
     let locked = lock_snapshot(s, mint, maxt, last_only);
     let store = head.chunk_store();
     let data = locked
@@ -345,7 +346,7 @@ fn select_one(head: &Head, s: &MemSeries, mint: i64, maxt: i64, last_only: bool)
 fn series_of(
     head: &Head,
     s: &MemSeries,
-    chunks: Vec<ChunkMeta>,
+    chunks: SeriesChunks,
     mint: i64,
     maxt: i64,
 ) -> Option<Item> {
@@ -680,7 +681,7 @@ impl ChunkQuerier for HeadQuerier {
                 Ok(chunks) if chunks.is_empty() => None,
                 Ok(chunks) => Some(Ok(ChunkSeries {
                     labels: head.labels_of(&s),
-                    chunks,
+                    chunks: chunks.into_vec(),
                 })),
                 Err(e) => Some(Err(e)),
             }
@@ -688,12 +689,16 @@ impl ChunkQuerier for HeadQuerier {
     }
 }
 
+/// A selected series' chunks, inline up to the four full chunks and the open one that two
+/// hours of a series scraped every 15 s take (a large selection builds thousands of series).
+pub type SeriesChunks = SmallVec<[ChunkMeta; 5]>;
+
 /// A series made of XOR chunks, limited to `[mint, maxt]`.
 pub struct ChunkedSeries {
     /// The series' labels.
     labels: SeriesLabels,
     /// Its chunks in time order (non-overlapping).
-    pub chunks: Vec<ChunkMeta>,
+    pub chunks: SeriesChunks,
     /// First timestamp returned.
     pub mint: i64,
     /// Last timestamp returned.
@@ -706,12 +711,15 @@ pub struct ChunkedSeries {
 /// The labels of a [`ChunkedSeries`]: given, or the head series' label strings borrowed from
 /// the head's symbol table and built into [`Labels`] only when asked for (a series merged and
 /// aggregated is compared and grouped by its label pairs, and its labels are never built).
+/// The pairs are held inline: the value lives in its series' one allocation, and a separate
+/// one for the pairs cost each series of a large selection an allocation and a cache miss.
+#[allow(clippy::large_enum_variant)]
 enum SeriesLabels {
     Built(Arc<Labels>),
     Head {
         /// Keeps the symbol table that `pairs` borrow from alive.
         _head: Head,
-        pairs: Box<[(&'static str, &'static str)]>,
+        pairs: SmallVec<[(&'static str, &'static str); 10]>,
         built: std::sync::OnceLock<Arc<Labels>>,
     },
 }
@@ -719,13 +727,13 @@ enum SeriesLabels {
 impl SeriesLabels {
     /// The labels of the head series `s`.
     fn of_head(head: &Head, s: &MemSeries) -> Self {
-        let mut pairs = Vec::with_capacity(s.lset.len() / 2);
+        let mut pairs = SmallVec::new();
         // SAFETY: the strings are used only through this value, which holds `head` and so
         // its symbol table.
         unsafe { head.symbols().pairs_unbounded(&s.lset, &mut pairs) };
         SeriesLabels::Head {
             _head: head.clone(),
-            pairs: pairs.into_boxed_slice(),
+            pairs,
             built: std::sync::OnceLock::new(),
         }
     }
@@ -759,7 +767,7 @@ impl ChunkedSeries {
     ) -> Self {
         ChunkedSeries {
             labels: SeriesLabels::Built(labels),
-            chunks,
+            chunks: SeriesChunks::from_vec(chunks),
             mint,
             maxt,
             resume,
