@@ -389,6 +389,17 @@ pub(crate) fn place_on_steps(
 ) {
     pts.clear();
     ts_orig.clear();
+    let Some(&first) = samples.first() else {
+        return;
+    };
+    pts.reserve(steps.len());
+    if keep_ts {
+        ts_orig.reserve(steps.len());
+    }
+    // Every step's candidate is written to the next free slot, which is kept (the count
+    // moves past it) only when it is a point: no branch on the (data-dependent) outcome.
+    let (pts_out, ts_out) = (pts.spare_capacity_mut(), ts_orig.spare_capacity_mut());
+    let mut n = 0usize;
     // `idx`: the first sample later than the step's time; `moved`: how far it moved at the
     // last step, the guess for this one (see `advance`).
     let (mut idx, mut moved) = (0usize, 0usize);
@@ -397,16 +408,21 @@ pub(crate) fn place_on_steps(
         let next = advance(samples, idx, rt, moved);
         moved = next - idx;
         idx = next;
-        if idx == 0 {
-            continue;
-        }
-        let (t, v) = samples[idx - 1];
-        if t <= rt - lookback || is_stale_nan(v) {
-            continue;
-        }
-        pts.push((ts, v));
+        let (t, v) = if idx == 0 { first } else { samples[idx - 1] };
+        let keep = (idx > 0) & (t > rt - lookback) & !is_stale_nan(v);
+        // At most one slot per step: both buffers have room.
+        pts_out[n].write((ts, v));
         if keep_ts {
-            ts_orig.push(t);
+            ts_out[n].write(t);
+        }
+        n += usize::from(keep);
+    }
+    // SAFETY: slots `0..n` were written (each kept one at its step, none overwritten after,
+    // as `n` only grows past a written slot), within the capacity reserved above.
+    unsafe {
+        pts.set_len(n);
+        if keep_ts {
+            ts_orig.set_len(n);
         }
     }
 }
@@ -1177,9 +1193,11 @@ mod tests {
                 })
                 .collect();
             let steps: Vec<i64> = (-3..300).map(|k| k * 30).collect();
-            for offset in [0, 45] {
+            for (offset, keep_ts) in [(0, true), (45, true), (0, false), (45, false)] {
                 let (mut pts, mut ts) = (Vec::new(), Vec::new());
-                place_on_steps(&samples, &steps, None, offset, 100, true, &mut pts, &mut ts);
+                place_on_steps(
+                    &samples, &steps, None, offset, 100, keep_ts, &mut pts, &mut ts,
+                );
                 let mut want = Vec::new();
                 for &s in &steps {
                     let rt = s - offset;
@@ -1189,9 +1207,17 @@ mod tests {
                         }
                     }
                 }
+                if !keep_ts {
+                    assert!(ts.is_empty());
+                    ts = want.iter().map(|w| w.1).collect();
+                }
                 let got: Vec<_> = pts.into_iter().zip(ts).collect();
-                assert_eq!(got, want, "gap {gap} offset {offset}");
+                assert_eq!(got, want, "gap {gap} offset {offset} keep_ts {keep_ts}");
             }
         }
+        // No samples: no points, and what the buffers held before is gone.
+        let (mut pts, mut ts) = (vec![(1, 1.0)], vec![1]);
+        place_on_steps(&[], &[0, 30], None, 0, 100, true, &mut pts, &mut ts);
+        assert!(pts.is_empty() && ts.is_empty());
     }
 }
