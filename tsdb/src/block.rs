@@ -552,7 +552,7 @@ type ChunkRefs = SmallVec<[ChunkRefMeta; 4]>;
 
 /// Iterates the selected series of a block lazily.
 struct SelectIter {
-    block: Block,
+    /// The block, held (with its pages) for the selection and every series it hands out.
     tok: Arc<ReadToken>,
     refs: std::vec::IntoIter<u64>,
     mint: i64,
@@ -582,7 +582,6 @@ impl SelectIter {
     /// The same selection over a part of the references.
     fn part(&self, refs: Vec<u64>) -> SelectIter {
         SelectIter {
-            block: self.block.clone(),
             tok: self.tok.clone(),
             refs: refs.into_iter(),
             mint: self.mint,
@@ -594,15 +593,17 @@ impl SelectIter {
 
     fn next_selected(&mut self) -> Option<Result<Selected>> {
         for r in self.refs.by_ref() {
-            if let Err(e) = self
-                .block
-                .inner
-                .index
-                .series_refs(r, &mut self.lbuf, &mut self.cbuf)
+            if let Err(e) =
+                self.tok
+                    .block
+                    .inner
+                    .index
+                    .series_refs(r, &mut self.lbuf, &mut self.cbuf)
             {
                 return Some(Err(e));
             }
             let deleted = self
+                .tok
                 .block
                 .inner
                 .tombstones
@@ -634,7 +635,6 @@ impl BlockQuerier {
         let refs = self.block.inner.index.postings_for_matchers(matchers)?;
         Ok(SelectIter {
             tok: ReadToken::new(self.block.clone()),
-            block: self.block.clone(),
             refs: refs.into_iter(),
             mint: self.mint,
             maxt: self.maxt,
@@ -781,11 +781,11 @@ impl ChunkQuerier for BlockQuerier {
                 Ok(s) => s,
                 Err(e) => return Some(Err(e)),
             };
-            match chunks_of(&it.block, &sel, it.mint, it.maxt) {
+            match chunks_of(&it.tok.block, &sel, it.mint, it.maxt) {
                 Ok(chunks) if chunks.is_empty() => continue,
                 Ok(chunks) => {
                     return Some(Ok(ChunkSeries {
-                        labels: it.block.labels_of(&sel.label_refs),
+                        labels: it.tok.block.labels_of(&sel.label_refs),
                         chunks,
                     }))
                 }
