@@ -9,7 +9,7 @@
 pub mod bstream;
 pub mod xor;
 
-pub use xor::{XorAppender, XorChunk, XorCursor, XorIterator};
+pub use xor::{SeekMark, XorAppender, XorChunk, XorCursor, XorIterator};
 
 /// The encoding byte of a chunk, as stored in chunk files and the head chunk files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -181,6 +181,30 @@ impl XorAppender {
         self.w.bytes.len()
     }
 
+    /// Where a decoder stands after the last sample appended so far, compactly, relative to
+    /// the chunk's first timestamp `min_time`; `None` before two samples or when a field does
+    /// not fit the mark (see [`SeekMark`]).
+    pub fn seek_mark(&self, min_time: i64) -> Option<SeekMark> {
+        if self.num < 2 {
+            return None;
+        }
+        // A window that was never set reads as the decoder's initial one.
+        let (lead, sig) = match self.leading {
+            0xff => (0, 64),
+            l => (l, 64 - l - self.trailing),
+        };
+        let pos = (self.w.bytes.len() - 2) * 8 - usize::from(self.w.free_bits());
+        Some(SeekMark {
+            v: self.v.to_bits(),
+            t: u32::try_from(self.t.checked_sub(min_time)?).ok()?,
+            td: i32::try_from(self.t_delta).ok()?,
+            pos: u16::try_from(pos).ok()?,
+            num: std::num::NonZeroU8::new(u8::try_from(self.num).ok()?)?,
+            lead,
+            sig,
+        })
+    }
+
     /// Finishes the chunk.
     pub fn into_chunk(self) -> XorChunk {
         XorChunk {
@@ -301,6 +325,48 @@ pub struct XorCursor {
     s: State,
     num_total: u16,
     num_read: u16,
+}
+
+/// A decoder's state after one sample of an open chunk, taken while appending
+/// ([`XorAppender::seek_mark`]) so that a reader of the chunk can start decoding there instead
+/// of at the chunk's first sample (see [`SeekMark::cursor`]). 24 bytes: the timestamp is kept
+/// relative to the chunk's first one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeekMark {
+    v: u64,
+    t: u32,
+    td: i32,
+    pos: u16,
+    /// Samples up to and including the mark's (never 0, so `Option<SeekMark>` takes no more
+    /// room).
+    num: std::num::NonZeroU8,
+    lead: u8,
+    sig: u8,
+}
+
+impl SeekMark {
+    /// Timestamp of the sample the mark stands at, for a chunk whose first sample is at
+    /// `min_time`.
+    pub fn t(&self, min_time: i64) -> i64 {
+        min_time + i64::from(self.t)
+    }
+
+    /// The mark as a cursor over the chunk's bytes (header included) when they hold
+    /// `num_total` samples: [`XorIterator::resume`] with it is at the mark's sample.
+    pub fn cursor(&self, min_time: i64, num_total: u16) -> XorCursor {
+        XorCursor {
+            s: State {
+                pos: usize::from(self.pos),
+                t: self.t(min_time),
+                v: self.v,
+                td: i64::from(self.td),
+                lead: u32::from(self.lead),
+                sig: u32::from(self.sig),
+            },
+            num_total,
+            num_read: u16::from(self.num.get()),
+        }
+    }
 }
 
 /// The eight bytes of `body` from `byte` on as a big-endian word, zero-filled past the end.
@@ -1239,6 +1305,52 @@ mod tests {
             resumed.append(i * 1000 + (i % 3), i as f64 * 0.25);
         }
         assert_eq!(full.bytes(), resumed.bytes());
+    }
+
+    #[test]
+    fn seek_marks_resume_decoding_where_they_were_taken() {
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
+        let cases: Vec<Vec<(i64, f64)>> = vec![
+            // Constant values (the window is never set) at a steady interval.
+            (0..130).map(|i| (5_000 + i * 15_000, 1.0)).collect(),
+            // Jittered timestamps, random values, some repeats and big jumps.
+            (0..200)
+                .map(|i| {
+                    let t = 1_700_000_000_000 + i * 15_000 + (rnd() % 50) as i64;
+                    let v = match rnd() % 4 {
+                        0 => 42.0,
+                        1 => f64::from_bits(rnd() >> 2),
+                        _ => (rnd() % 1000) as f64 * 0.5,
+                    };
+                    (t, v)
+                })
+                .collect(),
+        ];
+        for samples in cases {
+            let min_time = samples[0].0;
+            let mut app = XorAppender::new();
+            let mut marks = Vec::new();
+            for &(t, v) in &samples {
+                app.append(t, v);
+                marks.push(app.seek_mark(min_time));
+            }
+            let bytes = app.bytes().to_vec();
+            let total = samples.len() as u16;
+            assert!(marks[0].is_none(), "no mark before two samples");
+            for (i, m) in marks.iter().enumerate().skip(1) {
+                let m = m.expect("fits a mark");
+                assert_eq!(m.t(min_time), samples[i].0);
+                let mut it = XorIterator::resume(&bytes, &m.cursor(min_time, total));
+                assert_eq!(it.at().0, samples[i].0);
+                assert_eq!(it.at().1.to_bits(), samples[i].1.to_bits());
+                for &(t, v) in &samples[i + 1..] {
+                    assert_eq!(it.next(), ValueType::Float, "after mark {i}");
+                    assert_eq!((it.at().0, it.at().1.to_bits()), (t, v.to_bits()));
+                }
+                assert_eq!(it.next(), ValueType::None);
+                assert!(it.err().is_none());
+            }
+        }
     }
 
     #[test]

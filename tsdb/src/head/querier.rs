@@ -17,7 +17,7 @@ use roaring::RoaringBitmap;
 use smallvec::SmallVec;
 
 use super::index::{postings_for_matchers, SymReader};
-use super::series::{MemSeries, MmappedChunk};
+use super::series::{HeadChunk, MemSeries, MmappedChunk};
 use super::Head;
 use crate::chunkenc::xor::TailedChunk;
 use crate::chunkenc::{Encoding, ValueType, XorCursor, XorIterator};
@@ -71,23 +71,25 @@ impl Head {
 /// range (references into the chunk store, not read yet) and copies of its waiting full
 /// chunks and its open chunk that overlap it.
 ///
-/// With `last_only` ([`SelectHints::last_only`]), when the open chunk ends inside the range
-/// its newest sample, the newest of the series, is all that is given (as a one-sample
-/// chunk), and nothing when it ends before the range.
+/// With `last_only` ([`SelectHints::last_only`]), when the open chunk starts by the range's
+/// end, the series' newest sample up to that end is in it, and that sample is all that is
+/// given (as a one-sample chunk; nothing when it is before the range). It is decoded here,
+/// from the chunk's newest seek mark before it, when the chunk goes on past the range.
 fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Locked {
     let d = s.data.lock();
     if last_only {
         if let Some(h) = d
             .head
             .as_ref()
-            .filter(|h| h.app.num_samples() > 0 && h.max_time <= maxt)
+            .filter(|h| h.app.num_samples() > 0 && h.min_time <= maxt)
         {
-            let newest = (h.max_time >= mint).then(|| (h.app.last_t(), h.app.last_v()));
+            let newest = newest_until(h, maxt).filter(|&(t, _)| t >= mint);
             drop(d);
             return Locked {
                 full: Vec::new(),
                 waiting: Vec::new(),
                 open: newest.map(|(t, v)| one_sample_chunk(t, v)),
+                open_mark: None,
             };
         }
     }
@@ -109,16 +111,38 @@ fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Locked
         .filter(|w| w.max_time >= mint && w.min_time <= maxt)
         .map(|w| copy(w.min_time, w.max_time, &w.bytes))
         .collect();
-    let open = d
+    let open_chunk = d
         .head
         .as_ref()
-        .filter(|h| h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt)
-        .map(|h| copy(h.min_time, h.max_time, h.app.bytes()));
+        .filter(|h| h.app.num_samples() > 0 && h.max_time >= mint && h.min_time <= maxt);
     Locked {
         full,
         waiting,
-        open,
+        open: open_chunk.map(|h| copy(h.min_time, h.max_time, h.app.bytes())),
+        open_mark: open_chunk.and_then(|h| h.mark_before(mint)),
     }
+}
+
+/// The newest sample of the open chunk `h` at or before `t` (its first sample being at or
+/// before `t`), decoded from the newest seek mark before it: the last sample itself when the
+/// chunk ends by `t`.
+fn newest_until(h: &HeadChunk, t: i64) -> Option<(i64, f64)> {
+    if h.max_time <= t {
+        return Some((h.app.last_t(), h.app.last_v()));
+    }
+    let bytes = h.app.bytes();
+    let (mut it, mut newest) = match h.mark_before(t + 1) {
+        Some(m) => {
+            let it = XorIterator::resume(bytes, &m);
+            let at = it.at();
+            (it, Some(at))
+        }
+        None => (XorIterator::new(bytes), None),
+    };
+    while it.next() == ValueType::Float && it.at().0 <= t {
+        newest = Some(it.at());
+    }
+    newest
 }
 
 /// A series' chunks as [`lock_snapshot`] took them, in time order: `full`, then `waiting`,
@@ -127,6 +151,9 @@ struct Locked {
     full: Vec<MmappedChunk>,
     waiting: Vec<ChunkMeta>,
     open: Option<ChunkMeta>,
+    /// Where decoding `open` may start for the range's first sample: its newest seek mark
+    /// before the range.
+    open_mark: Option<XorCursor>,
 }
 
 impl Locked {
@@ -168,7 +195,8 @@ fn one_sample_chunk(t: i64, v: f64) -> ChunkMeta {
     }
 }
 
-/// Chunks of one series overlapping a time range, snapshotted from the head. Full chunks are
+/// Chunks of one series overlapping a time range, snapshotted from the head, with where
+/// decoding the open one may start ([`Locked::open_mark`]). Full chunks are
 /// read without mapping the chunk store ([`crate::head::ChunkStore::read_unmapped`]): series
 /// taken one by one have their chunks far apart in the files, and a mapped read maps the whole
 /// page-cache folio around it (up to the 1 MiB the file was written in).
@@ -178,28 +206,36 @@ fn snapshot_chunks(
     mint: i64,
     maxt: i64,
     last_only: bool,
-) -> Result<SeriesChunks> {
+) -> Result<(SeriesChunks, Option<XorCursor>)> {
     let locked = lock_snapshot(s, mint, maxt, last_only);
+    let mark = locked.open_mark;
     let store = head.chunk_store();
     let data = locked
         .full
         .iter()
         .map(|c| store.read_unmapped(c.chunk_ref).map(ChunkData::from))
         .collect::<Vec<_>>();
-    locked.into_chunks(data.into_iter())
+    Ok((locked.into_chunks(data.into_iter())?, mark))
 }
 
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
 /// last sample times are exact, so only a chunk reaching past both ends is decoded.
 pub fn has_samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> bool {
-    samples_in(chunks, mint, maxt).is_some()
+    samples_in(chunks, mint, maxt, None).is_some()
 }
 
 /// Where the samples of time-ordered chunks overlapping `[mint, maxt]` start: `None` when
 /// there are none in the range, else `Some(resume)` where `resume` is, when the range lies
 /// strictly inside one chunk (which then had to be decoded up to it), that chunk's index and
 /// the decoder's state at the first sample in the range, so reading can go on from there.
-fn samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> Option<Option<(usize, XorCursor)>> {
+/// `last_from` is where decoding the last chunk may start (a seek mark of the open chunk
+/// before `mint`).
+fn samples_in(
+    chunks: &[ChunkMeta],
+    mint: i64,
+    maxt: i64,
+    last_from: Option<XorCursor>,
+) -> Option<Option<(usize, XorCursor)>> {
     let inside = |t: i64| t >= mint && t <= maxt;
     if chunks
         .iter()
@@ -216,7 +252,10 @@ fn samples_in(chunks: &[ChunkMeta], mint: i64, maxt: i64) -> Option<Option<(usiz
         // Let the iterator report the encoding.
         return Some(None);
     }
-    let mut it = XorIterator::new(&c.data);
+    let mut it = match last_from.filter(|_| idx + 1 == chunks.len()) {
+        Some(m) => XorIterator::resume(&c.data, &m),
+        None => XorIterator::new(&c.data),
+    };
     match it.seek(mint) {
         ValueType::None if it.err().is_some() => Some(None),
         ValueType::None => None,
@@ -337,20 +376,22 @@ type Item = Result<Arc<dyn Series>>;
 /// has no sample in the range.
 fn select_one(head: &Head, s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Option<Item> {
     match snapshot_chunks(head, s, mint, maxt, last_only) {
-        Ok(chunks) => series_of(head, s, chunks, mint, maxt),
+        Ok((chunks, mark)) => series_of(head, s, chunks, mark, mint, maxt),
         Err(e) => Some(Err(e)),
     }
 }
 
-/// The selected series `s` made of `chunks`, `None` when they hold no sample in the range.
+/// The selected series `s` made of `chunks`, `None` when they hold no sample in the range;
+/// `last_from` is where decoding the last of them may start.
 fn series_of(
     head: &Head,
     s: &MemSeries,
     chunks: SeriesChunks,
+    last_from: Option<XorCursor>,
     mint: i64,
     maxt: i64,
 ) -> Option<Item> {
-    let resume = samples_in(&chunks, mint, maxt)?;
+    let resume = samples_in(&chunks, mint, maxt, last_from)?;
     Some(Ok(Arc::new(ChunkedSeries {
         labels: SeriesLabels::of_head(head, s),
         chunks,
@@ -440,8 +481,9 @@ fn select_parallel(
             let mut mine = mine.into_iter();
             let mut out = Vec::with_capacity(pending.len());
             for p in pending {
+                let mark = p.locked.open_mark;
                 match p.locked.into_chunks(mine.by_ref()) {
-                    Ok(chunks) => out.extend(series_of(&head, &p.series, chunks, mint, maxt)),
+                    Ok(chunks) => out.extend(series_of(&head, &p.series, chunks, mark, mint, maxt)),
                     Err(e) => out.push(Err(e)),
                 }
             }
@@ -678,8 +720,8 @@ impl ChunkQuerier for HeadQuerier {
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
         Box::new(list.into_iter().filter_map(move |s| {
             match snapshot_chunks(&head, &s, mint, maxt, false) {
-                Ok(chunks) if chunks.is_empty() => None,
-                Ok(chunks) => Some(Ok(ChunkSeries {
+                Ok((chunks, _)) if chunks.is_empty() => None,
+                Ok((chunks, _)) => Some(Ok(ChunkSeries {
                     labels: head.labels_of(&s),
                     chunks: chunks.into_vec(),
                 })),
@@ -1255,7 +1297,7 @@ mod tests {
     }
 
     #[test]
-    fn last_only_selections_give_the_newest_sample_without_decoding() {
+    fn last_only_selections_give_the_newest_sample_alone() {
         let h = Head::in_memory();
         let mut app = h.appender();
         // "a" gets a sample every 10 s up to 600 s; "b" stops at 100 s.
@@ -1300,12 +1342,59 @@ mod tests {
             vec![("a".into(), vec![(600_000, 60.0)])]
         );
         assert_eq!(read(300_000, 700_000, false).len(), 1);
-        // The range ends before "a"'s newest sample: "a" is read as usual; "b" gives its newest.
+        // The range ends before "a"'s newest sample: "a" gives its newest sample up to the
+        // range's end, decoded from its open chunk; "b" its newest.
         let got = read(50_000, 300_000, true);
         let full = read(50_000, 300_000, false);
-        assert_eq!(got[0], full[0]);
-        assert_eq!(got[0].1.last(), Some(&(300_000, 30.0)));
+        assert_eq!(got[0].1, vec![(300_000, 30.0)]);
+        assert_eq!(full[0].1.last(), Some(&(300_000, 30.0)));
         assert_eq!(got[1], ("b".into(), vec![(100_000, -10.0)]));
+    }
+
+    #[test]
+    fn reads_from_seek_marks_match_the_samples() {
+        let h = Head::in_memory();
+        let mut app = h.appender();
+        let ls = Labels::from_pairs(&[("__name__", "m")]);
+        // Every 10 s for 1000 s past a chunk cut, values wandering (some repeated).
+        let samples: Vec<(i64, f64)> = (0..700)
+            .map(|i| (i * 10_000 + i % 3, ((i * 7919) % 23) as f64 * 0.5))
+            .collect();
+        for &(t, v) in &samples {
+            app.append(None, &ls, t, v).unwrap();
+        }
+        app.commit().unwrap();
+        let m = [Matcher::new(crate::labels::MatchType::Equal, "__name__", "m").unwrap()];
+        let read = |mint: i64, maxt: i64, last_only: bool| -> Vec<(i64, f64)> {
+            let hints = SelectHints {
+                start: mint,
+                end: maxt,
+                last_only,
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            for s in h.head_querier(mint, maxt).select(true, Some(&hints), &m) {
+                s.unwrap().collect_range(mint, maxt, &mut out).unwrap();
+            }
+            out
+        };
+        let last = samples.last().unwrap().0;
+        for back in (0..2_000_000).step_by(33_333) {
+            for width in [1, 9_999, 60_000, 300_000] {
+                let maxt = last - back;
+                let mint = maxt - width;
+                let want: Vec<(i64, f64)> = samples
+                    .iter()
+                    .copied()
+                    .filter(|x| x.0 >= mint && x.0 <= maxt)
+                    .collect();
+                assert_eq!(read(mint, maxt, false), want, "[{mint}, {maxt}]");
+                // Only the newest from the open chunk; all of them from full chunks.
+                let got = read(mint, maxt, true);
+                let newest: Vec<(i64, f64)> = want.last().copied().into_iter().collect();
+                assert!(got == newest || got == want, "newest in [{mint}, {maxt}]");
+            }
+        }
     }
 
     #[test]
@@ -1323,7 +1412,7 @@ mod tests {
         let samples: Vec<(i64, f64)> = (0..120).map(|i| (i * 10, i as f64)).collect();
         let cs = vec![chunk(&samples)];
         for (mint, maxt) in [(1, 1188), (5, 5), (15, 25), (500, 600), (401, 409)] {
-            let resume = samples_in(&cs, mint, maxt);
+            let resume = samples_in(&cs, mint, maxt, None);
             let want: Vec<(i64, f64)> = samples
                 .iter()
                 .copied()

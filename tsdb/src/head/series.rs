@@ -15,7 +15,9 @@
 
 use parking_lot::Mutex;
 
-use crate::chunkenc::{Encoding, XorAppender, XorChunk, TARGET_SAMPLES_PER_CHUNK};
+use crate::chunkenc::{
+    Encoding, SeekMark, XorAppender, XorChunk, XorCursor, TARGET_SAMPLES_PER_CHUNK,
+};
 use crate::Result;
 
 use super::chunk_store::ChunkStore;
@@ -54,6 +56,28 @@ pub struct HeadChunk {
     pub min_time: i64,
     /// Last sample's timestamp (`i64::MIN` while empty).
     pub max_time: i64,
+    /// Where a reader can start decoding instead of at the first sample: the decoder's state
+    /// after the newest and the one before of every [`SEEK_MARK_EVERY`]th sample, newest
+    /// first. A query at the newest data (an instant query's lookback, a recording rule)
+    /// seeks to a point a few minutes back: it decodes from the mark before it, not from the
+    /// chunk's first sample (about 75 samples fewer on average at a 15 s interval).
+    pub marks: [Option<SeekMark>; 2],
+}
+
+/// Samples between two seek marks of an open chunk ([`HeadChunk::marks`]). With two marks
+/// kept, the older one is at least this many samples behind the newest sample.
+pub const SEEK_MARK_EVERY: usize = 32;
+
+impl HeadChunk {
+    /// The newest seek mark before `t` as a cursor over the chunk's bytes as they are now.
+    pub fn mark_before(&self, t: i64) -> Option<XorCursor> {
+        let total = u16::try_from(self.app.num_samples()).ok()?;
+        self.marks
+            .iter()
+            .flatten()
+            .find(|m| m.t(self.min_time) < t)
+            .map(|m| m.cursor(self.min_time, total))
+    }
 }
 
 /// A full chunk of a series waiting to be written to the chunk store (see [`super::waiting`]).
@@ -186,6 +210,9 @@ impl SeriesData {
         if let Some(h) = self.head.as_mut() {
             h.app.append(t, v);
             h.max_time = t;
+            if h.app.num_samples().is_multiple_of(SEEK_MARK_EVERY) {
+                h.marks = [h.app.seek_mark(h.min_time), h.marks[0]];
+            }
         }
         true
     }
@@ -197,6 +224,7 @@ impl SeriesData {
             app: new_appender(),
             min_time: t,
             max_time: i64::MIN,
+            marks: [None; 2],
         });
         self.next_at = range_for_timestamp(t, chunk_range);
     }
