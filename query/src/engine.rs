@@ -212,6 +212,7 @@ impl Engine {
             deadline: Some(began + self.opts.timeout),
             annos: Annotations::default(),
             default_subquery_step: self.opts.default_subquery_step,
+            keep_labels: None,
         };
         let val = ev.eval(expr)?;
         let value = if step == 0 {

@@ -350,6 +350,7 @@ impl Evaluator<'_> {
     }
 
     fn eval_range_fn(&mut self, name: &str, args: &[&Expr], mi: usize) -> QResult<Val> {
+        let keep = self.keep_labels.take();
         if let Expr::MatrixSelector(ms) = unparen(args[mi]) {
             if let Some(ext) = super::ext_modifier(&ms.vs) {
                 let mode = ext_mode(ext);
@@ -450,9 +451,10 @@ impl Evaluator<'_> {
             // Each thread owns its part and drops every series once done with it.
             let parts = super::par::split_owned(lz.series, threads);
             let job = &job;
-            let (mint, maxt) = (lz.mint, lz.maxt);
-            let outs =
-                super::par::par_map(parts, threads, |part| decode_and_run(job, part, mint, maxt))?;
+            let (mint, maxt, keep) = (lz.mint, lz.maxt, keep.as_deref());
+            let outs = super::par::par_map(parts, threads, |part| {
+                decode_and_run(job, part, mint, maxt, keep)
+            })?;
             let mut all = Vec::with_capacity(nseries);
             for o in outs {
                 let (rs, decoded) = o?;
@@ -1081,12 +1083,14 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
 
 /// Decodes each series of `part` over `[mint, maxt]` (staleness markers dropped) into one
 /// reused buffer and slides the range function over it; returns the results in order and
-/// the count of samples decoded. Each series is dropped as soon as it is done with.
+/// the count of samples decoded. Each series is dropped as soon as it is done with. The
+/// results carry the labels named in `keep`, or all (see [`super::labels_of`]).
 fn decode_and_run(
     job: &SeriesJob,
     part: Vec<Arc<dyn tsdb::Series>>,
     mint: i64,
     maxt: i64,
+    keep: Option<&[String]>,
 ) -> QResult<(Vec<SeriesOut>, u64)> {
     let mut buf: Vec<(i64, f64)> = Vec::new();
     let mut out = Vec::with_capacity(part.len());
@@ -1101,7 +1105,7 @@ fn decode_and_run(
         }
         out.push(run_series(
             job,
-            s.shared_labels(),
+            super::labels_of(s.as_ref(), keep),
             &buf,
             false,
             &mut scratch,

@@ -518,6 +518,18 @@ fn fused_range_arg(c: &Call) -> Option<(&'static str, &MatrixSelector)> {
     }
 }
 
+/// Whether `expr`, an aggregation's argument, is a selection whose series go into the
+/// aggregation's groups as they are (but for the dropped metric name): a plain instant
+/// selector, or a range function of a plain matrix selector (see
+/// [`super::Evaluator::keep_labels`]).
+pub(super) fn selection_feeds_groups(expr: &Expr) -> bool {
+    match unparen(expr) {
+        Expr::VectorSelector(vs) => ext_modifier(vs).is_none(),
+        Expr::Call(c) => fused_range_arg(c).is_some(),
+        _ => false,
+    }
+}
+
 /// Shortest matrix range for which an instant query's aggregation is fused too.
 const INSTANT_FUSE_MIN_RANGE_MS: u128 = 3_600_000;
 

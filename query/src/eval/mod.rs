@@ -216,6 +216,22 @@ pub(crate) struct Evaluator<'a> {
     pub deadline: Option<Instant>,
     pub annos: Annotations,
     pub default_subquery_step: i64,
+    /// The only labels an aggregation reads from its argument, set by it for the argument's
+    /// evaluation when the argument is a selection whose series go straight into its groups
+    /// (see [`Evaluator::eval_aggregate`]); taken by that selection, which then builds each
+    /// series' labels from these alone.
+    pub keep_labels: Option<Vec<String>>,
+}
+
+/// The labels of `s` to give a result series: all of them, or only those named in `keep`
+/// (see [`Evaluator::keep_labels`]).
+pub(crate) fn labels_of(s: &dyn tsdb::Series, keep: Option<&[String]>) -> Arc<Labels> {
+    match keep {
+        None => s.shared_labels(),
+        Some(keep) => Arc::new(Labels::from_sorted_pairs(
+            s.label_pairs().filter(|(n, _)| keep.iter().any(|k| k == n)),
+        )),
+    }
 }
 
 /// Milliseconds of an offset modifier (negative for `offset -5m`).
@@ -650,6 +666,7 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         keep_ts: bool,
     ) -> QResult<(Vec<StepSeries>, Vec<Vec<i64>>)> {
+        let keep = self.keep_labels.take();
         let offset = offset_ms(&vs.offset);
         let at = self.at_time(&vs.at);
         let (lo, hi) = self.ref_bounds(at, offset);
@@ -673,6 +690,7 @@ impl<'a> Evaluator<'a> {
         // Each thread owns its part and drops every series once done with it.
         let parts = par::split_owned(picked, threads);
         let steps_ref = &steps;
+        let keep = keep.as_deref();
         let placed = par::par_map(parts, threads, |part| {
             let mut buf: Vec<(i64, f64)> = Vec::new();
             let mut res = Vec::with_capacity(part.len());
@@ -693,7 +711,7 @@ impl<'a> Evaluator<'a> {
                     &mut ts_orig,
                 );
                 if !pts.is_empty() {
-                    res.push((s.shared_labels(), pts, ts_orig));
+                    res.push((labels_of(s.as_ref(), keep), pts, ts_orig));
                 }
             }
             Ok((res, decoded))
@@ -905,6 +923,7 @@ impl<'a> Evaluator<'a> {
             deadline: self.deadline,
             annos: Annotations::default(),
             default_subquery_step: self.default_subquery_step,
+            keep_labels: None,
         };
         let v = if start > end {
             Val::Vector(vec![])
