@@ -179,6 +179,16 @@ pub(super) fn assign_groups<'l>(
     without: bool,
     grouping: &[String],
 ) -> (Vec<usize>, Vec<Arc<Labels>>) {
+    if !without && grouping.is_empty() {
+        // `by ()` (or no grouping at all): one group with no labels, whatever the series.
+        let series_group: Vec<usize> = metrics.map(|_| 0).collect();
+        let group_metric = if series_group.is_empty() {
+            Vec::new()
+        } else {
+            vec![Arc::new(Labels::empty())]
+        };
+        return (series_group, group_metric);
+    }
     let mut groups = GroupAssigner::new(without, grouping);
     let series_group = metrics
         .map(|m| groups.assign(tsdb::querier::LabelPairs::of_labels(m)))
