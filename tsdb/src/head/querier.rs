@@ -131,7 +131,7 @@ fn newest_until(h: &HeadChunk, t: i64) -> Option<(i64, f64)> {
         return Some((h.app.last_t(), h.app.last_v()));
     }
     let bytes = h.app.bytes();
-    let (mut it, mut newest) = match h.mark_before(t + 1) {
+    let (mut it, mut newest) = match h.mark_before(t.saturating_add(1)) {
         Some(m) => {
             let it = XorIterator::resume(bytes, &m);
             let at = it.at();
