@@ -1084,7 +1084,7 @@ fn run_series_all(job: &SeriesJob, series: Vec<super::RawSeries>) -> Vec<QResult
 /// Decodes each series of `part` over `[mint, maxt]` (staleness markers dropped) into one
 /// reused buffer and slides the range function over it; returns the results in order and
 /// the count of samples decoded. Each series is dropped as soon as it is done with. The
-/// results carry the labels named in `keep`, or all (see [`super::labels_of`]).
+/// results carry the labels named in `keep`, or all (see [`super::ResultLabels`]).
 fn decode_and_run(
     job: &SeriesJob,
     part: Vec<Arc<dyn tsdb::Series>>,
@@ -1096,6 +1096,7 @@ fn decode_and_run(
     let mut out = Vec::with_capacity(part.len());
     let mut decoded = 0u64;
     let mut scratch = SeriesScratch::default();
+    let mut labels = super::ResultLabels::new(keep);
     for s in part {
         buf.clear();
         super::decode_into(s.as_ref(), mint, maxt, &mut buf)?;
@@ -1105,7 +1106,7 @@ fn decode_and_run(
         }
         out.push(run_series(
             job,
-            super::labels_of(s.as_ref(), keep),
+            labels.of(s.as_ref()),
             &buf,
             false,
             &mut scratch,

@@ -223,14 +223,36 @@ pub(crate) struct Evaluator<'a> {
     pub keep_labels: Option<Vec<String>>,
 }
 
-/// The labels of `s` to give a result series: all of them, or only those named in `keep`
-/// (see [`Evaluator::keep_labels`]).
-pub(crate) fn labels_of(s: &dyn tsdb::Series, keep: Option<&[String]>) -> Arc<Labels> {
-    match keep {
-        None => s.shared_labels(),
-        Some(keep) => Arc::new(Labels::from_sorted_pairs(
-            s.label_pairs().filter(|(n, _)| keep.iter().any(|k| k == n)),
-        )),
+/// The labels result series get from the selected series they come from: all of them, or
+/// only those named in `keep` (see [`Evaluator::keep_labels`]). Kept labels are shared with the
+/// series before when they are the same (series come sorted by labels, so a run of series of
+/// one job, say, shares one set).
+pub(crate) struct ResultLabels<'k> {
+    keep: Option<&'k [String]>,
+    last: Option<Arc<Labels>>,
+}
+
+impl<'k> ResultLabels<'k> {
+    /// Labels named in `keep`, or all when `None`.
+    pub(crate) fn new(keep: Option<&'k [String]>) -> Self {
+        ResultLabels { keep, last: None }
+    }
+
+    /// The labels of the result series that `s` gives.
+    pub(crate) fn of(&mut self, s: &dyn tsdb::Series) -> Arc<Labels> {
+        let Some(keep) = self.keep else {
+            return s.shared_labels();
+        };
+        let kept = s.label_pairs().filter(|(n, _)| keep.iter().any(|k| k == n));
+        if let Some(last) = &self.last {
+            let last_pairs = last.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+            if kept.clone().eq(last_pairs) {
+                return Arc::clone(last);
+            }
+        }
+        let built = Arc::new(Labels::from_sorted_pairs(kept));
+        self.last = Some(Arc::clone(&built));
+        built
     }
 }
 
@@ -692,6 +714,7 @@ impl<'a> Evaluator<'a> {
         let steps_ref = &steps;
         let keep = keep.as_deref();
         let placed = par::par_map(parts, threads, |part| {
+            let mut labels = ResultLabels::new(keep);
             let mut buf: Vec<(i64, f64)> = Vec::new();
             let mut res = Vec::with_capacity(part.len());
             let mut decoded = 0u64;
@@ -711,7 +734,7 @@ impl<'a> Evaluator<'a> {
                     &mut ts_orig,
                 );
                 if !pts.is_empty() {
-                    res.push((labels_of(s.as_ref(), keep), pts, ts_orig));
+                    res.push((labels.of(s.as_ref()), pts, ts_orig));
                 }
             }
             Ok((res, decoded))
