@@ -241,7 +241,7 @@ impl Engine {
                         ss.into_iter()
                             .map(|s| Series {
                                 metric: Arc::unwrap_or_clone(s.metric),
-                                floats: s.pts,
+                                floats: s.pts.into_vec(),
                             })
                             .collect(),
                     )
@@ -253,7 +253,7 @@ impl Engine {
                     let pts: Vec<(i64, f64)> = ev.steps().zip(v).collect();
                     vec![StepSeries {
                         metric: Arc::new(Labels::empty()),
-                        pts,
+                        pts: pts.into(),
                         drop_name: false,
                     }]
                 }
@@ -270,7 +270,7 @@ impl Engine {
                 .filter(|s| !s.pts.is_empty())
                 .map(|s| Series {
                     metric: Arc::unwrap_or_clone(s.metric),
-                    floats: s.pts,
+                    floats: s.pts.into_vec(),
                 })
                 .collect();
             m.sort_by(|a, b| a.metric.cmp(&b.metric));

@@ -228,13 +228,7 @@ impl<'g> GroupAssigner<'g> {
         let kept = m.filter(|(n, _)| in_group(n, without, grouping));
         // The key is built from the series' own labels; the group's labels are copied out
         // only for a new group.
-        self.key.clear();
-        for (n, v) in kept.clone() {
-            self.key.extend_from_slice(n.as_bytes());
-            self.key.push(0xff);
-            self.key.extend_from_slice(v.as_bytes());
-            self.key.push(0xff);
-        }
+        super::pairs_key(&mut self.key, kept.clone());
         if let Some(&g) = self.key_to_group.get(&self.key) {
             return g;
         }

@@ -139,20 +139,15 @@ fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
 }
 
 fn signature(l: &Labels, on: bool, names: &[String]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for x in l.iter() {
-        let keep = if on {
+    let matched = l.iter().filter(|x| {
+        if on {
             names.contains(&x.name)
         } else {
             x.name != "__name__" && !names.contains(&x.name)
-        };
-        if keep {
-            b.extend_from_slice(x.name.as_bytes());
-            b.push(0xff);
-            b.extend_from_slice(x.value.as_bytes());
-            b.push(0xff);
         }
-    }
+    });
+    let mut b = Vec::new();
+    super::pairs_key(&mut b, matched.map(|x| (x.name.as_str(), x.value.as_str())));
     b
 }
 
@@ -280,7 +275,7 @@ impl Evaluator<'_> {
                 s.drop_name = true;
             }
             if !pts.is_empty() {
-                s.pts = pts;
+                s.pts = pts.into();
                 out.push(s);
             }
         }

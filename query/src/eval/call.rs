@@ -175,7 +175,7 @@ impl Evaluator<'_> {
                 }
                 return Ok(Val::Vector(vec![StepSeries {
                     metric: Arc::new(absent_labels(args[0])),
-                    pts,
+                    pts: pts.into(),
                     drop_name: true,
                 }]));
             }
@@ -299,7 +299,7 @@ impl Evaluator<'_> {
                     .collect();
                 return Ok(Val::Vector(vec![StepSeries {
                     metric: Arc::new(Labels::empty()),
-                    pts,
+                    pts: pts.into(),
                     drop_name: false,
                 }]));
             }
@@ -331,7 +331,7 @@ impl Evaluator<'_> {
                     }
                 }
                 if !pts.is_empty() {
-                    s.pts = pts;
+                    s.pts = pts.into();
                     s.drop_name = true;
                     out.push(s);
                 }
@@ -413,7 +413,7 @@ impl Evaluator<'_> {
             };
             return Ok(Val::Vector(vec![StepSeries {
                 metric: Arc::new(metric),
-                pts,
+                pts: pts.into(),
                 drop_name: true,
             }]));
         }
@@ -522,7 +522,7 @@ impl Evaluator<'_> {
                 self.add_samples(pts.len())?;
                 out.push(StepSeries {
                     metric: s.metric,
-                    pts,
+                    pts: pts.into(),
                     drop_name: true,
                 });
             }
@@ -759,7 +759,7 @@ fn run_series(
     let st = run_series_into(job, || &*metric, data, sc)?;
     let series = (!sc.pts.is_empty()).then(|| StepSeries {
         metric,
-        pts: sc.pts.as_slice().to_vec(),
+        pts: super::Points::from_slice(&sc.pts),
         drop_name: job.drop || drop_name,
     });
     Ok(SeriesOut {

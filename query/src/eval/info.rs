@@ -139,7 +139,7 @@ impl Evaluator<'_> {
                 if !pts.is_empty() {
                     info_series.push(StepSeries {
                         metric: s.metric,
-                        pts,
+                        pts: pts.into(),
                         drop_name: false,
                     });
                 }

@@ -38,9 +38,14 @@ use crate::error::{QResult, QueryError};
 #[derive(Clone, Debug)]
 pub(crate) struct StepSeries {
     pub metric: Arc<Labels>,
-    pub pts: Vec<(i64, f64)>,
+    pub pts: Points,
     pub drop_name: bool,
 }
+
+/// A series' points at the steps, `(step time, value)` in step order: inline when there is
+/// one (an instant query's), so that the many small series of an instant query take no
+/// allocation each.
+pub(crate) type Points = smallvec::SmallVec<[(i64, f64); 1]>;
 
 /// A decoded input series (or subquery output) that range windows slide over.
 #[derive(Clone, Debug)]
@@ -224,18 +229,30 @@ pub(crate) struct Evaluator<'a> {
 }
 
 /// The labels result series get from the selected series they come from: all of them, or
-/// only those named in `keep` (see [`Evaluator::keep_labels`]). Kept labels are shared with the
-/// series before when they are the same (series come sorted by labels, so a run of series of
-/// one job, say, shares one set).
+/// only those named in `keep` (see [`Evaluator::keep_labels`]). Result series with the same
+/// kept labels share one set: a run of series of one job, say, or the series of one
+/// `instance` that a grouping by it keeps (up to [`ResultLabels::MAX_SHARED`] distinct sets
+/// are remembered).
 pub(crate) struct ResultLabels<'k> {
     keep: Option<&'k [String]>,
     last: Option<Arc<Labels>>,
+    /// Kept sets built so far, by [`pairs_key`].
+    shared: FxMap<Vec<u8>, Arc<Labels>>,
+    key: Vec<u8>,
 }
 
 impl<'k> ResultLabels<'k> {
+    /// Most distinct kept sets remembered for sharing.
+    const MAX_SHARED: usize = 4096;
+
     /// Labels named in `keep`, or all when `None`.
     pub(crate) fn new(keep: Option<&'k [String]>) -> Self {
-        ResultLabels { keep, last: None }
+        ResultLabels {
+            keep,
+            last: None,
+            shared: FxMap::default(),
+            key: Vec::new(),
+        }
     }
 
     /// The labels of the result series that `s` gives.
@@ -250,9 +267,31 @@ impl<'k> ResultLabels<'k> {
                 return Arc::clone(last);
             }
         }
-        let built = Arc::new(Labels::from_sorted_pairs(kept));
-        self.last = Some(Arc::clone(&built));
-        built
+        pairs_key(&mut self.key, kept.clone());
+        let labels = match self.shared.get(&self.key) {
+            Some(seen) => Arc::clone(seen),
+            None => {
+                let built = Arc::new(Labels::from_sorted_pairs(kept));
+                if self.shared.len() < Self::MAX_SHARED {
+                    self.shared.insert(self.key.clone(), Arc::clone(&built));
+                }
+                built
+            }
+        };
+        self.last = Some(Arc::clone(&labels));
+        labels
+    }
+}
+
+/// Writes into `key` (cleared first) bytes that identify the label pairs `pairs`: each name
+/// and value followed by 0xff, a byte no UTF-8 string holds.
+pub(crate) fn pairs_key<'a>(key: &mut Vec<u8>, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    key.clear();
+    for (n, v) in pairs {
+        key.extend_from_slice(n.as_bytes());
+        key.push(0xff);
+        key.extend_from_slice(v.as_bytes());
+        key.push(0xff);
     }
 }
 
@@ -718,11 +757,11 @@ impl<'a> Evaluator<'a> {
             let mut buf: Vec<(i64, f64)> = Vec::new();
             let mut res = Vec::with_capacity(part.len());
             let mut decoded = 0u64;
+            let (mut pts, mut ts_orig) = (Vec::new(), Vec::new());
             for s in part {
                 buf.clear();
                 decode_into(s.as_ref(), mint, maxt, &mut buf)?;
                 decoded += buf.len() as u64;
-                let (mut pts, mut ts_orig) = (Vec::new(), Vec::new());
                 place_on_steps(
                     &buf,
                     steps_ref,
@@ -734,7 +773,8 @@ impl<'a> Evaluator<'a> {
                     &mut ts_orig,
                 );
                 if !pts.is_empty() {
-                    res.push((labels.of(s.as_ref()), pts, ts_orig));
+                    let ts = std::mem::take(&mut ts_orig);
+                    res.push((labels.of(s.as_ref()), Points::from_slice(&pts), ts));
                 }
             }
             Ok((res, decoded))
@@ -794,7 +834,7 @@ impl<'a> Evaluator<'a> {
                 self.add_samples(pts.len())?;
                 out.push(StepSeries {
                     metric: s.metric,
-                    pts,
+                    pts: pts.into(),
                     drop_name: false,
                 });
             }
@@ -842,7 +882,7 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .map(|s| RawSeries {
                         metric: s.metric,
-                        samples: s.pts,
+                        samples: s.pts.into_vec(),
                         drop_name: s.drop_name,
                     })
                     .collect();
@@ -963,7 +1003,7 @@ impl<'a> Evaluator<'a> {
                 let pts: Vec<(i64, f64)> = sub.steps().zip(vals).collect();
                 Ok(vec![StepSeries {
                     metric: Arc::new(Labels::empty()),
-                    pts,
+                    pts: pts.into(),
                     drop_name: false,
                 }])
             }
@@ -1035,7 +1075,7 @@ impl<'a> Evaluator<'a> {
                         self.add_samples(pts.len())?;
                         out.push(StepSeries {
                             metric: s.metric,
-                            pts,
+                            pts: pts.into(),
                             drop_name: s.drop_name,
                         });
                     }
@@ -1177,7 +1217,7 @@ impl OutCollector {
         self.last_ts.push(i64::MIN);
         self.series.push(StepSeries {
             metric: metric.clone(),
-            pts: Vec::new(),
+            pts: Points::new(),
             drop_name,
         });
         self.series.len() - 1
@@ -1224,6 +1264,25 @@ mod tests {
 
     /// `place_on_steps` picks the latest sample within the lookback at each step, whether a
     /// step holds none, a few or many samples, with staleness markers and an `offset`.
+    #[test]
+    fn result_series_with_the_same_kept_labels_share_them() {
+        let series = |inst: &str, x: &str| tsdb::querier::VecSeries {
+            labels: Labels::from_pairs(&[("__name__", "m"), ("instance", inst), ("x", x)]),
+            samples: Vec::new(),
+        };
+        let keep = vec!["instance".to_string()];
+        let mut labels = ResultLabels::new(Some(&keep));
+        let a1 = labels.of(&series("a", "1"));
+        let b = labels.of(&series("b", "1"));
+        let a2 = labels.of(&series("a", "2"));
+        assert_eq!(*a1, Labels::from_pairs(&[("instance", "a")]));
+        assert_eq!(*b, Labels::from_pairs(&[("instance", "b")]));
+        // Not the series just before, but a set built earlier.
+        assert!(Arc::ptr_eq(&a1, &a2));
+        let mut all = ResultLabels::new(None);
+        assert_eq!(all.of(&series("a", "1")).len(), 3);
+    }
+
     #[test]
     fn place_on_steps_matches_a_plain_scan() {
         let stale = f64::from_bits(tsdb::chunkenc::STALE_NAN_BITS);

@@ -73,7 +73,7 @@ impl Head {
 ///
 /// With `last_only` ([`SelectHints::last_only`]), when the open chunk starts by the range's
 /// end, the series' newest sample up to that end is in it, and that sample is all that is
-/// given (as a one-sample chunk; nothing when it is before the range). It is decoded here,
+/// given ([`Locked::newest`]; nothing when it is before the range). It is decoded here,
 /// from the chunk's newest seek mark before it, when the chunk goes on past the range.
 fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Locked {
     let d = s.data.lock();
@@ -86,10 +86,8 @@ fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Locked
             let newest = newest_until(h, maxt).filter(|&(t, _)| t >= mint);
             drop(d);
             return Locked {
-                full: Vec::new(),
-                waiting: Vec::new(),
-                open: newest.map(|(t, v)| one_sample_chunk(t, v)),
-                open_mark: None,
+                newest,
+                ..Locked::default()
             };
         }
     }
@@ -120,6 +118,7 @@ fn lock_snapshot(s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Locked
         waiting,
         open: open_chunk.map(|h| copy(h.min_time, h.max_time, h.app.bytes())),
         open_mark: open_chunk.and_then(|h| h.mark_before(mint)),
+        newest: None,
     }
 }
 
@@ -146,7 +145,8 @@ fn newest_until(h: &HeadChunk, t: i64) -> Option<(i64, f64)> {
 }
 
 /// A series' chunks as [`lock_snapshot`] took them, in time order: `full`, then `waiting`,
-/// then `open`.
+/// then `open`; or, for a last-only read, its newest sample alone.
+#[derive(Default)]
 struct Locked {
     full: Vec<MmappedChunk>,
     waiting: Vec<ChunkMeta>,
@@ -154,11 +154,17 @@ struct Locked {
     /// Where decoding `open` may start for the range's first sample: its newest seek mark
     /// before the range.
     open_mark: Option<XorCursor>,
+    /// A last-only read's answer, taken from the open chunk (the other fields are then
+    /// empty): the series' newest sample in the range.
+    newest: Option<(i64, f64)>,
 }
 
 impl Locked {
     fn is_empty(&self) -> bool {
-        self.full.is_empty() && self.waiting.is_empty() && self.open.is_none()
+        self.full.is_empty()
+            && self.waiting.is_empty()
+            && self.open.is_none()
+            && self.newest.is_none()
     }
 
     /// The chunks in time order, the full ones' bytes being the next `full.len()` items of
@@ -183,39 +189,25 @@ impl Locked {
     }
 }
 
-/// A chunk holding the one sample `(t, v)`.
-fn one_sample_chunk(t: i64, v: f64) -> ChunkMeta {
-    let mut app = crate::chunkenc::XorAppender::new();
-    app.append(t, v);
-    ChunkMeta {
-        min_time: t,
-        max_time: t,
-        encoding: Encoding::Xor,
-        data: ChunkData::from(app.bytes()),
-    }
+/// Chunks of one series overlapping a time range, snapshotted from the head.
+fn snapshot_chunks(head: &Head, s: &MemSeries, mint: i64, maxt: i64) -> Result<SeriesChunks> {
+    let locked = lock_snapshot(s, mint, maxt, false);
+    let data = read_unmapped(head, &locked);
+    locked.into_chunks(data)
 }
 
-/// Chunks of one series overlapping a time range, snapshotted from the head, with where
-/// decoding the open one may start ([`Locked::open_mark`]). Full chunks are
-/// read without mapping the chunk store ([`crate::head::ChunkStore::read_unmapped`]): series
-/// taken one by one have their chunks far apart in the files, and a mapped read maps the whole
-/// page-cache folio around it (up to the 1 MiB the file was written in).
-fn snapshot_chunks(
-    head: &Head,
-    s: &MemSeries,
-    mint: i64,
-    maxt: i64,
-    last_only: bool,
-) -> Result<(SeriesChunks, Option<XorCursor>)> {
-    let locked = lock_snapshot(s, mint, maxt, last_only);
-    let mark = locked.open_mark;
+/// The bytes of the full chunks of `locked`, read without mapping the chunk store
+/// ([`crate::head::ChunkStore::read_unmapped`]): series taken one by one have their chunks
+/// far apart in the files, and a mapped read maps the whole page-cache folio around it (up to
+/// the 1 MiB the file was written in).
+fn read_unmapped(head: &Head, locked: &Locked) -> impl Iterator<Item = ChunkBytes> {
     let store = head.chunk_store();
-    let data = locked
+    let data: Vec<ChunkBytes> = locked
         .full
         .iter()
         .map(|c| store.read_unmapped(c.chunk_ref).map(ChunkData::from))
-        .collect::<Vec<_>>();
-    Ok((locked.into_chunks(data.into_iter())?, mark))
+        .collect();
+    data.into_iter()
 }
 
 /// Whether chunks that overlap `[mint, maxt]` hold a sample inside it. A chunk's first and
@@ -375,30 +367,40 @@ type Item = Result<Arc<dyn Series>>;
 /// The series `s` as selected over `[mint, maxt]`: its chunks snapshotted, `None` when it
 /// has no sample in the range.
 fn select_one(head: &Head, s: &MemSeries, mint: i64, maxt: i64, last_only: bool) -> Option<Item> {
-    match snapshot_chunks(head, s, mint, maxt, last_only) {
-        Ok((chunks, mark)) => series_of(head, s, chunks, mark, mint, maxt),
-        Err(e) => Some(Err(e)),
-    }
+    let locked = lock_snapshot(s, mint, maxt, last_only);
+    let data = read_unmapped(head, &locked);
+    series_of(head, s, locked, data, mint, maxt)
 }
 
-/// The selected series `s` made of `chunks`, `None` when they hold no sample in the range;
-/// `last_from` is where decoding the last of them may start.
+/// The selected series `s` made of what its lock gave (`locked`, the bytes of its full
+/// chunks being the next items of `data`), `None` when that holds no sample in the range.
 fn series_of(
     head: &Head,
     s: &MemSeries,
-    chunks: SeriesChunks,
-    last_from: Option<XorCursor>,
+    locked: Locked,
+    data: impl Iterator<Item = ChunkBytes>,
     mint: i64,
     maxt: i64,
 ) -> Option<Item> {
-    let resume = samples_in(&chunks, mint, maxt, last_from)?;
+    if let Some(sample) = locked.newest {
+        return Some(Ok(Arc::new(NewestSample {
+            labels: SeriesLabels::of_head(head, s),
+            sample: [sample],
+        })));
+    }
+    let mark = locked.open_mark;
+    let chunks = match locked.into_chunks(data) {
+        Ok(chunks) => chunks,
+        Err(e) => return Some(Err(e)),
+    };
+    let resume = samples_in(&chunks, mint, maxt, mark)?;
     Some(Ok(Arc::new(ChunkedSeries {
         labels: SeriesLabels::of_head(head, s),
         chunks,
         mint,
         maxt,
         resume,
-    }) as Arc<dyn Series>))
+    })))
 }
 
 /// A series of a parallel selection between its lock snapshot and the reading of its full
@@ -481,11 +483,14 @@ fn select_parallel(
             let mut mine = mine.into_iter();
             let mut out = Vec::with_capacity(pending.len());
             for p in pending {
-                let mark = p.locked.open_mark;
-                match p.locked.into_chunks(mine.by_ref()) {
-                    Ok(chunks) => out.extend(series_of(&head, &p.series, chunks, mark, mint, maxt)),
-                    Err(e) => out.push(Err(e)),
-                }
+                out.extend(series_of(
+                    &head,
+                    &p.series,
+                    p.locked,
+                    mine.by_ref(),
+                    mint,
+                    maxt,
+                ));
             }
             out
         }));
@@ -719,9 +724,9 @@ impl ChunkQuerier for HeadQuerier {
         let list = self.matching(sorted, matchers);
         let (head, mint, maxt) = (self.head.clone(), self.mint, self.maxt);
         Box::new(list.into_iter().filter_map(move |s| {
-            match snapshot_chunks(&head, &s, mint, maxt, false) {
-                Ok((chunks, _)) if chunks.is_empty() => None,
-                Ok((chunks, _)) => Some(Ok(ChunkSeries {
+            match snapshot_chunks(&head, &s, mint, maxt) {
+                Ok(chunks) if chunks.is_empty() => None,
+                Ok(chunks) => Some(Ok(ChunkSeries {
                     labels: head.labels_of(&s),
                     chunks: chunks.into_vec(),
                 })),
@@ -839,6 +844,32 @@ impl Series for ChunkedSeries {
     }
     fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
         crate::querier::collect_with(&mut self.sample_iter(), mint, maxt, out)
+    }
+}
+
+/// A series of a last-only selection ([`SelectHints::last_only`]) whose newest sample in the
+/// range was in its open chunk: that sample, all a plain instant selector reads.
+struct NewestSample {
+    labels: SeriesLabels,
+    sample: [(i64, f64); 1],
+}
+
+impl Series for NewestSample {
+    fn labels(&self) -> &Labels {
+        self.labels.get()
+    }
+    fn shared_labels(&self) -> Arc<Labels> {
+        self.labels.get().clone()
+    }
+    fn label_pairs(&self) -> LabelPairs<'_> {
+        self.labels.pairs()
+    }
+    fn iter(&self) -> Box<dyn SampleIter + '_> {
+        Box::new(crate::querier::SliceIter::new(&self.sample))
+    }
+    fn collect_range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        out.extend(self.sample.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
+        Ok(())
     }
 }
 
