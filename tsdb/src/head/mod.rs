@@ -327,6 +327,11 @@ impl Head {
         self.inner.by_ref.get(r)
     }
 
+    /// `f` of series `r`, without taking a reference to it.
+    pub(crate) fn with_series<R>(&self, r: u64, f: impl FnOnce(&MemSeries) -> R) -> Option<R> {
+        self.inner.by_ref.with(r, f)
+    }
+
     /// Appends `(t, v)` to series `s` as [`series::SeriesData::append`] does. A chunk it cuts
     /// waits in the series; when a batch of them is due, this thread writes it ([`waiting`]).
     pub(crate) fn append_sample(&self, s: &Arc<MemSeries>, t: i64, v: f64) -> bool {
@@ -618,7 +623,7 @@ impl Head {
     /// References of the series matching `matchers`.
     pub fn series_refs_matching(&self, matchers: &[crate::labels::Matcher]) -> Vec<SeriesRef> {
         let p = self.inner.postings.read();
-        index::postings_for_matchers(&p, &self.inner.syms, matchers)
+        index::postings_for_matchers(&p, &self.inner.syms, matchers, None)
             .iter()
             .map(u64::from)
             .collect()
@@ -639,7 +644,7 @@ impl Head {
     ) -> Result<Vec<SeriesRef>> {
         let refs: Vec<u64> = {
             let p = self.inner.postings.read();
-            index::postings_for_matchers(&p, &self.inner.syms, matchers)
+            index::postings_for_matchers(&p, &self.inner.syms, matchers, None)
                 .iter()
                 .map(u64::from)
                 .collect()

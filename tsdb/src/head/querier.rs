@@ -264,7 +264,10 @@ impl HeadQuerier {
 
     fn selected(&self, matchers: &[Matcher]) -> RoaringBitmap {
         let p = self.head.postings().read();
-        postings_for_matchers(&p, self.head.symbols(), matchers)
+        let labels_match = |id: u32, f: &dyn Fn(&[u32]) -> bool| {
+            self.head.with_series(u64::from(id), |s| f(&s.lset)) == Some(true)
+        };
+        postings_for_matchers(&p, self.head.symbols(), matchers, Some(&labels_match))
     }
 
     /// Matching series, sorted by labels when asked. Their labels are built later, only for

@@ -60,6 +60,12 @@ impl<T> RefTable<T> {
         self.slot(r)?.read().clone()
     }
 
+    /// `f` of the value stored for `r`, under its slot's read lock.
+    #[inline]
+    pub fn with<R>(&self, r: u64, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.slot(r)?.read().as_deref().map(f)
+    }
+
     /// Stores `v` for `r` unless a value is stored there already (then returns `false`).
     /// References beyond 32 bits are refused the same way.
     pub fn insert_new(&self, r: u64, v: Arc<T>) -> bool {
