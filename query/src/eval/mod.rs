@@ -1262,8 +1262,6 @@ impl OutCollector {
 mod tests {
     use super::*;
 
-    /// `place_on_steps` picks the latest sample within the lookback at each step, whether a
-    /// step holds none, a few or many samples, with staleness markers and an `offset`.
     #[test]
     fn result_series_with_the_same_kept_labels_share_them() {
         let series = |inst: &str, x: &str| tsdb::querier::VecSeries {
@@ -1283,6 +1281,8 @@ mod tests {
         assert_eq!(all.of(&series("a", "1")).len(), 3);
     }
 
+    /// `place_on_steps` picks the latest sample within the lookback at each step, whether a
+    /// step holds none, a few or many samples, with staleness markers and an `offset`.
     #[test]
     fn place_on_steps_matches_a_plain_scan() {
         let stale = f64::from_bits(tsdb::chunkenc::STALE_NAN_BITS);
