@@ -773,8 +773,14 @@ impl<'a> Evaluator<'a> {
                     &mut ts_orig,
                 );
                 if !pts.is_empty() {
+                    // One point is kept inline and the buffer reused; more move out whole.
+                    let points = if pts.len() == 1 {
+                        Points::from_slice(&pts)
+                    } else {
+                        Points::from_vec(std::mem::take(&mut pts))
+                    };
                     let ts = std::mem::take(&mut ts_orig);
-                    res.push((labels.of(s.as_ref()), Points::from_slice(&pts), ts));
+                    res.push((labels.of(s.as_ref()), points, ts));
                 }
             }
             Ok((res, decoded))

@@ -832,16 +832,24 @@ impl ChunkedSeries {
     }
 }
 
+/// The label methods of [`Series`] for a head series whose labels are its `labels` field (a
+/// [`SeriesLabels`]).
+macro_rules! labels_from_field {
+    () => {
+        fn labels(&self) -> &Labels {
+            self.labels.get()
+        }
+        fn shared_labels(&self) -> Arc<Labels> {
+            self.labels.get().clone()
+        }
+        fn label_pairs(&self) -> LabelPairs<'_> {
+            self.labels.pairs()
+        }
+    };
+}
+
 impl Series for ChunkedSeries {
-    fn labels(&self) -> &Labels {
-        self.labels.get()
-    }
-    fn shared_labels(&self) -> Arc<Labels> {
-        self.labels.get().clone()
-    }
-    fn label_pairs(&self) -> LabelPairs<'_> {
-        self.labels.pairs()
-    }
+    labels_from_field!();
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(self.sample_iter())
     }
@@ -858,15 +866,7 @@ struct NewestSample {
 }
 
 impl Series for NewestSample {
-    fn labels(&self) -> &Labels {
-        self.labels.get()
-    }
-    fn shared_labels(&self) -> Arc<Labels> {
-        self.labels.get().clone()
-    }
-    fn label_pairs(&self) -> LabelPairs<'_> {
-        self.labels.pairs()
-    }
+    labels_from_field!();
     fn iter(&self) -> Box<dyn SampleIter + '_> {
         Box::new(crate::querier::SliceIter::new(&self.sample))
     }
