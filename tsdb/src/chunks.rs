@@ -22,9 +22,11 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use crate::chunk_scan::SegmentCheck;
 use crate::chunkenc::Encoding;
 use crate::encoding::{crc32c, crc32c_append, crc32c_many, put_uvarint, uvarint};
 use crate::{Error, Result};
@@ -195,6 +197,9 @@ pub(crate) use crate::fsutil::sync_dir;
 struct Segment {
     path: PathBuf,
     map: Mmap,
+    /// Whether the whole file passed its checksum scan ([`crate::chunk_scan`]): then its
+    /// chunks are read without checking their CRCs.
+    check: Arc<SegmentCheck>,
     /// Offset below which the map's pages were last given back while reading forward (see
     /// [`ChunkReader::chunk`]).
     released: AtomicU64,
@@ -260,7 +265,7 @@ impl std::fmt::Debug for ChunkReader {
 
 impl ChunkReader {
     /// Maps every segment file of `dir` (files whose names are numbers, in numeric order) and
-    /// checks their headers.
+    /// checks their headers; queues the files not yet known for their checksum scan.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let mut seqs: Vec<(u64, PathBuf)> = Vec::new();
@@ -301,9 +306,11 @@ impl ChunkReader {
                 ));
             }
             size += map.len() as u64;
+            let check = crate::chunk_scan::check_of(&path, &f);
             segments.push(Segment {
                 path,
                 map,
+                check,
                 released: AtomicU64::new(0),
             });
         }
@@ -312,6 +319,12 @@ impl ChunkReader {
             segments,
             size,
         })
+    }
+
+    /// The checksum states of the segment files (tests).
+    #[cfg(test)]
+    pub(crate) fn checks(&self) -> Vec<Arc<SegmentCheck>> {
+        self.segments.iter().map(|s| s.check.clone()).collect()
     }
 
     /// The directory read.
@@ -356,20 +369,30 @@ impl ChunkReader {
     /// chunk's end ([`crate::chunkenc::xor::TailedChunk`]).
     pub fn chunk_tailed(&self, r: u64) -> Result<TailedRead<'_>> {
         let c = self.locate(r)?;
-        let got = crc32c(c.body);
+        let got = if c.segment.check.verified() {
+            c.stored
+        } else {
+            crc32c(c.body)
+        };
         c.checked(got)
     }
 
-    /// [`ChunkReader::chunk_tailed`] of each of `refs` (at most [`CHUNK_GROUP`]), their CRCs
-    /// computed side by side ([`crc32c_many`]); `None` past `refs`' length.
+    /// [`ChunkReader::chunk_tailed`] of each of `refs` (at most [`CHUNK_GROUP`]), the CRCs of
+    /// those to check computed side by side ([`crc32c_many`]); `None` past `refs`' length.
     pub fn chunks_tailed(&self, refs: &[u64]) -> [Option<Result<TailedRead<'_>>>; CHUNK_GROUP] {
         let located: [Option<Result<Located<'_>>>; CHUNK_GROUP] =
             std::array::from_fn(|i| refs.get(i).map(|&r| self.locate(r)));
+        // Read once: a scan may finish between here and the CRCs' use below.
+        let verified: [bool; CHUNK_GROUP] = std::array::from_fn(
+            |i| matches!(&located[i], Some(Ok(c)) if c.segment.check.verified()),
+        );
         let mut body = [&[][..]; CHUNK_GROUP];
         let mut n = 0;
-        for c in located.iter().flatten().flatten() {
-            body[n] = c.body;
-            n += 1;
+        for (c, &v) in located.iter().zip(&verified) {
+            if let (Some(Ok(c)), false) = (c, v) {
+                body[n] = c.body;
+                n += 1;
+            }
         }
         // A block is read in series order, which is its files' order: the bytes as far past
         // these chunks as the reader will be a few series on start loading now (the CPU's own
@@ -377,14 +400,32 @@ impl ChunkReader {
         if let Some(last) = located.iter().flatten().flatten().last() {
             let map = &last.segment.map;
             let end = last.enc_pos + last.body.len();
-            let read: usize = body[..n].iter().map(|b| b.len()).sum();
+            let read: usize = located
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|c| c.body.len())
+                .sum();
             let from = (end + READ_AHEAD).min(map.len());
             crate::prefetch(map[from..].as_ptr(), read.min(map.len() - from));
         }
         let mut crc = [0u32; CHUNK_GROUP];
         crc32c_many(&body[..n], &mut crc[..n]);
         let mut crc = crc.into_iter();
-        located.map(|l| l.map(|l| l.and_then(|c| c.checked(crc.next().unwrap_or_default()))))
+        let mut verified = verified.into_iter();
+        located.map(|l| {
+            let trusted = verified.next().unwrap_or_default();
+            l.map(|l| {
+                l.and_then(|c| {
+                    let got = if trusted {
+                        c.stored
+                    } else {
+                        crc.next().unwrap_or_default()
+                    };
+                    c.checked(got)
+                })
+            })
+        })
     }
 
     /// Where the chunk `r` lies, its bounds checked (not its CRC), the read noted in its
@@ -487,7 +528,9 @@ impl<'a> Located<'a> {
 mod tests {
     use super::*;
 
-    /// Chunks read as a group are the chunks read one by one; a damaged one fails alone.
+    /// Chunks read as a group are the chunks read one by one; a damaged one fails alone,
+    /// also once the file's checksum scan has run (it fails the file, so reads keep
+    /// checking); a sound file's chunks read the same once its scan passed.
     #[test]
     fn chunks_read_in_a_group_are_checked_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -500,31 +543,52 @@ mod tests {
             })
             .collect();
         w.close().unwrap();
+        let refs: Vec<u64> = written.iter().map(|(r, _)| *r).collect();
+        let read_all = |r: &ChunkReader, damaged: Option<usize>| {
+            let first = r.chunks_tailed(&refs[..CHUNK_GROUP]);
+            let rest = r.chunks_tailed(&refs[CHUNK_GROUP..]);
+            let got: Vec<_> = first.into_iter().chain(rest).flatten().collect();
+            assert_eq!(got.len(), written.len());
+            for (k, (g, (rf, want))) in got.into_iter().zip(&written).enumerate() {
+                match g {
+                    Ok((enc, data, ext)) => {
+                        assert_eq!((enc, data), (Encoding::Xor, &want[..]), "chunk {k}");
+                        assert!(ext.starts_with(data));
+                        assert_eq!(r.chunk(*rf).unwrap().1, data);
+                    }
+                    Err(e) => {
+                        assert_eq!(Some(k), damaged);
+                        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+                        assert!(r.chunk(*rf).is_err());
+                    }
+                }
+            }
+        };
+        let scanned = |r: &ChunkReader| {
+            let checks = r.checks();
+            assert!(crate::chunk_scan::wait_scanned(
+                &checks,
+                std::time::Duration::from_secs(20)
+            ));
+            checks[0].verified()
+        };
         // Damage chunk 1's data.
         let path = cdir.join("000001");
-        let mut bytes = std::fs::read(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let mut bytes = good.clone();
         bytes[split_chunk_ref(written[1].0).1 as usize + 10] ^= 0x40;
         std::fs::write(&path, bytes).unwrap();
         let r = ChunkReader::open(&cdir).unwrap();
-        let refs: Vec<u64> = written.iter().map(|(r, _)| *r).collect();
-        let first = r.chunks_tailed(&refs[..CHUNK_GROUP]);
-        let rest = r.chunks_tailed(&refs[CHUNK_GROUP..]);
-        let got: Vec<_> = first.into_iter().chain(rest).flatten().collect();
-        assert_eq!(got.len(), written.len());
-        for (k, (g, (rf, want))) in got.into_iter().zip(&written).enumerate() {
-            match g {
-                Ok((enc, data, ext)) => {
-                    assert_eq!((enc, data), (Encoding::Xor, &want[..]), "chunk {k}");
-                    assert!(ext.starts_with(data));
-                    assert_eq!(r.chunk(*rf).unwrap().1, data);
-                }
-                Err(e) => {
-                    assert_eq!(k, 1);
-                    assert!(e.to_string().contains("checksum mismatch"), "{e}");
-                    assert!(r.chunk(*rf).is_err());
-                }
-            }
-        }
+        read_all(&r, Some(1));
+        assert!(!scanned(&r));
+        read_all(&r, Some(1));
+        // The sound bytes in a new file.
+        let tmp = cdir.join("tmp");
+        std::fs::write(&tmp, &good).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let r = ChunkReader::open(&cdir).unwrap();
+        assert!(scanned(&r));
+        read_all(&r, None);
     }
 
     #[test]

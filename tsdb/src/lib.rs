@@ -7,6 +7,7 @@
 //! gateway read through. Nothing in this crate knows about HTTP, PromQL or object stores.
 
 pub mod block;
+pub(crate) mod chunk_scan;
 pub mod chunkenc;
 pub mod chunks;
 pub mod compact;
