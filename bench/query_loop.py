@@ -2,6 +2,7 @@
 """One range (or instant) query N times against a running ignis over one keep-alive connection.
 
     bench/query_loop.py PORT QUERY N [--start S] [--end E] [--step 60] [--time T] [--pid PID]
+                        [--pause S]
 
 Prints the client's median latency and, from the server's own `/metrics` read before and
 after, the mean time per query of its HTTP handler (`prometheus_http_request_duration_seconds`
@@ -10,7 +11,8 @@ slice inner_eval). Five warm-up queries first. Default range: measure.py's range
 session 19's 100k bench dataset (start 1795834860, end 1795856340). For A/B runs of two
 servers, alternate invocations between their ports. `--time T`: an instant query at T instead.
 `--pid PID`: also the server process's CPU time per query (utime + stime from /proc, in 10 ms
-ticks, so run enough queries for a few seconds).
+ticks, so run enough queries for a few seconds). `--pause S`: wait S seconds before each
+query, as measure.py's client does while it parses the answer before the next run.
 """
 import argparse, http.client, os, re, statistics, time, urllib.parse
 
@@ -23,6 +25,8 @@ ap.add_argument("--end", type=int, default=1795856340)
 ap.add_argument("--step", default="60")
 ap.add_argument("--time", type=int, help="run an instant query at this time instead")
 ap.add_argument("--pid", type=int, help="the server's PID, for its CPU time per query")
+ap.add_argument("--pause", type=float, default=0.0,
+                help="seconds to wait after each query (as a client reading the answer would)")
 a = ap.parse_args()
 path = "/api/v1/query" if a.time is not None else "/api/v1/query_range"
 
@@ -45,6 +49,8 @@ hdr = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def once():
+    if a.pause:
+        time.sleep(a.pause)
     t = time.perf_counter()
     conn.request("POST", path, body=body, headers=hdr)
     r = conn.getresponse()
