@@ -369,12 +369,8 @@ impl ChunkReader {
     /// chunk's end ([`crate::chunkenc::xor::TailedChunk`]).
     pub fn chunk_tailed(&self, r: u64) -> Result<TailedRead<'_>> {
         let c = self.locate(r)?;
-        let got = if c.segment.check.verified() {
-            c.stored
-        } else {
-            crc32c(c.body)
-        };
-        c.checked(got)
+        let computed = (!c.segment.check.verified()).then(|| crc32c(c.body));
+        c.checked(computed)
     }
 
     /// [`ChunkReader::chunk_tailed`] of each of `refs` (at most [`CHUNK_GROUP`]), the CRCs of
@@ -417,12 +413,8 @@ impl ChunkReader {
             let trusted = verified.next().unwrap_or_default();
             l.map(|l| {
                 l.and_then(|c| {
-                    let got = if trusted {
-                        c.stored
-                    } else {
-                        crc.next().unwrap_or_default()
-                    };
-                    c.checked(got)
+                    let computed = (!trusted).then(|| crc.next().unwrap_or_default());
+                    c.checked(computed)
                 })
             })
         })
@@ -500,10 +492,11 @@ struct Located<'a> {
 }
 
 impl<'a> Located<'a> {
-    /// The chunk read, given the CRC computed over its body.
-    fn checked(self, got: u32) -> Result<TailedRead<'a>> {
+    /// The chunk read, given the CRC computed over its body (`None`: not computed, its file
+    /// having passed its checksum scan).
+    fn checked(self, computed: Option<u32>) -> Result<TailedRead<'a>> {
         let s = self.segment;
-        if self.stored != got {
+        if let Some(got) = computed.filter(|&got| got != self.stored) {
             return Err(Error::corruption(
                 &s.path,
                 self.off,
