@@ -504,6 +504,87 @@ impl FoldCells {
         }
     }
 
+    /// The output series of a fold whose cells hold `groups` (group `g`'s steps at
+    /// `g * steps.len()..`), one per group with a value, in the order the groups first have a
+    /// value step by step (then by `groups`' order), as a step-by-step evaluation makes them.
+    pub(super) fn output(
+        &self,
+        groups: &[usize],
+        group_metric: &[Arc<Labels>],
+        steps: &[i64],
+    ) -> QResult<OutCollector> {
+        match self.output_by_group(groups, group_metric, steps) {
+            Some(out) => Ok(out),
+            None => self.output_by_step(groups, group_metric, steps),
+        }
+    }
+
+    /// [`FoldCells::output`] with each series' points written in one go, room reserved.
+    /// `None` when two groups would share an output series (the same labels): the
+    /// step-by-step way then reports it.
+    fn output_by_group(
+        &self,
+        groups: &[usize],
+        group_metric: &[Arc<Labels>],
+        steps: &[i64],
+    ) -> Option<OutCollector> {
+        let nsteps = steps.len();
+        // Each group with a value: its first step, and its place in `groups`.
+        let mut firsts: Vec<(usize, usize)> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &g)| {
+                (0..nsteps)
+                    .find(|&k| self.get(g * nsteps + k).is_some())
+                    .map(|k| (k, j))
+            })
+            .collect();
+        firsts.sort_unstable();
+        let mut out = OutCollector::new();
+        for &(k, j) in &firsts {
+            let g = groups[j];
+            let (_, drop) = self.get(g * nsteps + k)?;
+            let made = out.series.len();
+            let slot = out.slot(&group_metric[g], drop, false);
+            if slot != made {
+                return None;
+            }
+            let pts = &mut out.series[slot].pts;
+            pts.reserve(nsteps - k);
+            for (k, &ts) in steps.iter().enumerate().skip(k) {
+                if let Some((v, _)) = self.get(g * nsteps + k) {
+                    pts.push((ts, v));
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// [`FoldCells::output`] step by step: every group's value at the first step, then at the
+    /// next, each group's series made when it first has one.
+    fn output_by_step(
+        &self,
+        groups: &[usize],
+        group_metric: &[Arc<Labels>],
+        steps: &[i64],
+    ) -> QResult<OutCollector> {
+        let nsteps = steps.len();
+        let mut out = OutCollector::new();
+        let mut gslot: Vec<usize> = vec![usize::MAX; groups.len()];
+        for (k, &ts) in steps.iter().enumerate() {
+            for (j, &g) in groups.iter().enumerate() {
+                let Some((v, drop)) = self.get(g * nsteps + k) else {
+                    continue;
+                };
+                if gslot[j] == usize::MAX {
+                    gslot[j] = out.slot(&group_metric[g], drop, false);
+                }
+                out.push_slot(gslot[j], ts, v)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Folds the points of one series into cells `base..base + nsteps`; a point counts at
     /// step `(ts - start) / interval` when it falls on a step, at most once per step.
     #[allow(clippy::too_many_arguments)]
@@ -919,20 +1000,8 @@ impl Evaluator<'_> {
             let base = series_group[si] * nsteps;
             cells.add_series(base, nsteps, &s.pts, s.drop_name, start, interval);
         }
-        let mut out = OutCollector::new();
-        let mut gslot: Vec<usize> = vec![usize::MAX; ngroups];
-        for (k, &ts) in steps.iter().enumerate() {
-            for g in 0..ngroups {
-                let Some((v, drop)) = cells.get(g * nsteps + k) else {
-                    continue;
-                };
-                if gslot[g] == usize::MAX {
-                    gslot[g] = out.slot(&group_metric[g], drop, false);
-                }
-                out.push_slot(gslot[g], ts, v)?;
-            }
-        }
-        Ok(out)
+        let groups: Vec<usize> = (0..ngroups).collect();
+        cells.output(&groups, group_metric, steps)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1259,5 +1328,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An output's series: labels, name dropped, points (values as bits).
+    type View = Vec<(Labels, bool, Vec<(i64, u64)>)>;
+
+    fn group(name: &str) -> Arc<Labels> {
+        Arc::new(Labels::from_pairs(&[("job", name)]))
+    }
+
+    /// By group or step by step, the same series in the same order (by the step each group
+    /// first has a value), with the same points; two groups of one label set fall back.
+    #[test]
+    fn output_by_group_is_the_step_by_step_output() {
+        let steps: Vec<i64> = (0..6).map(|k| k * 60_000).collect();
+        let n = steps.len();
+        let mut cells = FoldCells::new(FoldOp::Sum, 4 * n);
+        // Group 0 from step 3, group 1 from step 0 with a gap, group 2 never, group 3 from 3.
+        let pts = |ks: &[i64]| -> Vec<(i64, f64)> {
+            ks.iter().map(|&k| (k * 60_000, k as f64 + 0.5)).collect()
+        };
+        cells.add_series(0, n, &pts(&[3, 4, 5]), true, 0, 60_000);
+        cells.add_series(n, n, &pts(&[0, 1, 4]), false, 0, 60_000);
+        cells.add_series(3 * n, n, &pts(&[3, 5]), true, 0, 60_000);
+        let groups = [0, 1, 2, 3];
+        let metrics = [group("a"), group("b"), group("c"), group("d")];
+        let by_group = cells.output_by_group(&groups, &metrics, &steps).unwrap();
+        let by_step = cells.output_by_step(&groups, &metrics, &steps).unwrap();
+        let view = |o: OutCollector| -> View {
+            o.finish()
+                .into_iter()
+                .map(|s| {
+                    let pts = s.pts.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                    ((*s.metric).clone(), s.drop_name, pts)
+                })
+                .collect()
+        };
+        let got = view(by_group);
+        assert_eq!(got, view(by_step));
+        let order: Vec<&str> = got.iter().map(|s| s.0.get("job").unwrap()).collect();
+        assert_eq!(order, ["b", "a", "d"]);
+        // Groups 0 and 3 with one label set: the step-by-step way reports it.
+        let clash = [group("a"), group("b"), group("c"), group("a")];
+        assert!(cells.output_by_group(&groups, &clash, &steps).is_none());
+        assert!(cells.output_by_step(&groups, &clash, &steps).is_err());
     }
 }

@@ -26,7 +26,7 @@ use super::aggregate::{FoldCells, FoldOp, GroupAssigner, SERIES_MAJOR_MAX_CELLS}
 use super::call::{run_series_into, SeriesJob, SeriesScratch};
 use super::{
     decode_into, ext_modifier, fnlib, has_stale, offset_ms, par, place_on_steps, selector_matchers,
-    unparen, Evaluator, OutCollector, Val, HOUR_MS, PARALLEL_DECODE_MIN_SERIES,
+    unparen, Evaluator, Val, HOUR_MS, PARALLEL_DECODE_MIN_SERIES,
 };
 use crate::error::{QResult, QueryError};
 use crate::functions::range::RangeFn;
@@ -485,82 +485,12 @@ impl Evaluator<'_> {
             .filter(|&g| st.first[g] != usize::MAX)
             .collect();
         groups.sort_by_key(|&g| st.first[g]);
-        let out = match fold_output_by_group(&st.cells, &groups, &group_metric, steps) {
-            Some(out) => out,
-            None => fold_output_by_step(&st.cells, &groups, &group_metric, steps)?,
-        };
+        let out = st.cells.output(&groups, &group_metric, steps)?;
         let n: usize = out.series.iter().map(|s| s.pts.len()).sum();
         self.add_samples(n)?;
         self.check_deadline()?;
         Ok(Some(out.finish()))
     }
-}
-
-/// The output series of a fused fold, one per group with a value, in the order the groups
-/// first have a value step by step (then by `groups`' order), as [`fold_output_by_step`] gives
-/// them; each series' points are written in one go. `None` when two groups would share an
-/// output series (the same labels): the step-by-step way then reports it.
-fn fold_output_by_group(
-    cells: &FoldCells,
-    groups: &[usize],
-    group_metric: &[Arc<tsdb::labels::Labels>],
-    steps: &[i64],
-) -> Option<OutCollector> {
-    let nsteps = steps.len();
-    // Each group with a value: its first step, and its place in `groups`.
-    let mut firsts: Vec<(usize, usize)> = groups
-        .iter()
-        .enumerate()
-        .filter_map(|(j, &g)| {
-            (0..nsteps)
-                .find(|&k| cells.get(g * nsteps + k).is_some())
-                .map(|k| (k, j))
-        })
-        .collect();
-    firsts.sort_unstable();
-    let mut out = OutCollector::new();
-    for &(k, j) in &firsts {
-        let g = groups[j];
-        let (_, drop) = cells.get(g * nsteps + k)?;
-        let made = out.series.len();
-        let slot = out.slot(&group_metric[g], drop, false);
-        if slot != made {
-            return None;
-        }
-        let pts = &mut out.series[slot].pts;
-        pts.reserve(nsteps - k);
-        for (k, &ts) in steps.iter().enumerate().skip(k) {
-            if let Some((v, _)) = cells.get(g * nsteps + k) {
-                pts.push((ts, v));
-            }
-        }
-    }
-    Some(out)
-}
-
-/// [`fold_output_by_group`] step by step: every group's value at the first step, then at the
-/// next, each group's series made when it first has one.
-fn fold_output_by_step(
-    cells: &FoldCells,
-    groups: &[usize],
-    group_metric: &[Arc<tsdb::labels::Labels>],
-    steps: &[i64],
-) -> QResult<OutCollector> {
-    let nsteps = steps.len();
-    let mut out = OutCollector::new();
-    let mut gslot: Vec<usize> = vec![usize::MAX; groups.len()];
-    for (k, &ts) in steps.iter().enumerate() {
-        for (j, &g) in groups.iter().enumerate() {
-            let Some((v, drop)) = cells.get(g * nsteps + k) else {
-                continue;
-            };
-            if gslot[j] == usize::MAX {
-                gslot[j] = out.slot(&group_metric[g], drop, false);
-            }
-            out.push_slot(gslot[j], ts, v)?;
-        }
-    }
-    Ok(out)
 }
 
 /// The range function name and matrix selector of `c` when it is a range function with a
@@ -617,54 +547,4 @@ fn check_stop(
         return Err(QueryError::timeout());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tsdb::labels::Labels;
-
-    /// An output's series: labels, name dropped, points (values as bits).
-    type View = Vec<(Labels, bool, Vec<(i64, u64)>)>;
-
-    fn group(name: &str) -> Arc<Labels> {
-        Arc::new(Labels::from_pairs(&[("job", name)]))
-    }
-
-    /// By group or step by step, the same series in the same order (by the step each group
-    /// first has a value), with the same points; two groups of one label set fall back.
-    #[test]
-    fn fold_output_by_group_is_the_step_by_step_output() {
-        let steps: Vec<i64> = (0..6).map(|k| k * 60_000).collect();
-        let n = steps.len();
-        let mut cells = FoldCells::new(FoldOp::Sum, 4 * n);
-        // Group 0 from step 3, group 1 from step 0 with a gap, group 2 never, group 3 from 3.
-        let pts = |ks: &[i64]| -> Vec<(i64, f64)> {
-            ks.iter().map(|&k| (k * 60_000, k as f64 + 0.5)).collect()
-        };
-        cells.add_series(0, n, &pts(&[3, 4, 5]), true, 0, 60_000);
-        cells.add_series(n, n, &pts(&[0, 1, 4]), false, 0, 60_000);
-        cells.add_series(3 * n, n, &pts(&[3, 5]), true, 0, 60_000);
-        let groups = [0, 1, 2, 3];
-        let metrics = [group("a"), group("b"), group("c"), group("d")];
-        let by_group = fold_output_by_group(&cells, &groups, &metrics, &steps).unwrap();
-        let by_step = fold_output_by_step(&cells, &groups, &metrics, &steps).unwrap();
-        let view = |o: OutCollector| -> View {
-            o.finish()
-                .into_iter()
-                .map(|s| {
-                    let pts = s.pts.iter().map(|&(t, v)| (t, v.to_bits())).collect();
-                    ((*s.metric).clone(), s.drop_name, pts)
-                })
-                .collect()
-        };
-        let got = view(by_group);
-        assert_eq!(got, view(by_step));
-        let order: Vec<&str> = got.iter().map(|s| s.0.get("job").unwrap()).collect();
-        assert_eq!(order, ["b", "a", "d"]);
-        // Groups 0 and 3 with one label set: the step-by-step way reports it.
-        let clash = [group("a"), group("b"), group("c"), group("a")];
-        assert!(fold_output_by_group(&cells, &groups, &clash, &steps).is_none());
-        assert!(fold_output_by_step(&cells, &groups, &clash, &steps).is_err());
-    }
 }
