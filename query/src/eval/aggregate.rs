@@ -82,6 +82,52 @@ struct GoHeap {
     reverse: bool,
 }
 
+/// The `topk`-like aggregation operators.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KOp {
+    Top,
+    Bottom,
+    Limit,
+    LimitRatio,
+}
+
+impl KOp {
+    /// The operator named `op`, if it is one of them.
+    fn of(op: &str) -> Option<KOp> {
+        Some(match op {
+            "topk" => KOp::Top,
+            "bottomk" => KOp::Bottom,
+            "limitk" => KOp::Limit,
+            "limit_ratio" => KOp::LimitRatio,
+            _ => return None,
+        })
+    }
+}
+
+/// What [`Evaluator::aggregate_k`] keeps from step to step: a heap per group, which groups
+/// took a value at this step, and (range queries) each input series' output slot.
+struct KSteps {
+    heaps: Vec<GoHeap>,
+    marked: Vec<bool>,
+    used: Vec<usize>,
+    slots: Vec<usize>,
+}
+
+impl KSteps {
+    fn new(kop: KOp, ngroups: usize, nseries: usize) -> Self {
+        let heap = || GoHeap {
+            items: Vec::new(),
+            reverse: kop == KOp::Bottom,
+        };
+        KSteps {
+            heaps: (0..ngroups).map(|_| heap()).collect(),
+            marked: vec![false; ngroups],
+            used: Vec::new(),
+            slots: vec![usize::MAX; nseries],
+        }
+    }
+}
+
 impl GoHeap {
     fn less(&self, i: usize, j: usize) -> bool {
         let (a, b) = (self.items[i].1, self.items[j].1);
@@ -772,7 +818,8 @@ impl Evaluator<'_> {
         // Over a selection that feeds the groups directly, its series need only the grouping
         // labels (and the metric name, for annotations): building all of every series'
         // labels was a tenth of `sum by (job) (rate(x[5m]))`'s instant time.
-        let is_k = matches!(op, "topk" | "bottomk" | "limitk" | "limit_ratio");
+        let kop = KOp::of(op);
+        let is_k = kop.is_some();
         if !without && params.is_none() && !is_k && super::fused::selection_feeds_groups(&a.expr) {
             let mut keep = grouping.clone();
             keep.push("__name__".to_string());
@@ -881,6 +928,7 @@ impl Evaluator<'_> {
         let mut out = OutCollector::new();
         let mut accs: Vec<Acc> = vec![Acc::default(); ngroups];
         let mut gslot: Vec<usize> = vec![usize::MAX; ngroups];
+        let mut ks = kop.map(|kop| (kop, KSteps::new(kop, ngroups, input.len())));
         for (k, &ts) in steps.iter().enumerate() {
             self.check_deadline()?;
             cur.gather(&input, ts, &mut vals);
@@ -888,16 +936,16 @@ impl Evaluator<'_> {
                 continue;
             }
             let param = params.as_ref().map(|p| p[k]).unwrap_or(0.0);
-            if is_k {
+            if let Some((kop, ks)) = ks.as_mut() {
                 self.aggregate_k(
-                    op,
+                    *kop,
                     param,
                     &input,
                     &series_group,
-                    ngroups,
                     &vals,
                     ts,
                     instant,
+                    ks,
                     &mut out,
                 )?;
                 continue;
@@ -1004,49 +1052,50 @@ impl Evaluator<'_> {
         cells.output(&groups, group_metric, steps)
     }
 
+    /// One step of `topk`/`bottomk`/`limitk`/`limit_ratio` over the step's values `vals`
+    /// (input series index, value): each group's selection pushed to `out` in Prometheus's
+    /// order. `ks` is reused from step to step.
     #[allow(clippy::too_many_arguments)]
     fn aggregate_k(
         &mut self,
-        op: &str,
+        kop: KOp,
         param: f64,
         input: &[StepSeries],
         series_group: &[usize],
-        ngroups: usize,
         vals: &[(usize, f64)],
         ts: i64,
         instant: bool,
+        ks: &mut KSteps,
         out: &mut OutCollector,
     ) -> QResult<()> {
-        let mut k: i64 = 0;
+        let mut k: usize = 0;
         let mut ratio = 0.0;
-        match op {
-            "limit_ratio" => {
-                if param == 0.0 {
-                    return Ok(());
-                }
-                ratio = param.clamp(-1.0, 1.0);
+        if kop == KOp::LimitRatio {
+            if param == 0.0 {
+                return Ok(());
             }
-            _ => {
-                k = (param as i64).min(input.len() as i64);
-                if k < 1 {
-                    return Ok(());
-                }
+            ratio = param.clamp(-1.0, 1.0);
+        } else {
+            let kk = (param as i64).min(input.len() as i64);
+            if kk < 1 {
+                return Ok(());
             }
+            k = kk as usize;
         }
-        let mut heaps: Vec<Option<GoHeap>> = (0..ngroups).map(|_| None).collect();
         for &(si, f) in vals {
             let gi = series_group[si];
-            let h = heaps[gi].get_or_insert_with(|| GoHeap {
-                items: Vec::new(),
-                reverse: op == "bottomk",
-            });
-            match op {
-                "topk" | "bottomk" => {
-                    if (h.items.len() as i64) < k {
+            if !ks.marked[gi] {
+                ks.marked[gi] = true;
+                ks.used.push(gi);
+            }
+            let h = &mut ks.heaps[gi];
+            match kop {
+                KOp::Top | KOp::Bottom => {
+                    if h.items.len() < k {
                         h.push((si, f));
                     } else {
                         let top = h.items[0].1;
-                        let replace = if op == "topk" {
+                        let replace = if kop == KOp::Top {
                             top < f || (top.is_nan() && !f.is_nan())
                         } else {
                             top > f || (top.is_nan() && !f.is_nan())
@@ -1059,26 +1108,40 @@ impl Evaluator<'_> {
                         }
                     }
                 }
-                "limitk" => {
-                    if (h.items.len() as i64) < k {
+                KOp::Limit => {
+                    if h.items.len() < k {
                         h.items.push((si, f));
                     }
                 }
-                _ => {
+                KOp::LimitRatio => {
                     if ratio_keep(ratio, ratio_sample_offset(input[si].metric.hash())) {
                         h.items.push((si, f));
                     }
                 }
             }
         }
-        for h in heaps.iter_mut().flatten() {
-            if op == "topk" || op == "bottomk" {
+        // Groups in the order of their index, as the selection is output group by group.
+        ks.used.sort_unstable();
+        for &gi in &ks.used {
+            let h = &mut ks.heaps[gi];
+            if matches!(kop, KOp::Top | KOp::Bottom) {
                 h.sort_reverse();
             }
             for &(si, f) in &h.items {
-                out.push(&input[si].metric, ts, f, input[si].drop_name, instant)?;
+                let s = &input[si];
+                if instant {
+                    out.push(&s.metric, ts, f, s.drop_name, true)?;
+                    continue;
+                }
+                if ks.slots[si] == usize::MAX {
+                    ks.slots[si] = out.slot(&s.metric, s.drop_name, false);
+                }
+                out.push_slot(ks.slots[si], ts, f)?;
             }
+            h.items.clear();
+            ks.marked[gi] = false;
         }
+        ks.used.clear();
         Ok(())
     }
 
