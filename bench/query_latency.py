@@ -9,7 +9,9 @@ measure.py's five runs per query are too few to tell small differences apart.
 
 `--verify MANIFEST` first runs measure.py's verify step (a `count_over_time` over the whole
 dataset per metric name of the gen_rw.py manifest); with `--warmup 1 --runs 5` the queries then
-follow measure.py's own order and count.
+follow measure.py's own order and count. `--pid PID` adds the server's peak and current
+resident memory (VmHWM, VmRSS) after the verify step and after each query, to see which query
+sets the peak of measure.py's query phase.
 """
 import argparse, http.client, json, os, statistics, time, urllib.parse
 
@@ -23,6 +25,7 @@ ap.add_argument("--queries", default=os.path.join(os.path.dirname(os.path.abspat
                                                    "../../shared/bench/queries_dashboard.txt"))
 ap.add_argument("--only", nargs="*", help="query names to run (default: all)")
 ap.add_argument("--verify", metavar="MANIFEST", help="gen_rw.py manifest.json: run measure.py's verify step first")
+ap.add_argument("--pid", type=int, help="the server's PID: print its VmHWM / VmRSS after each query")
 a = ap.parse_args()
 
 conn = http.client.HTTPConnection("127.0.0.1", a.port)
@@ -37,6 +40,15 @@ def get(path, params):
     return resp.status, time.perf_counter() - t
 
 
+def rss():
+    """' peak/now MiB' of the server (VmHWM / VmRSS), or '' without --pid."""
+    if not a.pid:
+        return ""
+    status = dict(l.split(":", 1) for l in open("/proc/%d/status" % a.pid) if ":" in l)
+    mib = lambda k: int(status[k].split()[0]) // 1024
+    return "  rss peak/now %d/%d MiB" % (mib("VmHWM"), mib("VmRSS"))
+
+
 if a.verify:
     man = json.load(open(a.verify))
     end_s = int(man["last_ts_ms"] // 1000) + 1
@@ -47,7 +59,7 @@ if a.verify:
         status, _ = get("/api/v1/query", {"query": q, "time": end_s})
         if status != 200:
             raise SystemExit("verify %s: HTTP %d" % (n, status))
-    print("verify: %.1f s" % (time.perf_counter() - t0))
+    print("verify: %.1f s%s" % (time.perf_counter() - t0, rss()))
 for line in open(a.queries):
     line = line.strip()
     if not line or line.startswith("#"):
@@ -66,4 +78,4 @@ for line in open(a.queries):
             raise SystemExit("%s: HTTP %d" % (name, status))
         if i >= a.warmup:
             lat.append(dt * 1000)
-    print("%-22s %-8s %8.2f ms median  %8.2f ms min" % (name, kind, statistics.median(lat), min(lat)))
+    print("%-22s %-8s %8.2f ms median  %8.2f ms min%s" % (name, kind, statistics.median(lat), min(lat), rss()))
