@@ -1013,8 +1013,9 @@ impl SampleIter for BlockSampleIter<'_> {
                 return;
             }
             let from = out.len();
-            let res = crate::chunkenc::xor::decode_chunk_cut(
+            let res = crate::chunkenc::xor::decode_chunk_cut_spanned(
                 TailedChunk::new(ext, data.len()),
+                (c.min_time, c.max_time),
                 lo,
                 hi,
                 out,

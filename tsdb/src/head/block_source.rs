@@ -14,6 +14,11 @@
 //! file was written in, so a few series' reads mapped tens of MiB into the process's RSS (the
 //! peak of the 100k-series replay came at each head block write).
 //!
+//! Each series' chunks are joined into chunks of up to
+//! [`crate::compact::BLOCK_CHUNK_MAX_SAMPLES`] samples ([`crate::compact::join_chunks`]): the
+//! head cuts a chunk every ~120 samples so that its open chunk stays small, which a block,
+//! read in long ranges, does not need.
+//!
 //! Series created after the source was made are not in it (as with any head querier); series
 //! without chunks inside the range are skipped by the writer.
 
@@ -185,6 +190,7 @@ impl SymbolSeriesSource for HeadBlockSource {
         }
         // The stored chunks are the older ones.
         chunks.rotate_left(in_memory);
+        crate::compact::join_chunks(chunks, crate::compact::BLOCK_CHUNK_MAX_SAMPLES);
         labels.extend(s.lset.iter().map(|&id| self.remap[id as usize]));
         Ok(true)
     }
