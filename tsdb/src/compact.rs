@@ -38,7 +38,8 @@ pub const SAMPLES_PER_CHUNK: usize = 120;
 /// 2h block instead of four, so a range query over blocks locates a quarter of the chunks and
 /// decodes the samples ~15–25% faster (the two first samples of a chunk, a varint time and a
 /// raw value, take the slow path, and each chunk sets up a decoder). The price is paid by
-/// queries that read a few samples of a block: the chunk holding them is decoded whole.
+/// queries that read a few samples of a block: the chunk holding them is decoded from its start
+/// up to them ([`crate::chunkenc::xor::decode_chunk_cut_spanned`]).
 pub const BLOCK_CHUNK_MAX_SAMPLES: usize = 480;
 /// Suffix of a block directory being written.
 pub const TMP_FOR_CREATION_SUFFIX: &str = ".tmp-for-creation";

@@ -966,7 +966,7 @@ pub fn decode_chunk_cut_spanned(
 const PREFIX_MIN_SAMPLES: usize = 160;
 
 /// Appends the first `k` samples (at most the chunk's) of the whole XOR chunk `chunk` to
-/// `out`; false, with `out` partly written past its old length, when they do not decode.
+/// `out`; false, with `out` as it was, when they do not decode.
 fn decode_prefix_into(chunk: TailedChunk<'_>, k: usize, out: &mut Vec<(i64, f64)>) -> bool {
     let n = num_samples(chunk.bytes()).min(k);
     let base = out.len();
